@@ -1,0 +1,75 @@
+// A dense, C-ordered, owning n-dimensional array. Deliberately small: ntkit's hot paths work on
+// raw pointers handed to BLAS; this type carries shape and storage across API boundaries.
+#pragma once
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "ntk/error.hpp"
+
+namespace ntk {
+
+using index_t = std::int64_t;
+using Shape = std::vector<index_t>;
+
+// Number of elements of a shape (1 for a scalar shape {}). Throws on negative dimensions or overflow.
+index_t numel(const Shape& shape);
+// "(2, 28, 28, 1)"
+std::string shape_string(const Shape& shape);
+// Shape without its leading (batch) axis; throws if shape is empty.
+Shape drop_first(const Shape& shape);
+
+template <class T>
+class Array {
+ public:
+  Array() = default;
+  explicit Array(Shape shape) : shape_(std::move(shape)), data_(static_cast<size_t>(numel(shape_))) {}
+  Array(Shape shape, std::vector<T> data) : shape_(std::move(shape)), data_(std::move(data)) {
+    if (static_cast<index_t>(data_.size()) != numel(shape_))
+      throw InvalidArgument("array of shape " + shape_string(shape_) + " given " +
+                            std::to_string(data_.size()) + " values");
+  }
+
+  const Shape& shape() const { return shape_; }
+  index_t dim(size_t axis) const { return shape_.at(axis); }
+  size_t ndim() const { return shape_.size(); }
+  index_t size() const { return static_cast<index_t>(data_.size()); }
+  bool empty() const { return data_.empty(); }
+
+  T* data() { return data_.data(); }
+  const T* data() const { return data_.data(); }
+  T& operator[](index_t i) { return data_[static_cast<size_t>(i)]; }
+  const T& operator[](index_t i) const { return data_[static_cast<size_t>(i)]; }
+  std::span<T> span() { return data_; }
+  std::span<const T> span() const { return data_; }
+  std::vector<T>& vector() { return data_; }
+  const std::vector<T>& vector() const { return data_; }
+
+  // Same data, new shape with the same number of elements.
+  void reshape(Shape shape) {
+    if (numel(shape) != size())
+      throw InvalidArgument("cannot reshape " + shape_string(shape_) + " to " + shape_string(shape));
+    shape_ = std::move(shape);
+  }
+
+ private:
+  Shape shape_;
+  std::vector<T> data_;
+};
+
+// Element-type conversion (float <-> double).
+template <class To, class From>
+Array<To> cast(const Array<From>& a) {
+  Array<To> out(a.shape());
+  for (index_t i = 0; i < a.size(); ++i) out[i] = static_cast<To>(a[i]);
+  return out;
+}
+
+// Index of the first NaN or Inf, or -1 if every value is finite.
+template <class T>
+index_t first_non_finite(const T* values, index_t count);
+template <class T>
+index_t first_non_finite(const Array<T>& a) { return first_non_finite(a.data(), a.size()); }
+
+}  // namespace ntk

@@ -1,0 +1,132 @@
+// The layer interface: everything about one layer lives behind it (shape rule, parameters and
+// their initialization, forward, VJP, JVP), in float32 and float64.
+//
+// Batched layout. Activations are (n, size) row-major, one row per example. Tangents and
+// cotangents carry k directions per example, laid out (n, k, size): direction kk of example i is
+// row i*k + kk. This is the layout of O output cotangents for a batch, which is what Jacobian
+// contraction and structured derivatives need.
+#pragma once
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ntk/array.hpp"
+#include "ntk/spec.hpp"
+
+namespace ntk {
+
+enum class Parameterization { ntk, standard };
+Parameterization parse_parameterization(const std::string& s);  // "ntk" | "standard"
+const char* to_string(Parameterization p);
+
+// Network-wide defaults for W_std, b_std and parameterization; a layer's own argument wins.
+struct NetworkDefaults {
+  double W_std = 1.0;
+  std::optional<double> b_std;  // nullopt: no bias
+  Parameterization parameterization = Parameterization::ntk;
+};
+
+// One parameter tensor of a layer. Values are drawn N(0, init_std^2); under NTK parameterization
+// init_std is 1 and the layer scales in forward, under standard parameterization it is the scale.
+struct ParamSpec {
+  std::string name;  // "W" or "b"
+  Shape shape;
+  double init_std = 1.0;
+};
+
+// Where a VJP accumulates parameter cotangents. Row r starts at data + r*stride, where r = kk
+// (summed over examples) or r = i*k + kk (per example, i.e. Jacobian rows). data points at this
+// layer's slice of the row, so stride is the length of a whole parameter row.
+template <class T>
+struct ParamCotangent {
+  T* data = nullptr;  // nullptr: parameter cotangents are not needed
+  index_t stride = 0;
+  bool per_example = false;
+  T* row(index_t example, index_t direction, index_t k) const {
+    return data + (per_example ? example * k + direction : direction) * stride;
+  }
+};
+
+class Layer {
+ public:
+  virtual ~Layer() = default;
+
+  virtual std::string name() const = 0;
+  // The layer with every argument spelled out, e.g. "Dense(512, W_std=1, b_std=none, parameterization=ntk)".
+  virtual std::string describe() const = 0;
+
+  // Fixes the per-example input shape; throws InvalidArgument if the layer cannot take it.
+  void build(const Shape& in_shape);
+  const Shape& in_shape() const { return in_shape_; }
+  const Shape& out_shape() const { return out_shape_; }
+  index_t in_size() const { return in_size_; }
+  index_t out_size() const { return out_size_; }
+
+  // Parameter tensors, valid after build; stored contiguously in this order.
+  virtual std::vector<ParamSpec> param_specs() const { return {}; }
+  index_t num_params() const;
+
+  // y (n, out) = f(theta, x (n, in)).
+  virtual void forward(const float* theta, const float* x, float* y, index_t n) const = 0;
+  virtual void forward(const double* theta, const double* x, double* y, index_t n) const = 0;
+
+  // Reverse mode at (theta, x) with y = forward(theta, x): g_in (n, k, in) = J_xᵀ g_out, written
+  // (skipped if g_in is null); parameter cotangents J_thetaᵀ g_out accumulated into g_theta.
+  virtual void vjp(const float* theta, const float* x, const float* y, index_t n, index_t k,
+                   const float* g_out, float* g_in, ParamCotangent<float> g_theta) const = 0;
+  virtual void vjp(const double* theta, const double* x, const double* y, index_t n, index_t k,
+                   const double* g_out, double* g_in, ParamCotangent<double> g_theta) const = 0;
+
+  // Forward mode: t_out (n, k, out) = J_x t_in + J_theta t_theta[kk], written. t_in (n, k, in)
+  // may be null (zero input tangent); t_theta row kk starts at t_theta + kk*t_theta_stride and
+  // may be null (zero parameter tangent).
+  virtual void jvp(const float* theta, const float* x, const float* y, index_t n, index_t k,
+                   const float* t_in, const float* t_theta, index_t t_theta_stride, float* t_out) const = 0;
+  virtual void jvp(const double* theta, const double* x, const double* y, index_t n, index_t k,
+                   const double* t_in, const double* t_theta, index_t t_theta_stride, double* t_out) const = 0;
+
+ protected:
+  // Returns the output shape for in_shape and records what the layer derives from it (fan-in...).
+  virtual Shape infer_shape(const Shape& in_shape) = 0;
+
+ private:
+  Shape in_shape_, out_shape_;
+  index_t in_size_ = 0, out_size_ = 0;
+};
+
+// Implements the float and double virtuals of Layer by forwarding to the derived class's member
+// templates forward_t, vjp_t and jvp_t, so each layer writes its math once.
+template <class Derived>
+class LayerImpl : public Layer {
+ public:
+  void forward(const float* th, const float* x, float* y, index_t n) const override { self().forward_t(th, x, y, n); }
+  void forward(const double* th, const double* x, double* y, index_t n) const override { self().forward_t(th, x, y, n); }
+  void vjp(const float* th, const float* x, const float* y, index_t n, index_t k, const float* g_out, float* g_in,
+           ParamCotangent<float> g_th) const override {
+    self().vjp_t(th, x, y, n, k, g_out, g_in, g_th);
+  }
+  void vjp(const double* th, const double* x, const double* y, index_t n, index_t k, const double* g_out,
+           double* g_in, ParamCotangent<double> g_th) const override {
+    self().vjp_t(th, x, y, n, k, g_out, g_in, g_th);
+  }
+  void jvp(const float* th, const float* x, const float* y, index_t n, index_t k, const float* t_in,
+           const float* t_th, index_t stride, float* t_out) const override {
+    self().jvp_t(th, x, y, n, k, t_in, t_th, stride, t_out);
+  }
+  void jvp(const double* th, const double* x, const double* y, index_t n, index_t k, const double* t_in,
+           const double* t_th, index_t stride, double* t_out) const override {
+    self().jvp_t(th, x, y, n, k, t_in, t_th, stride, t_out);
+  }
+
+ private:
+  const Derived& self() const { return static_cast<const Derived&>(*this); }
+};
+
+// Builds a layer from its parsed spec (not Residual, which the Network handles). Throws
+// ParseError for unknown layers or bad arguments, naming the token and position.
+std::unique_ptr<Layer> make_layer(const LayerSpec& spec, const NetworkDefaults& defaults);
+// Names make_layer accepts, plus "Residual".
+std::vector<std::string> layer_names();
+
+}  // namespace ntk

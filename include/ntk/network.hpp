@@ -1,0 +1,110 @@
+// A network built from a spec: a tree of layers (serial lists and Residual blocks) flattened into
+// a program of steps over activation buffers. It owns shape inference, the flat parameter buffer
+// and its named views, forward passes that keep the activations (a Trace), and reverse / forward
+// mode derivatives with k directions per example.
+#pragma once
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ntk/array.hpp"
+#include "ntk/io.hpp"
+#include "ntk/layer.hpp"
+
+namespace ntk {
+
+// A named slice of the flat parameter buffer, e.g. "2.0.W" at [offset, offset + numel(shape)).
+struct ParamView {
+  std::string name;
+  index_t offset = 0;
+  Shape shape;
+  double init_std = 1.0;
+  int layer = 0;  // index into Network::layers()
+};
+
+// Activations of every buffer of the program for one batch of n examples.
+template <class T>
+struct Trace {
+  index_t n = 0;
+  std::vector<std::vector<T>> buffers;  // buffers[b] is (n, buffer_size(b))
+};
+
+class Network {
+ public:
+  // input_shape is per example: {d} for vectors, {H, W, C} for images.
+  Network(const std::string& spec, const Shape& input_shape, const NetworkDefaults& defaults = {});
+  Network(const Network&) = delete;
+  Network& operator=(const Network&) = delete;
+  Network(Network&&) noexcept;
+  Network& operator=(Network&&) noexcept;
+  ~Network();
+
+  const Shape& input_shape() const { return input_shape_; }
+  const Shape& output_shape() const { return output_shape_; }
+  index_t input_size() const { return numel(input_shape_); }
+  index_t output_size() const { return numel(output_shape_); }
+  index_t num_params() const { return num_params_; }
+  const std::vector<ParamView>& param_views() const { return views_; }
+  const std::vector<std::unique_ptr<Layer>>& layers() const { return layers_; }
+  // Path ("2.0") of every layer, parallel to layers().
+  const std::vector<std::string>& layer_paths() const { return paths_; }
+  // The spec with every argument spelled out; one line per layer with shapes and parameters.
+  std::string describe() const;
+  std::string summary() const;
+
+  // Parameters drawn from the counter-based generator: identical for a seed whatever the thread
+  // count; float32 parameters are the float64 ones rounded.
+  template <class T>
+  std::vector<T> init(std::uint64_t seed) const;
+
+  // Parameter file <-> flat buffer. from_npz checks every key and shape and that values are finite.
+  template <class T>
+  std::vector<T> params_from_npz(const std::map<std::string, RawArray>& arrays) const;
+  template <class T>
+  std::map<std::string, RawArray> params_to_npz(const std::vector<T>& theta) const;
+
+  // Outputs (N, output_shape...) for inputs (N, input_shape...). Checks shapes and finiteness,
+  // works through the batch in chunks of at most batch_chunk examples to bound memory.
+  template <class T>
+  Array<T> apply(const std::vector<T>& theta, const Array<T>& x, index_t batch_chunk = 256) const;
+
+  // Forward pass over n examples (x is (n, input_size)), keeping every activation. The output is
+  // trace.buffers.back().
+  template <class T>
+  void forward(const T* theta, const T* x, index_t n, Trace<T>& trace) const;
+
+  // Reverse mode at the trace: g_out (n, k, output_size) -> input cotangent (n, k, input_size)
+  // (skipped if g_in is null) and parameter cotangents accumulated into g_theta (a full parameter
+  // row per direction, or per example and direction: then these are Jacobian rows).
+  template <class T>
+  void vjp(const T* theta, const Trace<T>& trace, index_t k, const T* g_out, T* g_in, ParamCotangent<T> g_theta) const;
+
+  // Forward mode at the trace: t_out (n, k, output_size) = J_x t_in + J_theta t_theta[kk].
+  // t_in (n, k, input_size) may be null; t_theta is k rows of stride t_theta_stride, may be null.
+  template <class T>
+  void jvp(const T* theta, const Trace<T>& trace, index_t k, const T* t_in, const T* t_theta, index_t t_theta_stride,
+           T* t_out) const;
+
+  index_t buffer_size(size_t b) const { return buffer_sizes_[b]; }
+
+ private:
+  struct Step {
+    int layer = -1;       // >= 0: layer step; -1: residual add of buffers in and skip
+    int in = 0, skip = 0;  // buffer indices
+    int out = 0;
+  };
+  int build(const std::vector<LayerSpec>& specs, int in_buffer, const std::string& prefix, const NetworkDefaults& d);
+
+  Shape input_shape_, output_shape_;
+  std::vector<std::unique_ptr<Layer>> layers_;
+  std::vector<std::string> paths_;
+  std::vector<index_t> layer_param_offset_;
+  std::vector<ParamView> views_;
+  std::vector<Step> steps_;
+  std::vector<Shape> buffer_shapes_;
+  std::vector<index_t> buffer_sizes_;
+  index_t num_params_ = 0;
+};
+
+}  // namespace ntk

@@ -1,0 +1,44 @@
+#include "ntk/array.hpp"
+
+#include <cmath>
+#include <limits>
+
+namespace ntk {
+
+index_t numel(const Shape& shape) {
+  index_t n = 1;
+  for (index_t d : shape) {
+    if (d < 0) throw InvalidArgument("negative dimension in shape " + shape_string(shape));
+    if (d != 0 && n > std::numeric_limits<index_t>::max() / d)
+      throw InvalidArgument("shape " + shape_string(shape) + " has too many elements");
+    n *= d;
+  }
+  return n;
+}
+
+std::string shape_string(const Shape& shape) {
+  std::string s = "(";
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (i) s += ", ";
+    s += std::to_string(shape[i]);
+  }
+  if (shape.size() == 1) s += ",";
+  return s + ")";
+}
+
+Shape drop_first(const Shape& shape) {
+  if (shape.empty()) throw InvalidArgument("expected an array with a leading batch axis, got a scalar");
+  return Shape(shape.begin() + 1, shape.end());
+}
+
+template <class T>
+index_t first_non_finite(const T* values, index_t count) {
+  for (index_t i = 0; i < count; ++i)
+    if (!std::isfinite(values[i])) return i;
+  return -1;
+}
+
+template index_t first_non_finite<float>(const float*, index_t);
+template index_t first_non_finite<double>(const double*, index_t);
+
+}  // namespace ntk

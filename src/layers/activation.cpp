@@ -1,0 +1,121 @@
+// Elementwise nonlinearities. Each is a pair (phi, phi') applied row by row; the tangent and
+// cotangent rules are both multiplication by phi'(x) of the row's example.
+#include <cmath>
+#include <numbers>
+
+#include "layers.hpp"
+#include "ntk/error.hpp"
+
+namespace ntk::detail {
+namespace {
+
+enum class Kind { relu, leaky_relu, abs, erf, gelu, tanh, sigmoid, identity };
+
+template <class T>
+T phi(Kind kind, T x, T alpha) {
+  switch (kind) {
+    case Kind::relu: return x > T(0) ? x : T(0);
+    case Kind::leaky_relu: return x > T(0) ? x : alpha * x;
+    case Kind::abs: return std::abs(x);
+    case Kind::erf: return std::erf(x);
+    case Kind::gelu: return T(0.5) * x * std::erfc(-x / std::numbers::sqrt2_v<T>);  // exact: x·Φ(x)
+    case Kind::tanh: return std::tanh(x);
+    case Kind::sigmoid: return T(1) / (T(1) + std::exp(-x));
+    case Kind::identity: return x;
+  }
+  return x;
+}
+
+// Derivative. At kinks we take PyTorch's values (relu'(0) = 0, abs'(0) = 0) so that
+// empirical kernels match autograd exactly.
+template <class T>
+T dphi(Kind kind, T x, T alpha) {
+  switch (kind) {
+    case Kind::relu: return x > T(0) ? T(1) : T(0);
+    case Kind::leaky_relu: return x > T(0) ? T(1) : alpha;
+    case Kind::abs: return x > T(0) ? T(1) : (x < T(0) ? T(-1) : T(0));
+    case Kind::erf: return T(2) / std::sqrt(std::numbers::pi_v<T>) * std::exp(-x * x);
+    case Kind::gelu:
+      return T(0.5) * std::erfc(-x / std::numbers::sqrt2_v<T>) +
+             x * std::exp(T(-0.5) * x * x) / std::sqrt(T(2) * std::numbers::pi_v<T>);
+    case Kind::tanh: {
+      T t = std::tanh(x);
+      return T(1) - t * t;
+    }
+    case Kind::sigmoid: {
+      T s = T(1) / (T(1) + std::exp(-x));
+      return s * (T(1) - s);
+    }
+    case Kind::identity: return T(1);
+  }
+  return T(1);
+}
+
+class Activation final : public LayerImpl<Activation> {
+ public:
+  Activation(std::string name, Kind kind, double alpha) : name_(std::move(name)), kind_(kind), alpha_(alpha) {}
+
+  std::string name() const override { return name_; }
+  std::string describe() const override {
+    return kind_ == Kind::leaky_relu ? name_ + "(" + format_number(alpha_) + ")" : name_;
+  }
+
+  template <class T>
+  void forward_t(const T*, const T* x, T* y, index_t n) const {
+    const T a = T(alpha_);
+    for (index_t i = 0, e = n * in_size(); i < e; ++i) y[i] = phi(kind_, x[i], a);
+  }
+
+  // Both directions multiply each of the k rows of example i by phi'(x_i).
+  template <class T>
+  void scale_rows(const T* x, index_t n, index_t k, const T* in, T* out) const {
+    const T a = T(alpha_);
+    const index_t d = in_size();
+    for (index_t i = 0; i < n; ++i)
+      for (index_t j = 0; j < d; ++j) {
+        T slope = dphi(kind_, x[i * d + j], a);
+        for (index_t kk = 0; kk < k; ++kk) out[(i * k + kk) * d + j] = slope * in[(i * k + kk) * d + j];
+      }
+  }
+
+  template <class T>
+  void vjp_t(const T*, const T* x, const T*, index_t n, index_t k, const T* g_out, T* g_in, ParamCotangent<T>) const {
+    if (g_in) scale_rows(x, n, k, g_out, g_in);
+  }
+
+  template <class T>
+  void jvp_t(const T*, const T* x, const T*, index_t n, index_t k, const T* t_in, const T*, index_t, T* t_out) const {
+    if (t_in)
+      scale_rows(x, n, k, t_in, t_out);
+    else
+      std::fill(t_out, t_out + n * k * out_size(), T(0));
+  }
+
+ protected:
+  Shape infer_shape(const Shape& in) override { return in; }
+
+ private:
+  std::string name_;
+  Kind kind_;
+  double alpha_;
+};
+
+}  // namespace
+
+std::unique_ptr<Layer> make_activation(const LayerSpec& spec) {
+  static const std::pair<const char*, Kind> kinds[] = {
+      {"Relu", Kind::relu}, {"LeakyRelu", Kind::leaky_relu}, {"Abs", Kind::abs}, {"Erf", Kind::erf},
+      {"Gelu", Kind::gelu}, {"Tanh", Kind::tanh}, {"Sigmoid", Kind::sigmoid}, {"Identity", Kind::identity}};
+  for (const auto& [name, kind] : kinds) {
+    if (spec.name != name) continue;
+    if (kind == Kind::leaky_relu) {
+      ArgReader args(spec, {"alpha"});
+      return std::make_unique<Activation>(name, kind, args.get_double("alpha", 0.01));
+    }
+    ArgReader args(spec, {});  // rejects any argument
+    return std::make_unique<Activation>(name, kind, 0.0);
+  }
+  throw std::logic_error("make_activation: not an activation: " + spec.name);
+}
+
+}  // namespace ntk::detail

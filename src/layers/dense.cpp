@@ -1,0 +1,126 @@
+// Dense: y = s·x·W + c·b over the last axis (applied at every position of image-shaped inputs),
+// with s = W_std/√fan_in, c = b_std under NTK parameterization and s = c = 1 under standard.
+#include <cmath>
+
+#include "../blas.hpp"
+#include "layers.hpp"
+#include "ntk/error.hpp"
+
+namespace ntk::detail {
+namespace {
+
+class Dense final : public LayerImpl<Dense> {
+ public:
+  Dense(index_t out, AffineOptions o) : out_(out), o_(o) {}
+
+  std::string name() const override { return "Dense"; }
+  std::string describe() const override { return "Dense(" + std::to_string(out_) + ", " + describe_affine(o_) + ")"; }
+
+  std::vector<ParamSpec> param_specs() const override {
+    bool standard = o_.parameterization == Parameterization::standard;
+    std::vector<ParamSpec> p{{"W", {fan_in_, out_}, standard ? o_.W_std / std::sqrt(double(fan_in_)) : 1.0}};
+    if (o_.b_std) p.push_back({"b", {out_}, standard ? *o_.b_std : 1.0});
+    return p;
+  }
+
+  template <class T>
+  void forward_t(const T* th, const T* x, T* y, index_t n) const {
+    index_t rows = n * positions();
+    gemm(false, false, rows, out_, fan_in_, w_scale<T>(), x, fan_in_, th, out_, T(0), y, out_);
+    if (o_.b_std) add_bias(th + fan_in_ * out_, y, rows);
+  }
+
+  template <class T>
+  void vjp_t(const T* th, const T* x, const T*, index_t n, index_t k, const T* g_out, T* g_in,
+             ParamCotangent<T> g_th) const {
+    const T s = w_scale<T>();
+    const index_t pos = positions();
+    if (g_in) gemm(false, true, n * k * pos, fan_in_, out_, s, g_out, out_, th, out_, T(0), g_in, fan_in_);
+    if (!g_th.data) return;
+    if (!g_th.per_example && pos == 1) {
+      // All examples at once: dW_kk = s·Xᵀ·G[:, kk, :], the G rows strided by k.
+      for (index_t kk = 0; kk < k; ++kk)
+        gemm(true, false, fan_in_, out_, n, s, x, fan_in_, g_out + kk * out_, k * out_, T(1), g_th.row(0, kk, k), out_);
+    } else {
+      for (index_t i = 0; i < n; ++i)
+        for (index_t kk = 0; kk < k; ++kk)
+          gemm(true, false, fan_in_, out_, pos, s, x + i * pos * fan_in_, fan_in_, g_out + (i * k + kk) * pos * out_,
+               out_, T(1), g_th.row(i, kk, k), out_);
+    }
+    if (!o_.b_std) return;
+    const T c = b_scale<T>();
+    for (index_t i = 0; i < n; ++i)
+      for (index_t kk = 0; kk < k; ++kk) {
+        T* db = g_th.row(i, kk, k) + fan_in_ * out_;
+        const T* g = g_out + (i * k + kk) * pos * out_;
+        for (index_t p = 0; p < pos; ++p)
+          for (index_t o = 0; o < out_; ++o) db[o] += c * g[p * out_ + o];
+      }
+  }
+
+  template <class T>
+  void jvp_t(const T* th, const T* x, const T*, index_t n, index_t k, const T* t_in, const T* t_th,
+             index_t stride, T* t_out) const {
+    const T s = w_scale<T>();
+    const index_t pos = positions();
+    const index_t rows = n * k * pos;
+    if (t_in)
+      gemm(false, false, rows, out_, fan_in_, s, t_in, fan_in_, th, out_, T(0), t_out, out_);
+    else
+      std::fill(t_out, t_out + rows * out_, T(0));
+    if (!t_th) return;
+    for (index_t kk = 0; kk < k; ++kk) {
+      const T* dW = t_th + kk * stride;
+      if (pos == 1) {
+        gemm(false, false, n, out_, fan_in_, s, x, fan_in_, dW, out_, T(1), t_out + kk * out_, k * out_);
+      } else {
+        for (index_t i = 0; i < n; ++i)
+          gemm(false, false, pos, out_, fan_in_, s, x + i * pos * fan_in_, fan_in_, dW, out_, T(1),
+               t_out + (i * k + kk) * pos * out_, out_);
+      }
+      if (o_.b_std)
+        for (index_t i = 0; i < n; ++i) add_bias(dW + fan_in_ * out_, t_out + (i * k + kk) * pos * out_, pos);
+    }
+  }
+
+ protected:
+  Shape infer_shape(const Shape& in) override {
+    if (in.empty()) throw InvalidArgument("Dense needs at least one input axis");
+    fan_in_ = in.back();
+    if (fan_in_ < 1) throw InvalidArgument("Dense input has an empty last axis " + shape_string(in));
+    Shape out = in;
+    out.back() = out_;
+    return out;
+  }
+
+ private:
+  index_t positions() const { return in_size() / fan_in_; }
+  template <class T>
+  T w_scale() const {
+    return o_.parameterization == Parameterization::ntk ? T(o_.W_std / std::sqrt(double(fan_in_))) : T(1);
+  }
+  template <class T>
+  T b_scale() const {
+    return o_.parameterization == Parameterization::ntk ? T(*o_.b_std) : T(1);
+  }
+  template <class T>
+  void add_bias(const T* b, T* y, index_t rows) const {
+    const T c = b_scale<T>();
+    for (index_t r = 0; r < rows; ++r)
+      for (index_t o = 0; o < out_; ++o) y[r * out_ + o] += c * b[o];
+  }
+
+  index_t out_;
+  AffineOptions o_;
+  index_t fan_in_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<Layer> make_dense(const LayerSpec& spec, const NetworkDefaults& defaults) {
+  ArgReader args(spec, {"out", "W_std", "b_std", "parameterization"});
+  index_t out = args.get_int("out");
+  return std::make_unique<Dense>(out, read_affine_options(args, defaults));
+}
+
+}  // namespace ntk::detail

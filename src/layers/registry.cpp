@@ -1,0 +1,102 @@
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <map>
+
+#include "layers.hpp"
+#include "ntk/error.hpp"
+
+namespace ntk {
+
+Parameterization parse_parameterization(const std::string& s) {
+  if (s == "ntk") return Parameterization::ntk;
+  if (s == "standard") return Parameterization::standard;
+  throw InvalidArgument("parameterization must be 'ntk' or 'standard', got '" + s + "'");
+}
+
+const char* to_string(Parameterization p) { return p == Parameterization::ntk ? "ntk" : "standard"; }
+
+void Layer::build(const Shape& in_shape) {
+  out_shape_ = infer_shape(in_shape);
+  in_shape_ = in_shape;
+  in_size_ = numel(in_shape_);
+  out_size_ = numel(out_shape_);
+}
+
+index_t Layer::num_params() const {
+  index_t total = 0;
+  for (const auto& p : param_specs()) total += numel(p.shape);
+  return total;
+}
+
+namespace {
+using Factory = std::function<std::unique_ptr<Layer>(const LayerSpec&, const NetworkDefaults&)>;
+
+const std::map<std::string, Factory>& registry() {
+  static const std::map<std::string, Factory> r = [] {
+    std::map<std::string, Factory> m;
+    m["Dense"] = detail::make_dense;
+    m["Conv"] = detail::make_conv;
+    for (const char* name : {"Relu", "LeakyRelu", "Abs", "Erf", "Gelu", "Tanh", "Sigmoid", "Identity"})
+      m[name] = [](const LayerSpec& s, const NetworkDefaults&) { return detail::make_activation(s); };
+    m["AvgPool"] = [](const LayerSpec& s, const NetworkDefaults&) { return detail::make_avg_pool(s); };
+    m["GlobalAvgPool"] = [](const LayerSpec& s, const NetworkDefaults&) { return detail::make_global_avg_pool(s); };
+    m["Flatten"] = [](const LayerSpec& s, const NetworkDefaults&) { return detail::make_flatten(s); };
+    m["LayerNorm"] = [](const LayerSpec& s, const NetworkDefaults&) { return detail::make_layer_norm(s); };
+    return m;
+  }();
+  return r;
+}
+}  // namespace
+
+std::vector<std::string> layer_names() {
+  std::vector<std::string> names;
+  for (const auto& [name, f] : registry()) names.push_back(name);
+  names.push_back("Residual");
+  return names;
+}
+
+std::unique_ptr<Layer> make_layer(const LayerSpec& spec, const NetworkDefaults& defaults) {
+  auto it = registry().find(spec.name);
+  if (it == registry().end()) {
+    std::string known;
+    for (const auto& n : layer_names()) known += (known.empty() ? "" : ", ") + n;
+    throw ParseError("spec: unknown layer '" + spec.name + "' at position " + std::to_string(spec.pos) +
+                     " (known layers: " + known + ")");
+  }
+  if (!spec.children.empty())
+    throw ParseError("spec: " + spec.name + " at position " + std::to_string(spec.pos) +
+                     " does not take layers as arguments (only Residual does)");
+  return it->second(spec, defaults);
+}
+
+namespace detail {
+
+AffineOptions read_affine_options(const ArgReader& args, const NetworkDefaults& d) {
+  AffineOptions o;
+  o.W_std = args.get_double("W_std", d.W_std);
+  o.b_std = args.get_optional_double("b_std", d.b_std);
+  std::string p = args.get_choice("parameterization", {"ntk", "standard"}, to_string(d.parameterization));
+  o.parameterization = parse_parameterization(p);
+  return o;
+}
+
+std::string format_number(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.17g", v);
+  // Prefer the shortest text that round-trips.
+  for (int prec = 1; prec <= 17; ++prec) {
+    char s[32];
+    std::snprintf(s, sizeof s, "%.*g", prec, v);
+    if (std::strtod(s, nullptr) == v) return s;
+  }
+  return buf;
+}
+
+std::string describe_affine(const AffineOptions& o) {
+  return "W_std=" + format_number(o.W_std) + ", b_std=" + (o.b_std ? format_number(*o.b_std) : "none") +
+         ", parameterization=" + to_string(o.parameterization);
+}
+
+}  // namespace detail
+}  // namespace ntk

@@ -1,0 +1,288 @@
+#include "ntk/network.hpp"
+
+#include <algorithm>
+#include <sstream>
+
+#include "ntk/error.hpp"
+#include "ntk/rng.hpp"
+
+namespace ntk {
+
+Network::Network(Network&&) noexcept = default;
+Network& Network::operator=(Network&&) noexcept = default;
+Network::~Network() = default;
+
+Network::Network(const std::string& spec, const Shape& input_shape, const NetworkDefaults& defaults)
+    : input_shape_(input_shape) {
+  if (input_shape.empty()) throw InvalidArgument("input shape is empty; give the per-example shape, e.g. 784 or 28,28,1");
+  for (index_t d : input_shape)
+    if (d < 1) throw InvalidArgument("input shape " + shape_string(input_shape) + " has a non-positive dimension");
+  buffer_shapes_.push_back(input_shape_);
+  int out = build(parse_spec(spec), 0, "", defaults);
+  output_shape_ = buffer_shapes_[static_cast<size_t>(out)];
+  for (const Shape& s : buffer_shapes_) buffer_sizes_.push_back(numel(s));
+}
+
+int Network::build(const std::vector<LayerSpec>& specs, int in_buffer, const std::string& prefix,
+                   const NetworkDefaults& d) {
+  int cur = in_buffer;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const LayerSpec& s = specs[i];
+    const std::string path = prefix + std::to_string(i);
+    const Shape& in_shape = buffer_shapes_[static_cast<size_t>(cur)];
+    if (s.name == "Residual") {
+      if (!s.args.empty())
+        throw ParseError("spec: Residual at position " + std::to_string(s.pos) + " takes only layers, not '" +
+                         s.args.front().value + "' at position " + std::to_string(s.args.front().pos));
+      if (s.children.empty())
+        throw ParseError("spec: Residual at position " + std::to_string(s.pos) + " needs at least one layer inside");
+      int block_out = build(s.children, cur, path + ".", d);
+      if (buffer_shapes_[static_cast<size_t>(block_out)] != in_shape)
+        throw InvalidArgument("Residual at position " + std::to_string(s.pos) + ": its block maps " +
+                              shape_string(in_shape) + " to " + shape_string(buffer_shapes_[static_cast<size_t>(block_out)]) +
+                              "; x + block(x) needs equal shapes (use padding=SAME and the same channel count)");
+      buffer_shapes_.push_back(in_shape);
+      int out = static_cast<int>(buffer_shapes_.size()) - 1;
+      steps_.push_back({-1, block_out, cur, out});
+      cur = out;
+      continue;
+    }
+    std::unique_ptr<Layer> layer = make_layer(s, d);
+    try {
+      layer->build(in_shape);
+    } catch (const InvalidArgument& e) {
+      throw InvalidArgument("layer " + path + " (" + s.name + " at spec position " + std::to_string(s.pos) +
+                            "): " + e.what());
+    }
+    int index = static_cast<int>(layers_.size());
+    layer_param_offset_.push_back(num_params_);
+    for (const ParamSpec& p : layer->param_specs()) {
+      views_.push_back({path + "." + p.name, num_params_, p.shape, p.init_std, index});
+      num_params_ += numel(p.shape);
+    }
+    buffer_shapes_.push_back(layer->out_shape());
+    int out = static_cast<int>(buffer_shapes_.size()) - 1;
+    steps_.push_back({index, cur, 0, out});
+    layers_.push_back(std::move(layer));
+    paths_.push_back(path);
+    cur = out;
+  }
+  return cur;
+}
+
+std::string Network::describe() const {
+  // Rebuild the nesting from the paths: a layer at depth > 0 sits inside Residual blocks.
+  std::string out;
+  std::vector<std::string> open;  // path prefixes of the Residual blocks currently open
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const std::string& path = paths_[i];
+    std::vector<std::string> parents;
+    for (size_t p = path.find('.'); p != std::string::npos; p = path.find('.', p + 1)) parents.push_back(path.substr(0, p));
+    size_t common = 0;
+    while (common < open.size() && common < parents.size() && open[common] == parents[common]) ++common;
+    bool first_in_block = false;
+    while (open.size() > common) {
+      out += ")";
+      open.pop_back();
+    }
+    while (open.size() < parents.size()) {
+      out += (out.empty() || out.back() == '(') ? "Residual(" : ", Residual(";
+      open.push_back(parents[open.size()]);
+      first_in_block = true;
+    }
+    if (!first_in_block && !out.empty()) out += ", ";
+    out += layers_[i]->describe();
+  }
+  out.append(open.size(), ')');
+  return out;
+}
+
+std::string Network::summary() const {
+  std::ostringstream s;
+  s << "input " << shape_string(input_shape_) << "\n";
+  for (size_t i = 0; i < layers_.size(); ++i)
+    s << "  " << paths_[i] << "  " << layers_[i]->describe() << " -> " << shape_string(layers_[i]->out_shape())
+      << ", " << layers_[i]->num_params() << " params\n";
+  s << "output " << shape_string(output_shape_) << ", " << num_params_ << " params in total";
+  return s.str();
+}
+
+template <class T>
+std::vector<T> Network::init(std::uint64_t seed) const {
+  std::vector<T> theta(static_cast<size_t>(num_params_));
+  for (const ParamView& v : views_) {
+    const std::uint64_t stream = stream_id(v.name.c_str());
+    const index_t count = numel(v.shape);
+    for (index_t j = 0; j < count; ++j)
+      theta[static_cast<size_t>(v.offset + j)] = static_cast<T>(v.init_std * normal(seed, stream, static_cast<std::uint64_t>(j)));
+  }
+  return theta;
+}
+
+template <class T>
+std::vector<T> Network::params_from_npz(const std::map<std::string, RawArray>& arrays) const {
+  std::vector<T> theta(static_cast<size_t>(num_params_));
+  for (const ParamView& v : views_) {
+    auto it = arrays.find(v.name);
+    if (it == arrays.end())
+      throw InvalidArgument("parameter file has no array '" + v.name + "' (shape " + shape_string(v.shape) +
+                            ") needed by layer " + paths_[static_cast<size_t>(v.layer)] + " " +
+                            layers_[static_cast<size_t>(v.layer)]->describe() +
+                            "; was it made for another spec or --b-std?");
+    if (it->second.shape != v.shape)
+      throw InvalidArgument("parameter '" + v.name + "' has shape " + shape_string(it->second.shape) + " but layer " +
+                            layers_[static_cast<size_t>(v.layer)]->describe() + " needs " + shape_string(v.shape));
+    Array<T> a = it->second.as<T>();
+    if (index_t bad = first_non_finite(a); bad >= 0)
+      throw InvalidArgument("parameter '" + v.name + "' has a non-finite value at flat index " + std::to_string(bad));
+    std::copy(a.data(), a.data() + a.size(), theta.begin() + v.offset);
+  }
+  for (const auto& [key, value] : arrays) {
+    bool known = std::any_of(views_.begin(), views_.end(), [&](const ParamView& v) { return v.name == key; });
+    if (!known)
+      throw InvalidArgument("parameter file has an array '" + key + "' that no layer of the network uses; was it made for another spec?");
+  }
+  return theta;
+}
+
+template <class T>
+std::map<std::string, RawArray> Network::params_to_npz(const std::vector<T>& theta) const {
+  if (static_cast<index_t>(theta.size()) != num_params_)
+    throw InvalidArgument("parameter vector has " + std::to_string(theta.size()) + " values, the network needs " +
+                          std::to_string(num_params_));
+  std::map<std::string, RawArray> out;
+  for (const ParamView& v : views_) {
+    Array<T> a(v.shape);
+    std::copy(theta.begin() + v.offset, theta.begin() + v.offset + a.size(), a.data());
+    out[v.name] = RawArray::from(a);
+  }
+  return out;
+}
+
+template <class T>
+void Network::forward(const T* theta, const T* x, index_t n, Trace<T>& trace) const {
+  trace.n = n;
+  trace.buffers.resize(buffer_sizes_.size());
+  trace.buffers[0].assign(x, x + n * buffer_sizes_[0]);
+  for (const Step& s : steps_) {
+    std::vector<T>& out = trace.buffers[static_cast<size_t>(s.out)];
+    out.resize(static_cast<size_t>(n * buffer_sizes_[static_cast<size_t>(s.out)]));
+    if (s.layer >= 0) {
+      layers_[static_cast<size_t>(s.layer)]->forward(theta + layer_param_offset_[static_cast<size_t>(s.layer)],
+                                                     trace.buffers[static_cast<size_t>(s.in)].data(), out.data(), n);
+    } else {
+      const auto& a = trace.buffers[static_cast<size_t>(s.in)];
+      const auto& b = trace.buffers[static_cast<size_t>(s.skip)];
+      for (size_t j = 0; j < out.size(); ++j) out[j] = a[j] + b[j];
+    }
+  }
+}
+
+template <class T>
+Array<T> Network::apply(const std::vector<T>& theta, const Array<T>& x, index_t batch_chunk) const {
+  if (static_cast<index_t>(theta.size()) != num_params_)
+    throw InvalidArgument("got " + std::to_string(theta.size()) + " parameters, the network has " + std::to_string(num_params_));
+  if (x.ndim() == 0 || drop_first(x.shape()) != input_shape_)
+    throw InvalidArgument("input has shape " + shape_string(x.shape()) + " but the network takes (N, " +
+                          shape_string(input_shape_).substr(1));
+  if (x.dim(0) == 0) throw InvalidArgument("input has no examples (shape " + shape_string(x.shape()) + ")");
+  if (index_t bad = first_non_finite(x); bad >= 0)
+    throw InvalidArgument("input has a non-finite value (NaN or Inf) in example " + std::to_string(bad / input_size()));
+  const index_t n = x.dim(0);
+  Shape out_shape{n};
+  out_shape.insert(out_shape.end(), output_shape_.begin(), output_shape_.end());
+  Array<T> y(out_shape);
+  Trace<T> trace;
+  for (index_t start = 0; start < n; start += batch_chunk) {
+    index_t count = std::min(batch_chunk, n - start);
+    forward(theta.data(), x.data() + start * input_size(), count, trace);
+    std::copy(trace.buffers.back().begin(), trace.buffers.back().end(), y.data() + start * output_size());
+  }
+  return y;
+}
+
+template <class T>
+void Network::vjp(const T* theta, const Trace<T>& trace, index_t k, const T* g_out, T* g_in,
+                  ParamCotangent<T> g_theta) const {
+  const index_t n = trace.n;
+  std::vector<std::vector<T>> cot(buffer_sizes_.size());
+  auto accumulate = [](std::vector<T>& into, std::vector<T>&& from) {
+    if (into.empty()) {
+      into = std::move(from);
+    } else {
+      for (size_t j = 0; j < into.size(); ++j) into[j] += from[j];
+    }
+  };
+  const size_t last = buffer_sizes_.size() - 1;
+  cot[last].assign(g_out, g_out + n * k * buffer_sizes_[last]);
+  for (auto it = steps_.rbegin(); it != steps_.rend(); ++it) {
+    const Step& s = *it;
+    std::vector<T> g = std::move(cot[static_cast<size_t>(s.out)]);
+    cot[static_cast<size_t>(s.out)] = {};
+    if (s.layer < 0) {
+      accumulate(cot[static_cast<size_t>(s.skip)], std::vector<T>(g));
+      accumulate(cot[static_cast<size_t>(s.in)], std::move(g));
+      continue;
+    }
+    const Layer& layer = *layers_[static_cast<size_t>(s.layer)];
+    const index_t offset = layer_param_offset_[static_cast<size_t>(s.layer)];
+    const bool need_in = s.in != 0 || g_in != nullptr;
+    std::vector<T> g_prev(need_in ? static_cast<size_t>(n * k * layer.in_size()) : 0);
+    ParamCotangent<T> pc = g_theta;
+    if (pc.data) pc.data += offset;
+    layer.vjp(theta + offset, trace.buffers[static_cast<size_t>(s.in)].data(),
+              trace.buffers[static_cast<size_t>(s.out)].data(), n, k, g.data(), need_in ? g_prev.data() : nullptr, pc);
+    if (need_in) accumulate(cot[static_cast<size_t>(s.in)], std::move(g_prev));
+  }
+  if (g_in) std::copy(cot[0].begin(), cot[0].end(), g_in);
+}
+
+template <class T>
+void Network::jvp(const T* theta, const Trace<T>& trace, index_t k, const T* t_in, const T* t_theta,
+                  index_t t_theta_stride, T* t_out) const {
+  const index_t n = trace.n;
+  std::vector<std::vector<T>> tan(buffer_sizes_.size());  // empty = zero tangent
+  if (t_in) tan[0].assign(t_in, t_in + n * k * buffer_sizes_[0]);
+  for (const Step& s : steps_) {
+    std::vector<T>& out = tan[static_cast<size_t>(s.out)];
+    const std::vector<T>& a = tan[static_cast<size_t>(s.in)];
+    if (s.layer < 0) {
+      const std::vector<T>& b = tan[static_cast<size_t>(s.skip)];
+      if (a.empty() || b.empty()) {
+        out = a.empty() ? b : a;
+      } else {
+        out.resize(a.size());
+        for (size_t j = 0; j < a.size(); ++j) out[j] = a[j] + b[j];
+      }
+      continue;
+    }
+    const Layer& layer = *layers_[static_cast<size_t>(s.layer)];
+    const index_t offset = layer_param_offset_[static_cast<size_t>(s.layer)];
+    const bool has_params = t_theta && layer.num_params() > 0;
+    if (a.empty() && !has_params) continue;  // zero in, zero out
+    out.resize(static_cast<size_t>(n * k * layer.out_size()));
+    layer.jvp(theta + offset, trace.buffers[static_cast<size_t>(s.in)].data(),
+              trace.buffers[static_cast<size_t>(s.out)].data(), n, k, a.empty() ? nullptr : a.data(),
+              has_params ? t_theta + offset : nullptr, t_theta_stride, out.data());
+  }
+  const std::vector<T>& result = tan.back();
+  const index_t total = n * k * buffer_sizes_.back();
+  if (result.empty())
+    std::fill(t_out, t_out + total, T(0));
+  else
+    std::copy(result.begin(), result.end(), t_out);
+}
+
+#define NTK_INSTANTIATE(T)                                                                                   \
+  template std::vector<T> Network::init<T>(std::uint64_t) const;                                             \
+  template std::vector<T> Network::params_from_npz<T>(const std::map<std::string, RawArray>&) const;         \
+  template std::map<std::string, RawArray> Network::params_to_npz<T>(const std::vector<T>&) const;            \
+  template Array<T> Network::apply<T>(const std::vector<T>&, const Array<T>&, index_t) const;                \
+  template void Network::forward<T>(const T*, const T*, index_t, Trace<T>&) const;                           \
+  template void Network::vjp<T>(const T*, const Trace<T>&, index_t, const T*, T*, ParamCotangent<T>) const;  \
+  template void Network::jvp<T>(const T*, const Trace<T>&, index_t, const T*, const T*, index_t, T*) const;
+NTK_INSTANTIATE(float)
+NTK_INSTANTIATE(double)
+#undef NTK_INSTANTIATE
+
+}  // namespace ntk
