@@ -29,7 +29,7 @@ int Network::build(const std::vector<LayerSpec>& specs, int in_buffer, const std
   for (size_t i = 0; i < specs.size(); ++i) {
     const LayerSpec& s = specs[i];
     const std::string path = prefix + std::to_string(i);
-    const Shape& in_shape = buffer_shapes_[static_cast<size_t>(cur)];
+    const Shape in_shape = buffer_shapes_[static_cast<size_t>(cur)];  // copy: build() grows the vector
     if (s.name == "Residual") {
       if (!s.args.empty())
         throw ParseError("spec: Residual at position " + std::to_string(s.pos) + " takes only layers, not '" +
@@ -202,8 +202,8 @@ Array<T> Network::apply(const std::vector<T>& theta, const Array<T>& x, index_t 
 }
 
 template <class T>
-void Network::vjp(const T* theta, const Trace<T>& trace, index_t k, const T* g_out, T* g_in,
-                  ParamCotangent<T> g_theta) const {
+void Network::vjp(const T* theta, const Trace<T>& trace, index_t k, const std::type_identity_t<T>* g_out,
+                  std::type_identity_t<T>* g_in, ParamCotangent<T> g_theta) const {
   const index_t n = trace.n;
   std::vector<std::vector<T>> cot(buffer_sizes_.size());
   auto accumulate = [](std::vector<T>& into, std::vector<T>&& from) {
@@ -238,8 +238,8 @@ void Network::vjp(const T* theta, const Trace<T>& trace, index_t k, const T* g_o
 }
 
 template <class T>
-void Network::jvp(const T* theta, const Trace<T>& trace, index_t k, const T* t_in, const T* t_theta,
-                  index_t t_theta_stride, T* t_out) const {
+void Network::jvp(const T* theta, const Trace<T>& trace, index_t k, const std::type_identity_t<T>* t_in,
+                  const std::type_identity_t<T>* t_theta, index_t t_theta_stride, std::type_identity_t<T>* t_out) const {
   const index_t n = trace.n;
   std::vector<std::vector<T>> tan(buffer_sizes_.size());  // empty = zero tangent
   if (t_in) tan[0].assign(t_in, t_in + n * k * buffer_sizes_[0]);

@@ -38,13 +38,17 @@ template <class T>
 void write_npy(const std::string& path, const Array<T>& a) { write_npy(path, RawArray::from(a)); }
 
 // .npz (stored or deflated members, as np.savez / np.savez_compressed write them). Keys are the
-// member names without the ".npy" suffix.
+// member names without the ".npy" suffix; members that are not .npy arrays are rejected. write_npz
+// stores members uncompressed, as np.savez does.
 std::map<std::string, RawArray> read_npz(const std::string& path);
+// The same from memory; what names the source in error messages.
+std::map<std::string, RawArray> parse_npz(const std::byte* data, size_t size, const std::string& what);
 void write_npz(const std::string& path, const std::map<std::string, RawArray>& arrays);
 
 // IDX (big-endian header, ubyte/byte/short/int/float/double payload), plain or gzip-compressed
 // (detected by content, not by name).
 RawArray read_idx(const std::string& path);
+RawArray parse_idx(const std::byte* data, size_t size, const std::string& what);
 
 // Writes bytes to path atomically (temporary file in the same directory, fsync, rename).
 void write_file_atomic(const std::string& path, const std::vector<std::byte>& bytes);

@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "ntk/array.hpp"
@@ -78,13 +79,14 @@ class Network {
   // (skipped if g_in is null) and parameter cotangents accumulated into g_theta (a full parameter
   // row per direction, or per example and direction: then these are Jacobian rows).
   template <class T>
-  void vjp(const T* theta, const Trace<T>& trace, index_t k, const T* g_out, T* g_in, ParamCotangent<T> g_theta) const;
+  void vjp(const T* theta, const Trace<T>& trace, index_t k, const std::type_identity_t<T>* g_out,
+           std::type_identity_t<T>* g_in, ParamCotangent<T> g_theta) const;
 
   // Forward mode at the trace: t_out (n, k, output_size) = J_x t_in + J_theta t_theta[kk].
   // t_in (n, k, input_size) may be null; t_theta is k rows of stride t_theta_stride, may be null.
   template <class T>
-  void jvp(const T* theta, const Trace<T>& trace, index_t k, const T* t_in, const T* t_theta, index_t t_theta_stride,
-           T* t_out) const;
+  void jvp(const T* theta, const Trace<T>& trace, index_t k, const std::type_identity_t<T>* t_in,
+           const std::type_identity_t<T>* t_theta, index_t t_theta_stride, std::type_identity_t<T>* t_out) const;
 
   index_t buffer_size(size_t b) const { return buffer_sizes_[b]; }
 

@@ -1,0 +1,240 @@
+// The layer harness: every layer (and residual / deep networks) registers a case here, and each
+// case runs the same oracles: shapes and parameter counts written out by hand, the adjoint
+// identity <JVP(v), u> = <v, VJP(u)> for input and parameter parts, JVP against central finite
+// differences in float64, per-example VJP rows summing to the batched VJP, and float32 vs float64.
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "harness.hpp"
+#include "ntk/error.hpp"
+#include "ntk/network.hpp"
+
+namespace ntk {
+namespace {
+
+struct LayerCase {
+  std::string name;
+  std::string spec;
+  Shape input_shape;
+  Shape output_shape;   // by hand
+  index_t num_params;   // by hand
+  NetworkDefaults defaults{};
+};
+
+void PrintTo(const LayerCase& c, std::ostream* os) { *os << c.spec; }
+
+NetworkDefaults with_bias(double b_std, Parameterization p = Parameterization::ntk, double W_std = 1.0) {
+  return {W_std, b_std, p};
+}
+
+const auto kStd = Parameterization::standard;
+
+std::vector<LayerCase> layer_cases() {
+  std::string deep = "Dense(12, b_std=0.1)";
+  for (int i = 0; i < 8; ++i) deep += ", Tanh, Dense(12, W_std=1.5, b_std=0.1)";  // 17 layers
+  std::string deep_conv = "Conv(3, 3, padding=SAME, b_std=0.1)";
+  for (int i = 0; i < 8; ++i) deep_conv += ", Relu, Conv(3, 3, padding=SAME, W_std=1.4)";
+  return {
+      // Dense: (in*out + out) parameters.
+      {"Dense", "Dense(5)", {7}, {5}, 35},
+      {"DenseBias", "Dense(5, W_std=1.3, b_std=0.2)", {7}, {5}, 40},
+      {"DenseStandard", "Dense(5, b_std=0.5, parameterization=standard)", {7}, {5}, 40},
+      {"DenseZeroBias", "Dense(3, b_std=0)", {4}, {3}, 15},
+      {"DenseOnImages", "Dense(4, b_std=0.1)", {3, 2, 5}, {3, 2, 4}, 24},
+      {"DenseDefaults", "Dense(6)", {4}, {6}, 30, with_bias(0.3, kStd, 2.0)},
+      // Conv: kh*kw*Cin*Cout (+ Cout).
+      {"ConvValid", "Conv(4, 3)", {6, 5, 2}, {4, 3, 4}, 72},
+      {"ConvSame", "Conv(3, 3, padding=SAME, b_std=0.1)", {5, 5, 2}, {5, 5, 3}, 57},
+      {"ConvStride", "Conv(3, 3, stride=2, padding=SAME)", {7, 6, 2}, {4, 3, 3}, 54},
+      {"ConvRect", "Conv(2, 3x5, stride=2x1, b_std=0.3, parameterization=standard)", {7, 8, 3}, {3, 4, 2}, 92},
+      {"ConvSameEvenKernel", "Conv(2, 2x4, padding=SAME)", {5, 6, 1}, {5, 6, 2}, 16},
+      // Activations: shape-preserving, no parameters.
+      {"Relu", "Relu", {9}, {9}, 0},
+      {"LeakyRelu", "LeakyRelu(0.2)", {9}, {9}, 0},
+      {"Abs", "Abs", {9}, {9}, 0},
+      {"Erf", "Erf", {9}, {9}, 0},
+      {"Gelu", "Gelu", {9}, {9}, 0},
+      {"Tanh", "Tanh", {9}, {9}, 0},
+      {"Sigmoid", "Sigmoid", {9}, {9}, 0},
+      {"Identity", "Identity", {2, 3, 2}, {2, 3, 2}, 0},
+      // Pooling and reshaping.
+      {"AvgPool", "AvgPool(2)", {6, 5, 3}, {3, 2, 3}, 0},
+      {"AvgPoolSame", "AvgPool(3, stride=2, padding=SAME)", {5, 6, 2}, {3, 3, 2}, 0},
+      {"AvgPoolRect", "AvgPool(2x3, stride=1)", {4, 5, 2}, {3, 3, 2}, 0},
+      {"GlobalAvgPool", "GlobalAvgPool", {4, 3, 5}, {5}, 0},
+      {"Flatten", "Flatten", {3, 2, 4}, {24}, 0},
+      {"LayerNorm", "LayerNorm", {6}, {6}, 0},
+      {"LayerNormImages", "LayerNorm", {3, 2, 5}, {3, 2, 5}, 0},
+      // Networks.
+      {"Mlp", "Dense(8, b_std=0.1), Relu, Dense(8, b_std=0.1), Gelu, Dense(3, b_std=0.1)", {6}, {3}, 56 + 72 + 27},
+      {"Cnn", "Conv(4, 3, padding=SAME, b_std=0), Relu, Conv(4, 3, b_std=0), Erf, GlobalAvgPool, Dense(3, b_std=0)",
+       {6, 6, 1}, {3}, 40 + 148 + 15},
+      {"CnnFlatten", "Conv(3, 3, stride=2), Sigmoid, AvgPool(2, padding=SAME), Flatten, Dense(2)", {9, 9, 2}, {2}, 54 + 12 * 2},
+      {"Residual", "Dense(6, b_std=0.1), Residual(Relu, Dense(6, b_std=0.1)), Relu, Dense(2)", {4}, {2}, 30 + 42 + 12},
+      {"ResidualConv",
+       "Conv(3, 3, padding=SAME), Residual(Relu, Conv(3, 3, padding=SAME, b_std=0.1), LayerNorm, Residual(Tanh)), "
+       "AvgPool(2), Flatten, Dense(2, b_std=0)",
+       {4, 4, 2}, {2}, 54 + 84 + 26},
+      {"DeepTanh", deep, {5}, {12}, 72 + 8 * 156},
+      {"DeepConv", deep_conv, {5, 5, 1}, {5, 5, 3}, 30 + 8 * 81},
+      {"StandardMlp", "Dense(7), Relu, Dense(3)", {5}, {3}, 66, with_bias(0.0, kStd)},
+  };
+}
+
+class LayerHarness : public ::testing::TestWithParam<LayerCase> {};
+
+constexpr index_t kN = 3, kK = 2;
+
+TEST_P(LayerHarness, ShapesAndParameterCount) {
+  const LayerCase& c = GetParam();
+  Network net(c.spec, c.input_shape, c.defaults);
+  EXPECT_EQ(net.output_shape(), c.output_shape) << net.summary();
+  EXPECT_EQ(net.num_params(), c.num_params) << net.summary();
+  index_t total = 0;
+  std::set<std::string> names;
+  for (const ParamView& v : net.param_views()) {
+    EXPECT_EQ(v.offset, total) << v.name;
+    total += numel(v.shape);
+    EXPECT_TRUE(names.insert(v.name).second) << "duplicate parameter name " << v.name;
+  }
+  EXPECT_EQ(total, net.num_params());
+  // The described spec builds the same network.
+  Network again(net.describe(), c.input_shape);
+  EXPECT_EQ(again.describe(), net.describe());
+  EXPECT_EQ(again.num_params(), net.num_params());
+}
+
+template <class T>
+void check_adjoint(const LayerCase& c, double tol) {
+  Network net(c.spec, c.input_shape, c.defaults);
+  const index_t P = net.num_params(), din = net.input_size(), dout = net.output_size();
+  std::vector<T> theta = net.init<T>(11);
+  std::vector<T> x = test::random_vector<T>(kN * din, 12);
+  Trace<T> trace;
+  net.forward(theta.data(), x.data(), kN, trace);
+
+  std::vector<T> t_in = test::random_vector<T>(kN * kK * din, 13);
+  std::vector<T> t_theta = test::random_vector<T>(kK * P, 14);
+  std::vector<T> u = test::random_vector<T>(kN * kK * dout, 15);
+
+  std::vector<T> t_out(static_cast<size_t>(kN * kK * dout));
+  net.jvp(theta.data(), trace, kK, t_in.data(), P ? t_theta.data() : nullptr, P, t_out.data());
+  std::vector<T> g_in(static_cast<size_t>(kN * kK * din));
+  std::vector<T> g_theta(static_cast<size_t>(kK * P), T(0));
+  net.vjp(theta.data(), trace, kK, u.data(), g_in.data(), ParamCotangent<T>{P ? g_theta.data() : nullptr, P, false});
+
+  double lhs = test::dot(t_out, u);
+  double rhs_in = test::dot(t_in, g_in), rhs_theta = test::dot(t_theta, g_theta);
+  double scale = std::abs(lhs) + std::abs(rhs_in) + std::abs(rhs_theta) + 1e-30;
+  EXPECT_NEAR(lhs, rhs_in + rhs_theta, tol * scale) << c.spec;
+
+  // Input and parameter parts separately.
+  std::vector<T> t_only_in(t_out.size()), t_only_theta(t_out.size());
+  net.jvp(theta.data(), trace, kK, t_in.data(), nullptr, P, t_only_in.data());
+  EXPECT_NEAR(test::dot(t_only_in, u), rhs_in, tol * scale);
+  if (P) {
+    net.jvp(theta.data(), trace, kK, nullptr, t_theta.data(), P, t_only_theta.data());
+    EXPECT_NEAR(test::dot(t_only_theta, u), rhs_theta, tol * scale);
+
+    // Per-example rows (Jacobian rows) sum over examples to the batched parameter cotangent.
+    std::vector<T> rows(static_cast<size_t>(kN * kK * P), T(0));
+    net.vjp(theta.data(), trace, kK, u.data(), nullptr, ParamCotangent<T>{rows.data(), P, true});
+    std::vector<T> summed(static_cast<size_t>(kK * P), T(0));
+    for (index_t i = 0; i < kN; ++i)
+      for (index_t kk = 0; kk < kK; ++kk)
+        for (index_t p = 0; p < P; ++p) summed[kk * P + p] += rows[(i * kK + kk) * P + p];
+    EXPECT_LE(test::max_abs_diff(summed, g_theta), tol * (test::max_abs(g_theta) + 1e-30));
+  }
+}
+
+TEST_P(LayerHarness, AdjointIdentityFloat64) { check_adjoint<double>(GetParam(), 1e-12); }
+TEST_P(LayerHarness, AdjointIdentityFloat32) { check_adjoint<float>(GetParam(), 2e-5); }
+
+TEST_P(LayerHarness, JvpMatchesCentralDifferences) {
+  const LayerCase& c = GetParam();
+  Network net(c.spec, c.input_shape, c.defaults);
+  const index_t P = net.num_params(), din = net.input_size(), dout = net.output_size();
+  std::vector<double> theta = net.init<double>(21);
+  std::vector<double> x = test::random_vector<double>(kN * din, 22);
+  std::vector<double> dx = test::random_vector<double>(kN * din, 23);
+  std::vector<double> dtheta = test::random_vector<double>(P, 24);
+  Trace<double> trace;
+  net.forward(theta.data(), x.data(), kN, trace);
+  std::vector<double> jvp(static_cast<size_t>(kN * dout));
+  net.jvp(theta.data(), trace, 1, dx.data(), P ? dtheta.data() : nullptr, P, jvp.data());
+
+  const double eps = 1e-6;
+  auto shifted = [&](double s) {
+    std::vector<double> th = theta, xs = x;
+    for (size_t i = 0; i < th.size(); ++i) th[i] += s * dtheta[i];
+    for (size_t i = 0; i < xs.size(); ++i) xs[i] += s * dx[i];
+    Trace<double> t;
+    net.forward(th.data(), xs.data(), kN, t);
+    return t.buffers.back();
+  };
+  std::vector<double> plus = shifted(eps), minus = shifted(-eps), fd(plus.size());
+  for (size_t i = 0; i < fd.size(); ++i) fd[i] = (plus[i] - minus[i]) / (2 * eps);
+  EXPECT_LE(test::max_abs_diff(jvp, fd), 1e-6 * (test::max_abs(fd) + 1.0)) << c.spec;
+}
+
+TEST_P(LayerHarness, Float32AgreesWithFloat64) {
+  const LayerCase& c = GetParam();
+  Network net(c.spec, c.input_shape, c.defaults);
+  const index_t P = net.num_params(), din = net.input_size(), dout = net.output_size();
+  std::vector<double> theta64 = net.init<double>(31);
+  std::vector<float> theta32 = net.init<float>(31);
+  ASSERT_EQ(theta32.size(), theta64.size());
+  for (size_t i = 0; i < theta32.size(); ++i) ASSERT_EQ(theta32[i], static_cast<float>(theta64[i]));
+  std::vector<double> x64 = test::random_vector<double>(kN * din, 32);
+  std::vector<float> x32(x64.begin(), x64.end());
+  Trace<double> tr64;
+  Trace<float> tr32;
+  net.forward(theta64.data(), x64.data(), kN, tr64);
+  net.forward(theta32.data(), x32.data(), kN, tr32);
+  const auto& y64 = tr64.buffers.back();
+  const auto& y32 = tr32.buffers.back();
+  EXPECT_LE(test::max_abs_diff(y32, y64), 1e-4 * (test::max_abs(y64) + 1e-3)) << c.spec;
+
+  std::vector<double> u64 = test::random_vector<double>(kN * dout, 33);
+  std::vector<float> u32(u64.begin(), u64.end());
+  std::vector<double> g64(static_cast<size_t>(P), 0.0), gi64(static_cast<size_t>(kN * din));
+  std::vector<float> g32(static_cast<size_t>(P), 0.f), gi32(static_cast<size_t>(kN * din));
+  net.vjp(theta64.data(), tr64, 1, u64.data(), gi64.data(), ParamCotangent<double>{P ? g64.data() : nullptr, P, false});
+  net.vjp(theta32.data(), tr32, 1, u32.data(), gi32.data(), ParamCotangent<float>{P ? g32.data() : nullptr, P, false});
+  EXPECT_LE(test::max_abs_diff(gi32, gi64), 1e-4 * (test::max_abs(gi64) + 1e-3)) << c.spec;
+  if (P) EXPECT_LE(test::max_abs_diff(g32, g64), 1e-4 * (test::max_abs(g64) + 1e-3)) << c.spec;
+}
+
+TEST_P(LayerHarness, ZeroInputAndLargeScaleStayFinite) {
+  const LayerCase& c = GetParam();
+  Network net(c.spec, c.input_shape, c.defaults);
+  std::vector<float> theta = net.init<float>(41);
+  for (double scale : {0.0, 100.0}) {
+    Array<float> x({2, net.input_size()});
+    std::vector<float> r = test::random_vector<float>(2 * net.input_size(), 42, scale);
+    std::copy(r.begin(), r.end(), x.data());
+    Shape s{2};
+    s.insert(s.end(), c.input_shape.begin(), c.input_shape.end());
+    x.reshape(s);
+    Array<float> y = net.apply(theta, x);
+    EXPECT_EQ(first_non_finite(y), -1) << c.spec << " at input scale " << scale;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Layers, LayerHarness, ::testing::ValuesIn(layer_cases()),
+                         [](const ::testing::TestParamInfo<LayerCase>& info) { return info.param.name; });
+
+// Every layer the registry knows is exercised by at least one harness case.
+TEST(LayerRegistry, EveryLayerHasAHarnessCase) {
+  std::set<std::string> covered;
+  for (const LayerCase& c : layer_cases())
+    for (const LayerSpec& s : parse_spec(c.spec)) {
+      covered.insert(s.name);
+      for (const LayerSpec& child : s.children) covered.insert(child.name);
+    }
+  for (const std::string& name : layer_names()) EXPECT_TRUE(covered.count(name)) << name << " has no harness case";
+}
+
+}  // namespace
+}  // namespace ntk
