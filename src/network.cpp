@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "ntk/error.hpp"
+#include "ntk/parallel.hpp"
 #include "ntk/rng.hpp"
 
 namespace ntk {
@@ -108,13 +109,18 @@ std::string Network::summary() const {
 }
 
 template <class T>
-std::vector<T> Network::init(std::uint64_t seed) const {
+std::vector<T> Network::init(std::uint64_t seed, int threads) const {
   std::vector<T> theta(static_cast<size_t>(num_params_));
   for (const ParamView& v : views_) {
     const std::uint64_t stream = stream_id(v.name.c_str());
-    const index_t count = numel(v.shape);
-    for (index_t j = 0; j < count; ++j)
-      theta[static_cast<size_t>(v.offset + j)] = static_cast<T>(v.init_std * normal(seed, stream, static_cast<std::uint64_t>(j)));
+    parallel_for(
+        numel(v.shape),
+        [&](index_t begin, index_t end) {
+          for (index_t j = begin; j < end; ++j)
+            theta[static_cast<size_t>(v.offset + j)] =
+                static_cast<T>(v.init_std * normal(seed, stream, static_cast<std::uint64_t>(j)));
+        },
+        threads);
   }
   return theta;
 }
@@ -274,7 +280,7 @@ void Network::jvp(const T* theta, const Trace<T>& trace, index_t k, const std::t
 }
 
 #define NTK_INSTANTIATE(T)                                                                                   \
-  template std::vector<T> Network::init<T>(std::uint64_t) const;                                             \
+  template std::vector<T> Network::init<T>(std::uint64_t, int) const;                                             \
   template std::vector<T> Network::params_from_npz<T>(const std::map<std::string, RawArray>&) const;         \
   template std::map<std::string, RawArray> Network::params_to_npz<T>(const std::vector<T>&) const;            \
   template Array<T> Network::apply<T>(const std::vector<T>&, const Array<T>&, index_t) const;                \

@@ -55,9 +55,9 @@ class Network {
   std::string summary() const;
 
   // Parameters drawn from the counter-based generator: identical for a seed whatever the thread
-  // count; float32 parameters are the float64 ones rounded.
+  // count; float32 parameters are the float64 ones rounded. threads = 0: num_threads().
   template <class T>
-  std::vector<T> init(std::uint64_t seed) const;
+  std::vector<T> init(std::uint64_t seed, int threads = 0) const;
 
   // Parameter file <-> flat buffer. from_npz checks every key and shape and that values are finite.
   template <class T>

@@ -53,6 +53,9 @@ TEST(Rng, InitIsAPureFunctionOfSeedAndName) {
   Network b("Dense(16), Relu, Dense(4)", {8});
   EXPECT_EQ(a.init<double>(3), b.init<double>(3));
   EXPECT_NE(a.init<double>(3), a.init<double>(4));
+  // Bit-identical whatever the thread count.
+  EXPECT_EQ(a.init<double>(3, 1), a.init<double>(3, 3));
+  EXPECT_EQ(a.init<float>(3, 1), a.init<float>(3, 7));
   // A parameter's values depend on its name, not on what precedes it in the buffer.
   Network c("Dense(16), Relu, Dense(4, b_std=0.1)", {8});
   auto ta = a.init<double>(3), tc = c.init<double>(3);
