@@ -1,6 +1,7 @@
 // Conv: 2-D convolution over NHWC inputs with HWIO filters, stride and VALID / SAME padding (SAME
 // as in TensorFlow and neural-tangents: the extra pixel of odd padding goes after). Computed per
 // example as im2col patches (Ho·Wo × kh·kw·C) times W reshaped (kh·kw·C × O), a GEMM.
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -10,6 +11,8 @@
 
 namespace ntk::detail {
 namespace {
+
+constexpr index_t kPatchBytes = index_t(32) << 20;
 
 class Conv final : public LayerImpl<Conv> {
  public:
@@ -33,12 +36,19 @@ class Conv final : public LayerImpl<Conv> {
 
   template <class T>
   void forward_t(const T* th, const T* x, T* y, index_t n) const {
-    std::vector<T> patches(static_cast<size_t>(pixels_out() * taps()));
-    for (index_t i = 0; i < n; ++i) {
-      im2col(x + i * in_size(), patches.data());
-      T* yi = y + i * out_size();
-      gemm(false, false, pixels_out(), out_, taps(), w_scale<T>(), patches.data(), taps(), th, out_, T(0), yi, out_);
-      if (o_.b_std) add_bias(th + taps() * out_, yi);
+    // Patches of several examples form one tall GEMM, which BLAS runs far faster than many small
+    // ones; the chunk keeps the patch buffer near kPatchBytes.
+    const index_t per_example = pixels_out() * taps();
+    const index_t chunk = std::clamp<index_t>(kPatchBytes / (per_example * index_t(sizeof(T))), 1, n);
+    std::vector<T> patches(static_cast<size_t>(chunk * per_example));
+    for (index_t start = 0; start < n; start += chunk) {
+      const index_t count = std::min(chunk, n - start);
+      for (index_t i = 0; i < count; ++i) im2col(x + (start + i) * in_size(), patches.data() + i * per_example);
+      T* ys = y + start * out_size();
+      gemm(false, false, count * pixels_out(), out_, taps(), w_scale<T>(), patches.data(), taps(), th, out_, T(0), ys,
+           out_);
+      if (o_.b_std)
+        for (index_t i = 0; i < count; ++i) add_bias(th + taps() * out_, ys + i * out_size());
     }
   }
 

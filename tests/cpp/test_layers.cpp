@@ -238,3 +238,21 @@ TEST(LayerRegistry, EveryLayerHasAHarnessCase) {
 
 }  // namespace
 }  // namespace ntk
+
+namespace ntk {
+namespace {
+
+// Layers process several examples per GEMM internally (Conv chunks its patches to bound memory);
+// results must not depend on how a batch is split.
+TEST(LayerBatching, ForwardIsIndependentOfBatchSplit) {
+  Network net("Conv(4, 3, padding=SAME, b_std=0.1), Relu, Conv(3, 3), GlobalAvgPool, Dense(2)", {28, 28, 64});
+  std::vector<double> theta = net.init<double>(5);
+  const index_t n = 20;  // the first Conv's patches take 3.6 MB per example: several chunks
+  Array<double> x({n, 28, 28, 64}, test::random_vector<double>(n * 28 * 28 * 64, 6));
+  Array<double> whole = net.apply(theta, x, n);
+  Array<double> single = net.apply(theta, x, 1);
+  EXPECT_LE(test::max_abs_diff(whole.vector(), single.vector()), 1e-12 * test::max_abs(single.vector()));
+}
+
+}  // namespace
+}  // namespace ntk
