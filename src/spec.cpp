@@ -88,6 +88,17 @@ class Parser {
   LayerSpec parse_layer() {
     const Token& name = next();
     if (name.kind != Token::kAtom || !is_layer_name(name.text)) unexpected(name, "a layer name such as Dense");
+    // Bounded recursion: a hostile spec must not overflow the stack.
+    if (depth_ >= kMaxNesting)
+      throw ParseError("spec: layers nested more than " + std::to_string(kMaxNesting) + " deep at position " +
+                       std::to_string(name.pos));
+    ++depth_;
+    LayerSpec layer = parse_layer_body(name);
+    --depth_;
+    return layer;
+  }
+
+  LayerSpec parse_layer_body(const Token& name) {
     LayerSpec layer{name.text, name.pos, {}, {}};
     if (peek().kind != Token::kLParen) return layer;
     next();
@@ -116,8 +127,10 @@ class Parser {
     }
   }
 
+  static constexpr int kMaxNesting = 64;
   std::vector<Token> t_;
   size_t i_ = 0;
+  int depth_ = 0;
 };
 
 std::string layer_text(const LayerSpec& l) {

@@ -71,6 +71,15 @@ TEST(Spec, ErrorsNameTokenAndPosition) {
   expect_parse_error("Dense(10, W_std=inf)", "W_std=inf", 11);
 }
 
+TEST(Spec, DeepNestingIsRefusedNotACrash) {
+  std::string spec;
+  for (int i = 0; i < 100000; ++i) spec += "Residual(";
+  EXPECT_THROW(parse_spec(spec), ParseError);
+  std::string ok = "Dense(3)";
+  for (int i = 0; i < 10; ++i) ok = "Residual(" + ok + ")";
+  EXPECT_NO_THROW(Network(ok, {3}));
+}
+
 TEST(Spec, ShapeErrorsNameTheLayer) {
   try {
     Network net("Dense(4), Conv(2, 3)", {8});
