@@ -1,0 +1,44 @@
+// Empirical (finite-width) NTK Θ(x1, x2) = J(x1) J(x2)ᵀ of a Network at parameters theta, by
+// Jacobian contraction (jc), NTK-vector products (vp) or structured derivatives (sd), in the named
+// modes of REFERENCE.md section 2. Work is tiled over (x1, x2) example blocks under a memory budget.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <type_traits>
+
+#include "ntk/array.hpp"
+#include "ntk/network.hpp"
+
+namespace ntk {
+
+enum class EntkMethod { automatic, jc, vp, sd };
+EntkMethod parse_entk_method(const std::string& s);  // "auto" | "jc" | "vp" | "sd"
+const char* to_string(EntkMethod m);
+
+// What is computed for each pair (x, x') from the O×O block Θ(x, x').
+struct EntkMode {
+  enum Kind { full, trace, trace_sum, pntk, logit, diagonal } kind = trace;
+  index_t logit_index = 0;  // for kind == logit
+};
+EntkMode parse_entk_mode(const std::string& s);  // "full" | "trace" | "trace-sum" | "pntk" | "logit=K" | "diagonal"
+std::string to_string(const EntkMode& m);
+
+struct EntkOptions {
+  EntkMethod method = EntkMethod::automatic;
+  EntkMode mode{};
+  std::uint64_t max_memory = 0;  // bytes for working memory and the result; 0 = no limit
+  index_t tile = 0;              // examples per tile side; 0 = the largest that fits max_memory
+};
+
+// Output shape for n1 × n2 examples and O outputs: full (n1, n2, O, O); diagonal (n1, n2, O);
+// every other mode (n1, n2).
+Shape entk_output_shape(const EntkMode& mode, index_t n1, index_t n2, index_t outputs);
+
+// x1 (N1, input...) and optional x2 (N2, input...); x2 == nullptr means x2 = x1 and the symmetric
+// path (upper tiles only). Throws InvalidArgument on shape mismatch or non-finite values,
+// MemoryBudgetError if one tile does not fit max_memory.
+template <class T>
+Array<T> empirical_ntk(const Network& net, const std::vector<T>& theta, const Array<T>& x1,
+                       const std::type_identity_t<Array<T>>* x2, const EntkOptions& options);
+
+}  // namespace ntk

@@ -1,0 +1,308 @@
+#include "ntk/empirical.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+
+#include "blas.hpp"
+#include "ntk/error.hpp"
+
+namespace ntk {
+
+EntkMethod parse_entk_method(const std::string& s) {
+  if (s == "auto") return EntkMethod::automatic;
+  if (s == "jc") return EntkMethod::jc;
+  if (s == "vp") return EntkMethod::vp;
+  if (s == "sd") return EntkMethod::sd;
+  throw InvalidArgument("unknown eNTK method '" + s + "' (use auto, jc, vp or sd)");
+}
+
+const char* to_string(EntkMethod m) {
+  switch (m) {
+    case EntkMethod::automatic: return "auto";
+    case EntkMethod::jc: return "jc";
+    case EntkMethod::vp: return "vp";
+    case EntkMethod::sd: return "sd";
+  }
+  return "?";
+}
+
+EntkMode parse_entk_mode(const std::string& s) {
+  if (s == "full") return {EntkMode::full};
+  if (s == "trace") return {EntkMode::trace};
+  if (s == "trace-sum") return {EntkMode::trace_sum};
+  if (s == "pntk") return {EntkMode::pntk};
+  if (s == "diagonal") return {EntkMode::diagonal};
+  if (s.rfind("logit=", 0) == 0) {
+    index_t k = -1;
+    const char* b = s.data() + 6;
+    const char* e = s.data() + s.size();
+    auto r = std::from_chars(b, e, k);
+    if (r.ec == std::errc() && r.ptr == e && b != e && k >= 0) return {EntkMode::logit, k};
+  }
+  throw InvalidArgument("unknown eNTK mode '" + s + "' (use full, trace, trace-sum, pntk, logit=K or diagonal)");
+}
+
+std::string to_string(const EntkMode& m) {
+  switch (m.kind) {
+    case EntkMode::full: return "full";
+    case EntkMode::trace: return "trace";
+    case EntkMode::trace_sum: return "trace-sum";
+    case EntkMode::pntk: return "pntk";
+    case EntkMode::logit: return "logit=" + std::to_string(m.logit_index);
+    case EntkMode::diagonal: return "diagonal";
+  }
+  return "?";
+}
+
+Shape entk_output_shape(const EntkMode& mode, index_t n1, index_t n2, index_t outputs) {
+  if (mode.kind == EntkMode::full) return {n1, n2, outputs, outputs};
+  if (mode.kind == EntkMode::diagonal) return {n1, n2, outputs};
+  return {n1, n2};
+}
+
+namespace {
+
+// The output cotangents a mode needs, as K rows of length O, and how blocks are reduced: `paired`
+// keeps every (a, b) pair of directions (full mode); otherwise only matching directions a = b are
+// contracted, which is where the output-reducing modes save their factor O.
+template <class T>
+struct Directions {
+  index_t K = 0;
+  std::vector<T> rows;  // K × O
+  bool paired = false;
+};
+
+template <class T>
+Directions<T> directions_for(const EntkMode& mode, index_t O) {
+  Directions<T> d;
+  if (mode.kind == EntkMode::pntk || mode.kind == EntkMode::logit) {
+    d.K = 1;
+    d.rows.assign(static_cast<size_t>(O), T(0));
+    if (mode.kind == EntkMode::pntk)
+      std::fill(d.rows.begin(), d.rows.end(), T(1 / std::sqrt(double(O))));
+    else
+      d.rows[static_cast<size_t>(mode.logit_index)] = T(1);
+    return d;
+  }
+  d.K = O;
+  d.rows.assign(static_cast<size_t>(O * O), T(0));
+  for (index_t a = 0; a < O; ++a) d.rows[static_cast<size_t>(a * O + a)] = T(1);
+  d.paired = mode.kind == EntkMode::full;
+  return d;
+}
+
+// Writes reduced blocks into the output array. For a tile pair, `block(kk)` yields the n1 × n2
+// kernel of matched direction kk; `paired` blocks are (n1·K) × (n2·K).
+template <class T>
+class OutputWriter {
+ public:
+  OutputWriter(Array<T>& out, const EntkMode& mode, index_t O) : out_(out), mode_(mode), O_(O), n2_total_(out.dim(1)) {}
+
+  // Full mode: S is (n1·O) × (n2·O), rows (i, a), columns (j, b).
+  void write_paired(const T* S, index_t i0, index_t n1, index_t j0, index_t n2, bool mirror) {
+    const index_t O = O_;
+    for (index_t i = 0; i < n1; ++i)
+      for (index_t j = 0; j < n2; ++j)
+        for (index_t a = 0; a < O; ++a)
+          for (index_t b = 0; b < O; ++b) {
+            T v = S[(i * O + a) * (n2 * O) + j * O + b];
+            out_[(((i0 + i) * n2_total_ + j0 + j) * O + a) * O + b] = v;
+            if (mirror) out_[(((j0 + j) * n2_total_ + i0 + i) * O + b) * O + a] = v;
+          }
+  }
+
+  // Matched direction kk: V is n1 × n2. Sum modes reset their entry at kk = 0, then accumulate.
+  void write_matched(const T* V, index_t kk, index_t i0, index_t n1, index_t j0, index_t n2, bool mirror) {
+    const bool sum_modes = mode_.kind == EntkMode::trace || mode_.kind == EntkMode::trace_sum;
+    const T scale = mode_.kind == EntkMode::trace ? T(1) / T(O_) : T(1);
+    auto put = [&](index_t gi, index_t gj, T v) {
+      if (mode_.kind == EntkMode::diagonal) {
+        out_[(gi * n2_total_ + gj) * O_ + kk] = v;
+      } else if (sum_modes) {
+        T& dst = out_[gi * n2_total_ + gj];
+        dst = (kk == 0 ? T(0) : dst) + scale * v;
+      } else {
+        out_[gi * n2_total_ + gj] = v;
+      }
+    };
+    for (index_t i = 0; i < n1; ++i)
+      for (index_t j = 0; j < n2; ++j) {
+        T v = V[i * n2 + j];
+        put(i0 + i, j0 + j, v);
+        if (mirror && !(i0 + i == j0 + j)) put(j0 + j, i0 + i, v);
+      }
+  }
+
+ private:
+  Array<T>& out_;
+  EntkMode mode_;
+  index_t O_, n2_total_;
+};
+
+// Jacobian rows of n examples for the K directions: J (n·K × P), row (i, kk) = J(x_i)ᵀ c_kk.
+template <class T>
+void jacobian_rows(const Network& net, const T* theta, const T* x, index_t n, const Directions<T>& dirs, T* J) {
+  const index_t P = net.num_params(), O = net.output_size();
+  Trace<T> trace;
+  net.forward(theta, x, n, trace);
+  std::vector<T> g(static_cast<size_t>(n * dirs.K * O));
+  for (index_t i = 0; i < n; ++i) std::copy(dirs.rows.begin(), dirs.rows.end(), g.begin() + i * dirs.K * O);
+  std::fill(J, J + n * dirs.K * P, T(0));
+  net.vjp(theta, trace, dirs.K, g.data(), nullptr, ParamCotangent<T>{J, P, true});
+}
+
+struct TilePlan {
+  index_t tile = 0;
+  std::uint64_t bytes = 0;
+};
+
+template <class T>
+std::uint64_t working_bytes(const Network& net, EntkMethod method, index_t t, index_t K, bool paired) {
+  const std::uint64_t s = sizeof(T), P = std::uint64_t(net.num_params());
+  std::uint64_t buffers = 0, widest = 0;
+  // Activations of every buffer, and the widest buffer for cotangents / tangents in flight.
+  for (index_t l = 0; l < static_cast<index_t>(net.layers().size()); ++l) {
+    buffers += std::uint64_t(net.layers()[size_t(l)]->out_size());
+    widest = std::max<std::uint64_t>(widest, std::uint64_t(std::max(net.layers()[size_t(l)]->in_size(), net.layers()[size_t(l)]->out_size())));
+  }
+  buffers += std::uint64_t(net.input_size());
+  const std::uint64_t ut = std::uint64_t(t), uk = std::uint64_t(K);
+  std::uint64_t bytes = 2 * ut * buffers * s;                 // two traces
+  bytes += 2 * ut * uk * P * s;                               // Jacobian rows of both sides
+  bytes += 3 * ut * uk * widest * s;                          // cotangents in flight
+  bytes += (paired ? ut * ut * uk * uk : ut * ut) * s;        // one contracted block
+  if (method == EntkMethod::vp) bytes += 3 * ut * ut * uk * widest * s;  // tangents of n1·K directions over n2
+  return bytes + (std::uint64_t(64) << 20);                   // patches, BLAS buffers
+}
+
+template <class T>
+TilePlan plan_tiles(const Network& net, EntkMethod method, index_t n_max, index_t K, bool paired,
+                    std::uint64_t output_bytes, const EntkOptions& o) {
+  if (o.tile > 0) return {std::min(o.tile, n_max), working_bytes<T>(net, method, std::min(o.tile, n_max), K, paired)};
+  if (o.max_memory == 0) {
+    // No budget: tiles of up to 256 examples keep BLAS efficient without huge Jacobians.
+    index_t t = std::min<index_t>(n_max, 256);
+    return {t, working_bytes<T>(net, method, t, K, paired)};
+  }
+  if (output_bytes >= o.max_memory)
+    throw MemoryBudgetError("the kernel itself needs " + std::to_string(output_bytes >> 20) + " MiB, more than --max-memory (" +
+                            std::to_string(o.max_memory >> 20) + " MiB); raise --max-memory or use a reducing mode (trace, pntk)");
+  const std::uint64_t budget = o.max_memory - output_bytes;
+  index_t lo = 0, hi = n_max;
+  while (lo < hi) {
+    index_t mid = (lo + hi + 1) / 2;
+    if (working_bytes<T>(net, method, mid, K, paired) <= budget)
+      lo = mid;
+    else
+      hi = mid - 1;
+  }
+  if (lo == 0)
+    throw MemoryBudgetError("one tile of one example needs " + std::to_string(working_bytes<T>(net, method, 1, K, paired) >> 20) +
+                            " MiB beyond the " + std::to_string(output_bytes >> 20) + " MiB kernel, more than --max-memory (" +
+                            std::to_string(o.max_memory >> 20) + " MiB); raise --max-memory");
+  return {lo, working_bytes<T>(net, method, lo, K, paired)};
+}
+
+template <class T>
+void check_inputs(const Network& net, const Array<T>& x, const char* name) {
+  if (x.ndim() == 0 || drop_first(x.shape()) != net.input_shape())
+    throw InvalidArgument(std::string(name) + " has shape " + shape_string(x.shape()) + " but the network takes (N, " +
+                          shape_string(net.input_shape()).substr(1));
+  if (x.dim(0) == 0) throw InvalidArgument(std::string(name) + " has no examples");
+  if (index_t bad = first_non_finite(x); bad >= 0)
+    throw InvalidArgument(std::string(name) + " has a non-finite value (NaN or Inf) in example " +
+                          std::to_string(bad / net.input_size()));
+}
+
+}  // namespace
+
+template <class T>
+Array<T> empirical_ntk(const Network& net, const std::vector<T>& theta, const Array<T>& x1,
+                       const std::type_identity_t<Array<T>>* x2_in, const EntkOptions& options) {
+  if (static_cast<index_t>(theta.size()) != net.num_params())
+    throw InvalidArgument("got " + std::to_string(theta.size()) + " parameters, the network has " + std::to_string(net.num_params()));
+  check_inputs(net, x1, "x1");
+  if (x2_in) check_inputs(net, *x2_in, "x2");
+  const Array<T>& x2 = x2_in ? *x2_in : x1;
+  const bool symmetric = x2_in == nullptr;
+  const index_t O = net.output_size(), P = net.num_params(), d = net.input_size();
+  const EntkMode mode = options.mode;
+  if (mode.kind == EntkMode::logit && mode.logit_index >= O)
+    throw InvalidArgument("mode logit=" + std::to_string(mode.logit_index) + " asks for an output the network does not have (it has " +
+                          std::to_string(O) + " outputs: 0.." + std::to_string(O - 1) + ")");
+  EntkMethod method = options.method == EntkMethod::automatic ? EntkMethod::jc : options.method;
+  if (method == EntkMethod::sd) throw NotSupported("method sd is not implemented yet; use jc or vp");
+
+  const index_t n1 = x1.dim(0), n2 = x2.dim(0);
+  Array<T> out(entk_output_shape(mode, n1, n2, O));
+  const Directions<T> dirs = directions_for<T>(mode, O);
+  const index_t K = dirs.K;
+  const TilePlan plan = plan_tiles<T>(net, method, std::max(n1, n2), K, dirs.paired,
+                                      std::uint64_t(out.size()) * sizeof(T), options);
+  const index_t t = plan.tile;
+  OutputWriter<T> writer(out, mode, O);
+
+  std::vector<T> J1(static_cast<size_t>(t * K * P)), J2(method == EntkMethod::jc ? static_cast<size_t>(t * K * P) : 0);
+  std::vector<T> block(static_cast<size_t>(dirs.paired ? t * K * t * K : (method == EntkMethod::vp ? K : 1) * t * t));
+  for (index_t i0 = 0; i0 < n1; i0 += t) {
+    const index_t c1 = std::min(t, n1 - i0);
+    jacobian_rows(net, theta.data(), x1.data() + i0 * d, c1, dirs, J1.data());
+    for (index_t j0 = symmetric ? i0 : 0; j0 < n2; j0 += t) {
+      const index_t c2 = std::min(t, n2 - j0);
+      const bool mirror = symmetric && j0 != i0;
+      if (method == EntkMethod::jc) {
+        const T* J2p = J1.data();
+        if (!(symmetric && j0 == i0)) {
+          jacobian_rows(net, theta.data(), x2.data() + j0 * d, c2, dirs, J2.data());
+          J2p = J2.data();
+        }
+        if (dirs.paired) {
+          detail::gemm(false, true, c1 * K, c2 * K, P, T(1), J1.data(), P, J2p, P, T(0), block.data(), c2 * K);
+          writer.write_paired(block.data(), i0, c1, j0, c2, mirror);
+        } else {
+          for (index_t kk = 0; kk < K; ++kk) {
+            detail::gemm(false, true, c1, c2, P, T(1), J1.data() + kk * P, K * P, J2p + kk * P, K * P, T(0), block.data(), c2);
+            writer.write_matched(block.data(), kk, i0, c1, j0, c2, mirror);
+          }
+        }
+      } else {
+        // NTK-vector products: push the c1·K Jacobian rows of x1 through the x2 side's JVP.
+        Trace<T> trace2;
+        net.forward(theta.data(), x2.data() + j0 * d, c2, trace2);
+        std::vector<T> tangents(static_cast<size_t>(c2 * c1 * K * O));
+        net.jvp(theta.data(), trace2, c1 * K, nullptr, J1.data(), P, tangents.data());
+        // tangents[j, (i, a), b] = J_b(x_j) · J(x_i)ᵀ c_a; contract b with the directions' rows.
+        for (index_t i = 0; i < c1; ++i)
+          for (index_t j = 0; j < c2; ++j)
+            for (index_t a = 0; a < K; ++a) {
+              const T* tv = tangents.data() + (j * c1 * K + i * K + a) * O;
+              if (dirs.paired) {
+                for (index_t b = 0; b < K; ++b) {
+                  T v = 0;
+                  for (index_t o = 0; o < O; ++o) v += dirs.rows[size_t(b * O + o)] * tv[o];
+                  block[size_t((i * K + a) * (c2 * K) + j * K + b)] = v;
+                }
+              } else {
+                T v = 0;
+                for (index_t o = 0; o < O; ++o) v += dirs.rows[size_t(a * O + o)] * tv[o];
+                block[size_t(a * c1 * c2 + i * c2 + j)] = v;
+              }
+            }
+        if (dirs.paired) {
+          writer.write_paired(block.data(), i0, c1, j0, c2, mirror);
+        } else {
+          for (index_t a = 0; a < K; ++a) writer.write_matched(block.data() + a * c1 * c2, a, i0, c1, j0, c2, mirror);
+        }
+      }
+    }
+  }
+  return out;
+}
+
+template Array<float> empirical_ntk<float>(const Network&, const std::vector<float>&, const Array<float>&, const Array<float>*,
+                                           const EntkOptions&);
+template Array<double> empirical_ntk<double>(const Network&, const std::vector<double>&, const Array<double>&,
+                                             const Array<double>*, const EntkOptions&);
+
+}  // namespace ntk
