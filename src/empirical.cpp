@@ -204,6 +204,32 @@ TilePlan plan_tiles(const Network& net, EntkMethod method, index_t n_max, index_
   return {lo, working_bytes<T>(net, method, lo, K, paired)};
 }
 
+// NTK-vector products for a tile pair: the x1 side's Jacobian rows (c1·K × P) are parameter
+// tangents pushed through the x2 side's JVP, giving J(x2_j) J(x1_i)ᵀ c_a for every output; the
+// output axis is then contracted with the directions.
+template <class T>
+void vp_block(const Network& net, const T* theta, const T* rows1, index_t c1, const Trace<T>& trace2, index_t c2,
+              const Directions<T>& dirs, T* block) {
+  const index_t K = dirs.K, O = net.output_size(), P = net.num_params();
+  std::vector<T> tangents(static_cast<size_t>(c2 * c1 * K * O));
+  net.jvp(theta, trace2, c1 * K, nullptr, rows1, P, tangents.data());
+  for (index_t i = 0; i < c1; ++i)
+    for (index_t j = 0; j < c2; ++j)
+      for (index_t a = 0; a < K; ++a) {
+        const T* tv = tangents.data() + (j * c1 * K + i * K + a) * O;
+        auto project = [&](index_t b) {
+          T v = 0;
+          for (index_t o = 0; o < O; ++o) v += dirs.rows[size_t(b * O + o)] * tv[o];
+          return v;
+        };
+        if (dirs.paired) {
+          for (index_t b = 0; b < K; ++b) block[(i * K + a) * (c2 * K) + j * K + b] = project(b);
+        } else {
+          block[a * c1 * c2 + i * c2 + j] = project(a);
+        }
+      }
+}
+
 template <class T>
 void check_inputs(const Network& net, const Array<T>& x, const char* name) {
   if (x.ndim() == 0 || drop_first(x.shape()) != net.input_shape())
@@ -231,8 +257,7 @@ Array<T> empirical_ntk(const Network& net, const std::vector<T>& theta, const Ar
   if (mode.kind == EntkMode::logit && mode.logit_index >= O)
     throw InvalidArgument("mode logit=" + std::to_string(mode.logit_index) + " asks for an output the network does not have (it has " +
                           std::to_string(O) + " outputs: 0.." + std::to_string(O - 1) + ")");
-  EntkMethod method = options.method == EntkMethod::automatic ? EntkMethod::jc : options.method;
-  if (method == EntkMethod::sd) throw NotSupported("method sd is not implemented yet; use jc or vp");
+  EntkMethod method = options.method == EntkMethod::automatic ? EntkMethod::sd : options.method;
 
   const index_t n1 = x1.dim(0), n2 = x2.dim(0);
   Array<T> out(entk_output_shape(mode, n1, n2, O));
@@ -243,57 +268,61 @@ Array<T> empirical_ntk(const Network& net, const std::vector<T>& theta, const Ar
   const index_t t = plan.tile;
   OutputWriter<T> writer(out, mode, O);
 
-  std::vector<T> J1(static_cast<size_t>(t * K * P)), J2(method == EntkMethod::jc ? static_cast<size_t>(t * K * P) : 0);
-  std::vector<T> block(static_cast<size_t>(dirs.paired ? t * K * t * K : (method == EntkMethod::vp ? K : 1) * t * t));
+  // One side of a tile pair: what each method needs of its examples.
+  struct Side {
+    index_t start = 0, count = 0;
+    std::vector<T> rows;                 // jc, vp (x1 side): Jacobian rows (count·K × P)
+    Trace<T> trace;                      // sd, vp (x2 side)
+    std::vector<std::vector<T>> cotangents;  // sd: per layer, (count, K, out)
+  };
+  auto prepare = [&](const Array<T>& x, index_t start, index_t count, bool x2_side, Side& side) {
+    side.start = start;
+    side.count = count;
+    const T* xs = x.data() + start * d;
+    if (method == EntkMethod::jc || (method == EntkMethod::vp && !x2_side)) {
+      side.rows.resize(static_cast<size_t>(count * K * P));
+      jacobian_rows(net, theta.data(), xs, count, dirs, side.rows.data());
+      return;
+    }
+    net.forward(theta.data(), xs, count, side.trace);
+    if (method == EntkMethod::vp) return;
+    side.cotangents.assign(net.layers().size(), {});
+    std::vector<T> g(static_cast<size_t>(count * K * O));
+    for (index_t i = 0; i < count; ++i) std::copy(dirs.rows.begin(), dirs.rows.end(), g.begin() + i * K * O);
+    net.vjp(theta.data(), side.trace, K, g.data(), nullptr, ParamCotangent<T>{}, [&](int layer, const T* g_layer) {
+      const index_t size = count * K * net.layers()[size_t(layer)]->out_size();
+      side.cotangents[size_t(layer)].assign(g_layer, g_layer + size);
+    });
+  };
+
+  std::vector<T> block(static_cast<size_t>(dirs.paired ? t * K * t * K : K * t * t));
+  Side s1, s2;
   for (index_t i0 = 0; i0 < n1; i0 += t) {
-    const index_t c1 = std::min(t, n1 - i0);
-    jacobian_rows(net, theta.data(), x1.data() + i0 * d, c1, dirs, J1.data());
+    prepare(x1, i0, std::min(t, n1 - i0), false, s1);
     for (index_t j0 = symmetric ? i0 : 0; j0 < n2; j0 += t) {
-      const index_t c2 = std::min(t, n2 - j0);
-      const bool mirror = symmetric && j0 != i0;
+      const index_t c1 = s1.count, c2 = std::min(t, n2 - j0);
+      const bool diagonal_tile = symmetric && j0 == i0;
+      // The symmetric diagonal tile reuses side 1, except for VP whose x2 side differs in kind.
+      const Side& b = diagonal_tile && method != EntkMethod::vp ? s1 : (prepare(x2, j0, c2, true, s2), s2);
+      std::fill(block.begin(), block.end(), T(0));
       if (method == EntkMethod::jc) {
-        const T* J2p = J1.data();
-        if (!(symmetric && j0 == i0)) {
-          jacobian_rows(net, theta.data(), x2.data() + j0 * d, c2, dirs, J2.data());
-          J2p = J2.data();
-        }
-        if (dirs.paired) {
-          detail::gemm(false, true, c1 * K, c2 * K, P, T(1), J1.data(), P, J2p, P, T(0), block.data(), c2 * K);
-          writer.write_paired(block.data(), i0, c1, j0, c2, mirror);
-        } else {
-          for (index_t kk = 0; kk < K; ++kk) {
-            detail::gemm(false, true, c1, c2, P, T(1), J1.data() + kk * P, K * P, J2p + kk * P, K * P, T(0), block.data(), c2);
-            writer.write_matched(block.data(), kk, i0, c1, j0, c2, mirror);
-          }
+        contract_rows(s1.rows.data(), c1, b.rows.data(), c2, K, P, dirs.paired, block.data());
+      } else if (method == EntkMethod::sd) {
+        for (int l = 0; l < static_cast<int>(net.layers().size()); ++l) {
+          const Layer& layer = *net.layers()[size_t(l)];
+          if (layer.num_params() == 0) continue;
+          layer.ntk_block(theta.data() + net.param_offset(l), net.layer_input(s1.trace, l), net.layer_output(s1.trace, l),
+                          s1.cotangents[size_t(l)].data(), c1, net.layer_input(b.trace, l), net.layer_output(b.trace, l),
+                          b.cotangents[size_t(l)].data(), c2, K, dirs.paired, block.data());
         }
       } else {
-        // NTK-vector products: push the c1·K Jacobian rows of x1 through the x2 side's JVP.
-        Trace<T> trace2;
-        net.forward(theta.data(), x2.data() + j0 * d, c2, trace2);
-        std::vector<T> tangents(static_cast<size_t>(c2 * c1 * K * O));
-        net.jvp(theta.data(), trace2, c1 * K, nullptr, J1.data(), P, tangents.data());
-        // tangents[j, (i, a), b] = J_b(x_j) · J(x_i)ᵀ c_a; contract b with the directions' rows.
-        for (index_t i = 0; i < c1; ++i)
-          for (index_t j = 0; j < c2; ++j)
-            for (index_t a = 0; a < K; ++a) {
-              const T* tv = tangents.data() + (j * c1 * K + i * K + a) * O;
-              if (dirs.paired) {
-                for (index_t b = 0; b < K; ++b) {
-                  T v = 0;
-                  for (index_t o = 0; o < O; ++o) v += dirs.rows[size_t(b * O + o)] * tv[o];
-                  block[size_t((i * K + a) * (c2 * K) + j * K + b)] = v;
-                }
-              } else {
-                T v = 0;
-                for (index_t o = 0; o < O; ++o) v += dirs.rows[size_t(a * O + o)] * tv[o];
-                block[size_t(a * c1 * c2 + i * c2 + j)] = v;
-              }
-            }
-        if (dirs.paired) {
-          writer.write_paired(block.data(), i0, c1, j0, c2, mirror);
-        } else {
-          for (index_t a = 0; a < K; ++a) writer.write_matched(block.data() + a * c1 * c2, a, i0, c1, j0, c2, mirror);
-        }
+        vp_block(net, theta.data(), s1.rows.data(), c1, b.trace, c2, dirs, block.data());
+      }
+      const bool mirror = symmetric && !diagonal_tile;
+      if (dirs.paired) {
+        writer.write_paired(block.data(), i0, c1, j0, c2, mirror);
+      } else {
+        for (index_t kk = 0; kk < K; ++kk) writer.write_matched(block.data() + kk * c1 * c2, kk, i0, c1, j0, c2, mirror);
       }
     }
   }

@@ -63,6 +63,7 @@ int Network::build(const std::vector<LayerSpec>& specs, int in_buffer, const std
     }
     buffer_shapes_.push_back(layer->out_shape());
     int out = static_cast<int>(buffer_shapes_.size()) - 1;
+    layer_step_.push_back(steps_.size());
     steps_.push_back({index, cur, 0, out});
     layers_.push_back(std::move(layer));
     paths_.push_back(path);
@@ -209,7 +210,8 @@ Array<T> Network::apply(const std::vector<T>& theta, const Array<T>& x, index_t 
 
 template <class T>
 void Network::vjp(const T* theta, const Trace<T>& trace, index_t k, const std::type_identity_t<T>* g_out,
-                  std::type_identity_t<T>* g_in, ParamCotangent<T> g_theta) const {
+                  std::type_identity_t<T>* g_in, ParamCotangent<T> g_theta,
+                  const std::function<void(int, const std::type_identity_t<T>*)>& observe) const {
   const index_t n = trace.n;
   std::vector<std::vector<T>> cot(buffer_sizes_.size());
   auto accumulate = [](std::vector<T>& into, std::vector<T>&& from) {
@@ -232,6 +234,7 @@ void Network::vjp(const T* theta, const Trace<T>& trace, index_t k, const std::t
     }
     const Layer& layer = *layers_[static_cast<size_t>(s.layer)];
     const index_t offset = layer_param_offset_[static_cast<size_t>(s.layer)];
+    if (observe && layer.num_params() > 0) observe(s.layer, g.data());
     const bool need_in = s.in != 0 || g_in != nullptr;
     std::vector<T> g_prev(need_in ? static_cast<size_t>(n * k * layer.in_size()) : 0);
     ParamCotangent<T> pc = g_theta;
@@ -285,7 +288,8 @@ void Network::jvp(const T* theta, const Trace<T>& trace, index_t k, const std::t
   template std::map<std::string, RawArray> Network::params_to_npz<T>(const std::vector<T>&) const;            \
   template Array<T> Network::apply<T>(const std::vector<T>&, const Array<T>&, index_t) const;                \
   template void Network::forward<T>(const T*, const T*, index_t, Trace<T>&) const;                           \
-  template void Network::vjp<T>(const T*, const Trace<T>&, index_t, const T*, T*, ParamCotangent<T>) const;  \
+  template void Network::vjp<T>(const T*, const Trace<T>&, index_t, const T*, T*, ParamCotangent<T>,             \
+                                const std::function<void(int, const T*)>&) const;  \
   template void Network::jvp<T>(const T*, const Trace<T>&, index_t, const T*, const T*, index_t, T*) const;
 NTK_INSTANTIATE(float)
 NTK_INSTANTIATE(double)

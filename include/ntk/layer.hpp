@@ -86,6 +86,20 @@ class Layer {
   virtual void jvp(const double* theta, const double* x, const double* y, index_t n, index_t k,
                    const double* t_in, const double* t_theta, index_t t_theta_stride, double* t_out) const = 0;
 
+  // Structured derivatives: adds this layer's parameters' share of the eNTK block between two
+  // tiles, Σ_θ∈layer (J_θ(x1_i)ᵀ g1_ia)·(J_θ(x2_j)ᵀ g2_jb), given the layer's inputs x, outputs y
+  // and output cotangents g (n, k, out) on each side. paired: block is (n1·k) × (n2·k) over all
+  // (a, b); otherwise k matched blocks n1 × n2 (a = b). The default builds per-example parameter
+  // gradients of this layer and contracts them; layers with cheaper Gram forms override it.
+  virtual void ntk_block(const float* theta, const float* x1, const float* y1, const float* g1, index_t n1,
+                         const float* x2, const float* y2, const float* g2, index_t n2, index_t k, bool paired,
+                         float* block) const = 0;
+  virtual void ntk_block(const double* theta, const double* x1, const double* y1, const double* g1, index_t n1,
+                         const double* x2, const double* y2, const double* g2, index_t n2, index_t k, bool paired,
+                         double* block) const = 0;
+  // Multiply-adds of ntk_block for tiles of n1 × n2 examples (for the cost model).
+  virtual double ntk_block_flops(index_t n1, index_t n2, index_t k, bool paired) const;
+
  protected:
   // Returns the output shape for in_shape and records what the layer derives from it (fan-in...).
   virtual Shape infer_shape(const Shape& in_shape) = 0;
@@ -94,6 +108,13 @@ class Layer {
   Shape in_shape_, out_shape_;
   index_t in_size_ = 0, out_size_ = 0;
 };
+
+// block += rows1 · rows2ᵀ for per-example rows (n·k × P): all (a, b) pairs when paired, otherwise
+// k matched blocks n1 × n2. Shared by the generic structured derivative and Jacobian contraction.
+void contract_rows(const float* rows1, index_t n1, const float* rows2, index_t n2, index_t k, index_t P, bool paired,
+                   float* block);
+void contract_rows(const double* rows1, index_t n1, const double* rows2, index_t n2, index_t k, index_t P, bool paired,
+                   double* block);
 
 // Implements the float and double virtuals of Layer by forwarding to the derived class's member
 // templates forward_t, vjp_t and jvp_t, so each layer writes its math once.
@@ -117,6 +138,27 @@ class LayerImpl : public Layer {
   void jvp(const double* th, const double* x, const double* y, index_t n, index_t k, const double* t_in,
            const double* t_th, index_t stride, double* t_out) const override {
     self().jvp_t(th, x, y, n, k, t_in, t_th, stride, t_out);
+  }
+  void ntk_block(const float* th, const float* x1, const float* y1, const float* g1, index_t n1, const float* x2,
+                 const float* y2, const float* g2, index_t n2, index_t k, bool paired, float* block) const override {
+    self().ntk_block_t(th, x1, y1, g1, n1, x2, y2, g2, n2, k, paired, block);
+  }
+  void ntk_block(const double* th, const double* x1, const double* y1, const double* g1, index_t n1, const double* x2,
+                 const double* y2, const double* g2, index_t n2, index_t k, bool paired, double* block) const override {
+    self().ntk_block_t(th, x1, y1, g1, n1, x2, y2, g2, n2, k, paired, block);
+  }
+
+  // Generic structured derivative: per-example parameter gradients of this layer alone, then a
+  // GEMM (JC restricted to one layer). Derived layers may hide it with a cheaper form.
+  template <class T>
+  void ntk_block_t(const T* th, const T* x1, const T* y1, const T* g1, index_t n1, const T* x2, const T* y2,
+                   const T* g2, index_t n2, index_t k, bool paired, T* block) const {
+    const index_t P = num_params();
+    if (P == 0) return;
+    std::vector<T> rows1(static_cast<size_t>(n1 * k * P), T(0)), rows2(static_cast<size_t>(n2 * k * P), T(0));
+    this->vjp(th, x1, y1, n1, k, g1, static_cast<T*>(nullptr), ParamCotangent<T>{rows1.data(), P, true});
+    this->vjp(th, x2, y2, n2, k, g2, static_cast<T*>(nullptr), ParamCotangent<T>{rows2.data(), P, true});
+    contract_rows(rows1.data(), n1, rows2.data(), n2, k, P, paired, block);
   }
 
  private:

@@ -3,6 +3,7 @@
 // and its named views, forward passes that keep the activations (a Trace), and reverse / forward
 // mode derivatives with k directions per example.
 #pragma once
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -78,9 +79,12 @@ class Network {
   // Reverse mode at the trace: g_out (n, k, output_size) -> input cotangent (n, k, input_size)
   // (skipped if g_in is null) and parameter cotangents accumulated into g_theta (a full parameter
   // row per direction, or per example and direction: then these are Jacobian rows).
+  // observe, if given, is called for every layer with parameters with the layer's index and its
+  // output cotangents (n, k, out): what structured derivatives are assembled from.
   template <class T>
   void vjp(const T* theta, const Trace<T>& trace, index_t k, const std::type_identity_t<T>* g_out,
-           std::type_identity_t<T>* g_in, ParamCotangent<T> g_theta) const;
+           std::type_identity_t<T>* g_in, ParamCotangent<T> g_theta,
+           const std::function<void(int, const std::type_identity_t<T>*)>& observe = {}) const;
 
   // Forward mode at the trace: t_out (n, k, output_size) = J_x t_in + J_theta t_theta[kk].
   // t_in (n, k, input_size) may be null; t_theta is k rows of stride t_theta_stride, may be null.
@@ -89,6 +93,16 @@ class Network {
            const std::type_identity_t<T>* t_theta, index_t t_theta_stride, std::type_identity_t<T>* t_out) const;
 
   index_t buffer_size(size_t b) const { return buffer_sizes_[b]; }
+  // A layer's slice of the parameter buffer, and its input / output activations in a trace.
+  index_t param_offset(int layer) const { return layer_param_offset_[static_cast<size_t>(layer)]; }
+  template <class T>
+  const T* layer_input(const Trace<T>& trace, int layer) const {
+    return trace.buffers[static_cast<size_t>(steps_[layer_step_[static_cast<size_t>(layer)]].in)].data();
+  }
+  template <class T>
+  const T* layer_output(const Trace<T>& trace, int layer) const {
+    return trace.buffers[static_cast<size_t>(steps_[layer_step_[static_cast<size_t>(layer)]].out)].data();
+  }
 
  private:
   struct Step {
@@ -102,6 +116,7 @@ class Network {
   std::vector<std::unique_ptr<Layer>> layers_;
   std::vector<std::string> paths_;
   std::vector<index_t> layer_param_offset_;
+  std::vector<size_t> layer_step_;  // index into steps_ of each layer
   std::vector<ParamView> views_;
   std::vector<Step> steps_;
   std::vector<Shape> buffer_shapes_;

@@ -83,6 +83,49 @@ class Dense final : public LayerImpl<Dense> {
     }
   }
 
+  // Structured derivative (Novak et al. 2022): the contribution factorizes into an input Gram and
+  // a cotangent Gram, Θ_l[(i,a),(j,b)] = (s²·x_i·x_j + c²)·(g_ia·g_jb), costing N²·in + N²K²·out
+  // instead of N²K²·in·out. On image-shaped inputs (several positions) the positions couple, and
+  // the generic per-example route is used.
+  template <class T>
+  void ntk_block_t(const T* th, const T* x1, const T* y1, const T* g1, index_t n1, const T* x2, const T* y2,
+                   const T* g2, index_t n2, index_t k, bool paired, T* block) const {
+    if (positions() != 1) {
+      LayerImpl<Dense>::ntk_block_t(th, x1, y1, g1, n1, x2, y2, g2, n2, k, paired, block);
+      return;
+    }
+    const T s = w_scale<T>();
+    const T c2 = o_.b_std ? b_scale<T>() * b_scale<T>() : T(0);
+    std::vector<T> factor(static_cast<size_t>(n1 * n2));  // s²·x_i·x_j + c²
+    gemm(false, true, n1, n2, fan_in_, s * s, x1, fan_in_, x2, fan_in_, T(0), factor.data(), n2);
+    for (T& f : factor) f += c2;
+    if (paired) {
+      std::vector<T> gram(static_cast<size_t>(n1 * k * n2 * k));
+      gemm(false, true, n1 * k, n2 * k, out_, T(1), g1, out_, g2, out_, T(0), gram.data(), n2 * k);
+      for (index_t i = 0; i < n1; ++i)
+        for (index_t a = 0; a < k; ++a)
+          for (index_t j = 0; j < n2; ++j) {
+            const T f = factor[size_t(i * n2 + j)];
+            const T* src = gram.data() + (i * k + a) * n2 * k + j * k;
+            T* dst = block + (i * k + a) * n2 * k + j * k;
+            for (index_t b = 0; b < k; ++b) dst[b] += f * src[b];
+          }
+      return;
+    }
+    std::vector<T> gram(static_cast<size_t>(n1 * n2));
+    for (index_t kk = 0; kk < k; ++kk) {
+      gemm(false, true, n1, n2, out_, T(1), g1 + kk * out_, k * out_, g2 + kk * out_, k * out_, T(0), gram.data(), n2);
+      T* dst = block + kk * n1 * n2;
+      for (index_t e = 0; e < n1 * n2; ++e) dst[e] += factor[size_t(e)] * gram[size_t(e)];
+    }
+  }
+
+  double ntk_block_flops(index_t n1, index_t n2, index_t k, bool paired) const override {
+    if (positions() != 1) return Layer::ntk_block_flops(n1, n2, k, paired);
+    const double pairs = double(n1) * double(n2);
+    return pairs * double(fan_in_) + pairs * (paired ? double(k) * double(k) : double(k)) * double(out_);
+  }
+
  protected:
   Shape infer_shape(const Shape& in) override {
     if (in.empty()) throw InvalidArgument("Dense needs at least one input axis");

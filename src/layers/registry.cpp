@@ -1,8 +1,10 @@
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <functional>
 #include <map>
 
+#include "../blas.hpp"
 #include "layers.hpp"
 #include "ntk/error.hpp"
 
@@ -99,4 +101,34 @@ std::string describe_affine(const AffineOptions& o) {
 }
 
 }  // namespace detail
+}  // namespace ntk
+
+namespace ntk {
+
+double Layer::ntk_block_flops(index_t n1, index_t n2, index_t k, bool paired) const {
+  // Generic route: two per-example gradient passes (≈ the VJP's parameter part) plus the GEMM.
+  const double P = double(num_params()), rows = double(n1 + n2) * double(k);
+  const double gemm = paired ? double(n1) * double(n2) * double(k) * double(k) * P : double(n1) * double(n2) * double(k) * P;
+  return rows * P * double(out_size()) / std::max<double>(1.0, double(out_shape().back())) + gemm;
+}
+
+namespace {
+template <class T>
+void contract_rows_t(const T* rows1, index_t n1, const T* rows2, index_t n2, index_t k, index_t P, bool paired, T* block) {
+  if (paired) {
+    detail::gemm(false, true, n1 * k, n2 * k, P, T(1), rows1, P, rows2, P, T(1), block, n2 * k);
+    return;
+  }
+  for (index_t kk = 0; kk < k; ++kk)
+    detail::gemm(false, true, n1, n2, P, T(1), rows1 + kk * P, k * P, rows2 + kk * P, k * P, T(1), block + kk * n1 * n2, n2);
+}
+}  // namespace
+
+void contract_rows(const float* r1, index_t n1, const float* r2, index_t n2, index_t k, index_t P, bool paired, float* b) {
+  contract_rows_t(r1, n1, r2, n2, k, P, paired, b);
+}
+void contract_rows(const double* r1, index_t n1, const double* r2, index_t n2, index_t k, index_t P, bool paired, double* b) {
+  contract_rows_t(r1, n1, r2, n2, k, P, paired, b);
+}
+
 }  // namespace ntk

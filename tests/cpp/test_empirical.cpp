@@ -74,7 +74,7 @@ TEST(Entk, MatchesFiniteDifferenceJacobian) {
   auto theta = net.init<double>(4);
   Array<double> x = random_inputs(net, 3, 5);
   Array<double> fd = fd_full_kernel(net, theta, x);
-  for (EntkMethod m : {EntkMethod::jc, EntkMethod::vp}) {
+  for (EntkMethod m : {EntkMethod::jc, EntkMethod::vp, EntkMethod::sd, EntkMethod::automatic}) {
     Array<double> K = empirical_ntk(net, theta, x, nullptr, opts("full", m));
     EXPECT_LT(rel_err(K, fd), 1e-7) << to_string(m);
   }
@@ -93,7 +93,7 @@ const NetCase kNets[] = {
     {"Conv(3, 2x3, b_std=0.2), LeakyRelu(0.1), Residual(Abs, Conv(3, 3, padding=SAME)), GlobalAvgPool, Dense(3)", {5, 6, 1}},
 };
 
-TEST(Entk, JacobianContractionAndVectorProductsAgree) {
+TEST(Entk, AllMethodsAgree) {
   for (const NetCase& c : kNets) {
     Network net(c.spec, c.input, c.defaults);
     auto theta = net.init<double>(7);
@@ -102,6 +102,11 @@ TEST(Entk, JacobianContractionAndVectorProductsAgree) {
       Array<double> jc = empirical_ntk(net, theta, x1, &x2, opts(mode, EntkMethod::jc));
       Array<double> vp = empirical_ntk(net, theta, x1, &x2, opts(mode, EntkMethod::vp, 2));
       EXPECT_LT(rel_err(vp, jc), 1e-10) << c.spec << " mode " << mode;
+      Array<double> sd = empirical_ntk(net, theta, x1, &x2, opts(mode, EntkMethod::sd, 4));
+      EXPECT_LT(rel_err(sd, jc), 1e-10) << c.spec << " mode " << mode;
+      Array<double> sym_sd = empirical_ntk(net, theta, x1, nullptr, opts(mode, EntkMethod::sd, 2));
+      Array<double> sym_jc = empirical_ntk(net, theta, x1, nullptr, opts(mode, EntkMethod::jc));
+      EXPECT_LT(rel_err(sym_sd, sym_jc), 1e-10) << c.spec << " mode " << mode;
     }
   }
 }
@@ -158,6 +163,8 @@ TEST(Entk, TilesAndSymmetricPathGiveTheSameKernel) {
       EXPECT_LT(rel_err(empirical_ntk(net, theta, x, nullptr, opts(mode, EntkMethod::jc, tile)), whole), 1e-13)
           << mode << " tile " << tile;
       EXPECT_LT(rel_err(empirical_ntk(net, theta, x, &x, opts(mode, EntkMethod::vp, tile)), whole), 1e-12)
+          << mode << " tile " << tile;
+      EXPECT_LT(rel_err(empirical_ntk(net, theta, x, nullptr, opts(mode, EntkMethod::sd, tile)), whole), 1e-12)
           << mode << " tile " << tile;
     }
   }
