@@ -26,6 +26,12 @@ std::string shape_string(const Shape& shape) {
   return s + ")";
 }
 
+std::string batch_shape_string(const Shape& per_example) {
+  std::string s = "(N";
+  for (index_t d : per_example) s += ", " + std::to_string(d);
+  return s + ")";
+}
+
 Shape drop_first(const Shape& shape) {
   if (shape.empty()) throw InvalidArgument("expected an array with a leading batch axis, got a scalar");
   return Shape(shape.begin() + 1, shape.end());

@@ -233,8 +233,8 @@ void vp_block(const Network& net, const T* theta, const T* rows1, index_t c1, co
 template <class T>
 void check_inputs(const Network& net, const Array<T>& x, const char* name) {
   if (x.ndim() == 0 || drop_first(x.shape()) != net.input_shape())
-    throw InvalidArgument(std::string(name) + " has shape " + shape_string(x.shape()) + " but the network takes (N, " +
-                          shape_string(net.input_shape()).substr(1));
+    throw InvalidArgument(std::string(name) + " has shape " + shape_string(x.shape()) + " but the network takes " +
+                          batch_shape_string(net.input_shape()));
   if (x.dim(0) == 0) throw InvalidArgument(std::string(name) + " has no examples");
   if (index_t bad = first_non_finite(x); bad >= 0)
     throw InvalidArgument(std::string(name) + " has a non-finite value (NaN or Inf) in example " +

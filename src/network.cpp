@@ -147,7 +147,8 @@ std::vector<T> Network::params_from_npz(const std::map<std::string, RawArray>& a
   for (const auto& [key, value] : arrays) {
     bool known = std::any_of(views_.begin(), views_.end(), [&](const ParamView& v) { return v.name == key; });
     if (!known)
-      throw InvalidArgument("parameter file has an array '" + key + "' that no layer of the network uses; was it made for another spec?");
+      throw InvalidArgument("parameter file has an array '" + key + "' that no layer of the network uses; was it made for " +
+                            (key.size() > 2 && key.substr(key.size() - 2) == ".b" ? "layers with biases (--b-std / b_std=)" : "another spec") + "?");
   }
   return theta;
 }
@@ -190,8 +191,8 @@ Array<T> Network::apply(const std::vector<T>& theta, const Array<T>& x, index_t 
   if (static_cast<index_t>(theta.size()) != num_params_)
     throw InvalidArgument("got " + std::to_string(theta.size()) + " parameters, the network has " + std::to_string(num_params_));
   if (x.ndim() == 0 || drop_first(x.shape()) != input_shape_)
-    throw InvalidArgument("input has shape " + shape_string(x.shape()) + " but the network takes (N, " +
-                          shape_string(input_shape_).substr(1));
+    throw InvalidArgument("input has shape " + shape_string(x.shape()) + " but the network takes " +
+                          batch_shape_string(input_shape_));
   if (x.dim(0) == 0) throw InvalidArgument("input has no examples (shape " + shape_string(x.shape()) + ")");
   if (index_t bad = first_non_finite(x); bad >= 0)
     throw InvalidArgument("input has a non-finite value (NaN or Inf) in example " + std::to_string(bad / input_size()));

@@ -17,6 +17,8 @@ using Shape = std::vector<index_t>;
 index_t numel(const Shape& shape);
 // "(2, 28, 28, 1)"
 std::string shape_string(const Shape& shape);
+// "(N, 28, 28, 1)" for a per-example shape (28, 28, 1).
+std::string batch_shape_string(const Shape& per_example);
 // Shape without its leading (batch) axis; throws if shape is empty.
 Shape drop_first(const Shape& shape);
 
