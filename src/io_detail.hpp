@@ -1,0 +1,46 @@
+// Internals shared by the .npy, .npz and IDX readers and writers (not part of the public API).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "ntk/io.hpp"
+
+namespace ntk::detail {
+
+// No array read from a file may claim more than this many bytes. It is far above any parameter
+// file or dataset ntkit handles, and it keeps a corrupt header from driving a huge allocation
+// even where the payload size cannot be checked against the file length up front (compressed data).
+inline constexpr std::uint64_t kMaxArrayBytes = std::uint64_t{64} << 30;
+
+// Deflate cannot expand data by more than about 1032:1, so a compressed stream of n bytes that
+// claims more than this many uncompressed bytes is corrupt; checking it before allocating keeps
+// small malicious inputs from requesting gigabytes.
+inline std::uint64_t max_inflated_size(std::uint64_t compressed) {
+  constexpr std::uint64_t kRatio = 1032, kSlack = 4096;
+  return compressed > (UINT64_MAX - kSlack) / kRatio ? UINT64_MAX : compressed * kRatio + kSlack;
+}
+
+// Whole file contents; throws IoError "<prefix><reason>" if it cannot be read.
+std::vector<std::byte> read_file(const std::string& path, const std::string& prefix);
+
+// Called by a producer with successive chunks of the file contents.
+using ByteSink = std::function<void(const std::byte*, size_t)>;
+// Streams the producer's output to a temporary file next to path, fsyncs it and renames it over
+// path. If the producer throws or any step fails, the temporary file is removed and the old
+// contents of path (if any) are left untouched.
+void write_file_atomic_stream(const std::string& path, const std::function<void(const ByteSink&)>& produce);
+
+// Checks that a.bytes matches a.shape and a.dtype (InvalidArgument otherwise); returns the byte count.
+size_t checked_byte_size(const RawArray& a);
+
+// .npy: header bytes (magic, version, length, padded dict) for an array, without its data.
+std::vector<std::byte> npy_header(const RawArray& a);
+// Parses a .npy file held in buf, reusing buf's storage for the array data. Error messages start
+// with prefix (which names the file).
+RawArray parse_npy_owned(std::vector<std::byte>&& buf, const std::string& prefix);
+RawArray parse_npy_prefixed(const std::byte* data, size_t size, const std::string& prefix);
+
+}  // namespace ntk::detail
