@@ -1,0 +1,53 @@
+// Empirical NTK benchmarks on the PyTorch peer's configurations (../shared/bench/peers/torch_entk.py):
+// standard parameterization, biases everywhere, float32. bench/compare_entk.sh prints these beside
+// the peer's figures from the same run.
+#include <benchmark/benchmark.h>
+
+#include "ntk/empirical.hpp"
+#include "ntk/network.hpp"
+#include "ntk/rng.hpp"
+
+namespace {
+
+std::string mlp(int width) {
+  return "Dense(" + std::to_string(width) + ", b_std=0), Relu, Dense(" + std::to_string(width) +
+         ", b_std=0), Relu, Dense(10, b_std=0)";
+}
+std::string cnn(int width) {
+  return "Conv(" + std::to_string(width) + ", 3, padding=SAME, b_std=0), Relu, Conv(" + std::to_string(width) +
+         ", 3, padding=SAME, b_std=0), Relu, GlobalAvgPool, Dense(10, b_std=0)";
+}
+
+void run(benchmark::State& state, const std::string& spec, ntk::Shape input, const char* mode, ntk::EntkMethod method) {
+  const ntk::index_t n = state.range(0);
+  ntk::NetworkDefaults d;
+  d.parameterization = ntk::Parameterization::standard;
+  ntk::Network net(spec, input, d);
+  auto theta = net.init<float>(0);
+  ntk::Shape shape{n};
+  shape.insert(shape.end(), input.begin(), input.end());
+  ntk::Array<float> x(shape);
+  for (ntk::index_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(ntk::normal(1, 0, static_cast<std::uint64_t>(i)));
+  ntk::EntkOptions o;
+  o.mode = ntk::parse_entk_mode(mode);
+  o.method = method;
+  for (auto _ : state) {
+    auto k = ntk::empirical_ntk(net, theta, x, nullptr, o);
+    benchmark::DoNotOptimize(k.data());
+  }
+}
+
+using M = ntk::EntkMethod;
+void BM_EntkMlp512Full_sd(benchmark::State& s) { run(s, mlp(512), {784}, "full", M::sd); }
+void BM_EntkMlp512Full_jc(benchmark::State& s) { run(s, mlp(512), {784}, "full", M::jc); }
+void BM_EntkMlp2048Pntk_sd(benchmark::State& s) { run(s, mlp(2048), {784}, "pntk", M::sd); }
+void BM_EntkCnn64Full_sd(benchmark::State& s) { run(s, cnn(64), {28, 28, 1}, "full", M::sd); }
+void BM_EntkCnn64Full_jc(benchmark::State& s) { run(s, cnn(64), {28, 28, 1}, "full", M::jc); }
+
+BENCHMARK(BM_EntkMlp512Full_sd)->Arg(64)->Arg(1000)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_EntkMlp512Full_jc)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_EntkMlp2048Pntk_sd)->Arg(128)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_EntkCnn64Full_sd)->Arg(32)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_EntkCnn64Full_jc)->Arg(32)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+}  // namespace
