@@ -144,7 +144,8 @@ std::vector<T> Network::params_from_npz(const std::map<std::string, RawArray>& a
       throw InvalidArgument("parameter '" + v.name + "' has a non-finite value at flat index " + std::to_string(bad));
     std::copy(a.data(), a.data() + a.size(), theta.begin() + v.offset);
   }
-  for (const auto& [key, value] : arrays) {
+  for (const auto& entry : arrays) {
+    const std::string& key = entry.first;
     bool known = std::any_of(views_.begin(), views_.end(), [&](const ParamView& v) { return v.name == key; });
     if (!known)
       throw InvalidArgument("parameter file has an array '" + key + "' that no layer of the network uses; was it made for " +

@@ -155,8 +155,13 @@ class LayerImpl : public Layer {
                    const T* g2, index_t n2, index_t k, bool paired, T* block) const {
     const index_t P = num_params();
     if (P == 0) return;
-    std::vector<T> rows1(static_cast<size_t>(n1 * k * P), T(0)), rows2(static_cast<size_t>(n2 * k * P), T(0));
+    std::vector<T> rows1(static_cast<size_t>(n1 * k * P), T(0));
     this->vjp(th, x1, y1, n1, k, g1, static_cast<T*>(nullptr), ParamCotangent<T>{rows1.data(), P, true});
+    if (x1 == x2 && g1 == g2 && n1 == n2) {  // a symmetric diagonal tile: one side serves both
+      contract_rows(rows1.data(), n1, rows1.data(), n2, k, P, paired, block);
+      return;
+    }
+    std::vector<T> rows2(static_cast<size_t>(n2 * k * P), T(0));
     this->vjp(th, x2, y2, n2, k, g2, static_cast<T*>(nullptr), ParamCotangent<T>{rows2.data(), P, true});
     contract_rows(rows1.data(), n1, rows2.data(), n2, k, P, paired, block);
   }
