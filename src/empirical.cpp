@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstdio>
 
 #include "blas.hpp"
 #include "ntk/error.hpp"
@@ -53,6 +54,19 @@ std::string to_string(const EntkMode& m) {
     case EntkMode::diagonal: return "diagonal";
   }
   return "?";
+}
+
+std::string format_bytes(std::uint64_t bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = double(bytes);
+  int u = 0;
+  while (v >= 1024 && u < 4) {
+    v /= 1024;
+    ++u;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
+  return buf;
 }
 
 Shape entk_output_shape(const EntkMode& mode, index_t n1, index_t n2, index_t outputs) {
@@ -152,56 +166,93 @@ void jacobian_rows(const Network& net, const T* theta, const T* x, index_t n, co
   net.vjp(theta, trace, dirs.K, g.data(), nullptr, ParamCotangent<T>{J, P, true});
 }
 
-struct TilePlan {
-  index_t tile = 0;
-  std::uint64_t bytes = 0;
-};
-
-template <class T>
-std::uint64_t working_bytes(const Network& net, EntkMethod method, index_t t, index_t K, bool paired) {
-  const std::uint64_t s = sizeof(T), P = std::uint64_t(net.num_params());
-  std::uint64_t buffers = 0, widest = 0;
-  // Activations of every buffer, and the widest buffer for cotangents / tangents in flight.
-  for (index_t l = 0; l < static_cast<index_t>(net.layers().size()); ++l) {
-    buffers += std::uint64_t(net.layers()[size_t(l)]->out_size());
-    widest = std::max<std::uint64_t>(widest, std::uint64_t(std::max(net.layers()[size_t(l)]->in_size(), net.layers()[size_t(l)]->out_size())));
+// Bytes of working memory for tiles of t examples per side (the kernel itself excluded).
+std::uint64_t working_bytes(const Network& net, EntkMethod method, index_t t, index_t K, bool paired,
+                            std::uint64_t s) {
+  const std::uint64_t P = std::uint64_t(net.num_params());
+  std::uint64_t buffers = std::uint64_t(net.input_size()), widest = 0, cotangents = 0, sides = 0;
+  for (const auto& layer : net.layers()) {
+    buffers += std::uint64_t(layer->out_size());
+    widest = std::max<std::uint64_t>(widest, std::uint64_t(std::max(layer->in_size(), layer->out_size())));
+    if (layer->num_params() > 0) {
+      cotangents += std::uint64_t(layer->out_size());
+      sides += std::uint64_t(layer->ntk_side_elements(t, K));
+    }
   }
-  buffers += std::uint64_t(net.input_size());
   const std::uint64_t ut = std::uint64_t(t), uk = std::uint64_t(K);
-  std::uint64_t bytes = 2 * ut * buffers * s;                 // two traces
-  bytes += 2 * ut * uk * P * s;                               // Jacobian rows of both sides
-  bytes += 3 * ut * uk * widest * s;                          // cotangents in flight
-  bytes += (paired ? ut * ut * uk * uk : ut * ut) * s;        // one contracted block
-  if (method == EntkMethod::vp) bytes += 3 * ut * ut * uk * widest * s;  // tangents of n1·K directions over n2
-  return bytes + (std::uint64_t(64) << 20);                   // patches, BLAS buffers
+  std::uint64_t bytes = 2 * ut * buffers * s;                       // the traces of both sides
+  bytes += 3 * ut * uk * widest * s;                                // cotangents in flight
+  bytes += (paired ? ut * ut * uk * uk : ut * ut * uk) * s;         // one contracted block
+  switch (method) {
+    case EntkMethod::jc: bytes += 2 * ut * uk * P * s; break;       // Jacobian rows of both sides
+    case EntkMethod::vp: bytes += ut * uk * P * s + 3 * ut * ut * uk * widest * s; break;  // rows, tangents
+    default: bytes += 2 * (ut * uk * cotangents + sides) * s + ut * ut * uk * s; break;  // per-layer cotangents, sides
+  }
+  return bytes + (std::uint64_t(64) << 20);  // patches, BLAS buffers
 }
 
-template <class T>
-TilePlan plan_tiles(const Network& net, EntkMethod method, index_t n_max, index_t K, bool paired,
-                    std::uint64_t output_bytes, const EntkOptions& o) {
-  if (o.tile > 0) return {std::min(o.tile, n_max), working_bytes<T>(net, method, std::min(o.tile, n_max), K, paired)};
-  if (o.max_memory == 0) {
-    // No budget: tiles of up to 256 examples keep BLAS efficient without huge Jacobians.
-    index_t t = std::min<index_t>(n_max, 256);
-    return {t, working_bytes<T>(net, method, t, K, paired)};
+// Floating-point operations of a method over the tile pairs it visits (2 per multiply-add).
+double method_flops(const Network& net, EntkMethod method, index_t n1, index_t n2, bool symmetric, index_t t,
+                    index_t K, bool paired) {
+  double fp = 0;
+  for (const auto& layer : net.layers()) fp += layer->forward_flops();
+  auto sd_side = [&](double c) {  // forward, input cotangents of K directions, the layers' sides
+    double f = c * fp * (1 + double(K));
+    for (const auto& layer : net.layers())
+      if (layer->num_params() > 0) f += layer->ntk_side_flops(index_t(c), K);
+    return f;
+  };
+  const double P = double(net.num_params()), O = double(net.output_size()), k = double(K);
+  const double pair_dirs = paired ? k * k : k;
+  double total = 0;
+  for (index_t i0 = 0; i0 < n1; i0 += t) {
+    const double c1 = double(std::min(t, n1 - i0));
+    // Side 1: forward, then K backward passes (input cotangents ≈ forward, parameter part ≈ forward).
+    total += method == EntkMethod::sd ? sd_side(c1) : c1 * fp * (1 + 2 * k);
+    for (index_t j0 = symmetric ? i0 : 0; j0 < n2; j0 += t) {
+      const double c2 = double(std::min(t, n2 - j0));
+      const bool diagonal_tile = symmetric && j0 == i0;
+      switch (method) {
+        case EntkMethod::jc:
+          if (!diagonal_tile) total += c2 * fp * (1 + 2 * k);
+          total += c1 * c2 * pair_dirs * P;
+          break;
+        case EntkMethod::vp:
+          total += c2 * fp + c1 * c2 * k * 2 * fp + c1 * c2 * k * O * (paired ? k : 1);
+          break;
+        default:
+          if (!diagonal_tile) total += sd_side(c2);
+          for (const auto& layer : net.layers())
+            if (layer->num_params() > 0) total += layer->ntk_block_flops(index_t(c1), index_t(c2), K, paired);
+          break;
+      }
+    }
   }
+  return 2 * total;
+}
+
+index_t choose_tile(const Network& net, EntkMethod method, index_t n_max, index_t K, bool paired,
+                    std::uint64_t output_bytes, std::uint64_t element_bytes, const EntkOptions& o) {
+  if (o.tile > 0) return std::min(o.tile, n_max);
+  if (o.max_memory == 0) return std::min<index_t>(n_max, 256);  // no budget: BLAS-friendly tiles
   if (output_bytes >= o.max_memory)
-    throw MemoryBudgetError("the kernel itself needs " + std::to_string(output_bytes >> 20) + " MiB, more than --max-memory (" +
-                            std::to_string(o.max_memory >> 20) + " MiB); raise --max-memory or use a reducing mode (trace, pntk)");
+    throw MemoryBudgetError("the kernel itself takes " + format_bytes(output_bytes) + ", more than --max-memory " +
+                            format_bytes(o.max_memory) + "; raise --max-memory or use a reducing mode (trace, pntk)");
   const std::uint64_t budget = o.max_memory - output_bytes;
   index_t lo = 0, hi = n_max;
   while (lo < hi) {
     index_t mid = (lo + hi + 1) / 2;
-    if (working_bytes<T>(net, method, mid, K, paired) <= budget)
+    if (working_bytes(net, method, mid, K, paired, element_bytes) <= budget)
       lo = mid;
     else
       hi = mid - 1;
   }
   if (lo == 0)
-    throw MemoryBudgetError("one tile of one example needs " + std::to_string(working_bytes<T>(net, method, 1, K, paired) >> 20) +
-                            " MiB beyond the " + std::to_string(output_bytes >> 20) + " MiB kernel, more than --max-memory (" +
-                            std::to_string(o.max_memory >> 20) + " MiB); raise --max-memory");
-  return {lo, working_bytes<T>(net, method, lo, K, paired)};
+    throw MemoryBudgetError("method " + std::string(to_string(method)) + " needs " +
+                            format_bytes(working_bytes(net, method, 1, K, paired, element_bytes)) +
+                            " for a tile of one example beside the " + format_bytes(output_bytes) +
+                            " kernel, more than --max-memory " + format_bytes(o.max_memory) + "; raise --max-memory");
+  return lo;
 }
 
 // NTK-vector products for a tile pair: the x1 side's Jacobian rows (c1·K × P) are parameter
@@ -230,6 +281,59 @@ void vp_block(const Network& net, const T* theta, const T* rows1, index_t c1, co
       }
 }
 
+}  // namespace
+
+EntkPlan plan_empirical_ntk(const Network& net, index_t n1, index_t n2, bool symmetric, const EntkOptions& o,
+                            std::size_t element_bytes) {
+  const index_t O = net.output_size();
+  const bool paired = o.mode.kind == EntkMode::full;
+  const index_t K = (o.mode.kind == EntkMode::pntk || o.mode.kind == EntkMode::logit) ? 1 : O;
+  EntkPlan plan;
+  plan.output_bytes = std::uint64_t(numel(entk_output_shape(o.mode, n1, n2, O))) * element_bytes;
+  const EntkPlan::Candidate* best = nullptr;
+  for (EntkMethod m : {EntkMethod::jc, EntkMethod::vp, EntkMethod::sd}) {
+    EntkPlan::Candidate c{m};
+    try {
+      c.tile = choose_tile(net, m, std::max(n1, n2), K, paired, plan.output_bytes, element_bytes, o);
+      c.working_bytes = working_bytes(net, m, c.tile, K, paired, element_bytes);
+      c.flops = method_flops(net, m, n1, n2, symmetric, c.tile, K, paired);
+    } catch (const MemoryBudgetError& e) {
+      c.refused = e.what();
+    }
+    plan.candidates.push_back(c);
+  }
+  for (const auto& c : plan.candidates) {
+    const bool wanted = o.method == EntkMethod::automatic ? c.refused.empty() && (!best || c.flops < best->flops)
+                                                          : c.method == o.method;
+    if (wanted) best = &c;
+  }
+  if (!best) throw MemoryBudgetError(plan.candidates.back().refused);
+  if (!best->refused.empty()) throw MemoryBudgetError(best->refused);
+  plan.method = best->method;
+  plan.tile = best->tile;
+  plan.flops = best->flops;
+  plan.working_bytes = best->working_bytes;
+  return plan;
+}
+
+std::string EntkPlan::describe() const {
+  std::string s;
+  char line[256];
+  for (const auto& c : candidates) {
+    if (c.refused.empty())
+      std::snprintf(line, sizeof line, "  %-3s %s %10.3g GFLOP  tile %-6lld working memory %s\n", to_string(c.method),
+                    c.method == method ? "*" : " ", c.flops / 1e9, static_cast<long long>(c.tile),
+                    format_bytes(c.working_bytes).c_str());
+    else
+      std::snprintf(line, sizeof line, "  %-3s   does not fit: %s\n", to_string(c.method), c.refused.c_str());
+    s += line;
+  }
+  return "plan: method " + std::string(to_string(method)) + ", tile " + std::to_string(tile) + ", kernel " +
+         format_bytes(output_bytes) + " + working " + format_bytes(working_bytes) + "\n" + s;
+}
+
+namespace {
+
 template <class T>
 void check_inputs(const Network& net, const Array<T>& x, const char* name) {
   if (x.ndim() == 0 || drop_first(x.shape()) != net.input_shape())
@@ -257,14 +361,13 @@ Array<T> empirical_ntk(const Network& net, const std::vector<T>& theta, const Ar
   if (mode.kind == EntkMode::logit && mode.logit_index >= O)
     throw InvalidArgument("mode logit=" + std::to_string(mode.logit_index) + " asks for an output the network does not have (it has " +
                           std::to_string(O) + " outputs: 0.." + std::to_string(O - 1) + ")");
-  EntkMethod method = options.method == EntkMethod::automatic ? EntkMethod::sd : options.method;
 
   const index_t n1 = x1.dim(0), n2 = x2.dim(0);
+  const EntkPlan plan = plan_empirical_ntk(net, n1, n2, symmetric, options, sizeof(T));  // before allocating
   Array<T> out(entk_output_shape(mode, n1, n2, O));
   const Directions<T> dirs = directions_for<T>(mode, O);
   const index_t K = dirs.K;
-  const TilePlan plan = plan_tiles<T>(net, method, std::max(n1, n2), K, dirs.paired,
-                                      std::uint64_t(out.size()) * sizeof(T), options);
+  const EntkMethod method = plan.method;
   const index_t t = plan.tile;
   OutputWriter<T> writer(out, mode, O);
 
@@ -274,6 +377,7 @@ Array<T> empirical_ntk(const Network& net, const std::vector<T>& theta, const Ar
     std::vector<T> rows;                 // jc, vp (x1 side): Jacobian rows (count·K × P)
     Trace<T> trace;                      // sd, vp (x2 side)
     std::vector<std::vector<T>> cotangents;  // sd: per layer, (count, K, out)
+    std::vector<std::vector<T>> layer_sides;  // sd: per layer, what its ntk_side keeps
   };
   auto prepare = [&](const Array<T>& x, index_t start, index_t count, bool x2_side, Side& side) {
     side.start = start;
@@ -293,6 +397,14 @@ Array<T> empirical_ntk(const Network& net, const std::vector<T>& theta, const Ar
       const index_t size = count * K * net.layers()[size_t(layer)]->out_size();
       side.cotangents[size_t(layer)].assign(g_layer, g_layer + size);
     });
+    side.layer_sides.assign(net.layers().size(), {});
+    for (int l = 0; l < static_cast<int>(net.layers().size()); ++l) {
+      const Layer& layer = *net.layers()[size_t(l)];
+      if (layer.num_params() == 0) continue;
+      side.layer_sides[size_t(l)] =
+          layer.ntk_side(theta.data() + net.param_offset(l), net.layer_input(side.trace, l), net.layer_output(side.trace, l),
+                         side.cotangents[size_t(l)].data(), count, K);
+    }
   };
 
   std::vector<T> block(static_cast<size_t>(dirs.paired ? t * K * t * K : K * t * t));
@@ -311,9 +423,9 @@ Array<T> empirical_ntk(const Network& net, const std::vector<T>& theta, const Ar
         for (int l = 0; l < static_cast<int>(net.layers().size()); ++l) {
           const Layer& layer = *net.layers()[size_t(l)];
           if (layer.num_params() == 0) continue;
-          layer.ntk_block(theta.data() + net.param_offset(l), net.layer_input(s1.trace, l), net.layer_output(s1.trace, l),
-                          s1.cotangents[size_t(l)].data(), c1, net.layer_input(b.trace, l), net.layer_output(b.trace, l),
-                          b.cotangents[size_t(l)].data(), c2, K, dirs.paired, block.data());
+          layer.ntk_block(theta.data() + net.param_offset(l), net.layer_input(s1.trace, l), s1.cotangents[size_t(l)].data(),
+                          s1.layer_sides[size_t(l)], c1, net.layer_input(b.trace, l), b.cotangents[size_t(l)].data(),
+                          b.layer_sides[size_t(l)], c2, K, dirs.paired, block.data());
         }
       } else {
         vp_block(net, theta.data(), s1.rows.data(), c1, b.trace, c2, dirs, block.data());

@@ -434,6 +434,7 @@ struct EntkArgs {
   ntk::index_t tile = 0;
   int threads = 0;
   bool quiet = false;
+  bool explain = false;
 };
 
 template <class T>
@@ -456,6 +457,13 @@ void run_entk(const EntkArgs& a, ntk::RawArray&& raw1) {
   o.method = ntk::parse_entk_method(a.method);
   o.tile = a.tile;
   if (!a.max_memory.empty()) o.max_memory = *parse_bytes(a.max_memory);
+  if (a.explain) {
+    const ntk::index_t n2 = x2 ? x2->dim(0) : x1.dim(0);
+    std::cout << "eNTK of " << x1.dim(0) << " x " << n2 << " examples, " << net.output_size() << " outputs, "
+              << net.num_params() << " parameters, mode " << a.mode << (x2 ? "" : ", symmetric") << "\n"
+              << ntk::plan_empirical_ntk(net, x1.dim(0), n2, !x2, o, sizeof(T)).describe();
+    return;
+  }
   ntk::Array<T> k = ntk::empirical_ntk(net, theta, x1, x2 ? &*x2 : nullptr, o);
   ntk::write_npy(a.out, k);
   if (!a.quiet)
@@ -464,7 +472,10 @@ void run_entk(const EntkArgs& a, ntk::RawArray&& raw1) {
 }
 
 void entk_command(const EntkArgs& a) {
-  check_output_path(a.out);
+  if (!a.explain) {
+    if (a.out.empty()) throw CLI::ValidationError("-o,--output is required (or give --explain)");
+    check_output_path(a.out);
+  }
   set_threads(a.threads);
   ntk::parse_spec(a.net.spec);
   if (a.params.empty() == !a.seed.has_value())
@@ -582,7 +593,8 @@ int main(int argc, char** argv) {
   entk_cmd->add_option("--tile", entk_args.tile, "Examples per tile side (default: the largest that fits --max-memory)")
       ->check(CLI::Range(ntk::index_t(1), ntk::index_t(1) << 40).description(""))
       ->type_name("N");
-  entk_cmd->add_option("-o,--output", entk_args.out, "Kernel to write (.npy)")->required()->type_name("FILE");
+  entk_cmd->add_option("-o,--output", entk_args.out, "Kernel to write (.npy)")->type_name("FILE");
+  entk_cmd->add_flag("--explain", entk_args.explain, "Print the plan (method, tile, estimated FLOPs and memory of each method) and exit");
   entk_cmd->add_flag("-q,--quiet", entk_args.quiet, "Print nothing on success");
 
   try {

@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 #include <type_traits>
 
 #include "ntk/array.hpp"
@@ -29,6 +30,30 @@ struct EntkOptions {
   std::uint64_t max_memory = 0;  // bytes for working memory and the result; 0 = no limit
   index_t tile = 0;              // examples per tile side; 0 = the largest that fits max_memory
 };
+
+// What a call will do, decided before any allocation: the method (auto resolved by an analytic
+// cost model), the tile size, and the estimated FLOPs and memory of every method.
+struct EntkPlan {
+  struct Candidate {
+    EntkMethod method;
+    index_t tile = 0;
+    double flops = 0;                 // floating-point operations, 2 per multiply-add
+    std::uint64_t working_bytes = 0;  // beside the kernel
+    std::string refused;              // non-empty: why this method cannot run under the budget
+  };
+  EntkMethod method = EntkMethod::sd;
+  index_t tile = 0;
+  double flops = 0;
+  std::uint64_t working_bytes = 0, output_bytes = 0;
+  std::vector<Candidate> candidates;  // jc, vp, sd
+  std::string describe() const;       // a few lines for --explain
+};
+
+EntkPlan plan_empirical_ntk(const Network& net, index_t n1, index_t n2, bool symmetric, const EntkOptions& options,
+                            std::size_t element_bytes);
+
+// "1.5 GiB"
+std::string format_bytes(std::uint64_t bytes);
 
 // Output shape for n1 × n2 examples and O outputs: full (n1, n2, O, O); diagonal (n1, n2, O);
 // every other mode (n1, n2).

@@ -86,19 +86,32 @@ class Layer {
   virtual void jvp(const double* theta, const double* x, const double* y, index_t n, index_t k,
                    const double* t_in, const double* t_theta, index_t t_theta_stride, double* t_out) const = 0;
 
-  // Structured derivatives: adds this layer's parameters' share of the eNTK block between two
-  // tiles, Σ_θ∈layer (J_θ(x1_i)ᵀ g1_ia)·(J_θ(x2_j)ᵀ g2_jb), given the layer's inputs x, outputs y
-  // and output cotangents g (n, k, out) on each side. paired: block is (n1·k) × (n2·k) over all
-  // (a, b); otherwise k matched blocks n1 × n2 (a = b). The default builds per-example parameter
-  // gradients of this layer and contracts them; layers with cheaper Gram forms override it.
-  virtual void ntk_block(const float* theta, const float* x1, const float* y1, const float* g1, index_t n1,
-                         const float* x2, const float* y2, const float* g2, index_t n2, index_t k, bool paired,
-                         float* block) const = 0;
-  virtual void ntk_block(const double* theta, const double* x1, const double* y1, const double* g1, index_t n1,
-                         const double* x2, const double* y2, const double* g2, index_t n2, index_t k, bool paired,
-                         double* block) const = 0;
-  // Multiply-adds of ntk_block for tiles of n1 × n2 examples (for the cost model).
-  virtual double ntk_block_flops(index_t n1, index_t n2, index_t k, bool paired) const;
+  // Structured derivatives (Novak et al. 2022), in two steps so that a tile's share is computed once
+  // and reused for every tile it is paired with. ntk_side: what the layer needs of one tile beyond
+  // its inputs x, outputs y and output cotangents g (n, k, out); by default the per-example
+  // parameter gradients (n·k × P). ntk_block: adds Σ_θ∈layer (J_θ(x1_i)ᵀ g1_ia)·(J_θ(x2_j)ᵀ g2_jb)
+  // to the block: paired, (n1·k) × (n2·k) over all (a, b); otherwise k matched blocks n1 × n2.
+  // Layers with cheaper Gram forms override both.
+  virtual std::vector<float> ntk_side(const float* theta, const float* x, const float* y, const float* g, index_t n,
+                                      index_t k) const = 0;
+  virtual std::vector<double> ntk_side(const double* theta, const double* x, const double* y, const double* g,
+                                       index_t n, index_t k) const = 0;
+  virtual void ntk_block(const float* theta, const float* x1, const float* g1, const std::vector<float>& side1,
+                         index_t n1, const float* x2, const float* g2, const std::vector<float>& side2, index_t n2,
+                         index_t k, bool paired, float* block) const = 0;
+  virtual void ntk_block(const double* theta, const double* x1, const double* g1, const std::vector<double>& side1,
+                         index_t n1, const double* x2, const double* g2, const std::vector<double>& side2, index_t n2,
+                         index_t k, bool paired, double* block) const = 0;
+  // Cost model: multiply-adds of ntk_side for n examples and of ntk_block for n1 × n2, and the
+  // elements a side holds.
+  virtual double ntk_side_flops(index_t n, index_t k) const { return double(n) * double(k) * forward_flops(); }
+  virtual double ntk_block_flops(index_t n1, index_t n2, index_t k, bool paired) const {
+    return double(n1) * double(n2) * double(k) * (paired ? double(k) : 1.0) * double(num_params());
+  }
+  virtual double ntk_side_elements(index_t n, index_t k) const { return double(n) * double(k) * double(num_params()); }
+  // Multiply-adds of the forward pass per example (for the cost model); elementwise layers count
+  // one per output.
+  virtual double forward_flops() const { return double(out_size()); }
 
  protected:
   // Returns the output shape for in_shape and records what the layer derives from it (fan-in...).
@@ -139,31 +152,38 @@ class LayerImpl : public Layer {
            const double* t_th, index_t stride, double* t_out) const override {
     self().jvp_t(th, x, y, n, k, t_in, t_th, stride, t_out);
   }
-  void ntk_block(const float* th, const float* x1, const float* y1, const float* g1, index_t n1, const float* x2,
-                 const float* y2, const float* g2, index_t n2, index_t k, bool paired, float* block) const override {
-    self().ntk_block_t(th, x1, y1, g1, n1, x2, y2, g2, n2, k, paired, block);
+  std::vector<float> ntk_side(const float* th, const float* x, const float* y, const float* g, index_t n,
+                              index_t k) const override {
+    return self().ntk_side_t(th, x, y, g, n, k);
   }
-  void ntk_block(const double* th, const double* x1, const double* y1, const double* g1, index_t n1, const double* x2,
-                 const double* y2, const double* g2, index_t n2, index_t k, bool paired, double* block) const override {
-    self().ntk_block_t(th, x1, y1, g1, n1, x2, y2, g2, n2, k, paired, block);
+  std::vector<double> ntk_side(const double* th, const double* x, const double* y, const double* g, index_t n,
+                               index_t k) const override {
+    return self().ntk_side_t(th, x, y, g, n, k);
+  }
+  void ntk_block(const float* th, const float* x1, const float* g1, const std::vector<float>& s1, index_t n1,
+                 const float* x2, const float* g2, const std::vector<float>& s2, index_t n2, index_t k, bool paired,
+                 float* block) const override {
+    self().ntk_block_t(th, x1, g1, s1, n1, x2, g2, s2, n2, k, paired, block);
+  }
+  void ntk_block(const double* th, const double* x1, const double* g1, const std::vector<double>& s1, index_t n1,
+                 const double* x2, const double* g2, const std::vector<double>& s2, index_t n2, index_t k, bool paired,
+                 double* block) const override {
+    self().ntk_block_t(th, x1, g1, s1, n1, x2, g2, s2, n2, k, paired, block);
   }
 
-  // Generic structured derivative: per-example parameter gradients of this layer alone, then a
-  // GEMM (JC restricted to one layer). Derived layers may hide it with a cheaper form.
+  // Generic structured derivative: per-example parameter gradients of this layer alone (JC
+  // restricted to one layer), contracted by GEMM. Derived layers may hide these with cheaper forms.
   template <class T>
-  void ntk_block_t(const T* th, const T* x1, const T* y1, const T* g1, index_t n1, const T* x2, const T* y2,
-                   const T* g2, index_t n2, index_t k, bool paired, T* block) const {
+  std::vector<T> ntk_side_t(const T* th, const T* x, const T* y, const T* g, index_t n, index_t k) const {
     const index_t P = num_params();
-    if (P == 0) return;
-    std::vector<T> rows1(static_cast<size_t>(n1 * k * P), T(0));
-    this->vjp(th, x1, y1, n1, k, g1, static_cast<T*>(nullptr), ParamCotangent<T>{rows1.data(), P, true});
-    if (x1 == x2 && g1 == g2 && n1 == n2) {  // a symmetric diagonal tile: one side serves both
-      contract_rows(rows1.data(), n1, rows1.data(), n2, k, P, paired, block);
-      return;
-    }
-    std::vector<T> rows2(static_cast<size_t>(n2 * k * P), T(0));
-    this->vjp(th, x2, y2, n2, k, g2, static_cast<T*>(nullptr), ParamCotangent<T>{rows2.data(), P, true});
-    contract_rows(rows1.data(), n1, rows2.data(), n2, k, P, paired, block);
+    std::vector<T> rows(static_cast<size_t>(n * k * P), T(0));
+    if (P > 0) this->vjp(th, x, y, n, k, g, static_cast<T*>(nullptr), ParamCotangent<T>{rows.data(), P, true});
+    return rows;
+  }
+  template <class T>
+  void ntk_block_t(const T*, const T*, const T*, const std::vector<T>& s1, index_t n1, const T*, const T*,
+                   const std::vector<T>& s2, index_t n2, index_t k, bool paired, T* block) const {
+    if (num_params() > 0) contract_rows(s1.data(), n1, s2.data(), n2, k, num_params(), paired, block);
   }
 
  private:

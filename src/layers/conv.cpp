@@ -121,6 +121,8 @@ class Conv final : public LayerImpl<Conv> {
     }
   }
 
+  double forward_flops() const override { return double(pixels_out()) * double(taps()) * double(out_); }
+
  protected:
   Shape infer_shape(const Shape& in) override {
     if (in.size() != 3)

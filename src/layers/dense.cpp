@@ -85,13 +85,19 @@ class Dense final : public LayerImpl<Dense> {
 
   // Structured derivative (Novak et al. 2022): the contribution factorizes into an input Gram and
   // a cotangent Gram, Θ_l[(i,a),(j,b)] = (s²·x_i·x_j + c²)·(g_ia·g_jb), costing N²·in + N²K²·out
-  // instead of N²K²·in·out. On image-shaped inputs (several positions) the positions couple, and
-  // the generic per-example route is used.
+  // instead of N²K²·in·out, and needs nothing of a tile beyond x and g. On image-shaped inputs
+  // (several positions) the positions couple, and the generic per-example route is used.
   template <class T>
-  void ntk_block_t(const T* th, const T* x1, const T* y1, const T* g1, index_t n1, const T* x2, const T* y2,
-                   const T* g2, index_t n2, index_t k, bool paired, T* block) const {
+  std::vector<T> ntk_side_t(const T* th, const T* x, const T* y, const T* g, index_t n, index_t k) const {
+    if (positions() != 1) return LayerImpl<Dense>::ntk_side_t(th, x, y, g, n, k);
+    return {};
+  }
+
+  template <class T>
+  void ntk_block_t(const T* th, const T* x1, const T* g1, const std::vector<T>& s1, index_t n1, const T* x2,
+                   const T* g2, const std::vector<T>& s2, index_t n2, index_t k, bool paired, T* block) const {
     if (positions() != 1) {
-      LayerImpl<Dense>::ntk_block_t(th, x1, y1, g1, n1, x2, y2, g2, n2, k, paired, block);
+      LayerImpl<Dense>::ntk_block_t(th, x1, g1, s1, n1, x2, g2, s2, n2, k, paired, block);
       return;
     }
     const T s = w_scale<T>();
@@ -120,6 +126,13 @@ class Dense final : public LayerImpl<Dense> {
     }
   }
 
+  double forward_flops() const override { return double(in_size()) * double(out_); }
+  double ntk_side_flops(index_t n, index_t k) const override {
+    return positions() != 1 ? Layer::ntk_side_flops(n, k) : 0.0;
+  }
+  double ntk_side_elements(index_t n, index_t k) const override {
+    return positions() != 1 ? Layer::ntk_side_elements(n, k) : 0.0;
+  }
   double ntk_block_flops(index_t n1, index_t n2, index_t k, bool paired) const override {
     if (positions() != 1) return Layer::ntk_block_flops(n1, n2, k, paired);
     const double pairs = double(n1) * double(n2);

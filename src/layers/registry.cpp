@@ -105,13 +105,6 @@ std::string describe_affine(const AffineOptions& o) {
 
 namespace ntk {
 
-double Layer::ntk_block_flops(index_t n1, index_t n2, index_t k, bool paired) const {
-  // Generic route: two per-example gradient passes (≈ the VJP's parameter part) plus the GEMM.
-  const double P = double(num_params()), rows = double(n1 + n2) * double(k);
-  const double gemm = paired ? double(n1) * double(n2) * double(k) * double(k) * P : double(n1) * double(n2) * double(k) * P;
-  return rows * P * double(out_size()) / std::max<double>(1.0, double(out_shape().back())) + gemm;
-}
-
 namespace {
 template <class T>
 void contract_rows_t(const T* rows1, index_t n1, const T* rows2, index_t n2, index_t k, index_t P, bool paired, T* block) {
