@@ -369,6 +369,17 @@ Array<T> empirical_ntk(const Network& net, const std::vector<T>& theta, const Ar
   const index_t K = dirs.K;
   const EntkMethod method = plan.method;
   const index_t t = plan.tile;
+  // Layers whose parameters enter the kernel (all, unless per-layer contributions were asked for).
+  std::vector<bool> included(net.layers().size());
+  for (size_t l = 0; l < included.size(); ++l) included[l] = net.layers()[l]->num_params() > 0 && options.layers.empty();
+  for (int l : options.layers) {
+    if (l < 0 || l >= static_cast<int>(included.size()))
+      throw InvalidArgument("layer index " + std::to_string(l) + " is out of range (the network has " +
+                            std::to_string(included.size()) + " layers)");
+    included[size_t(l)] = net.layers()[size_t(l)]->num_params() > 0;
+  }
+  if (!options.layers.empty() && method != EntkMethod::sd)
+    throw InvalidArgument("per-layer contributions are computed by structured derivatives; use method sd or auto");
   OutputWriter<T> writer(out, mode, O);
 
   // One side of a tile pair: what each method needs of its examples.
@@ -400,7 +411,7 @@ Array<T> empirical_ntk(const Network& net, const std::vector<T>& theta, const Ar
     side.layer_sides.assign(net.layers().size(), {});
     for (int l = 0; l < static_cast<int>(net.layers().size()); ++l) {
       const Layer& layer = *net.layers()[size_t(l)];
-      if (layer.num_params() == 0) continue;
+      if (!included[size_t(l)]) continue;
       side.layer_sides[size_t(l)] =
           layer.ntk_side(theta.data() + net.param_offset(l), net.layer_input(side.trace, l), net.layer_output(side.trace, l),
                          side.cotangents[size_t(l)].data(), count, K);
@@ -422,7 +433,7 @@ Array<T> empirical_ntk(const Network& net, const std::vector<T>& theta, const Ar
       } else if (method == EntkMethod::sd) {
         for (int l = 0; l < static_cast<int>(net.layers().size()); ++l) {
           const Layer& layer = *net.layers()[size_t(l)];
-          if (layer.num_params() == 0) continue;
+          if (!included[size_t(l)]) continue;
           layer.ntk_block(theta.data() + net.param_offset(l), net.layer_input(s1.trace, l), s1.cotangents[size_t(l)].data(),
                           s1.layer_sides[size_t(l)], c1, net.layer_input(b.trace, l), b.cotangents[size_t(l)].data(),
                           b.layer_sides[size_t(l)], c2, K, dirs.paired, block.data());
@@ -440,6 +451,32 @@ Array<T> empirical_ntk(const Network& net, const std::vector<T>& theta, const Ar
   }
   return out;
 }
+
+template <class T>
+NtkOperator<T>::NtkOperator(const Network& net, std::vector<T> theta, const Array<T>& x)
+    : net_(net), theta_(std::move(theta)), n_(x.ndim() ? x.dim(0) : 0) {
+  if (static_cast<index_t>(theta_.size()) != net.num_params())
+    throw InvalidArgument("got " + std::to_string(theta_.size()) + " parameters, the network has " + std::to_string(net.num_params()));
+  check_inputs(net, x, "x");
+  net.forward(theta_.data(), x.data(), n_, trace_);
+}
+
+template <class T>
+void NtkOperator<T>::apply(const T* v, T* out, index_t count) const {
+  const index_t O = net_.output_size(), P = net_.num_params();
+  // (count, N, O) <-> the (N, count, O) layout of directions per example.
+  std::vector<T> g(static_cast<size_t>(n_ * count * O)), t(g.size());
+  for (index_t c = 0; c < count; ++c)
+    for (index_t i = 0; i < n_; ++i) std::copy(v + (c * n_ + i) * O, v + (c * n_ + i + 1) * O, g.begin() + (i * count + c) * O);
+  std::vector<T> jtv(static_cast<size_t>(count * P), T(0));
+  net_.vjp(theta_.data(), trace_, count, g.data(), nullptr, ParamCotangent<T>{jtv.data(), P, false});
+  net_.jvp(theta_.data(), trace_, count, nullptr, jtv.data(), P, t.data());
+  for (index_t c = 0; c < count; ++c)
+    for (index_t i = 0; i < n_; ++i) std::copy(t.begin() + (i * count + c) * O, t.begin() + (i * count + c + 1) * O, out + (c * n_ + i) * O);
+}
+
+template class NtkOperator<float>;
+template class NtkOperator<double>;
 
 template Array<float> empirical_ntk<float>(const Network&, const std::vector<float>&, const Array<float>&, const Array<float>*,
                                            const EntkOptions&);

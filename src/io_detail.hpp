@@ -38,6 +38,9 @@ size_t checked_byte_size(const RawArray& a);
 
 // .npy: header bytes (magic, version, length, padded dict) for an array, without its data.
 std::vector<std::byte> npy_header(const RawArray& a);
+// The same for an array of this type and shape (validated with numel; a's bytes are not needed).
+// Its length is a multiple of 64, so the data that follows it is 64-byte aligned, as in NumPy.
+std::vector<std::byte> npy_header(DType dtype, const Shape& shape);
 // Parses a .npy file held in buf, reusing buf's storage for the array data. Error messages start
 // with prefix (which names the file).
 RawArray parse_npy_owned(std::vector<std::byte>&& buf, const std::string& prefix);

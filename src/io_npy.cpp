@@ -280,9 +280,14 @@ RawArray parse_npy_owned(std::vector<std::byte>&& buf, const std::string& prefix
 
 std::vector<std::byte> npy_header(const RawArray& a) {
   checked_byte_size(a);
+  return npy_header(a.dtype, a.shape);
+}
+
+std::vector<std::byte> npy_header(DType dtype, const Shape& shape) {
+  numel(shape);  // throws InvalidArgument on negative dimensions or overflow
   std::string dict = "{'descr': '";
-  dict += dtype_size(a.dtype) == 1 ? '|' : '<';
-  switch (a.dtype) {
+  dict += dtype_size(dtype) == 1 ? '|' : '<';
+  switch (dtype) {
     case DType::float32: dict += "f4"; break;
     case DType::float64: dict += "f8"; break;
     case DType::uint8: dict += "u1"; break;
@@ -292,11 +297,11 @@ std::vector<std::byte> npy_header(const RawArray& a) {
     case DType::int64: dict += "i8"; break;
   }
   dict += "', 'fortran_order': False, 'shape': (";
-  for (size_t i = 0; i < a.shape.size(); ++i) {
+  for (size_t i = 0; i < shape.size(); ++i) {
     if (i) dict += ", ";
-    dict += std::to_string(a.shape[i]);
+    dict += std::to_string(shape[i]);
   }
-  if (a.shape.size() == 1) dict += ",";
+  if (shape.size() == 1) dict += ",";
   dict += "), }";
 
   // As NumPy does: pad with spaces so the data starts on a 64-byte boundary, end with '\n'.

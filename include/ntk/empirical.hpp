@@ -29,6 +29,9 @@ struct EntkOptions {
   EntkMode mode{};
   std::uint64_t max_memory = 0;  // bytes for working memory and the result; 0 = no limit
   index_t tile = 0;              // examples per tile side; 0 = the largest that fits max_memory
+  // Per-layer contributions: if not empty, only these layers' parameters (indices into
+  // Network::layers()) enter the kernel, so K = Σ_l K_l can be taken apart. Needs method sd / auto.
+  std::vector<int> layers;
 };
 
 // What a call will do, decided before any allocation: the method (auto resolved by an analytic
@@ -65,5 +68,22 @@ Shape entk_output_shape(const EntkMode& mode, index_t n1, index_t n2, index_t ou
 template <class T>
 Array<T> empirical_ntk(const Network& net, const std::vector<T>& theta, const Array<T>& x1,
                        const std::type_identity_t<Array<T>>* x2, const EntkOptions& options);
+
+// Matrix-free NTK-vector products Θ·v at fixed inputs x (N examples, O outputs), for solvers and
+// estimators (CG, Lanczos, power iteration, trace estimation): a VJP gives Jᵀv, a JVP gives J·(Jᵀv),
+// so no kernel or Jacobian is stored. v holds `count` vectors laid out (count, N, O).
+template <class T>
+class NtkOperator {
+ public:
+  NtkOperator(const Network& net, std::vector<T> theta, const Array<T>& x);
+  index_t dim() const { return n_ * net_.output_size(); }  // N·O
+  void apply(const T* v, T* out, index_t count = 1) const;
+
+ private:
+  const Network& net_;
+  std::vector<T> theta_;
+  index_t n_;
+  Trace<T> trace_;
+};
 
 }  // namespace ntk

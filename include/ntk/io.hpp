@@ -37,6 +37,45 @@ void write_npy(const std::string& path, const RawArray& a);
 template <class T>
 void write_npy(const std::string& path, const Array<T>& a) { write_npy(path, RawArray::from(a)); }
 
+// Out-of-core .npy output, for arrays larger than memory. The file is created at a temporary name
+// next to path with its header written and its data region memory-mapped (MAP_SHARED) for writing;
+// commit() flushes it and renames it into place, and the destructor removes the temporary file if
+// commit() was never called, so a failure leaves nothing behind. Disk space is reserved up front
+// (fallocate) where the file system supports it, so a full disk is an IoError here rather than a
+// SIGBUS while writing; elsewhere the file is sparse (ftruncate). float32 and float64 only.
+class MappedNpyWriter {
+ public:
+  MappedNpyWriter(const std::string& path, DType dtype, const Shape& shape);
+  ~MappedNpyWriter();
+  MappedNpyWriter(const MappedNpyWriter&) = delete;
+  MappedNpyWriter& operator=(const MappedNpyWriter&) = delete;
+
+  // Start of the array data (C order, little-endian), initially zero; 64-byte aligned. Null after
+  // commit().
+  void* data();
+  // Size of the data region in bytes.
+  std::size_t bytes() const;
+  // Declares [offset, offset + len) of the data finished: its pages are written back (msync
+  // MS_SYNC) and dropped from this process's mapping (MADV_DONTNEED), so resident memory stays
+  // bounded while a huge file is filled tile by tile. The range is rounded inward to whole pages
+  // (except that a range reaching the end of the data includes the last, partial page). Touching
+  // released data again is allowed; it is read back from the file. Calls for disjoint ranges may
+  // run concurrently. Throws IoError if the write-back fails, InvalidArgument if the range is
+  // outside the data.
+  void release(std::size_t offset, std::size_t len);
+  // msync(MS_SYNC), munmap, fsync and rename to path. On failure the temporary file is removed.
+  void commit();
+
+ private:
+  void discard() noexcept;  // unmaps, closes and removes the temporary file
+
+  std::string path_, tmp_;
+  int fd_ = -1;
+  std::byte* map_ = nullptr;
+  std::size_t map_len_ = 0, header_len_ = 0, bytes_ = 0;
+  bool committed_ = false;
+};
+
 // .npz (stored or deflated members, as np.savez / np.savez_compressed write them). Keys are the
 // member names without the ".npy" suffix; members that are not .npy arrays are rejected. write_npz
 // stores members uncompressed, as np.savez does.

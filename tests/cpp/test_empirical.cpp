@@ -182,6 +182,52 @@ TEST(Entk, Float32AgreesWithFloat64) {
   EXPECT_LT(rel_err(k32, k64), 1e-5);
 }
 
+TEST(Entk, PerLayerContributionsSumToTheKernel) {
+  Network net(kNets[3].spec, kNets[3].input);
+  auto theta = net.init<double>(16);
+  Array<double> x1 = random_inputs(net, 4, 17), x2 = random_inputs(net, 3, 18);
+  for (const char* mode : {"full", "trace", "pntk"}) {
+    EntkOptions o = opts(mode, EntkMethod::sd);
+    Array<double> whole = empirical_ntk(net, theta, x1, &x2, o);
+    std::vector<double> sum(static_cast<size_t>(whole.size()), 0.0);
+    int parameterized = 0;
+    for (int l = 0; l < static_cast<int>(net.layers().size()); ++l) {
+      if (net.layers()[size_t(l)]->num_params() == 0) continue;
+      ++parameterized;
+      o.layers = {l};
+      Array<double> part = empirical_ntk(net, theta, x1, &x2, o);
+      for (index_t e = 0; e < part.size(); ++e) sum[size_t(e)] += part[e];
+    }
+    EXPECT_EQ(parameterized, 3);
+    EXPECT_LT(test::max_abs_diff(sum, whole.vector()), 1e-12 * test::max_abs(whole.vector())) << mode;
+  }
+  EntkOptions jc = opts("full", EntkMethod::jc);
+  jc.layers = {0};
+  EXPECT_THROW(empirical_ntk(net, theta, x1, &x2, jc), InvalidArgument);
+}
+
+TEST(Entk, OperatorAppliesTheFullKernel) {
+  Network net(kNets[1].spec, kNets[1].input, kNets[1].defaults);
+  auto theta = net.init<double>(19);
+  const index_t n = 5, O = 3;
+  Array<double> x = random_inputs(net, n, 20);
+  Array<double> full = empirical_ntk(net, theta, x, nullptr, opts("full"));
+  NtkOperator<double> op(net, theta, x);
+  ASSERT_EQ(op.dim(), n * O);
+  const index_t count = 2;
+  auto v = test::random_vector<double>(count * n * O, 21);
+  std::vector<double> y(v.size());
+  op.apply(v.data(), y.data(), count);
+  for (index_t c = 0; c < count; ++c)
+    for (index_t i = 0; i < n; ++i)
+      for (index_t a = 0; a < O; ++a) {
+        double expect = 0;
+        for (index_t j = 0; j < n; ++j)
+          for (index_t b = 0; b < O; ++b) expect += full[((i * n + j) * O + a) * O + b] * v[size_t((c * n + j) * O + b)];
+        EXPECT_NEAR(y[size_t((c * n + i) * O + a)], expect, 1e-11 * (std::abs(expect) + 1));
+      }
+}
+
 TEST(Entk, BadInputsGiveClearErrors) {
   Network net("Dense(4), Relu, Dense(3)", {5});
   auto theta = net.init<double>(1);
