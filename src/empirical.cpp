@@ -420,6 +420,9 @@ Array<T> empirical_ntk(const Network& net, const std::vector<T>& theta, const Ar
 
   std::vector<T> block(static_cast<size_t>(dirs.paired ? t * K * t * K : K * t * t));
   Side s1, s2;
+  const index_t tiles1 = (n1 + t - 1) / t, tiles2 = (n2 + t - 1) / t;
+  const index_t pairs_total = symmetric ? tiles1 * (tiles1 + 1) / 2 : tiles1 * tiles2;
+  index_t pairs_done = 0;
   for (index_t i0 = 0; i0 < n1; i0 += t) {
     prepare(x1, i0, std::min(t, n1 - i0), false, s1);
     for (index_t j0 = symmetric ? i0 : 0; j0 < n2; j0 += t) {
@@ -447,6 +450,7 @@ Array<T> empirical_ntk(const Network& net, const std::vector<T>& theta, const Ar
       } else {
         for (index_t kk = 0; kk < K; ++kk) writer.write_matched(block.data() + kk * c1 * c2, kk, i0, c1, j0, c2, mirror);
       }
+      if (options.progress) options.progress(++pairs_done, pairs_total);
     }
   }
   return out;

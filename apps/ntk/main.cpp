@@ -3,6 +3,7 @@
 // (0 success, 2 usage error, 1 anything else). Outputs are written only after the computation
 // succeeded, through the library's atomic writers, so a failed command leaves no file behind.
 #include <cblas.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <array>
@@ -463,6 +464,13 @@ void run_entk(const EntkArgs& a, ntk::RawArray&& raw1) {
               << net.num_params() << " parameters, mode " << a.mode << (x2 ? "" : ", symmetric") << "\n"
               << ntk::plan_empirical_ntk(net, x1.dim(0), n2, !x2, o, sizeof(T)).describe();
     return;
+  }
+  if (isatty(STDERR_FILENO)) {
+    o.progress = [](ntk::index_t done, ntk::index_t total) {
+      std::fprintf(stderr, "\rentk: %lld/%lld tile pairs (%.0f%%)", static_cast<long long>(done),
+                   static_cast<long long>(total), 100.0 * double(done) / double(total));
+      if (done == total) std::fprintf(stderr, "\n");
+    };
   }
   ntk::Array<T> k = ntk::empirical_ntk(net, theta, x1, x2 ? &*x2 : nullptr, o);
   ntk::write_npy(a.out, k);

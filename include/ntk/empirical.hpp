@@ -3,6 +3,7 @@
 // modes of REFERENCE.md section 2. Work is tiled over (x1, x2) example blocks under a memory budget.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 #include <type_traits>
@@ -32,6 +33,8 @@ struct EntkOptions {
   // Per-layer contributions: if not empty, only these layers' parameters (indices into
   // Network::layers()) enter the kernel, so K = Σ_l K_l can be taken apart. Needs method sd / auto.
   std::vector<int> layers;
+  // Called after every tile pair with (pairs done, pairs in all); for progress displays.
+  std::function<void(index_t, index_t)> progress;
 };
 
 // What a call will do, decided before any allocation: the method (auto resolved by an analytic
