@@ -2,6 +2,9 @@
 // standard parameterization, biases everywhere, float32. bench/compare_entk.sh prints these beside
 // the peer's figures from the same run.
 #include <benchmark/benchmark.h>
+#include <cblas.h>
+
+#include <vector>
 
 #include "ntk/empirical.hpp"
 #include "ntk/network.hpp"
@@ -50,4 +53,21 @@ BENCHMARK(BM_EntkMlp2048Pntk_sd)->Arg(128)->Unit(benchmark::kMillisecond)->UseRe
 BENCHMARK(BM_EntkCnn64Full_sd)->Arg(32)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_EntkCnn64Full_jc)->Arg(32)->Unit(benchmark::kMillisecond)->UseRealTime();
 
+}  // namespace
+
+namespace {
+// The machine's SGEMM ceiling through the same OpenBLAS, for reporting achieved GFLOP/s as a
+// fraction of peak (counter "GFLOPs" = 2·n³ per iteration).
+void BM_Sgemm(benchmark::State& state) {
+  const ntk::index_t n = state.range(0);
+  std::vector<float> a(static_cast<size_t>(n * n), 1.f), b(a), c(a);
+  for (auto _ : state) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(n), int(n), 1.f, a.data(), int(n), b.data(), int(n),
+                0.f, c.data(), int(n));
+    benchmark::DoNotOptimize(c.data());
+  }
+  state.counters["GFLOPs"] = benchmark::Counter(2.0 * double(n) * double(n) * double(n), benchmark::Counter::kIsIterationInvariantRate,
+                                                benchmark::Counter::kIs1000);
+}
+BENCHMARK(BM_Sgemm)->Arg(2048)->Arg(4096)->Unit(benchmark::kMillisecond)->UseRealTime();
 }  // namespace

@@ -7,6 +7,7 @@
 
 #include "blas.hpp"
 #include "ntk/error.hpp"
+#include "ntk/parallel.hpp"
 
 namespace ntk {
 
@@ -107,23 +108,29 @@ Directions<T> directions_for(const EntkMode& mode, index_t O) {
 }
 
 // Writes reduced blocks into the output array. For a tile pair, `block(kk)` yields the n1 × n2
-// kernel of matched direction kk; `paired` blocks are (n1·K) × (n2·K).
+// kernel of matched direction kk; `paired` blocks are (n1, n2, K, K).
 template <class T>
 class OutputWriter {
  public:
   OutputWriter(Array<T>& out, const EntkMode& mode, index_t O) : out_(out), mode_(mode), O_(O), n2_total_(out.dim(1)) {}
 
-  // Full mode: S is (n1·O) × (n2·O), rows (i, a), columns (j, b).
+  // Full mode: S is (n1, n2, O, O), the output layout; the mirror image goes to (j, i, b, a).
   void write_paired(const T* S, index_t i0, index_t n1, index_t j0, index_t n2, bool mirror) {
-    const index_t O = O_;
-    for (index_t i = 0; i < n1; ++i)
-      for (index_t j = 0; j < n2; ++j)
-        for (index_t a = 0; a < O; ++a)
-          for (index_t b = 0; b < O; ++b) {
-            T v = S[(i * O + a) * (n2 * O) + j * O + b];
-            out_[(((i0 + i) * n2_total_ + j0 + j) * O + a) * O + b] = v;
-            if (mirror) out_[(((j0 + j) * n2_total_ + i0 + i) * O + b) * O + a] = v;
-          }
+    const index_t O = O_, OO = O_ * O_;
+    parallel_for(n1, [&](index_t begin, index_t end) {
+      for (index_t i = begin; i < end; ++i)
+        std::copy(S + i * n2 * OO, S + (i + 1) * n2 * OO, out_.data() + ((i0 + i) * n2_total_ + j0) * OO);
+    }, kMemoryBoundThreads);
+    if (!mirror) return;
+    parallel_for(n2, [&](index_t begin, index_t end) {
+      for (index_t j = begin; j < end; ++j)
+        for (index_t i = 0; i < n1; ++i) {
+          const T* src = S + (i * n2 + j) * OO;
+          T* dst = out_.data() + ((j0 + j) * n2_total_ + i0 + i) * OO;
+          for (index_t a = 0; a < O; ++a)
+            for (index_t b = 0; b < O; ++b) dst[b * O + a] = src[a * O + b];
+        }
+    }, kMemoryBoundThreads);
   }
 
   // Matched direction kk: V is n1 × n2. Sum modes reset their entry at kk = 0, then accumulate.
@@ -274,7 +281,7 @@ void vp_block(const Network& net, const T* theta, const T* rows1, index_t c1, co
           return v;
         };
         if (dirs.paired) {
-          for (index_t b = 0; b < K; ++b) block[(i * K + a) * (c2 * K) + j * K + b] = project(b);
+          for (index_t b = 0; b < K; ++b) block[((i * c2 + j) * K + a) * K + b] = project(b);
         } else {
           block[a * c1 * c2 + i * c2 + j] = project(a);
         }

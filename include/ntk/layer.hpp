@@ -122,12 +122,25 @@ class Layer {
   index_t in_size_ = 0, out_size_ = 0;
 };
 
-// block += rows1 · rows2ᵀ for per-example rows (n·k × P): all (a, b) pairs when paired, otherwise
-// k matched blocks n1 × n2. Shared by the generic structured derivative and Jacobian contraction.
+// Layout of eNTK blocks between tiles of n1 and n2 examples with k output directions: paired
+// blocks are (n1, n2, k, k), the output layout of full mode, so a tile row lands in the kernel as
+// one contiguous copy; matched blocks are k planes of n1 × n2.
+//
+// block += rows1 · rows2ᵀ for per-example rows (n·k × P). Shared by the generic structured
+// derivative and Jacobian contraction.
 void contract_rows(const float* rows1, index_t n1, const float* rows2, index_t n2, index_t k, index_t P, bool paired,
                    float* block);
 void contract_rows(const double* rows1, index_t n1, const double* rows2, index_t n2, index_t k, index_t P, bool paired,
                    double* block);
+
+// Paired blocks from two factors: block[i, j, a, b] += w_ij · (u_ia · v_jb), where u is (n1·k × d)
+// and v is (n2·k × d) row-major and w (n1 × n2) is optional (null: 1). Runs as GEMMs over chunks of
+// rows of u, each followed by a threaded reordering into the block, so no (n1·k) × (n2·k)
+// temporary is formed.
+void accumulate_paired(const float* u, index_t n1, const float* v, index_t n2, index_t k, index_t d, const float* w,
+                       float* block);
+void accumulate_paired(const double* u, index_t n1, const double* v, index_t n2, index_t k, index_t d, const double* w,
+                       double* block);
 
 // Implements the float and double virtuals of Layer by forwarding to the derived class's member
 // templates forward_t, vjp_t and jvp_t, so each layer writes its math once.

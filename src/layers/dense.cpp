@@ -5,6 +5,7 @@
 #include "../blas.hpp"
 #include "layers.hpp"
 #include "ntk/error.hpp"
+#include "ntk/parallel.hpp"
 
 namespace ntk::detail {
 namespace {
@@ -106,23 +107,16 @@ class Dense final : public LayerImpl<Dense> {
     gemm(false, true, n1, n2, fan_in_, s * s, x1, fan_in_, x2, fan_in_, T(0), factor.data(), n2);
     for (T& f : factor) f += c2;
     if (paired) {
-      std::vector<T> gram(static_cast<size_t>(n1 * k * n2 * k));
-      gemm(false, true, n1 * k, n2 * k, out_, T(1), g1, out_, g2, out_, T(0), gram.data(), n2 * k);
-      for (index_t i = 0; i < n1; ++i)
-        for (index_t a = 0; a < k; ++a)
-          for (index_t j = 0; j < n2; ++j) {
-            const T f = factor[size_t(i * n2 + j)];
-            const T* src = gram.data() + (i * k + a) * n2 * k + j * k;
-            T* dst = block + (i * k + a) * n2 * k + j * k;
-            for (index_t b = 0; b < k; ++b) dst[b] += f * src[b];
-          }
+      accumulate_paired(g1, n1, g2, n2, k, out_, factor.data(), block);
       return;
     }
     std::vector<T> gram(static_cast<size_t>(n1 * n2));
     for (index_t kk = 0; kk < k; ++kk) {
       gemm(false, true, n1, n2, out_, T(1), g1 + kk * out_, k * out_, g2 + kk * out_, k * out_, T(0), gram.data(), n2);
       T* dst = block + kk * n1 * n2;
-      for (index_t e = 0; e < n1 * n2; ++e) dst[e] += factor[size_t(e)] * gram[size_t(e)];
+      parallel_for(n1 * n2, [&](index_t begin, index_t end) {
+        for (index_t e = begin; e < end; ++e) dst[e] += factor[size_t(e)] * gram[size_t(e)];
+      }, kMemoryBoundThreads);
     }
   }
 
