@@ -1,9 +1,12 @@
 #include "ntk/parallel.hpp"
 
 #include <cblas.h>
+#include <dlfcn.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <mutex>
 #include <thread>
@@ -12,6 +15,36 @@
 namespace ntk {
 
 namespace {
+
+// OpenBLAS picks its kernels by CPU model; on CPUs it does not know (common in VMs, whose model
+// string is generic) it falls back to Prescott SSE3 kernels, 5x below the machine's SGEMM peak.
+// Unless the user chose a core with OPENBLAS_CORETYPE, re-run its kernel selection with the core
+// the CPU's features support. Looked up with dlsym because only DYNAMIC_ARCH builds have it.
+bool select_blas_kernels() {
+  if (std::getenv("OPENBLAS_CORETYPE")) return false;
+  using CoreName = char* (*)();
+  using Hook = void (*)();
+  auto corename = reinterpret_cast<CoreName>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
+  auto quit = reinterpret_cast<Hook>(dlsym(RTLD_DEFAULT, "gotoblas_dynamic_quit"));
+  auto init = reinterpret_cast<Hook>(dlsym(RTLD_DEFAULT, "gotoblas_dynamic_init"));
+  if (!corename || !quit || !init) return false;
+  const char* name = corename();
+  if (!name || std::strcmp(name, "Prescott") != 0) return false;
+  const char* better = nullptr;
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
+    better = "SkylakeX";
+  else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    better = "Haswell";
+  if (!better) return false;
+  setenv("OPENBLAS_CORETYPE", better, 0);
+  quit();
+  init();
+  return true;
+}
+
+[[maybe_unused]] const bool g_blas_kernels_selected = select_blas_kernels();
+
 std::atomic<int> g_threads{0};
 int hardware_threads() { return std::max(1u, std::thread::hardware_concurrency()); }
 }  // namespace
