@@ -299,7 +299,8 @@ EntkPlan plan_empirical_ntk(const Network& net, index_t n1, index_t n2, bool sym
   plan.output_bytes = std::uint64_t(numel(entk_output_shape(o.mode, n1, n2, O))) * element_bytes;
   const EntkPlan::Candidate* best = nullptr;
   for (EntkMethod m : {EntkMethod::jc, EntkMethod::vp, EntkMethod::sd}) {
-    EntkPlan::Candidate c{m};
+    EntkPlan::Candidate c;
+    c.method = m;
     try {
       c.tile = choose_tile(net, m, std::max(n1, n2), K, paired, plan.output_bytes, element_bytes, o);
       c.working_bytes = working_bytes(net, m, c.tile, K, paired, element_bytes);
