@@ -120,7 +120,7 @@ class OutputWriter {
     parallel_for(n1, [&](index_t begin, index_t end) {
       for (index_t i = begin; i < end; ++i)
         std::copy(S + i * n2 * OO, S + (i + 1) * n2 * OO, out_.data() + ((i0 + i) * n2_total_ + j0) * OO);
-    }, kMemoryBoundThreads);
+    });
     if (!mirror) return;
     parallel_for(n2, [&](index_t begin, index_t end) {
       for (index_t j = begin; j < end; ++j)
@@ -130,7 +130,7 @@ class OutputWriter {
           for (index_t a = 0; a < O; ++a)
             for (index_t b = 0; b < O; ++b) dst[b * O + a] = src[a * O + b];
         }
-    }, kMemoryBoundThreads);
+    });
   }
 
   // Matched direction kk: V is n1 × n2. Sum modes reset their entry at kk = 0, then accumulate.

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <condition_variable>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -43,17 +44,104 @@ bool select_blas_kernels() {
   return true;
 }
 
-[[maybe_unused]] const bool g_blas_kernels_selected = select_blas_kernels();
+// ntkit threads its own loops and splits large GEMMs itself (detail::gemm), so OpenBLAS runs
+// single-threaded in every caller: its own workers would otherwise spin between calls and compete
+// with ntkit's threads for the cores.
+bool configure_blas() {
+  select_blas_kernels();
+  openblas_set_num_threads(1);
+  return true;
+}
+
+[[maybe_unused]] const bool g_blas_configured = configure_blas();
 
 std::atomic<int> g_threads{0};
 int hardware_threads() { return std::max(1u, std::thread::hardware_concurrency()); }
+
+// True on pool workers and on a caller while it runs a parallel loop: nested loops run serially.
+thread_local bool t_in_parallel = false;
+
+// A fixed set of sleeping workers that run the parts of one parallel_for at a time. Workers wait
+// on a condition variable rather than spinning, so the cores are free between loops.
+class Pool {
+ public:
+  static Pool& instance() {
+    static Pool pool;
+    return pool;
+  }
+
+  void run(std::int64_t parts, const std::function<void(std::int64_t)>& part) {
+    std::unique_lock<std::mutex> caller(call_mutex_);  // one loop at a time
+    ensure_workers(parts - 1);
+    {
+      std::lock_guard<std::mutex> lock(m_);
+      part_ = &part;
+      parts_ = parts;
+      next_ = 1;
+      pending_ = parts - 1;
+      error_ = nullptr;
+      ++generation_;
+    }
+    wake_.notify_all();
+    run_part(0);
+    std::unique_lock<std::mutex> lock(m_);
+    done_.wait(lock, [&] { return pending_ == 0; });
+    part_ = nullptr;
+    if (error_) std::rethrow_exception(error_);
+  }
+
+  ~Pool() {
+    {
+      std::lock_guard<std::mutex> lock(m_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    for (auto& w : workers_) w.join();
+  }
+
+ private:
+  void ensure_workers(std::int64_t count) {
+    while (static_cast<std::int64_t>(workers_.size()) < count) workers_.emplace_back([this] { work(); });
+  }
+
+  void run_part(std::int64_t index) {
+    try {
+      (*part_)(index);
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(m_);
+      if (!error_) error_ = std::current_exception();
+    }
+  }
+
+  void work() {
+    t_in_parallel = true;
+    std::uint64_t seen = 0;
+    std::unique_lock<std::mutex> lock(m_);
+    while (true) {
+      wake_.wait(lock, [&] { return stop_ || (generation_ != seen && next_ < parts_); });
+      if (stop_) return;
+      const std::int64_t index = next_++;
+      if (next_ >= parts_) seen = generation_;
+      lock.unlock();
+      run_part(index);
+      lock.lock();
+      if (--pending_ == 0) done_.notify_one();
+    }
+  }
+
+  std::mutex call_mutex_, m_;
+  std::condition_variable wake_, done_;
+  std::vector<std::thread> workers_;
+  const std::function<void(std::int64_t)>* part_ = nullptr;
+  std::int64_t parts_ = 0, next_ = 0, pending_ = 0;
+  std::uint64_t generation_ = 0;
+  std::exception_ptr error_;
+  bool stop_ = false;
+};
+
 }  // namespace
 
-void set_num_threads(int threads) {
-  int t = threads <= 0 ? hardware_threads() : threads;
-  g_threads = t;
-  openblas_set_num_threads(t);
-}
+void set_num_threads(int threads) { g_threads = threads <= 0 ? hardware_threads() : threads; }
 
 int num_threads() {
   int t = g_threads.load();
@@ -63,27 +151,17 @@ int num_threads() {
 void parallel_for(std::int64_t count, const std::function<void(std::int64_t, std::int64_t)>& body, int threads) {
   if (count <= 0) return;
   std::int64_t t = std::min<std::int64_t>(threads > 0 ? threads : num_threads(), count);
-  if (t <= 1) {
+  if (t <= 1 || t_in_parallel) {
     body(0, count);
     return;
   }
-  std::exception_ptr error;
-  std::mutex error_mutex;
-  std::vector<std::thread> workers;
-  workers.reserve(static_cast<size_t>(t));
-  for (std::int64_t w = 0; w < t; ++w) {
-    std::int64_t begin = count * w / t, end = count * (w + 1) / t;
-    workers.emplace_back([&, begin, end] {
-      try {
-        body(begin, end);
-      } catch (...) {
-        std::lock_guard<std::mutex> lock(error_mutex);
-        if (!error) error = std::current_exception();
-      }
-    });
-  }
-  for (auto& w : workers) w.join();
-  if (error) std::rethrow_exception(error);
+  const std::function<void(std::int64_t)> part = [&](std::int64_t w) {
+    const bool outer = t_in_parallel;
+    t_in_parallel = true;
+    body(count * w / t, count * (w + 1) / t);
+    t_in_parallel = outer;
+  };
+  Pool::instance().run(t, part);
 }
 
 }  // namespace ntk

@@ -116,7 +116,7 @@ class Dense final : public LayerImpl<Dense> {
       T* dst = block + kk * n1 * n2;
       parallel_for(n1 * n2, [&](index_t begin, index_t end) {
         for (index_t e = begin; e < end; ++e) dst[e] += factor[size_t(e)] * gram[size_t(e)];
-      }, kMemoryBoundThreads);
+      });
     }
   }
 

@@ -110,28 +110,30 @@ namespace {
 
 template <class T>
 void accumulate_paired_t(const T* u, index_t n1, const T* v, index_t n2, index_t k, index_t d, const T* w, T* block) {
-  // Chunks of u-side examples keep the GEMM product near 32 MiB. The reordering after each GEMM is
-  // memory-bound and runs on one thread: OpenBLAS's workers keep spinning after a call, and more
-  // threads here only compete with them for the cores (measured: 2x slower on 2 cores).
+  // Chunks of u-side examples, each one GEMM and one reordering into the block, spread over the
+  // threads; a chunk's product stays near 16 MiB.
   const index_t row = n2 * k * k;  // block elements per u example
-  const index_t chunk = std::clamp<index_t>((index_t(32) << 20) / std::max<index_t>(1, row * index_t(sizeof(T))), 1, n1);
-  // Reused across calls: a fresh buffer would cost page faults and zeroing on every tile pair.
-  thread_local std::vector<T> product;
-  if (product.size() < static_cast<size_t>(chunk * row)) product.resize(static_cast<size_t>(chunk * row));
-  for (index_t i0 = 0; i0 < n1; i0 += chunk) {
-    const index_t ci = std::min(chunk, n1 - i0);
-    // product[(i, a), (j, b)] = u_ia · v_jb
-    detail::gemm(false, true, ci * k, n2 * k, d, T(1), u + i0 * k * d, d, v, d, T(0), product.data(), n2 * k);
-    for (index_t i = 0; i < ci; ++i)
-      for (index_t j = 0; j < n2; ++j) {
-        const T weight = w ? w[(i0 + i) * n2 + j] : T(1);
-        T* dst = block + ((i0 + i) * n2 + j) * k * k;
-        for (index_t a = 0; a < k; ++a) {
-          const T* src = product.data() + (i * k + a) * n2 * k + j * k;
-          for (index_t b = 0; b < k; ++b) dst[a * k + b] += weight * src[b];
+  index_t chunk = std::clamp<index_t>((index_t(16) << 20) / std::max<index_t>(1, row * index_t(sizeof(T))), 1, n1);
+  chunk = std::min(chunk, std::max<index_t>(1, (n1 + num_threads() - 1) / num_threads()));
+  parallel_for((n1 + chunk - 1) / chunk, [&](index_t c_begin, index_t c_end) {
+    // Reused across calls: a fresh buffer would cost page faults and zeroing on every tile pair.
+    thread_local std::vector<T> product;
+    if (product.size() < static_cast<size_t>(chunk * row)) product.resize(static_cast<size_t>(chunk * row));
+    for (index_t c = c_begin; c < c_end; ++c) {
+      const index_t i0 = c * chunk, ci = std::min(chunk, n1 - i0);
+      // product[(i, a), (j, b)] = u_ia · v_jb
+      detail::gemm(false, true, ci * k, n2 * k, d, T(1), u + i0 * k * d, d, v, d, T(0), product.data(), n2 * k);
+      for (index_t i = 0; i < ci; ++i)
+        for (index_t j = 0; j < n2; ++j) {
+          const T weight = w ? w[(i0 + i) * n2 + j] : T(1);
+          T* dst = block + ((i0 + i) * n2 + j) * k * k;
+          for (index_t a = 0; a < k; ++a) {
+            const T* src = product.data() + (i * k + a) * n2 * k + j * k;
+            for (index_t b = 0; b < k; ++b) dst[a * k + b] += weight * src[b];
+          }
         }
-      }
-  }
+    }
+  });
 }
 
 template <class T>
