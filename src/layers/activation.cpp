@@ -2,9 +2,11 @@
 // cotangent rules are both multiplication by phi'(x) of the row's example.
 #include <cmath>
 #include <numbers>
+#include <vector>
 
 #include "layers.hpp"
 #include "ntk/error.hpp"
+#include "ntk/parallel.hpp"
 
 namespace ntk::detail {
 namespace {
@@ -63,7 +65,9 @@ class Activation final : public LayerImpl<Activation> {
   template <class T>
   void forward_t(const T*, const T* x, T* y, index_t n) const {
     const T a = T(alpha_);
-    for (index_t i = 0, e = n * in_size(); i < e; ++i) y[i] = phi(kind_, x[i], a);
+    parallel_for(n * in_size(), [&](index_t begin, index_t end) {
+      for (index_t i = begin; i < end; ++i) y[i] = phi(kind_, x[i], a);
+    });
   }
 
   // Both directions multiply each of the k rows of example i by phi'(x_i).
@@ -71,11 +75,17 @@ class Activation final : public LayerImpl<Activation> {
   void scale_rows(const T* x, index_t n, index_t k, const T* in, T* out) const {
     const T a = T(alpha_);
     const index_t d = in_size();
-    for (index_t i = 0; i < n; ++i)
-      for (index_t j = 0; j < d; ++j) {
-        T slope = dphi(kind_, x[i * d + j], a);
-        for (index_t kk = 0; kk < k; ++kk) out[(i * k + kk) * d + j] = slope * in[(i * k + kk) * d + j];
+    parallel_for(n, [&](index_t begin, index_t end) {
+      std::vector<T> slope(static_cast<size_t>(d));
+      for (index_t i = begin; i < end; ++i) {
+        for (index_t j = 0; j < d; ++j) slope[size_t(j)] = dphi(kind_, x[i * d + j], a);
+        for (index_t kk = 0; kk < k; ++kk) {
+          const T* src = in + (i * k + kk) * d;
+          T* dst = out + (i * k + kk) * d;
+          for (index_t j = 0; j < d; ++j) dst[j] = slope[size_t(j)] * src[j];
+        }
       }
+    });
   }
 
   template <class T>

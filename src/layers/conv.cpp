@@ -8,6 +8,7 @@
 #include "../blas.hpp"
 #include "layers.hpp"
 #include "ntk/error.hpp"
+#include "ntk/parallel.hpp"
 
 namespace ntk::detail {
 namespace {
@@ -57,41 +58,46 @@ class Conv final : public LayerImpl<Conv> {
              ParamCotangent<T> g_th) const {
     const T s = w_scale<T>();
     const index_t P = pixels_out(), F = taps();
-    std::vector<T> patches(static_cast<size_t>(P * F));
-    std::vector<T> grad_patches(g_in ? static_cast<size_t>(k * P * F) : 0);
-    std::vector<T> side_by_side(g_th.data ? static_cast<size_t>(P * k * out_) : 0);
-    std::vector<T> grads(g_th.data ? static_cast<size_t>(F * k * out_) : 0);
-    for (index_t i = 0; i < n; ++i) {
-      const T* gi = g_out + i * k * out_size();
-      if (g_in) {
-        // All k directions of example i at once: (k·P × O)·Wᵀ, then scatter-add back to pixels.
-        gemm(false, true, k * P, F, out_, s, gi, out_, th, out_, T(0), grad_patches.data(), F);
-        for (index_t kk = 0; kk < k; ++kk) col2im(grad_patches.data() + kk * P * F, g_in + (i * k + kk) * in_size());
-      }
-      if (!g_th.data) continue;
-      im2col(x + i * in_size(), patches.data());
-      // All k directions in one GEMM: patchesᵀ (F × P) times the cotangents laid side by side
-      // (P × k·O), then each direction's F × O block goes to its row.
-      for (index_t kk = 0; kk < k; ++kk)
-        for (index_t p = 0; p < P; ++p)
-          std::copy(gi + kk * out_size() + p * out_, gi + kk * out_size() + (p + 1) * out_, side_by_side.data() + p * k * out_ + kk * out_);
-      gemm(true, false, F, k * out_, P, s, patches.data(), F, side_by_side.data(), k * out_, T(0), grads.data(), k * out_);
-      for (index_t kk = 0; kk < k; ++kk) {
-        T* dst = g_th.row(i, kk, k);
-        for (index_t f = 0; f < F; ++f) {
-          const T* src = grads.data() + f * k * out_ + kk * out_;
-          T* d = dst + f * out_;
-          for (index_t o = 0; o < out_; ++o) d[o] += src[o];
+    // Examples run in parallel when their parameter cotangents go to separate rows (or nowhere).
+    const bool parallel = !g_th.data || g_th.per_example;
+    parallel_for(n, [&](index_t i_begin, index_t i_end) {
+      std::vector<T> patches(static_cast<size_t>(P * F));
+      std::vector<T> grad_patches(g_in ? static_cast<size_t>(k * P * F) : 0);
+      std::vector<T> side_by_side(g_th.data ? static_cast<size_t>(P * k * out_) : 0);
+      std::vector<T> grads(g_th.data ? static_cast<size_t>(F * k * out_) : 0);
+      for (index_t i = i_begin; i < i_end; ++i) {
+        const T* gi = g_out + i * k * out_size();
+        if (g_in) {
+          // All k directions of example i at once: (k·P × O)·Wᵀ, then scatter-add back to pixels.
+          gemm(false, true, k * P, F, out_, s, gi, out_, th, out_, T(0), grad_patches.data(), F);
+          for (index_t kk = 0; kk < k; ++kk) col2im(grad_patches.data() + kk * P * F, g_in + (i * k + kk) * in_size());
         }
-        if (o_.b_std) {
-          T* db = dst + F * out_;
-          const T* g = gi + kk * out_size();
-          const T c = b_scale<T>();
+        if (!g_th.data) continue;
+        im2col(x + i * in_size(), patches.data());
+        // All k directions in one GEMM: patchesᵀ (F × P) times the cotangents laid side by side
+        // (P × k·O), then each direction's F × O block goes to its row.
+        for (index_t kk = 0; kk < k; ++kk)
           for (index_t p = 0; p < P; ++p)
-            for (index_t o = 0; o < out_; ++o) db[o] += c * g[p * out_ + o];
+            std::copy(gi + kk * out_size() + p * out_, gi + kk * out_size() + (p + 1) * out_,
+                      side_by_side.data() + p * k * out_ + kk * out_);
+        gemm(true, false, F, k * out_, P, s, patches.data(), F, side_by_side.data(), k * out_, T(0), grads.data(), k * out_);
+        for (index_t kk = 0; kk < k; ++kk) {
+          T* dst = g_th.row(i, kk, k);
+          for (index_t f = 0; f < F; ++f) {
+            const T* src = grads.data() + f * k * out_ + kk * out_;
+            T* d = dst + f * out_;
+            for (index_t o = 0; o < out_; ++o) d[o] += src[o];
+          }
+          if (o_.b_std) {
+            T* db = dst + F * out_;
+            const T* g = gi + kk * out_size();
+            const T c = b_scale<T>();
+            for (index_t p = 0; p < P; ++p)
+              for (index_t o = 0; o < out_; ++o) db[o] += c * g[p * out_ + o];
+          }
         }
       }
-    }
+    }, parallel ? 0 : 1);
   }
 
   template <class T>
