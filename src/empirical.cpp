@@ -7,6 +7,7 @@
 
 #include "blas.hpp"
 #include "ntk/error.hpp"
+#include "ntk/io.hpp"
 #include "ntk/parallel.hpp"
 
 namespace ntk {
@@ -112,21 +113,21 @@ Directions<T> directions_for(const EntkMode& mode, index_t O) {
 template <class T>
 class OutputWriter {
  public:
-  OutputWriter(Array<T>& out, const EntkMode& mode, index_t O) : out_(out), mode_(mode), O_(O), n2_total_(out.dim(1)) {}
+  OutputWriter(T* out, const EntkMode& mode, index_t O, index_t n2_total) : out_(out), mode_(mode), O_(O), n2_total_(n2_total) {}
 
   // Full mode: S is (n1, n2, O, O), the output layout; the mirror image goes to (j, i, b, a).
   void write_paired(const T* S, index_t i0, index_t n1, index_t j0, index_t n2, bool mirror) {
     const index_t O = O_, OO = O_ * O_;
     parallel_for(n1, [&](index_t begin, index_t end) {
       for (index_t i = begin; i < end; ++i)
-        std::copy(S + i * n2 * OO, S + (i + 1) * n2 * OO, out_.data() + ((i0 + i) * n2_total_ + j0) * OO);
+        std::copy(S + i * n2 * OO, S + (i + 1) * n2 * OO, out_ + ((i0 + i) * n2_total_ + j0) * OO);
     });
     if (!mirror) return;
     parallel_for(n2, [&](index_t begin, index_t end) {
       for (index_t j = begin; j < end; ++j)
         for (index_t i = 0; i < n1; ++i) {
           const T* src = S + (i * n2 + j) * OO;
-          T* dst = out_.data() + ((j0 + j) * n2_total_ + i0 + i) * OO;
+          T* dst = out_ + ((j0 + j) * n2_total_ + i0 + i) * OO;
           for (index_t a = 0; a < O; ++a)
             for (index_t b = 0; b < O; ++b) dst[b * O + a] = src[a * O + b];
         }
@@ -156,7 +157,7 @@ class OutputWriter {
   }
 
  private:
-  Array<T>& out_;
+  T* out_;
   EntkMode mode_;
   index_t O_, n2_total_;
 };
@@ -238,27 +239,28 @@ double method_flops(const Network& net, EntkMethod method, index_t n1, index_t n
   return 2 * total;
 }
 
+// The largest tile whose working memory plus resident kernel fits max_memory.
 index_t choose_tile(const Network& net, EntkMethod method, index_t n_max, index_t K, bool paired,
-                    std::uint64_t output_bytes, std::uint64_t element_bytes, const EntkOptions& o) {
+                    const std::function<std::uint64_t(index_t)>& resident, std::uint64_t element_bytes,
+                    const EntkOptions& o) {
   if (o.tile > 0) return std::min(o.tile, n_max);
   if (o.max_memory == 0) return std::min<index_t>(n_max, 256);  // no budget: BLAS-friendly tiles
-  if (output_bytes >= o.max_memory)
-    throw MemoryBudgetError("the kernel itself takes " + format_bytes(output_bytes) + ", more than --max-memory " +
-                            format_bytes(o.max_memory) + "; raise --max-memory or use a reducing mode (trace, pntk)");
-  const std::uint64_t budget = o.max_memory - output_bytes;
+  auto need = [&](index_t t) { return resident(t) + working_bytes(net, method, t, K, paired, element_bytes); };
+  if (!o.out_of_core && resident(1) >= o.max_memory)
+    throw MemoryBudgetError("the kernel itself takes " + format_bytes(resident(1)) + ", more than --max-memory " +
+                            format_bytes(o.max_memory) + "; raise --max-memory, write it out of core (ntk entk does when it does not fit), or use a reducing mode (trace, pntk)");
   index_t lo = 0, hi = n_max;
   while (lo < hi) {
     index_t mid = (lo + hi + 1) / 2;
-    if (working_bytes(net, method, mid, K, paired, element_bytes) <= budget)
+    if (need(mid) <= o.max_memory)
       lo = mid;
     else
       hi = mid - 1;
   }
   if (lo == 0)
-    throw MemoryBudgetError("method " + std::string(to_string(method)) + " needs " +
-                            format_bytes(working_bytes(net, method, 1, K, paired, element_bytes)) +
-                            " for a tile of one example beside the " + format_bytes(output_bytes) +
-                            " kernel, more than --max-memory " + format_bytes(o.max_memory) + "; raise --max-memory");
+    throw MemoryBudgetError("method " + std::string(to_string(method)) + " needs " + format_bytes(need(1)) +
+                            " for a tile of one example (kernel included), more than --max-memory " +
+                            format_bytes(o.max_memory) + "; raise --max-memory");
   return lo;
 }
 
@@ -297,12 +299,16 @@ EntkPlan plan_empirical_ntk(const Network& net, index_t n1, index_t n2, bool sym
   const index_t K = (o.mode.kind == EntkMode::pntk || o.mode.kind == EntkMode::logit) ? 1 : O;
   EntkPlan plan;
   plan.output_bytes = std::uint64_t(numel(entk_output_shape(o.mode, n1, n2, O))) * element_bytes;
+  // Out of core, only the strips of the kernel that the current tile row writes are resident (its
+  // rows and, on the symmetric path, the mirrored columns); budget them at the largest tile.
+  const std::uint64_t per_example = plan.output_bytes / std::uint64_t(std::max<index_t>(n1, 1));
+  auto resident = [&](index_t t) { return o.out_of_core ? 2 * std::uint64_t(t) * per_example : plan.output_bytes; };
   const EntkPlan::Candidate* best = nullptr;
   for (EntkMethod m : {EntkMethod::jc, EntkMethod::vp, EntkMethod::sd}) {
     EntkPlan::Candidate c;
     c.method = m;
     try {
-      c.tile = choose_tile(net, m, std::max(n1, n2), K, paired, plan.output_bytes, element_bytes, o);
+      c.tile = choose_tile(net, m, std::max(n1, n2), K, paired, resident, element_bytes, o);
       c.working_bytes = working_bytes(net, m, c.tile, K, paired, element_bytes);
       c.flops = method_flops(net, m, n1, n2, symmetric, c.tile, K, paired);
     } catch (const MemoryBudgetError& e) {
@@ -353,26 +359,17 @@ void check_inputs(const Network& net, const Array<T>& x, const char* name) {
                           std::to_string(bad / net.input_size()));
 }
 
-}  // namespace
-
+// The kernel into `out` (C order, entk_output_shape). rows_done(r0, r1) is called when no later
+// tile pair will write to rows [r0, r1) any more.
 template <class T>
-Array<T> empirical_ntk(const Network& net, const std::vector<T>& theta, const Array<T>& x1,
-                       const std::type_identity_t<Array<T>>* x2_in, const EntkOptions& options) {
-  if (static_cast<index_t>(theta.size()) != net.num_params())
-    throw InvalidArgument("got " + std::to_string(theta.size()) + " parameters, the network has " + std::to_string(net.num_params()));
-  check_inputs(net, x1, "x1");
-  if (x2_in) check_inputs(net, *x2_in, "x2");
+void compute_entk(const Network& net, const std::vector<T>& theta, const Array<T>& x1, const Array<T>* x2_in,
+                  const EntkOptions& options, const EntkPlan& plan, T* out,
+                  const std::function<void(index_t, index_t)>& rows_done) {
   const Array<T>& x2 = x2_in ? *x2_in : x1;
   const bool symmetric = x2_in == nullptr;
   const index_t O = net.output_size(), P = net.num_params(), d = net.input_size();
   const EntkMode mode = options.mode;
-  if (mode.kind == EntkMode::logit && mode.logit_index >= O)
-    throw InvalidArgument("mode logit=" + std::to_string(mode.logit_index) + " asks for an output the network does not have (it has " +
-                          std::to_string(O) + " outputs: 0.." + std::to_string(O - 1) + ")");
-
   const index_t n1 = x1.dim(0), n2 = x2.dim(0);
-  const EntkPlan plan = plan_empirical_ntk(net, n1, n2, symmetric, options, sizeof(T));  // before allocating
-  Array<T> out(entk_output_shape(mode, n1, n2, O));
   const Directions<T> dirs = directions_for<T>(mode, O);
   const index_t K = dirs.K;
   const EntkMethod method = plan.method;
@@ -388,7 +385,7 @@ Array<T> empirical_ntk(const Network& net, const std::vector<T>& theta, const Ar
   }
   if (!options.layers.empty() && method != EntkMethod::sd)
     throw InvalidArgument("per-layer contributions are computed by structured derivatives; use method sd or auto");
-  OutputWriter<T> writer(out, mode, O);
+  OutputWriter<T> writer(out, mode, O, n2);
 
   // One side of a tile pair: what each method needs of its examples.
   struct Side {
@@ -460,8 +457,53 @@ Array<T> empirical_ntk(const Network& net, const std::vector<T>& theta, const Ar
       }
       if (options.progress) options.progress(++pairs_done, pairs_total);
     }
+    // Rows of this tile are final; on the symmetric path later rows were touched by mirroring too.
+    if (rows_done) rows_done(i0, symmetric ? n1 : std::min(n1, i0 + t));
   }
+}
+
+template <class T>
+void validate(const Network& net, const std::vector<T>& theta, const Array<T>& x1, const Array<T>* x2,
+              const EntkOptions& options) {
+  if (static_cast<index_t>(theta.size()) != net.num_params())
+    throw InvalidArgument("got " + std::to_string(theta.size()) + " parameters, the network has " + std::to_string(net.num_params()));
+  check_inputs(net, x1, "x1");
+  if (x2) check_inputs(net, *x2, "x2");
+  const index_t O = net.output_size();
+  if (options.mode.kind == EntkMode::logit && options.mode.logit_index >= O)
+    throw InvalidArgument("mode logit=" + std::to_string(options.mode.logit_index) +
+                          " asks for an output the network does not have (it has " + std::to_string(O) + " outputs: 0.." +
+                          std::to_string(O - 1) + ")");
+}
+
+}  // namespace
+
+template <class T>
+Array<T> empirical_ntk(const Network& net, const std::vector<T>& theta, const Array<T>& x1,
+                       const std::type_identity_t<Array<T>>* x2, const EntkOptions& options) {
+  validate(net, theta, x1, x2, options);
+  const index_t n1 = x1.dim(0), n2 = x2 ? x2->dim(0) : n1;
+  const EntkPlan plan = plan_empirical_ntk(net, n1, n2, x2 == nullptr, options, sizeof(T));  // before allocating
+  Array<T> out(entk_output_shape(options.mode, n1, n2, net.output_size()));
+  compute_entk(net, theta, x1, x2, options, plan, out.data(), {});
   return out;
+}
+
+template <class T>
+void empirical_ntk_to_file(const Network& net, const std::vector<T>& theta, const Array<T>& x1,
+                           const std::type_identity_t<Array<T>>* x2, const EntkOptions& options, const std::string& path) {
+  validate(net, theta, x1, x2, options);
+  const index_t n1 = x1.dim(0), n2 = x2 ? x2->dim(0) : n1;
+  EntkOptions o = options;
+  o.out_of_core = true;
+  const EntkPlan plan = plan_empirical_ntk(net, n1, n2, x2 == nullptr, o, sizeof(T));
+  const Shape shape = entk_output_shape(o.mode, n1, n2, net.output_size());
+  MappedNpyWriter file(path, sizeof(T) == 8 ? DType::float64 : DType::float32, shape);
+  const std::size_t row_bytes = std::size_t(numel(shape) / n1) * sizeof(T);
+  compute_entk(net, theta, x1, x2, o, plan, static_cast<T*>(file.data()), [&](index_t r0, index_t r1) {
+    file.release(std::size_t(r0) * row_bytes, std::size_t(r1 - r0) * row_bytes);  // written back, dropped from RAM
+  });
+  file.commit();
 }
 
 template <class T>
@@ -490,6 +532,10 @@ void NtkOperator<T>::apply(const T* v, T* out, index_t count) const {
 template class NtkOperator<float>;
 template class NtkOperator<double>;
 
+template void empirical_ntk_to_file<float>(const Network&, const std::vector<float>&, const Array<float>&,
+                                           const Array<float>*, const EntkOptions&, const std::string&);
+template void empirical_ntk_to_file<double>(const Network&, const std::vector<double>&, const Array<double>&,
+                                            const Array<double>*, const EntkOptions&, const std::string&);
 template Array<float> empirical_ntk<float>(const Network&, const std::vector<float>&, const Array<float>&, const Array<float>*,
                                            const EntkOptions&);
 template Array<double> empirical_ntk<double>(const Network&, const std::vector<double>&, const Array<double>&,

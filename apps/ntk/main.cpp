@@ -436,6 +436,7 @@ struct EntkArgs {
   int threads = 0;
   bool quiet = false;
   bool explain = false;
+  bool out_of_core = false;
 };
 
 template <class T>
@@ -461,8 +462,14 @@ void run_entk(const EntkArgs& a, ntk::RawArray&& raw1) {
   if (a.explain) {
     const ntk::index_t n2 = x2 ? x2->dim(0) : x1.dim(0);
     std::cout << "eNTK of " << x1.dim(0) << " x " << n2 << " examples, " << net.output_size() << " outputs, "
-              << net.num_params() << " parameters, mode " << a.mode << (x2 ? "" : ", symmetric") << "\n"
-              << ntk::plan_empirical_ntk(net, x1.dim(0), n2, !x2, o, sizeof(T)).describe();
+              << net.num_params() << " parameters, mode " << a.mode << (x2 ? "" : ", symmetric") << "\n";
+    try {
+      if (a.out_of_core) throw ntk::MemoryBudgetError("");
+      std::cout << ntk::plan_empirical_ntk(net, x1.dim(0), n2, !x2, o, sizeof(T)).describe();
+    } catch (const ntk::MemoryBudgetError&) {
+      o.out_of_core = true;
+      std::cout << "out of core: " << ntk::plan_empirical_ntk(net, x1.dim(0), n2, !x2, o, sizeof(T)).describe();
+    }
     return;
   }
   if (isatty(STDERR_FILENO)) {
@@ -472,11 +479,25 @@ void run_entk(const EntkArgs& a, ntk::RawArray&& raw1) {
       if (done == total) std::fprintf(stderr, "\n");
     };
   }
-  ntk::Array<T> k = ntk::empirical_ntk(net, theta, x1, x2 ? &*x2 : nullptr, o);
-  ntk::write_npy(a.out, k);
+  // In memory when the kernel fits the budget, otherwise straight into the memory-mapped file.
+  const ntk::index_t n2 = x2 ? x2->dim(0) : x1.dim(0);
+  bool out_of_core = a.out_of_core;
+  if (!out_of_core && o.max_memory > 0) {
+    try {
+      ntk::plan_empirical_ntk(net, x1.dim(0), n2, !x2, o, sizeof(T));
+    } catch (const ntk::MemoryBudgetError&) {
+      out_of_core = true;
+    }
+  }
+  const ntk::Shape shape = ntk::entk_output_shape(o.mode, x1.dim(0), n2, net.output_size());
+  if (out_of_core) {
+    ntk::empirical_ntk_to_file(net, theta, x1, x2 ? &*x2 : nullptr, o, a.out);
+  } else {
+    ntk::write_npy(a.out, ntk::empirical_ntk(net, theta, x1, x2 ? &*x2 : nullptr, o));
+  }
   if (!a.quiet)
-    std::cout << "wrote " << a.out << ": " << ntk::shape_string(k.shape()) << " " << (sizeof(T) == 8 ? "float64" : "float32")
-              << ", mode " << a.mode << "\n";
+    std::cout << "wrote " << a.out << ": " << ntk::shape_string(shape) << " " << (sizeof(T) == 8 ? "float64" : "float32")
+              << ", mode " << a.mode << (out_of_core ? ", out of core" : "") << "\n";
 }
 
 void entk_command(const EntkArgs& a) {
@@ -602,6 +623,8 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(ntk::index_t(1), ntk::index_t(1) << 40).description(""))
       ->type_name("N");
   entk_cmd->add_option("-o,--output", entk_args.out, "Kernel to write (.npy)")->type_name("FILE");
+  entk_cmd->add_flag("--out-of-core", entk_args.out_of_core,
+                     "Write the kernel straight into the memory-mapped output file (automatic when it does not fit --max-memory)");
   entk_cmd->add_flag("--explain", entk_args.explain, "Print the plan (method, tile, estimated FLOPs and memory of each method) and exit");
   entk_cmd->add_flag("-q,--quiet", entk_args.quiet, "Print nothing on success");
 

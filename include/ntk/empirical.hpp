@@ -35,6 +35,9 @@ struct EntkOptions {
   std::vector<int> layers;
   // Called after every tile pair with (pairs done, pairs in all); for progress displays.
   std::function<void(index_t, index_t)> progress;
+  // Set by empirical_ntk_to_file: the kernel lives in a memory-mapped file and only the strips in
+  // flight count against max_memory.
+  bool out_of_core = false;
 };
 
 // What a call will do, decided before any allocation: the method (auto resolved by an analytic
@@ -71,6 +74,13 @@ Shape entk_output_shape(const EntkMode& mode, index_t n1, index_t n2, index_t ou
 template <class T>
 Array<T> empirical_ntk(const Network& net, const std::vector<T>& theta, const Array<T>& x1,
                        const std::type_identity_t<Array<T>>* x2, const EntkOptions& options);
+
+// The same kernel written straight into an .npy file that is memory-mapped and filled tile row by
+// tile row, each finished strip written back and dropped from RAM: kernels larger than memory fit
+// in max_memory. Atomic: nothing is left at path if anything fails.
+template <class T>
+void empirical_ntk_to_file(const Network& net, const std::vector<T>& theta, const Array<T>& x1,
+                           const std::type_identity_t<Array<T>>* x2, const EntkOptions& options, const std::string& path);
 
 // Matrix-free NTK-vector products Θ·v at fixed inputs x (N examples, O outputs), for solvers and
 // estimators (CG, Lanczos, power iteration, trace estimation): a VJP gives Jᵀv, a JVP gives J·(Jᵀv),

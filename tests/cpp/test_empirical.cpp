@@ -5,6 +5,9 @@
 #include "harness.hpp"
 #include "ntk/empirical.hpp"
 #include "ntk/error.hpp"
+#include "ntk/io.hpp"
+
+#include <cstdio>
 
 namespace ntk {
 namespace {
@@ -226,6 +229,24 @@ TEST(Entk, OperatorAppliesTheFullKernel) {
           for (index_t b = 0; b < O; ++b) expect += full[((i * n + j) * O + a) * O + b] * v[size_t((c * n + j) * O + b)];
         EXPECT_NEAR(y[size_t((c * n + i) * O + a)], expect, 1e-11 * (std::abs(expect) + 1));
       }
+}
+
+TEST(Entk, OutOfCoreFileEqualsInMemoryKernel) {
+  Network net(kNets[2].spec, kNets[2].input);
+  auto theta = net.init<double>(22);
+  Array<double> x1 = random_inputs(net, 11, 23), x2 = random_inputs(net, 6, 24);
+  const std::string path = ::testing::TempDir() + "/ntk_out_of_core_test.npy";
+  for (const char* mode : {"full", "trace", "diagonal"})
+    for (bool symmetric : {true, false}) {
+      EntkOptions o = opts(mode, EntkMethod::sd, 4);  // 4 does not divide 11
+      const Array<double>* second = symmetric ? nullptr : &x2;
+      Array<double> in_memory = empirical_ntk(net, theta, x1, second, o);
+      empirical_ntk_to_file(net, theta, x1, second, o, path);
+      Array<double> from_file = read_npy(path).as<double>();
+      EXPECT_EQ(from_file.shape(), in_memory.shape());
+      EXPECT_EQ(from_file.vector(), in_memory.vector()) << mode << (symmetric ? " symmetric" : "");
+    }
+  std::remove(path.c_str());
 }
 
 TEST(Entk, BadInputsGiveClearErrors) {
