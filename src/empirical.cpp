@@ -4,6 +4,11 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <memory>
+
+#include <fcntl.h>
+#include <unistd.h>
 
 #include "blas.hpp"
 #include "ntk/error.hpp"
@@ -201,7 +206,9 @@ std::uint64_t working_bytes(const Network& net, EntkMethod method, index_t t, in
 
 // Floating-point operations of a method over the tile pairs it visits (2 per multiply-add).
 double method_flops(const Network& net, EntkMethod method, index_t n1, index_t n2, bool symmetric, index_t t,
-                    index_t K, bool paired) {
+                    index_t K, bool paired, bool out_of_core) {
+  // Out of core, Jacobian contraction computes every x2 row once and spills it (see compute_entk).
+  const bool spill = out_of_core && method == EntkMethod::jc && (n2 + t - 1) / t > 1;
   double fp = 0;
   for (const auto& layer : net.layers()) fp += layer->forward_flops();
   auto sd_side = [&](double c) {  // forward, input cotangents of K directions, the layers' sides
@@ -217,12 +224,13 @@ double method_flops(const Network& net, EntkMethod method, index_t n1, index_t n
     const double c1 = double(std::min(t, n1 - i0));
     // Side 1: forward, then K backward passes (input cotangents ≈ forward, parameter part ≈ forward).
     total += method == EntkMethod::sd ? sd_side(c1) : c1 * fp * (1 + 2 * k);
+    if (spill && !symmetric && i0 == 0) total += double(n2) * fp * (1 + 2 * k);
     for (index_t j0 = symmetric ? i0 : 0; j0 < n2; j0 += t) {
       const double c2 = double(std::min(t, n2 - j0));
       const bool diagonal_tile = symmetric && j0 == i0;
       switch (method) {
         case EntkMethod::jc:
-          if (!diagonal_tile) total += c2 * fp * (1 + 2 * k);
+          if (!diagonal_tile && !spill) total += c2 * fp * (1 + 2 * k);
           total += c1 * c2 * pair_dirs * P;
           break;
         case EntkMethod::vp:
@@ -310,7 +318,7 @@ EntkPlan plan_empirical_ntk(const Network& net, index_t n1, index_t n2, bool sym
     try {
       c.tile = choose_tile(net, m, std::max(n1, n2), K, paired, resident, element_bytes, o);
       c.working_bytes = working_bytes(net, m, c.tile, K, paired, element_bytes);
-      c.flops = method_flops(net, m, n1, n2, symmetric, c.tile, K, paired);
+      c.flops = method_flops(net, m, n1, n2, symmetric, c.tile, K, paired, o.out_of_core);
     } catch (const MemoryBudgetError& e) {
       c.refused = e.what();
     }
@@ -359,12 +367,45 @@ void check_inputs(const Network& net, const Array<T>& x, const char* name) {
                           std::to_string(bad / net.input_size()));
 }
 
+// A temporary file for spilled intermediate results, unlinked at once so nothing outlives the
+// process; read and written with pread / pwrite so it never counts toward resident memory.
+class ScratchFile {
+ public:
+  explicit ScratchFile(const std::string& path) {
+    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd_ < 0) throw IoError("cannot create scratch file '" + path + "': " + std::strerror(errno));
+    ::unlink(path.c_str());
+  }
+  ~ScratchFile() { ::close(fd_); }
+  ScratchFile(const ScratchFile&) = delete;
+  ScratchFile& operator=(const ScratchFile&) = delete;
+  void write(const void* data, std::size_t bytes, std::uint64_t offset) {
+    for (std::size_t done = 0; done < bytes;) {
+      ssize_t n = ::pwrite(fd_, static_cast<const char*>(data) + done, bytes - done, off_t(offset + done));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) throw IoError(std::string("cannot write the Jacobian scratch file: ") + std::strerror(errno) + " (is the disk full?)");
+      done += std::size_t(n);
+    }
+  }
+  void read(void* data, std::size_t bytes, std::uint64_t offset) const {
+    for (std::size_t done = 0; done < bytes;) {
+      ssize_t n = ::pread(fd_, static_cast<char*>(data) + done, bytes - done, off_t(offset + done));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) throw IoError(std::string("cannot read the Jacobian scratch file: ") + std::strerror(errno));
+      done += std::size_t(n);
+    }
+  }
+
+ private:
+  int fd_ = -1;
+};
+
 // The kernel into `out` (C order, entk_output_shape). rows_done(r0, r1) is called when no later
 // tile pair will write to rows [r0, r1) any more.
 template <class T>
 void compute_entk(const Network& net, const std::vector<T>& theta, const Array<T>& x1, const Array<T>* x2_in,
                   const EntkOptions& options, const EntkPlan& plan, T* out,
-                  const std::function<void(index_t, index_t)>& rows_done) {
+                  const std::function<void(index_t, index_t)>& rows_done, const std::string& spill_path = "") {
   const Array<T>& x2 = x2_in ? *x2_in : x1;
   const bool symmetric = x2_in == nullptr;
   const index_t O = net.output_size(), P = net.num_params(), d = net.input_size();
@@ -395,10 +436,28 @@ void compute_entk(const Network& net, const std::vector<T>& theta, const Array<T
     std::vector<std::vector<T>> cotangents;  // sd: per layer, (count, K, out)
     std::vector<std::vector<T>> layer_sides;  // sd: per layer, what its ntk_side keeps
   };
+  // Out of core with Jacobian contraction, the x2 side's Jacobian rows are computed once and kept
+  // in a scratch file beside the output instead of being recomputed for every tile row.
+  std::unique_ptr<ScratchFile> spilled;
+  if (method == EntkMethod::jc && !spill_path.empty() && (n2 + t - 1) / t > 1) {
+    spilled = std::make_unique<ScratchFile>(spill_path);
+    std::vector<T> rows;
+    for (index_t j0 = 0; j0 < n2; j0 += t) {
+      const index_t c2 = std::min(t, n2 - j0);
+      rows.resize(static_cast<size_t>(c2 * K * P));
+      jacobian_rows(net, theta.data(), x2.data() + j0 * d, c2, dirs, rows.data());
+      spilled->write(rows.data(), rows.size() * sizeof(T), std::uint64_t(j0 * K * P) * sizeof(T));
+    }
+  }
   auto prepare = [&](const Array<T>& x, index_t start, index_t count, bool x2_side, Side& side) {
     side.start = start;
     side.count = count;
     const T* xs = x.data() + start * d;
+    if (spilled && (x2_side || symmetric)) {
+      side.rows.resize(static_cast<size_t>(count * K * P));
+      spilled->read(side.rows.data(), side.rows.size() * sizeof(T), std::uint64_t(start * K * P) * sizeof(T));
+      return;
+    }
     if (method == EntkMethod::jc || (method == EntkMethod::vp && !x2_side)) {
       side.rows.resize(static_cast<size_t>(count * K * P));
       jacobian_rows(net, theta.data(), xs, count, dirs, side.rows.data());
@@ -500,9 +559,12 @@ void empirical_ntk_to_file(const Network& net, const std::vector<T>& theta, cons
   const Shape shape = entk_output_shape(o.mode, n1, n2, net.output_size());
   MappedNpyWriter file(path, sizeof(T) == 8 ? DType::float64 : DType::float32, shape);
   const std::size_t row_bytes = std::size_t(numel(shape) / n1) * sizeof(T);
-  compute_entk(net, theta, x1, x2, o, plan, static_cast<T*>(file.data()), [&](index_t r0, index_t r1) {
-    file.release(std::size_t(r0) * row_bytes, std::size_t(r1 - r0) * row_bytes);  // written back, dropped from RAM
-  });
+  compute_entk(
+      net, theta, x1, x2, o, plan, static_cast<T*>(file.data()),
+      [&](index_t r0, index_t r1) {
+        file.release(std::size_t(r0) * row_bytes, std::size_t(r1 - r0) * row_bytes);  // written back, dropped from RAM
+      },
+      path + ".jacobian");
   file.commit();
 }
 
