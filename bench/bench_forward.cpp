@@ -8,15 +8,18 @@
 //   Conv   2 · Ho · Wo · kh · kw · C_in · C_out   per example
 // Both are 2 · (output positions) · numel(W), which is how the count is computed below. Biases,
 // activations and pooling are left out: they are O(activations), not O(weights), and a few percent
-// at most here. BLAS threads follow OpenBLAS (OPENBLAS_NUM_THREADS); the "threads" counter shows
-// the count in effect. Times are wall-clock (UseRealTime) because the work runs on BLAS threads.
+// at most here. ntkit runs OpenBLAS single-threaded and threads its own loops and GEMM splits
+// (ntk/parallel.hpp); the environment variable NTK_NUM_THREADS sets that thread count (default:
+// all hardware threads) and the "threads" counter shows the count in effect. Times are wall-clock
+// (UseRealTime) because the work runs on several threads.
 #include <benchmark/benchmark.h>
-#include <cblas.h>
 
+#include <cstdlib>
 #include <random>
 #include <string>
 
 #include "ntk/network.hpp"
+#include "ntk/parallel.hpp"
 
 namespace {
 
@@ -69,7 +72,7 @@ void forward_benchmark(benchmark::State& state, const std::string& arch, int wid
   const double flops = flops_per_example(net) * double(n);
   state.SetItemsProcessed(state.iterations() * n);
   state.counters["GFLOP/s"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
-  state.counters["threads"] = openblas_get_num_threads();
+  state.counters["threads"] = ntk::num_threads();
   state.counters["N"] = double(n);
   state.counters["W"] = width;
 }
@@ -84,6 +87,7 @@ void register_forward(const std::string& arch, int width, ntk::index_t n, const 
 }
 
 const int registered = [] {
+  if (const char* t = std::getenv("NTK_NUM_THREADS")) ntk::set_num_threads(std::atoi(t));
   struct Config {
     const char* arch;
     int width;

@@ -3,13 +3,15 @@
 #
 #   bench/compare_forward.sh [BUILD_DIR]        (default: build)
 #
-# Environment: THREADS (default 2) sets OPENBLAS_NUM_THREADS / OMP_NUM_THREADS for both sides and
-# torch.set_num_threads; REPS (default 5) Google Benchmark repetitions (median reported);
+# Environment: THREADS (default 2) sets ntkit's thread count (NTK_NUM_THREADS, read by ntk_bench)
+# and PyTorch's (torch.set_num_threads, OMP_NUM_THREADS, OPENBLAS_NUM_THREADS); REPS (default 5)
+# Google Benchmark repetitions (median reported);
 # TORCH_REPEATS (default 15) timed calls per config on the PyTorch side (median reported);
-# PYTHON (default /usr/bin/python3, which has Debian's python3-torch). OPENBLAS_CORETYPE passes
-# through to both sides: on VMs whose CPU model OpenBLAS does not recognise it falls back to its
-# Prescott (SSE3) kernels, several times slower; the table header shows the core OpenBLAS chose,
-# and e.g. OPENBLAS_CORETYPE=SkylakeX (AVX-512) or Haswell (AVX2) overrides it.
+# PYTHON (default /usr/bin/python3, which has Debian's python3-torch). Both sides use Debian's
+# OpenBLAS, which falls back to its Prescott (SSE3) kernels, several times slower, on CPUs whose
+# model it does not know (common in VMs). ntkit then selects kernels by CPU features itself; so
+# that PyTorch gets the same ones, OPENBLAS_CORETYPE is set here the same way unless you set it.
+# The table header shows the core in effect.
 # Prints a table: config, ntkit median ms, torch median ms, ratio torch/ntkit (> 1: ntkit faster),
 # ntkit GFLOP/s (analytic Dense/Conv FLOP count, see bench/bench_forward.cpp).
 set -euo pipefail
@@ -33,10 +35,15 @@ fi
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 
-export OPENBLAS_NUM_THREADS="$threads" OMP_NUM_THREADS="$threads"
-# ntkit selects OpenBLAS's kernels by CPU features when OpenBLAS does not know the CPU; give
-# PyTorch (which links the same Debian OpenBLAS) the same kernels so the comparison is like for like.
-if [ -z "${OPENBLAS_CORETYPE:-}" ] && grep -qw avx512f /proc/cpuinfo; then export OPENBLAS_CORETYPE=SkylakeX; fi
+export NTK_NUM_THREADS="$threads" OPENBLAS_NUM_THREADS="$threads" OMP_NUM_THREADS="$threads"
+if [[ -z "${OPENBLAS_CORETYPE:-}" ]]; then
+  flags="$(grep -m1 '^flags' /proc/cpuinfo || true)"
+  if [[ " $flags " == *" avx512f "* && " $flags " == *" avx512bw "* && " $flags " == *" avx512vl "* ]]; then
+    export OPENBLAS_CORETYPE=SkylakeX
+  elif [[ " $flags " == *" avx2 "* && " $flags " == *" fma "* ]]; then
+    export OPENBLAS_CORETYPE=Haswell
+  fi
+fi
 
 echo "ntkit: $bench (threads $threads, $reps repetitions)" >&2
 OPENBLAS_VERBOSE=2 "$bench" --benchmark_filter='^BM_Forward/' --benchmark_repetitions="$reps" \

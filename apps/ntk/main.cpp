@@ -312,7 +312,7 @@ void add_dtype_flag(CLI::App* sub, std::string& dtype, const std::string& what) 
 
 void add_threads_flag(CLI::App* sub, int& threads) {
   sub->add_option("--threads", threads,
-                  "BLAS threads (default: OpenBLAS's default, all cores unless OPENBLAS_NUM_THREADS is set)")
+                  "Threads (default: all cores)")
       ->check(CLI::Range(1, 4096).description(""))
       ->type_name("T");
 }

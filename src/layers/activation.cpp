@@ -2,6 +2,7 @@
 // cotangent rules are both multiplication by phi'(x) of the row's example.
 #include <cmath>
 #include <numbers>
+#include <type_traits>
 #include <vector>
 
 #include "layers.hpp"
@@ -14,7 +15,7 @@ namespace {
 enum class Kind { relu, leaky_relu, abs, erf, gelu, tanh, sigmoid, identity };
 
 template <class T>
-T phi(Kind kind, T x, T alpha) {
+inline T phi(Kind kind, T x, T alpha) {
   switch (kind) {
     case Kind::relu: return x > T(0) ? x : T(0);
     case Kind::leaky_relu: return x > T(0) ? x : alpha * x;
@@ -31,7 +32,7 @@ T phi(Kind kind, T x, T alpha) {
 // Derivative. At kinks we take PyTorch's values (relu'(0) = 0, abs'(0) = 0) so that
 // empirical kernels match autograd exactly.
 template <class T>
-T dphi(Kind kind, T x, T alpha) {
+inline T dphi(Kind kind, T x, T alpha) {
   switch (kind) {
     case Kind::relu: return x > T(0) ? T(1) : T(0);
     case Kind::leaky_relu: return x > T(0) ? T(1) : alpha;
@@ -65,9 +66,27 @@ class Activation final : public LayerImpl<Activation> {
   template <class T>
   void forward_t(const T*, const T* x, T* y, index_t n) const {
     const T a = T(alpha_);
-    parallel_for(n * in_size(), [&](index_t begin, index_t end) {
-      for (index_t i = begin; i < end; ++i) y[i] = phi(kind_, x[i], a);
+    dispatch([&](auto kind) {
+      parallel_for(n * in_size(), [&](index_t begin, index_t end) {
+        for (index_t i = begin; i < end; ++i) y[i] = phi(kind.value, x[i], a);
+      });
     });
+  }
+
+  // Calls f with the kind as a compile-time constant, so the loops inside are specialized per
+  // activation (a switch per element defeats vectorization: measured 15x slower for Relu).
+  template <class F>
+  void dispatch(F&& f) const {
+    switch (kind_) {
+      case Kind::relu: return f(std::integral_constant<Kind, Kind::relu>{});
+      case Kind::leaky_relu: return f(std::integral_constant<Kind, Kind::leaky_relu>{});
+      case Kind::abs: return f(std::integral_constant<Kind, Kind::abs>{});
+      case Kind::erf: return f(std::integral_constant<Kind, Kind::erf>{});
+      case Kind::gelu: return f(std::integral_constant<Kind, Kind::gelu>{});
+      case Kind::tanh: return f(std::integral_constant<Kind, Kind::tanh>{});
+      case Kind::sigmoid: return f(std::integral_constant<Kind, Kind::sigmoid>{});
+      case Kind::identity: return f(std::integral_constant<Kind, Kind::identity>{});
+    }
   }
 
   // Both directions multiply each of the k rows of example i by phi'(x_i).
@@ -75,16 +94,18 @@ class Activation final : public LayerImpl<Activation> {
   void scale_rows(const T* x, index_t n, index_t k, const T* in, T* out) const {
     const T a = T(alpha_);
     const index_t d = in_size();
+    dispatch([&](auto kind) {
     parallel_for(n, [&](index_t begin, index_t end) {
       std::vector<T> slope(static_cast<size_t>(d));
       for (index_t i = begin; i < end; ++i) {
-        for (index_t j = 0; j < d; ++j) slope[size_t(j)] = dphi(kind_, x[i * d + j], a);
+        for (index_t j = 0; j < d; ++j) slope[size_t(j)] = dphi(kind.value, x[i * d + j], a);
         for (index_t kk = 0; kk < k; ++kk) {
           const T* src = in + (i * k + kk) * d;
           T* dst = out + (i * k + kk) * d;
           for (index_t j = 0; j < d; ++j) dst[j] = slope[size_t(j)] * src[j];
         }
       }
+    });
     });
   }
 
