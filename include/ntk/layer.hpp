@@ -104,7 +104,10 @@ class Layer {
                          index_t k, bool paired, double* block) const = 0;
   // Cost model: multiply-adds of ntk_side for n examples and of ntk_block for n1 × n2, and the
   // elements a side holds.
-  virtual double ntk_side_flops(index_t n, index_t k) const { return double(n) * double(k) * forward_flops(); }
+  // The generic side repeats work the network's backward pass has done (im2col, reading the
+  // cotangents), so it is charged 1.5 parameter-gradient passes: measured on the peer's CNN, JC's
+  // fused pass is ~1.2x faster than sd's generic route, and auto should then choose JC.
+  virtual double ntk_side_flops(index_t n, index_t k) const { return 1.5 * double(n) * double(k) * forward_flops(); }
   virtual double ntk_block_flops(index_t n1, index_t n2, index_t k, bool paired) const {
     return double(n1) * double(n2) * double(k) * (paired ? double(k) : 1.0) * double(num_params());
   }
