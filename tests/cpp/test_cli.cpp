@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "ntk/array.hpp"
+#include "ntk/empirical.hpp"
 #include "ntk/io.hpp"
 #include "ntk/network.hpp"
 
@@ -473,6 +474,66 @@ TEST_F(CliApplyFailures, OutputDirectoryMissing) {
 TEST_F(CliApplyFailures, ShapeErrorsOfTheSpecAreFailures) {
   // A valid spec that cannot take the input shape: not a usage error.
   expect_failure("init --net 'Conv(4, 3)' --input-shape 5 -o " + q(path("c.npz")), 1, path("c.npz"));
+}
+
+}  // namespace
+}  // namespace ntk
+
+namespace ntk {
+namespace {
+
+// ntk entk: results equal the library's, and its bad inputs give one error line and no file.
+class CliEntk : public Cli {
+ protected:
+  void SetUp() override {
+    Cli::SetUp();
+    params_ = init(kMlp, "5", "p.npz", "--seed 2");
+    write_npy(path("x1.npy"), random_array<double>({4, 5}, 3));
+    write_npy(path("x2.npy"), random_array<double>({3, 5}, 4));
+  }
+  std::string entk(const std::string& extra, const std::string& out) const {
+    return "entk --net " + q(kMlp) + " --params " + q(params_) + " --x1 " + q(path("x1.npy")) + " -o " + q(out) + " " + extra;
+  }
+  std::string params_;
+};
+
+TEST_F(CliEntk, MatchesTheLibraryInEveryMode) {
+  Network net(kMlp, {5});
+  const auto theta = net.params_from_npz<double>(read_npz(params_));
+  const Array<double> x1 = read_npy(path("x1.npy")).as<double>(), x2 = read_npy(path("x2.npy")).as<double>();
+  for (const char* mode : {"full", "trace", "pntk", "diagonal", "logit=1"}) {
+    const std::string out = path("k.npy");
+    Result r = run(entk(std::string("--mode ") + mode + " --x2 " + q(path("x2.npy")), out));
+    ASSERT_EQ(r.status, 0) << r.err;
+    EntkOptions o;
+    o.mode = parse_entk_mode(mode);
+    o.method = EntkMethod::jc;
+    expect_close(read_npy(out).as<double>(), empirical_ntk(net, theta, x1, &x2, o));
+    // Out of core gives the same numbers.
+    r = run(entk(std::string("--out-of-core --mode ") + mode + " --x2 " + q(path("x2.npy")), out));
+    ASSERT_EQ(r.status, 0) << r.err;
+    expect_close(read_npy(out).as<double>(), empirical_ntk(net, theta, x1, &x2, o));
+  }
+  Result r = run(entk("--mode full --explain", path("unused.npy")));
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("plan: method"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(path("unused.npy")));
+}
+
+TEST_F(CliEntk, BadInputsGiveOneErrorLine) {
+  const std::string out = path("k.npy");
+  write_npy(path("wide.npy"), random_array<double>({3, 6}, 5));
+  std::string err = expect_failure(entk("--x2 " + q(path("wide.npy")), out), 1, out).err;
+  EXPECT_NE(err.find("x2"), std::string::npos) << err;                        // feature mismatch
+  err = expect_failure(entk("--mode logit=7", out), 1, out).err;              // a mode the network cannot give
+  EXPECT_NE(err.find("logit=7"), std::string::npos) << err;
+  expect_failure(entk("--mode everything", out), 1, out);                     // unknown mode
+  err = expect_failure(entk("--max-memory 1K", out), 1, out).err;             // budget too small for one tile
+  EXPECT_NE(err.find("--max-memory"), std::string::npos) << err;
+  expect_failure(entk("--max-memory lots", out), 2, out);                     // malformed budget
+  const std::string unwritable = path("no/such/dir/k.npy");                   // output that cannot be written
+  expect_failure(entk("", unwritable), 1, unwritable);
+  expect_failure("entk --net " + q(kMlp) + " --x1 " + q(path("x1.npy")) + " -o " + q(out), 2, out);  // no --params/--seed
 }
 
 }  // namespace
