@@ -134,19 +134,8 @@ class Conv final : public LayerImpl<Conv> {
     if (in.size() != 3)
       throw InvalidArgument("Conv needs image inputs (H, W, C) per example, got " + shape_string(in));
     h_ = in[0], w_ = in[1], c_ = in[2];
-    if (same_) {
-      ho_ = (h_ + sh_ - 1) / sh_;
-      wo_ = (w_ + sw_ - 1) / sw_;
-      pad_top_ = std::max<index_t>((ho_ - 1) * sh_ + kh_ - h_, 0) / 2;
-      pad_left_ = std::max<index_t>((wo_ - 1) * sw_ + kw_ - w_, 0) / 2;
-    } else {
-      if (h_ < kh_ || w_ < kw_)
-        throw InvalidArgument("Conv kernel " + std::to_string(kh_) + "x" + std::to_string(kw_) +
-                              " is larger than its VALID input " + shape_string(in) + " (use padding=SAME?)");
-      ho_ = (h_ - kh_) / sh_ + 1;
-      wo_ = (w_ - kw_) / sw_ + 1;
-      pad_top_ = pad_left_ = 0;
-    }
+    const Window2d g = window_geometry(h_, w_, kh_, kw_, sh_, sw_, same_, "Conv kernel");
+    ho_ = g.out_h, wo_ = g.out_w, pad_top_ = g.pad_top, pad_left_ = g.pad_left;
     return {ho_, wo_, out_};
   }
 

@@ -25,4 +25,13 @@ AffineOptions read_affine_options(const ArgReader& args, const NetworkDefaults& 
 std::string describe_affine(const AffineOptions& o);
 std::string format_number(double v);
 
+// Output size and leading padding of a 2-D sliding window (Conv, AvgPool) over an H×W input.
+// SAME follows TensorFlow and neural-tangents: ceil(in / stride) outputs, the odd padding pixel
+// after. VALID throws InvalidArgument, naming `what`, when the window is larger than the input.
+struct Window2d {
+  index_t out_h = 0, out_w = 0, pad_top = 0, pad_left = 0;
+};
+Window2d window_geometry(index_t h, index_t w, index_t kh, index_t kw, index_t sh, index_t sw, bool same,
+                         const std::string& what);
+
 }  // namespace ntk::detail

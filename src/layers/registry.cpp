@@ -96,6 +96,24 @@ std::string format_number(double v) {
   return buf;
 }
 
+Window2d window_geometry(index_t h, index_t w, index_t kh, index_t kw, index_t sh, index_t sw, bool same,
+                         const std::string& what) {
+  Window2d g;
+  if (same) {
+    g.out_h = (h + sh - 1) / sh;
+    g.out_w = (w + sw - 1) / sw;
+    g.pad_top = std::max<index_t>((g.out_h - 1) * sh + kh - h, 0) / 2;
+    g.pad_left = std::max<index_t>((g.out_w - 1) * sw + kw - w, 0) / 2;
+    return g;
+  }
+  if (h < kh || w < kw)
+    throw InvalidArgument(what + " " + std::to_string(kh) + "x" + std::to_string(kw) + " is larger than its input (" +
+                          std::to_string(h) + ", " + std::to_string(w) + ") with padding=VALID (use padding=SAME?)");
+  g.out_h = (h - kh) / sh + 1;
+  g.out_w = (w - kw) / sw + 1;
+  return g;
+}
+
 std::string describe_affine(const AffineOptions& o) {
   return "W_std=" + format_number(o.W_std) + ", b_std=" + (o.b_std ? format_number(*o.b_std) : "none") +
          ", parameterization=" + to_string(o.parameterization);
