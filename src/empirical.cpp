@@ -569,6 +569,50 @@ void empirical_ntk_to_file(const Network& net, const std::vector<T>& theta, cons
 }
 
 template <class T>
+Array<T> empirical_nngp(const Network& net, const std::vector<T>& theta, const Array<T>& x1,
+                        const std::type_identity_t<Array<T>>* x2, const EntkMode& mode) {
+  EntkOptions o;
+  o.mode = mode;
+  validate(net, theta, x1, x2, o);
+  const Array<T> f1 = net.apply(theta, x1);
+  const Array<T> f2 = x2 ? net.apply(theta, *x2) : f1;
+  const index_t n1 = x1.dim(0), n2 = f2.dim(0), O = net.output_size();
+  Array<T> out(entk_output_shape(mode, n1, n2, O));
+  for (index_t i = 0; i < n1; ++i)
+    for (index_t j = 0; j < n2; ++j) {
+      const T* a = f1.data() + i * O;
+      const T* b = f2.data() + j * O;
+      switch (mode.kind) {
+        case EntkMode::full:
+          for (index_t p = 0; p < O; ++p)
+            for (index_t q = 0; q < O; ++q) out[((i * n2 + j) * O + p) * O + q] = a[p] * b[q];
+          break;
+        case EntkMode::diagonal:
+          for (index_t p = 0; p < O; ++p) out[(i * n2 + j) * O + p] = a[p] * b[p];
+          break;
+        case EntkMode::logit: out[i * n2 + j] = a[mode.logit_index] * b[mode.logit_index]; break;
+        default: {
+          T diag = 0, sum_a = 0, sum_b = 0;
+          for (index_t p = 0; p < O; ++p) {
+            diag += a[p] * b[p];
+            sum_a += a[p];
+            sum_b += b[p];
+          }
+          out[i * n2 + j] = mode.kind == EntkMode::trace       ? diag / T(O)
+                            : mode.kind == EntkMode::trace_sum ? diag
+                                                               : sum_a * sum_b / T(O);
+        }
+      }
+    }
+  return out;
+}
+
+template Array<float> empirical_nngp<float>(const Network&, const std::vector<float>&, const Array<float>&,
+                                            const Array<float>*, const EntkMode&);
+template Array<double> empirical_nngp<double>(const Network&, const std::vector<double>&, const Array<double>&,
+                                              const Array<double>*, const EntkMode&);
+
+template <class T>
 NtkOperator<T>::NtkOperator(const Network& net, std::vector<T> theta, const Array<T>& x)
     : net_(net), theta_(std::move(theta)), n_(x.ndim() ? x.dim(0) : 0) {
   if (static_cast<index_t>(theta_.size()) != net.num_params())

@@ -20,6 +20,7 @@
 #include <memory>
 #include <new>
 #include <optional>
+#include <type_traits>
 #include <sstream>
 #include <string>
 #include <utility>
@@ -437,9 +438,13 @@ struct EntkArgs {
   bool quiet = false;
   bool explain = false;
   bool out_of_core = false;
+  std::string get = "ntk";
+  std::string accumulate;  // "float64": float32 inputs and output, float64 arithmetic
 };
 
-template <class T>
+// T is the compute type; Out the type written (float32 output with float64 accumulation: T =
+// double, Out = float).
+template <class T, class Out = T>
 void run_entk(const EntkArgs& a, ntk::RawArray&& raw1) {
   ntk::Array<T> x1 = input_as<T>(std::move(raw1), a.x1);
   std::optional<ntk::Array<T>> x2;
@@ -490,13 +495,21 @@ void run_entk(const EntkArgs& a, ntk::RawArray&& raw1) {
     }
   }
   const ntk::Shape shape = ntk::entk_output_shape(o.mode, x1.dim(0), n2, net.output_size());
-  if (out_of_core) {
+  if (a.get == "nngp") {
+    out_of_core = false;
+    ntk::write_npy(a.out, ntk::cast<Out>(ntk::empirical_nngp(net, theta, x1, x2 ? &*x2 : nullptr, o.mode)));
+  } else if (out_of_core) {
+    if (!std::is_same_v<T, Out>)
+      throw ntk::NotSupported("--accumulate float64 with a float32 kernel written out of core is not supported; use --dtype float64");
     ntk::empirical_ntk_to_file(net, theta, x1, x2 ? &*x2 : nullptr, o, a.out);
-  } else {
+  } else if constexpr (std::is_same_v<T, Out>) {
     ntk::write_npy(a.out, ntk::empirical_ntk(net, theta, x1, x2 ? &*x2 : nullptr, o));
+  } else {
+    ntk::write_npy(a.out, ntk::cast<Out>(ntk::empirical_ntk(net, theta, x1, x2 ? &*x2 : nullptr, o)));
   }
   if (!a.quiet)
-    std::cout << "wrote " << a.out << ": " << ntk::shape_string(shape) << " " << (sizeof(T) == 8 ? "float64" : "float32")
+    std::cout << "wrote " << a.out << ": " << ntk::shape_string(shape) << " " << (sizeof(Out) == 8 ? "float64" : "float32")
+              << (std::is_same_v<T, Out> ? "" : " (float64 accumulation)") << (a.get == "nngp" ? ", empirical NNGP" : "")
               << ", mode " << a.mode << (out_of_core ? ", out of core" : "") << "\n";
 }
 
@@ -515,6 +528,8 @@ void entk_command(const EntkArgs& a) {
   if (dtype.empty()) dtype = x1.dtype == ntk::DType::float64 ? "float64" : "float32";
   if (is_float64(dtype))
     run_entk<double>(a, std::move(x1));
+  else if (a.accumulate == "float64")
+    run_entk<double, float>(a, std::move(x1));
   else
     run_entk<float>(a, std::move(x1));
 }
@@ -623,6 +638,13 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(ntk::index_t(1), ntk::index_t(1) << 40).description(""))
       ->type_name("N");
   entk_cmd->add_option("-o,--output", entk_args.out, "Kernel to write (.npy)")->type_name("FILE");
+  entk_cmd->add_option("--get", entk_args.get, "ntk (the empirical NTK) or nngp (the empirical NNGP f(x1) f(x2)ᵀ)")
+      ->check(CLI::IsMember({"ntk", "nngp"}).description(""))
+      ->type_name("ntk|nngp")
+      ->capture_default_str();
+  entk_cmd->add_option("--accumulate", entk_args.accumulate, "float64: compute a float32 kernel in float64 arithmetic")
+      ->check(CLI::IsMember({"float32", "float64"}).description(""))
+      ->type_name("float64");
   entk_cmd->add_flag("--out-of-core", entk_args.out_of_core,
                      "Write the kernel straight into the memory-mapped output file (automatic when it does not fit --max-memory)");
   entk_cmd->add_flag("--explain", entk_args.explain, "Print the plan (method, tile, estimated FLOPs and memory of each method) and exit");

@@ -75,6 +75,13 @@ template <class T>
 Array<T> empirical_ntk(const Network& net, const std::vector<T>& theta, const Array<T>& x1,
                        const std::type_identity_t<Array<T>>* x2, const EntkOptions& options);
 
+// The empirical NNGP kernel f(x1) f(x2)ᵀ of the outputs at theta, in the same modes and shapes as
+// the eNTK: full (N1, N2, O, O) = f_a(x) f_b(x'); trace = mean over outputs (neural-tangents'
+// empirical_nngp_fn); trace-sum; pntk = (1/O)·Σ_ab f_a f_b; logit=K; diagonal (N1, N2, O).
+template <class T>
+Array<T> empirical_nngp(const Network& net, const std::vector<T>& theta, const Array<T>& x1,
+                        const std::type_identity_t<Array<T>>* x2, const EntkMode& mode);
+
 // The same kernel written straight into an .npy file that is memory-mapped and filled tile row by
 // tile row, each finished strip written back and dropped from RAM: kernels larger than memory fit
 // in max_memory. Atomic: nothing is left at path if anything fails.

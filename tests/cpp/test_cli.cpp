@@ -520,6 +520,25 @@ TEST_F(CliEntk, MatchesTheLibraryInEveryMode) {
   EXPECT_FALSE(fs::exists(path("unused.npy")));
 }
 
+TEST_F(CliEntk, NngpAndFloat64Accumulation) {
+  Network net(kMlp, {5});
+  const auto theta = net.params_from_npz<double>(read_npz(params_));
+  const Array<double> x1 = read_npy(path("x1.npy")).as<double>();
+  const std::string out = path("k.npy");
+  ASSERT_EQ(run(entk("--get nngp --mode full", out)).status, 0);
+  expect_close(read_npy(out).as<double>(), empirical_nngp(net, theta, x1, nullptr, parse_entk_mode("full")));
+  // float32 output computed in float64 from float32 inputs.
+  write_npy(path("x32.npy"), cast<float>(x1));
+  Result r = run("entk --net " + q(kMlp) + " --params " + q(params_) + " --x1 " + q(path("x32.npy")) +
+                 " --accumulate float64 --mode trace -o " + q(out));
+  ASSERT_EQ(r.status, 0) << r.err;
+  RawArray k = read_npy(out);
+  EXPECT_EQ(k.dtype, DType::float32);
+  EntkOptions o;
+  o.mode = parse_entk_mode("trace");
+  expect_close(k.as<float>(), cast<float>(empirical_ntk(net, theta, cast<double>(cast<float>(x1)), nullptr, o)));
+}
+
 TEST_F(CliEntk, BadInputsGiveOneErrorLine) {
   const std::string out = path("k.npy");
   write_npy(path("wide.npy"), random_array<double>({3, 6}, 5));

@@ -250,6 +250,31 @@ TEST(Entk, OutOfCoreFileEqualsInMemoryKernel) {
   std::remove(path.c_str());
 }
 
+TEST(Entk, EmpiricalNngpIsTheOutputGram) {
+  // Each entry is a product of outputs from an independent forward pass; modes reduce as for the eNTK.
+  Network net(kNets[0].spec, kNets[0].input);
+  auto theta = net.init<double>(25);
+  Array<double> x1 = random_inputs(net, 4, 26), x2 = random_inputs(net, 3, 27);
+  Array<double> f1 = net.apply(theta, x1), f2 = net.apply(theta, x2);
+  Array<double> full = empirical_nngp(net, theta, x1, &x2, parse_entk_mode("full"));
+  Array<double> trace = empirical_nngp(net, theta, x1, &x2, parse_entk_mode("trace"));
+  Array<double> pntk = empirical_nngp(net, theta, x1, &x2, parse_entk_mode("pntk"));
+  const index_t O = 3;
+  for (index_t i = 0; i < 4; ++i)
+    for (index_t j = 0; j < 3; ++j) {
+      double tr = 0, all = 0;
+      for (index_t a = 0; a < O; ++a)
+        for (index_t b = 0; b < O; ++b) {
+          const double v = full[((i * 3 + j) * O + a) * O + b];
+          EXPECT_DOUBLE_EQ(v, f1[i * O + a] * f2[j * O + b]);
+          all += v;
+          if (a == b) tr += v;
+        }
+      EXPECT_NEAR(trace[i * 3 + j], tr / O, 1e-14);
+      EXPECT_NEAR(pntk[i * 3 + j], all / O, 1e-14);
+    }
+}
+
 TEST(Entk, BadInputsGiveClearErrors) {
   Network net("Dense(4), Relu, Dense(3)", {5});
   auto theta = net.init<double>(1);
