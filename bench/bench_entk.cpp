@@ -3,6 +3,7 @@
 // the peer's figures from the same run.
 #include <benchmark/benchmark.h>
 #include <cblas.h>
+#include <malloc.h>
 
 #include <vector>
 
@@ -12,6 +13,9 @@
 #include "ntk/rng.hpp"
 
 namespace {
+
+// As the ntk CLI does (apps/ntk/main.cpp): keep large freed buffers in the heap.
+[[maybe_unused]] const int kMallocTuned = (mallopt(M_MMAP_THRESHOLD, 1 << 30), mallopt(M_TRIM_THRESHOLD, 1 << 30));
 
 std::string mlp(int width) {
   return "Dense(" + std::to_string(width) + ", b_std=0), Relu, Dense(" + std::to_string(width) +
