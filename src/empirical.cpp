@@ -430,7 +430,7 @@ void compute_entk(const Network& net, const std::vector<T>& theta, const Array<T
 
   // One side of a tile pair: what each method needs of its examples.
   struct Side {
-    index_t start = 0, count = 0;
+    index_t count = 0;
     std::vector<T> rows;                 // jc, vp (x1 side): Jacobian rows (count·K × P)
     Trace<T> trace;                      // sd, vp (x2 side)
     std::vector<std::vector<T>> cotangents;  // sd: per layer, (count, K, out)
@@ -450,7 +450,6 @@ void compute_entk(const Network& net, const std::vector<T>& theta, const Array<T
     }
   }
   auto prepare = [&](const Array<T>& x, index_t start, index_t count, bool x2_side, Side& side) {
-    side.start = start;
     side.count = count;
     const T* xs = x.data() + start * d;
     if (spilled && (x2_side || symmetric)) {
