@@ -48,6 +48,16 @@ struct ParamCotangent {
   }
 };
 
+// Infinite-width kernel state for vector inputs (neural-tangents conventions, REFERENCE.md
+// section 4), always in float64: per pair the NNGP Σ(x1_i, x2_j) and NTK Θ(x1_i, x2_j), each
+// (n1, n2) row-major, and the per-sample variances Σ(x, x) of x1 and x2.
+struct KernelState {
+  index_t n1 = 0, n2 = 0;
+  std::vector<double> nngp, ntk;  // n1·n2 each
+  std::vector<double> var1, var2;  // n1 and n2
+  bool want_ntk = true;           // false: ntk is left alone (empty)
+};
+
 class Layer {
  public:
   virtual ~Layer() = default;
@@ -115,6 +125,10 @@ class Layer {
   // Multiply-adds of the forward pass per example (for the cost model); elementwise layers count
   // one per output.
   virtual double forward_flops() const { return double(out_size()); }
+
+  // The layer's infinite-width kernel rule: maps the kernel state of its inputs to that of its
+  // outputs, in place. Only vector inputs; the default throws NotSupported naming the layer.
+  virtual void kernel_rule(KernelState& s) const;
 
  protected:
   // Returns the output shape for in_shape and records what the layer derives from it (fan-in...).

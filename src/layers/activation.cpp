@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "layers.hpp"
+#include "ntk/infinite.hpp"
 #include "ntk/error.hpp"
 #include "ntk/parallel.hpp"
 
@@ -120,6 +121,50 @@ class Activation final : public LayerImpl<Activation> {
       scale_rows(x, n, k, t_in, t_out);
     else
       std::fill(t_out, t_out + n * k * out_size(), T(0));
+  }
+
+  // Infinite width (REFERENCE.md section 4): Σ12 ← E[φ(u)φ(v)], Θ12 ← Θ12·E[φ'(u)φ'(v)] over
+  // (u, v) ~ N(0, [[Σ11, Σ12], [Σ12, Σ22]]); closed forms for the ABReLU family (Relu, LeakyRelu,
+  // Abs) and Erf, Gauss-Hermite quadrature for Gelu, Tanh, Sigmoid.
+  void kernel_rule(KernelState& s) const override {
+    if (kind_ == Kind::identity) return;
+    // Returns (Σ', Σ̇) for one pair.
+    auto pair_rule = [&](double s11, double s12, double s22) -> std::pair<double, double> {
+      switch (kind_) {
+        case Kind::relu:
+        case Kind::leaky_relu:
+        case Kind::abs: {
+          const double a = kind_ == Kind::relu ? 0.0 : (kind_ == Kind::abs ? -1.0 : alpha_), b = 1.0;
+          const double prod = std::max(s11, 0.0) * std::max(s22, 0.0);
+          const double rho = prod > 0 ? std::clamp(s12 / std::sqrt(prod), -1.0, 1.0) : 0.0;
+          const double theta = std::acos(rho);
+          const double f = (a - b) * (a - b) / (2 * std::numbers::pi);
+          const double dot = (a * a + b * b) / 2 - f * theta;
+          return {f * std::sqrt(std::max(0.0, prod - s12 * s12)) + dot * s12, dot};
+        }
+        case Kind::erf: {
+          const double den = (1 + 2 * s11) * (1 + 2 * s22);
+          const double arg = std::clamp(2 * s12 / std::sqrt(den), -1.0, 1.0);
+          return {2 / std::numbers::pi * std::asin(arg), 4 / std::numbers::pi / std::sqrt(den - 4 * s12 * s12)};
+        }
+        default: {
+          const double al = alpha_;
+          const Kind k = kind_;
+          return gaussian_expectations([&](double x) { return phi(k, x, al); },
+                                       [&](double x) { return dphi(k, x, al); }, s11, s12, s22);
+        }
+      }
+    };
+    const index_t n2 = s.n2;
+    parallel_for(s.n1 * s.n2, [&](index_t begin, index_t end) {
+      for (index_t e = begin; e < end; ++e) {
+        const auto [sig, dot] = pair_rule(s.var1[size_t(e / n2)], s.nngp[size_t(e)], s.var2[size_t(e % n2)]);
+        s.nngp[size_t(e)] = sig;
+        if (s.want_ntk) s.ntk[size_t(e)] *= dot;
+      }
+    });
+    for (auto* var : {&s.var1, &s.var2})
+      for (double& v : *var) v = pair_rule(v, v, v).first;
   }
 
  protected:

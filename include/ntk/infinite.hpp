@@ -1,0 +1,63 @@
+// Infinite-width NNGP / NTK kernels of a Network (neural-tangents conventions, REFERENCE.md
+// section 4), propagated layer by layer through each layer's Layer::kernel_rule over the kernel
+// state (Σ12, Θ12 per pair; Σ11, Σ22 per sample), vectorised over all pairs, in float64.
+// Vector inputs only for now: Dense, Relu, LeakyRelu, Abs, Erf, Gelu, Tanh, Sigmoid, Identity.
+#pragma once
+#include <algorithm>
+#include <cmath>
+#include <numbers>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "ntk/array.hpp"
+#include "ntk/layer.hpp"
+#include "ntk/network.hpp"
+
+namespace ntk {
+
+struct KernelOptions {
+  enum Get { nngp, ntk } get = ntk;
+};
+
+// x1 (N1, d) and optional x2 (N2, d) (nullptr: x2 = x1) -> the (N1, N2) kernel. Computed in
+// float64 whatever T, then cast. Throws InvalidArgument on shape mismatch or non-finite inputs,
+// NotSupported for layers without a rule (Conv, pooling, LayerNorm, Residual) or non-vector inputs.
+template <class T>
+Array<T> infinite_kernel(const Network& net, const Array<T>& x1, const std::type_identity_t<Array<T>>* x2,
+                         KernelOptions options = {});
+
+namespace detail {
+
+// Gauss-Hermite rule for the weight e^{-t²} with n nodes (Newton on the three-term recurrence),
+// cached per n. Nodes ascending.
+struct GaussHermiteRule {
+  std::vector<double> nodes, weights;
+};
+const GaussHermiteRule& gauss_hermite(int n);
+
+// E[φ(u)φ(v)] and E[φ'(u)φ'(v)] for (u, v) ~ N(0, [[s11, s12], [s12, s22]]), by bivariate
+// Gauss-Hermite quadrature in a form symmetric under swapping u and v (so symmetric kernels stay
+// symmetric): u = √(2 s11)·(c1 t1 + c2 t2), v = √(2 s22)·(c1 t1 − c2 t2), c1² − c2² = ρ.
+template <class Phi, class DPhi>
+std::pair<double, double> gaussian_expectations(const Phi& phi, const DPhi& dphi, double s11, double s12, double s22,
+                                                int degree = 25) {
+  const GaussHermiteRule& r = gauss_hermite(degree);
+  const double a = std::sqrt(2.0 * std::max(s11, 0.0)), b = std::sqrt(2.0 * std::max(s22, 0.0));
+  const double prod = std::max(s11, 0.0) * std::max(s22, 0.0);
+  const double rho = prod > 0 ? std::clamp(s12 / std::sqrt(prod), -1.0, 1.0) : 0.0;
+  const double c1 = std::sqrt((1 + rho) / 2), c2 = std::sqrt((1 - rho) / 2);
+  const size_t n = r.nodes.size();
+  double e = 0, ed = 0;
+  for (size_t i = 0; i < n; ++i)
+    for (size_t j = 0; j < n; ++j) {
+      const double w = r.weights[i] * r.weights[j];
+      const double u = a * (c1 * r.nodes[i] + c2 * r.nodes[j]), v = b * (c1 * r.nodes[i] - c2 * r.nodes[j]);
+      e += w * phi(u) * phi(v);
+      ed += w * dphi(u) * dphi(v);
+    }
+  return {e / std::numbers::pi, ed / std::numbers::pi};
+}
+
+}  // namespace detail
+}  // namespace ntk
