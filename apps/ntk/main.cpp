@@ -30,6 +30,7 @@
 #include "ntk/array.hpp"
 #include "ntk/empirical.hpp"
 #include "ntk/error.hpp"
+#include "ntk/infinite.hpp"
 #include "ntk/io.hpp"
 #include "ntk/layer.hpp"
 #include "ntk/network.hpp"
@@ -88,6 +89,15 @@ const std::map<std::string, std::string>& long_descriptions() {
            "\n\nExample:\n"
            "  ntk apply --net 'Conv(32, 3), Relu, GlobalAvgPool, Dense(10)' --params params.npz "
            "-x images.npy -o logits.npy"},
+      {"kernel",
+       std::string("Computes the infinite-width kernel of the network SPEC in neural-tangents' conventions: "
+                   "the NTK (--get ntk) or the NNGP (--get nngp), (N1, N2) for inputs x1 (N1, d) and x2 "
+                   "(N2, d) (the kernel of the outputs is this times the identity over outputs). Computed "
+                   "in float64. Vector inputs with Dense and elementwise activations for now; other "
+                   "layers are refused with an error.\n\n") +
+           kSpecHelp +
+           "\n\nExample:\n"
+           "  ntk kernel --net 'Dense(512, W_std=1.4), Relu, Dense(1)' --x1 X.npy --get ntk -o K.npy"},
       {"entk",
        std::string("Computes the empirical neural tangent kernel Θ(x1, x2) = J(x1) J(x2)ᵀ of the network "
                    "SPEC at the parameters in --params (or drawn with --seed) and writes it as .npy. "
@@ -536,6 +546,45 @@ void entk_command(const EntkArgs& a) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// ntk kernel
+
+struct KernelArgs {
+  NetworkFlags net;
+  std::string x1, x2, out;
+  std::string get = "ntk";
+  std::string dtype = "float64";
+  int threads = 0;
+  bool quiet = false;
+};
+
+template <class T>
+void run_kernel(const KernelArgs& a) {
+  ntk::Array<T> x1 = input_as<T>(read_input(a.x1), a.x1);
+  std::optional<ntk::Array<T>> x2;
+  if (!a.x2.empty()) x2 = input_as<T>(read_input(a.x2), a.x2);
+  const ntk::Shape input_shape = ntk::drop_first(x1.shape());
+  ntk::Network net = with_context("--x1 '" + a.x1 + "' (per-example shape " + ntk::shape_string(input_shape) + "): ",
+                                  [&] { return ntk::Network(a.net.spec, input_shape, a.net.defaults()); });
+  ntk::KernelOptions o;
+  o.get = a.get == "nngp" ? ntk::KernelOptions::nngp : ntk::KernelOptions::ntk;
+  ntk::Array<T> k = ntk::infinite_kernel(net, x1, x2 ? &*x2 : nullptr, o);
+  ntk::write_npy(a.out, k);
+  if (!a.quiet)
+    std::cout << "wrote " << a.out << ": " << ntk::shape_string(k.shape()) << " " << a.dtype << ", infinite-width "
+              << a.get << "\n";
+}
+
+void kernel_command(const KernelArgs& a) {
+  check_output_path(a.out);
+  set_threads(a.threads);
+  ntk::parse_spec(a.net.spec);
+  if (is_float64(a.dtype))
+    run_kernel<double>(a);
+  else
+    run_kernel<float>(a);
+}
+
+// ---------------------------------------------------------------------------------------------
 
 int fail(const std::string& message, int status) {
   std::cout.flush();
@@ -656,6 +705,23 @@ int main(int argc, char** argv) {
   entk_cmd->add_flag("--explain", entk_args.explain, "Print the plan (method, tile, estimated FLOPs and memory of each method) and exit");
   entk_cmd->add_flag("-q,--quiet", entk_args.quiet, "Print nothing on success");
 
+  KernelArgs kernel_args;
+  CLI::App* kernel_cmd = app.add_subcommand("kernel", "Infinite-width NTK or NNGP of a network (vector inputs for now)");
+  add_network_flags(kernel_cmd, kernel_args.net);
+  kernel_cmd->add_option("--x1", kernel_args.x1, "Inputs (N1, d): .npy")->required()->type_name("FILE");
+  kernel_cmd->add_option("--x2", kernel_args.x2, "Second inputs (N2, d); omitted: x2 = x1")->type_name("FILE");
+  kernel_cmd->add_option("--get", kernel_args.get, "ntk or nngp")
+      ->check(CLI::IsMember({"ntk", "nngp"}).description(""))
+      ->type_name("ntk|nngp")
+      ->capture_default_str();
+  kernel_cmd->add_option("--dtype", kernel_args.dtype, "Output type (computed in float64 either way)")
+      ->check(CLI::IsMember({"float32", "float64"}).description(""))
+      ->type_name("float32|float64")
+      ->capture_default_str();
+  add_threads_flag(kernel_cmd, kernel_args.threads);
+  kernel_cmd->add_option("-o,--output", kernel_args.out, "Kernel to write (.npy), (N1, N2)")->required()->type_name("FILE");
+  kernel_cmd->add_flag("-q,--quiet", kernel_args.quiet, "Print nothing on success");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -679,6 +745,8 @@ int main(int argc, char** argv) {
       apply_command(apply_args);
     } else if (*entk_cmd) {
       entk_command(entk_args);
+    } else if (*kernel_cmd) {
+      kernel_command(kernel_args);
     }
   } catch (const CLI::ValidationError& e) {
     return fail(std::string(e.what()) + "; run 'ntk entk --help' for usage", 2);

@@ -21,6 +21,7 @@
 
 #include "ntk/array.hpp"
 #include "ntk/empirical.hpp"
+#include "ntk/infinite.hpp"
 #include "ntk/io.hpp"
 #include "ntk/network.hpp"
 
@@ -553,6 +554,36 @@ TEST_F(CliEntk, BadInputsGiveOneErrorLine) {
   const std::string unwritable = path("no/such/dir/k.npy");                   // output that cannot be written
   expect_failure(entk("", unwritable), 1, unwritable);
   expect_failure("entk --net " + q(kMlp) + " --x1 " + q(path("x1.npy")) + " -o " + q(out), 2, out);  // no --params/--seed
+}
+
+}  // namespace
+}  // namespace ntk
+
+namespace ntk {
+namespace {
+
+TEST_F(Cli, KernelMatchesTheLibraryAndRefusesUnsupportedLayers) {
+  const std::string spec = "Dense(8, W_std=1.5, b_std=0.1), Relu, Dense(2)";
+  write_npy(path("x1.npy"), random_array<double>({4, 5}, 7));
+  write_npy(path("x2.npy"), random_array<double>({3, 5}, 8));
+  const Array<double> x1 = read_npy(path("x1.npy")).as<double>(), x2 = read_npy(path("x2.npy")).as<double>();
+  Network net(spec, {5});
+  for (const char* get : {"ntk", "nngp"}) {
+    const std::string out = path("k.npy");
+    Result r = run("kernel --net " + q(spec) + " --x1 " + q(path("x1.npy")) + " --x2 " + q(path("x2.npy")) +
+                   " --get " + get + " -q -o " + q(out));
+    ASSERT_EQ(r.status, 0) << r.err;
+    KernelOptions o;
+    o.get = std::string(get) == "nngp" ? KernelOptions::nngp : KernelOptions::ntk;
+    expect_close(read_npy(out).as<double>(), infinite_kernel(net, x1, &x2, o));
+  }
+  const std::string out = path("refused.npy");
+  write_npy(path("img.npy"), random_array<double>({2, 4, 4, 1}, 9));
+  std::string err = expect_failure("kernel --net " + q("Conv(2, 3), Relu, Flatten, Dense(1)") + " --x1 " +
+                                       q(path("img.npy")) + " -o " + q(out),
+                                   1, out)
+                        .err;
+  EXPECT_NE(err.find("vector inputs"), std::string::npos) << err;
 }
 
 }  // namespace
