@@ -131,28 +131,35 @@ std::vector<std::byte> read_file(const std::string& path, const std::string& pre
   return buf;
 }
 
-void write_file_atomic_stream(const std::string& path, const std::function<void(const ByteSink&)>& produce) {
-  const std::string prefix = "cannot write '" + path + "': ";
-  if (path.empty()) throw IoError("cannot write a file with an empty name");
+std::string directory_of(const std::string& path) {
   std::filesystem::path dir = std::filesystem::path(path).parent_path();
-  if (dir.empty()) dir = ".";
+  return dir.empty() ? std::string(".") : dir.string();
+}
 
-  // Like mkstemp, but open(..., 0666) lets the umask decide the final permissions (mkstemp's
-  // 0600 would make every saved file private).
+int create_temp_beside(const std::string& path, int flags, const std::string& prefix, std::string& tmp) {
+  const std::string dir = directory_of(path);
   std::random_device rd;
-  std::string tmp;
-  int fd = -1;
-  for (int attempt = 0; attempt < 100 && fd < 0; ++attempt) {
+  for (int attempt = 0; attempt < 100; ++attempt) {
     char suffix[16];
     std::snprintf(suffix, sizeof suffix, "%06x", static_cast<unsigned>(rd()) & 0xffffffu);
     tmp = path + ".tmp." + suffix;
-    fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (fd < 0 && errno != EEXIST) {
+    const int fd = ::open(tmp.c_str(), flags | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd >= 0) return fd;
+    if (errno != EEXIST) {
       const int err = errno;
-      throw IoError(prefix + "cannot create a file in directory '" + dir.string() + "': " + errno_text(err));
+      throw IoError(prefix + "cannot create a file in directory '" + dir + "': " + errno_text(err));
     }
   }
-  if (fd < 0) throw IoError(prefix + "cannot find an unused temporary file name in '" + dir.string() + "'");
+  throw IoError(prefix + "cannot find an unused temporary file name in '" + dir + "'");
+}
+
+void write_file_atomic_stream(const std::string& path, const std::function<void(const ByteSink&)>& produce) {
+  const std::string prefix = "cannot write '" + path + "': ";
+  if (path.empty()) throw IoError("cannot write a file with an empty name");
+  const std::string dir = directory_of(path);
+
+  std::string tmp;
+  const int fd = create_temp_beside(path, O_WRONLY, prefix, tmp);
 
   bool open = true, removed = false;
   auto cleanup = [&] {

@@ -26,6 +26,15 @@ inline std::uint64_t max_inflated_size(std::uint64_t compressed) {
 // Whole file contents; throws IoError "<prefix><reason>" if it cannot be read.
 std::vector<std::byte> read_file(const std::string& path, const std::string& prefix);
 
+// The directory a file path lives in ("." for a bare name).
+std::string directory_of(const std::string& path);
+
+// Creates a fresh temporary file beside path ("<path>.tmp.XXXXXX") like mkstemp, but with mode
+// 0666 so the umask decides the final permissions (mkstemp's 0600 would make every saved file
+// private). Returns the open descriptor (opened with `flags` | O_CREAT | O_EXCL | O_CLOEXEC) and
+// sets tmp to its name; throws IoError "<prefix>..." naming the directory on failure.
+int create_temp_beside(const std::string& path, int flags, const std::string& prefix, std::string& tmp);
+
 // Called by a producer with successive chunks of the file contents.
 using ByteSink = std::function<void(const std::byte*, size_t)>;
 // Streams the producer's output to a temporary file next to path, fsyncs it and renames it over

@@ -31,11 +31,6 @@ size_t page_size() {
   return p;
 }
 
-std::string directory_of(const std::string& path) {
-  std::filesystem::path dir = std::filesystem::path(path).parent_path();
-  return dir.empty() ? std::string(".") : dir.string();
-}
-
 // Reserves [0, len) of fd on disk. Returns 0 or an errno value; EOPNOTSUPP means the file system
 // cannot reserve space. On Linux fallocate(2) is called directly: glibc's posix_fallocate would
 // instead emulate it by writing one byte per block, which is slow for huge files and not atomic.
@@ -71,21 +66,9 @@ MappedNpyWriter::MappedNpyWriter(const std::string& path, DType dtype, const Sha
   header_len_ = header.size();
   bytes_ = static_cast<size_t>(n * item);
   map_len_ = header_len_ + bytes_;
-  const std::string dir = directory_of(path);
+  const std::string dir = detail::directory_of(path);
 
-  // Temporary name as in write_file_atomic_stream: O_EXCL, mode 0666 so the umask decides.
-  std::random_device rd;
-  for (int attempt = 0; attempt < 100 && fd_ < 0; ++attempt) {
-    char suffix[16];
-    std::snprintf(suffix, sizeof suffix, "%06x", static_cast<unsigned>(rd()) & 0xffffffu);
-    tmp_ = path + ".tmp." + suffix;
-    fd_ = ::open(tmp_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (fd_ < 0 && errno != EEXIST) {
-      const int err = errno;
-      throw IoError(prefix + "cannot create a file in directory '" + dir + "': " + errno_text(err));
-    }
-  }
-  if (fd_ < 0) throw IoError(prefix + "cannot find an unused temporary file name in '" + dir + "'");
+  fd_ = detail::create_temp_beside(path, O_RDWR, prefix, tmp_);
 
   auto fail = [&](const std::string& what, int err) {
     discard();
@@ -187,7 +170,7 @@ void MappedNpyWriter::commit() {
   committed_ = true;
   tmp_.clear();
   // Persist the rename itself; best effort, since the data is already safely in place.
-  const std::string dir = directory_of(path_);
+  const std::string dir = detail::directory_of(path_);
   const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd >= 0) {
     ::fsync(dfd);
