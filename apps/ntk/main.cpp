@@ -435,6 +435,34 @@ void apply_command(const ApplyArgs& a) {
 // ---------------------------------------------------------------------------------------------
 // ntk entk
 
+// What every kernel subcommand starts from: --x1, the optional --x2, and the network for x1's
+// per-example shape.
+template <class T>
+struct KernelInputs {
+  ntk::Array<T> x1;
+  std::optional<ntk::Array<T>> x2;
+  ntk::Network net;
+};
+
+template <class T>
+KernelInputs<T> kernel_inputs(const NetworkFlags& flags, const std::string& x1_path, ntk::RawArray&& raw1,
+                              const std::string& x2_path) {
+  ntk::Array<T> x1 = input_as<T>(std::move(raw1), x1_path);
+  std::optional<ntk::Array<T>> x2;
+  if (!x2_path.empty()) x2 = input_as<T>(read_input(x2_path), x2_path);
+  const ntk::Shape input_shape = ntk::drop_first(x1.shape());
+  ntk::Network net = with_context("--x1 '" + x1_path + "' (per-example shape " + ntk::shape_string(input_shape) + "): ",
+                                  [&] { return ntk::Network(flags.spec, input_shape, flags.defaults()); });
+  return {std::move(x1), std::move(x2), std::move(net)};
+}
+
+void add_get_flag(CLI::App* sub, std::string& get, const std::string& what) {
+  sub->add_option("--get", get, what)
+      ->check(CLI::IsMember({"ntk", "nngp"}).description(""))
+      ->type_name("ntk|nngp")
+      ->capture_default_str();
+}
+
 struct EntkArgs {
   NetworkFlags net;
   std::string params;
@@ -457,12 +485,10 @@ struct EntkArgs {
 // double, Out = float).
 template <class T, class Out = T>
 void run_entk(const EntkArgs& a, ntk::RawArray&& raw1) {
-  ntk::Array<T> x1 = input_as<T>(std::move(raw1), a.x1);
-  std::optional<ntk::Array<T>> x2;
-  if (!a.x2.empty()) x2 = input_as<T>(read_input(a.x2), a.x2);
-  const ntk::Shape input_shape = ntk::drop_first(x1.shape());
-  ntk::Network net = with_context("--x1 '" + a.x1 + "' (per-example shape " + ntk::shape_string(input_shape) + "): ",
-                                  [&] { return ntk::Network(a.net.spec, input_shape, a.net.defaults()); });
+  KernelInputs<T> in = kernel_inputs<T>(a.net, a.x1, std::move(raw1), a.x2);
+  const ntk::Array<T>& x1 = in.x1;
+  const std::optional<ntk::Array<T>>& x2 = in.x2;
+  const ntk::Network& net = in.net;
   std::vector<T> theta;
   if (!a.params.empty()) {
     const auto arrays = ntk::read_npz(a.params);
@@ -559,12 +585,10 @@ struct KernelArgs {
 
 template <class T>
 void run_kernel(const KernelArgs& a) {
-  ntk::Array<T> x1 = input_as<T>(read_input(a.x1), a.x1);
-  std::optional<ntk::Array<T>> x2;
-  if (!a.x2.empty()) x2 = input_as<T>(read_input(a.x2), a.x2);
-  const ntk::Shape input_shape = ntk::drop_first(x1.shape());
-  ntk::Network net = with_context("--x1 '" + a.x1 + "' (per-example shape " + ntk::shape_string(input_shape) + "): ",
-                                  [&] { return ntk::Network(a.net.spec, input_shape, a.net.defaults()); });
+  KernelInputs<T> in = kernel_inputs<T>(a.net, a.x1, read_input(a.x1), a.x2);
+  const ntk::Array<T>& x1 = in.x1;
+  const std::optional<ntk::Array<T>>& x2 = in.x2;
+  const ntk::Network& net = in.net;
   ntk::KernelOptions o;
   o.get = a.get == "nngp" ? ntk::KernelOptions::nngp : ntk::KernelOptions::ntk;
   ntk::Array<T> k = ntk::infinite_kernel(net, x1, x2 ? &*x2 : nullptr, o);
@@ -693,10 +717,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(ntk::index_t(1), ntk::index_t(1) << 40).description(""))
       ->type_name("N");
   entk_cmd->add_option("-o,--output", entk_args.out, "Kernel to write (.npy)")->type_name("FILE");
-  entk_cmd->add_option("--get", entk_args.get, "ntk (the empirical NTK) or nngp (the empirical NNGP f(x1) f(x2)ᵀ)")
-      ->check(CLI::IsMember({"ntk", "nngp"}).description(""))
-      ->type_name("ntk|nngp")
-      ->capture_default_str();
+  add_get_flag(entk_cmd, entk_args.get, "ntk (the empirical NTK) or nngp (the empirical NNGP f(x1) f(x2)ᵀ)");
   entk_cmd->add_option("--accumulate", entk_args.accumulate, "float64: compute a float32 kernel in float64 arithmetic")
       ->check(CLI::IsMember({"float32", "float64"}).description(""))
       ->type_name("float64");
@@ -710,10 +731,7 @@ int main(int argc, char** argv) {
   add_network_flags(kernel_cmd, kernel_args.net);
   kernel_cmd->add_option("--x1", kernel_args.x1, "Inputs (N1, d): .npy")->required()->type_name("FILE");
   kernel_cmd->add_option("--x2", kernel_args.x2, "Second inputs (N2, d); omitted: x2 = x1")->type_name("FILE");
-  kernel_cmd->add_option("--get", kernel_args.get, "ntk or nngp")
-      ->check(CLI::IsMember({"ntk", "nngp"}).description(""))
-      ->type_name("ntk|nngp")
-      ->capture_default_str();
+  add_get_flag(kernel_cmd, kernel_args.get, "ntk or nngp");
   kernel_cmd->add_option("--dtype", kernel_args.dtype, "Output type (computed in float64 either way)")
       ->check(CLI::IsMember({"float32", "float64"}).description(""))
       ->type_name("float32|float64")
