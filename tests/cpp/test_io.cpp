@@ -1,6 +1,8 @@
 // File formats: .npy / .npz / IDX round trips, files written by real NumPy, and malformed files
 // (truncated, corrupt headers, absurd sizes), which must all give IoError and never crash.
 #include <gtest/gtest.h>
+
+#include "file_fixture.hpp"
 #include <unistd.h>
 #include <zip.h>
 #include <zlib.h>
@@ -138,33 +140,7 @@ Bytes npy_with_header(const std::string& dict, size_t payload_bytes, int major =
 const std::vector<DType> kAllDtypes = {DType::float32, DType::float64, DType::uint8, DType::int8,
                                        DType::int16,   DType::int32,   DType::int64};
 
-class IoFiles : public ::testing::Test {
- protected:
-  void SetUp() override {
-    static std::atomic<int> counter{0};
-    dir_ = fs::temp_directory_path() /
-           ("ntk_io_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
-
-  static bool has_numpy() {
-    static const bool ok = std::system("/usr/bin/python3 -c 'import numpy' >/dev/null 2>&1") == 0;
-    return ok;
-  }
-  // Runs a Python script (numpy imported as np, d = this test's directory); returns its exit status.
-  int python(const std::string& body) const {
-    const std::string script = path("script.py");
-    std::ofstream(script) << "import numpy as np\nd = " << "'" << dir_.string() << "'\n" << body << "\n";
-    const int rc = std::system(("/usr/bin/python3 '" + script + "'").c_str());
-    fs::remove(script);
-    return rc;
-  }
-
-  fs::path dir_;
-};
+using IoFiles = ntk::test::FileTest;
 
 class IoNpy : public IoFiles {};
 class IoNpz : public IoFiles {};

@@ -2,6 +2,8 @@
 // identical to serialize_npy's, nothing left behind on failure or without commit(), and resident
 // memory bounded by release() while a 1 GiB file is filled.
 #include <gtest/gtest.h>
+
+#include "file_fixture.hpp"
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -84,35 +86,7 @@ long long vm_rss_bytes() {
   return -1;
 }
 
-class IoMapped : public ::testing::Test {
- protected:
-  void SetUp() override {
-    static std::atomic<int> counter{0};
-    dir_ = fs::temp_directory_path() /
-           ("ntk_io_mapped_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override {
-    fs::permissions(dir_, fs::perms::owner_all, fs::perm_options::add);
-    fs::remove_all(dir_);
-  }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
-
-  static bool has_numpy() {
-    static const bool ok = std::system("/usr/bin/python3 -c 'import numpy' >/dev/null 2>&1") == 0;
-    return ok;
-  }
-  int python(const std::string& body) const {
-    const std::string script = path("script.py");
-    std::ofstream(script) << "import numpy as np\nd = " << "'" << dir_.string() << "'\n" << body << "\n";
-    const int rc = std::system(("/usr/bin/python3 '" + script + "'").c_str());
-    fs::remove(script);
-    return rc;
-  }
-
-  fs::path dir_;
-};
+using IoMapped = ntk::test::FileTest;
 
 TEST_F(IoMapped, RoundTripFloat32) {
   const Shape shape{37, 129};
