@@ -179,17 +179,94 @@ void jacobian_rows(const Network& net, const T* theta, const T* x, index_t n, co
   net.vjp(theta, trace, dirs.K, g.data(), nullptr, ParamCotangent<T>{J, P, true});
 }
 
+// Channel-factored structured derivative of layer l (Network::channel_chain_end). Its output
+// cotangents factor as G_ia = M_i ⊙ (1 u_iaᵀ), so its parameter gradient for direction a is
+// A_i diag(u_ia), where A_i (R × C, parameters with the output channel last) is the gradient for
+// the cotangent M_i alone: one backward pass per example instead of one per direction, and
+//   Θ_l[(i,a), (j,b)] = Σ_c u_ia(c) u_jb(c) S_ij(c),   S_ij(c) = Σ_r A_i(r,c) A_j(r,c),
+// which costs n1·n2·(R·C + K²·C) instead of n1·n2·K²·R·C. The side keeps A as (C, n, R).
+template <class T>
+std::vector<T> factored_side(const Network& net, const T* theta, const Trace<T>& trace, int l, int end) {
+  const Layer& layer = *net.layers()[size_t(l)];
+  const index_t n = trace.n, C = layer.out_shape().back(), P = layer.num_params(), R = P / C;
+  std::vector<T> mask(static_cast<size_t>(n * layer.out_size()));
+  net.channel_mask(theta, trace, l, end, mask.data());
+  std::vector<T> grads(static_cast<size_t>(n * P), T(0));
+  layer.vjp(theta + net.param_offset(l), net.layer_input(trace, l), net.layer_output(trace, l), n, 1, mask.data(),
+            static_cast<T*>(nullptr), ParamCotangent<T>{grads.data(), P, true});
+  std::vector<T> a(grads.size());
+  for (index_t i = 0; i < n; ++i)
+    for (index_t r = 0; r < R; ++r)
+      for (index_t c = 0; c < C; ++c) a[static_cast<size_t>((c * n + i) * R + r)] = grads[static_cast<size_t>((i * R + r) * C + c)];
+  return a;
+}
+
+// Adds layer l's block from two factored sides a1 (C, n1, R), a2 (C, n2, R) and the chain end's
+// cotangents u1 (n1, K, C), u2 (n2, K, C).
+template <class T>
+void factored_block(const std::vector<T>& a1, const T* u1, index_t n1, const std::vector<T>& a2, const T* u2, index_t n2,
+                    index_t K, index_t C, bool paired, T* block) {
+  const index_t R = static_cast<index_t>(a1.size()) / (C * n1);
+  std::vector<T> S(static_cast<size_t>(C * n1 * n2));
+  parallel_for(C, [&](index_t c_begin, index_t c_end) {
+    for (index_t c = c_begin; c < c_end; ++c)
+      detail::gemm_serial(false, true, n1, n2, R, T(1), a1.data() + c * n1 * R, R, a2.data() + c * n2 * R, R, T(0),
+                          S.data() + c * n1 * n2, n2);
+  });
+  parallel_for(n1, [&](index_t i_begin, index_t i_end) {
+    std::vector<T> s(static_cast<size_t>(C)), w(static_cast<size_t>(C));
+    for (index_t i = i_begin; i < i_end; ++i)
+      for (index_t j = 0; j < n2; ++j) {
+        for (index_t c = 0; c < C; ++c) s[size_t(c)] = S[static_cast<size_t>((c * n1 + i) * n2 + j)];
+        for (index_t a = 0; a < K; ++a) {
+          const T* ua = u1 + (i * K + a) * C;
+          for (index_t c = 0; c < C; ++c) w[size_t(c)] = ua[c] * s[size_t(c)];
+          auto dot = [&](index_t b) {
+            const T* ub = u2 + (j * K + b) * C;
+            T v = 0;
+            for (index_t c = 0; c < C; ++c) v += w[size_t(c)] * ub[c];
+            return v;
+          };
+          if (paired) {
+            T* dst = block + ((i * n2 + j) * K + a) * K;
+            for (index_t b = 0; b < K; ++b) dst[b] += dot(b);
+          } else {
+            block[(a * n1 + i) * n2 + j] += dot(a);
+          }
+        }
+      }
+  });
+}
+
+// Per-layer structured-derivative costs (multiply-adds), factored where the network allows it.
+double sd_side_flops(const Network& net, int l, index_t n, index_t K) {
+  const Layer& layer = *net.layers()[size_t(l)];
+  if (net.channel_chain_end(l) < 0) return layer.ntk_side_flops(n, K);
+  return double(n) * layer.forward_flops();  // one parameter-gradient pass, the mask chain is elementwise
+}
+double sd_block_flops(const Network& net, int l, index_t n1, index_t n2, index_t K, bool paired) {
+  const Layer& layer = *net.layers()[size_t(l)];
+  if (net.channel_chain_end(l) < 0) return layer.ntk_block_flops(n1, n2, K, paired);
+  const double C = double(layer.out_shape().back());
+  return double(n1) * double(n2) * (double(layer.num_params()) + (paired ? double(K * K) : double(K)) * C);
+}
+double sd_side_elements(const Network& net, int l, index_t n, index_t K) {
+  const Layer& layer = *net.layers()[size_t(l)];
+  return net.channel_chain_end(l) < 0 ? layer.ntk_side_elements(n, K) : double(n) * double(layer.num_params());
+}
+
 // Bytes of working memory for tiles of t examples per side (the kernel itself excluded).
 std::uint64_t working_bytes(const Network& net, EntkMethod method, index_t t, index_t K, bool paired,
                             std::uint64_t s) {
   const std::uint64_t P = std::uint64_t(net.num_params());
   std::uint64_t buffers = std::uint64_t(net.input_size()), widest = 0, cotangents = 0, sides = 0;
-  for (const auto& layer : net.layers()) {
-    buffers += std::uint64_t(layer->out_size());
-    widest = std::max<std::uint64_t>(widest, std::uint64_t(std::max(layer->in_size(), layer->out_size())));
-    if (layer->num_params() > 0) {
-      cotangents += std::uint64_t(layer->out_size());
-      sides += std::uint64_t(layer->ntk_side_elements(t, K));
+  for (int l = 0; l < static_cast<int>(net.layers().size()); ++l) {
+    const Layer& layer = *net.layers()[size_t(l)];
+    buffers += std::uint64_t(layer.out_size());
+    widest = std::max<std::uint64_t>(widest, std::uint64_t(std::max(layer.in_size(), layer.out_size())));
+    if (layer.num_params() > 0) {
+      cotangents += std::uint64_t(layer.out_size());
+      sides += std::uint64_t(sd_side_elements(net, l, t, K));
     }
   }
   const std::uint64_t ut = std::uint64_t(t), uk = std::uint64_t(K);
@@ -213,8 +290,8 @@ double method_flops(const Network& net, EntkMethod method, index_t n1, index_t n
   for (const auto& layer : net.layers()) fp += layer->forward_flops();
   auto sd_side = [&](double c) {  // forward, input cotangents of K directions, the layers' sides
     double f = c * fp * (1 + double(K));
-    for (const auto& layer : net.layers())
-      if (layer->num_params() > 0) f += layer->ntk_side_flops(index_t(c), K);
+    for (int l = 0; l < static_cast<int>(net.layers().size()); ++l)
+      if (net.layers()[size_t(l)]->num_params() > 0) f += sd_side_flops(net, l, index_t(c), K);
     return f;
   };
   const double P = double(net.num_params()), O = double(net.output_size()), k = double(K);
@@ -228,18 +305,21 @@ double method_flops(const Network& net, EntkMethod method, index_t n1, index_t n
     for (index_t j0 = symmetric ? i0 : 0; j0 < n2; j0 += t) {
       const double c2 = double(std::min(t, n2 - j0));
       const bool diagonal_tile = symmetric && j0 == i0;
+      // Symmetric diagonal tiles contract only the pairs i <= j (SYRK-style, see accumulate_paired).
+      const double half = diagonal_tile ? (c1 + 1) / (2 * c1) : 1.0;
       switch (method) {
         case EntkMethod::jc:
           if (!diagonal_tile && !spill) total += c2 * fp * (1 + 2 * k);
-          total += c1 * c2 * pair_dirs * P;
+          total += half * c1 * c2 * pair_dirs * P;
           break;
         case EntkMethod::vp:
           total += c2 * fp + c1 * c2 * k * 2 * fp + c1 * c2 * k * O * (paired ? k : 1);
           break;
         default:
           if (!diagonal_tile) total += sd_side(c2);
-          for (const auto& layer : net.layers())
-            if (layer->num_params() > 0) total += layer->ntk_block_flops(index_t(c1), index_t(c2), K, paired);
+          for (int l = 0; l < static_cast<int>(net.layers().size()); ++l)
+            if (net.layers()[size_t(l)]->num_params() > 0)
+              total += half * sd_block_flops(net, l, index_t(c1), index_t(c2), K, paired);
           break;
       }
     }
@@ -424,6 +504,15 @@ void compute_entk(const Network& net, const std::vector<T>& theta, const Array<T
                             std::to_string(included.size()) + " layers)");
     included[size_t(l)] = net.layers()[size_t(l)]->num_params() > 0;
   }
+  // Structured derivatives factor a layer's cotangents where the network allows it; the chain
+  // end's cotangents are then kept as well.
+  std::vector<int> chain_end(included.size(), -1);
+  std::vector<bool> keep_cotangents(included);
+  for (size_t l = 0; l < included.size(); ++l)
+    if (included[l] && method == EntkMethod::sd && (chain_end[l] = net.channel_chain_end(int(l))) >= 0) {
+      keep_cotangents[l] = false;
+      keep_cotangents[size_t(chain_end[l])] = true;
+    }
   if (!options.layers.empty() && method != EntkMethod::sd)
     throw InvalidArgument("per-layer contributions are computed by structured derivatives; use method sd or auto");
   OutputWriter<T> writer(out, mode, O, n2);
@@ -468,6 +557,7 @@ void compute_entk(const Network& net, const std::vector<T>& theta, const Array<T
     std::vector<T> g(static_cast<size_t>(count * K * O));
     for (index_t i = 0; i < count; ++i) std::copy(dirs.rows.begin(), dirs.rows.end(), g.begin() + i * K * O);
     net.vjp(theta.data(), side.trace, K, g.data(), nullptr, ParamCotangent<T>{}, [&](int layer, const T* g_layer) {
+      if (!keep_cotangents[size_t(layer)]) return;
       const index_t size = count * K * net.layers()[size_t(layer)]->out_size();
       side.cotangents[size_t(layer)].assign(g_layer, g_layer + size);
     });
@@ -475,6 +565,10 @@ void compute_entk(const Network& net, const std::vector<T>& theta, const Array<T
     for (int l = 0; l < static_cast<int>(net.layers().size()); ++l) {
       const Layer& layer = *net.layers()[size_t(l)];
       if (!included[size_t(l)]) continue;
+      if (chain_end[size_t(l)] >= 0) {
+        side.layer_sides[size_t(l)] = factored_side(net, theta.data(), side.trace, l, chain_end[size_t(l)]);
+        continue;
+      }
       side.layer_sides[size_t(l)] =
           layer.ntk_side(theta.data() + net.param_offset(l), net.layer_input(side.trace, l), net.layer_output(side.trace, l),
                          side.cotangents[size_t(l)].data(), count, K);
@@ -500,6 +594,11 @@ void compute_entk(const Network& net, const std::vector<T>& theta, const Array<T
         for (int l = 0; l < static_cast<int>(net.layers().size()); ++l) {
           const Layer& layer = *net.layers()[size_t(l)];
           if (!included[size_t(l)]) continue;
+          if (const int end = chain_end[size_t(l)]; end >= 0) {
+            factored_block(s1.layer_sides[size_t(l)], s1.cotangents[size_t(end)].data(), c1, b.layer_sides[size_t(l)],
+                           b.cotangents[size_t(end)].data(), c2, K, layer.out_shape().back(), dirs.paired, block.data());
+            continue;
+          }
           layer.ntk_block(theta.data() + net.param_offset(l), net.layer_input(s1.trace, l), s1.cotangents[size_t(l)].data(),
                           s1.layer_sides[size_t(l)], c1, net.layer_input(b.trace, l), b.cotangents[size_t(l)].data(),
                           b.layer_sides[size_t(l)], c2, K, dirs.paired, block.data());

@@ -6,6 +6,7 @@
 #include "ntk/error.hpp"
 #include "ntk/parallel.hpp"
 #include "ntk/rng.hpp"
+#include "scratch.hpp"
 
 namespace ntk {
 
@@ -215,8 +216,9 @@ void Network::vjp(const T* theta, const Trace<T>& trace, index_t k, const std::t
                   std::type_identity_t<T>* g_in, ParamCotangent<T> g_theta,
                   const std::function<void(int, const std::type_identity_t<T>*)>& observe) const {
   const index_t n = trace.n;
-  std::vector<std::vector<T>> cot(buffer_sizes_.size());
-  auto accumulate = [](std::vector<T>& into, std::vector<T>&& from) {
+  // Cotangent buffers are overwritten by the layers' VJPs, so they skip the zero-fill.
+  std::vector<detail::Scratch<T>> cot(buffer_sizes_.size());
+  auto accumulate = [](detail::Scratch<T>& into, detail::Scratch<T>&& from) {
     if (into.empty()) {
       into = std::move(from);
     } else {
@@ -227,18 +229,18 @@ void Network::vjp(const T* theta, const Trace<T>& trace, index_t k, const std::t
   cot[last].assign(g_out, g_out + n * k * buffer_sizes_[last]);
   for (auto it = steps_.rbegin(); it != steps_.rend(); ++it) {
     const Step& s = *it;
-    std::vector<T> g = std::move(cot[static_cast<size_t>(s.out)]);
+    detail::Scratch<T> g = std::move(cot[static_cast<size_t>(s.out)]);
     cot[static_cast<size_t>(s.out)] = {};
     if (s.layer < 0) {
-      accumulate(cot[static_cast<size_t>(s.skip)], std::vector<T>(g));
+      accumulate(cot[static_cast<size_t>(s.skip)], detail::Scratch<T>(g));
       accumulate(cot[static_cast<size_t>(s.in)], std::move(g));
       continue;
     }
     const Layer& layer = *layers_[static_cast<size_t>(s.layer)];
     const index_t offset = layer_param_offset_[static_cast<size_t>(s.layer)];
-    if (observe && layer.num_params() > 0) observe(s.layer, g.data());
+    if (observe) observe(s.layer, g.data());
     const bool need_in = s.in != 0 || g_in != nullptr;
-    std::vector<T> g_prev(need_in ? static_cast<size_t>(n * k * layer.in_size()) : 0);
+    auto g_prev = detail::scratch<T>(need_in ? static_cast<size_t>(n * k * layer.in_size()) : 0);
     ParamCotangent<T> pc = g_theta;
     if (pc.data) pc.data += offset;
     layer.vjp(theta + offset, trace.buffers[static_cast<size_t>(s.in)].data(),
@@ -284,6 +286,41 @@ void Network::jvp(const T* theta, const Trace<T>& trace, index_t k, const std::t
     std::copy(result.begin(), result.end(), t_out);
 }
 
+int Network::channel_chain_end(int layer) const {
+  const Layer& first = *layers_[static_cast<size_t>(layer)];
+  if (!first.output_channel_params() || first.out_shape().size() < 2) return -1;
+  const index_t channels = first.out_shape().back();
+  if (first.out_size() == channels) return -1;  // one pixel: nothing to factor
+  // Every buffer from the layer's output to the chain end must feed exactly the next chain step.
+  auto used_once_by = [&](int buffer, size_t step) {
+    for (size_t j = 0; j < steps_.size(); ++j)
+      if ((steps_[j].in == buffer || (steps_[j].layer < 0 && steps_[j].skip == buffer)) && j != step) return false;
+    return steps_[step].in == buffer;
+  };
+  for (size_t step = layer_step_[static_cast<size_t>(layer)] + 1; step < steps_.size(); ++step) {
+    const Step& s = steps_[step];
+    if (s.layer < 0 || !used_once_by(steps_[step - 1].out, step)) return -1;
+    const Layer& l = *layers_[static_cast<size_t>(s.layer)];
+    if (!l.channelwise() || l.out_shape().empty() || l.out_shape().back() != channels) return -1;
+    if (l.out_size() == channels) return s.layer;
+  }
+  return -1;
+}
+
+template <class T>
+void Network::channel_mask(const T* theta, const Trace<T>& trace, int layer, int chain_end, T* mask) const {
+  const index_t n = trace.n;
+  std::vector<T> g(static_cast<size_t>(n * layers_[static_cast<size_t>(chain_end)]->out_size()), T(1)), prev;
+  for (int l = chain_end; l > layer; --l) {
+    const Layer& ly = *layers_[static_cast<size_t>(l)];
+    prev.assign(static_cast<size_t>(n * ly.in_size()), T(0));
+    ly.vjp(theta + layer_param_offset_[static_cast<size_t>(l)], layer_input(trace, l), layer_output(trace, l), n, 1,
+           g.data(), prev.data(), ParamCotangent<T>{});
+    g.swap(prev);
+  }
+  std::copy(g.begin(), g.end(), mask);
+}
+
 #define NTK_INSTANTIATE(T)                                                                                   \
   template std::vector<T> Network::init<T>(std::uint64_t, int) const;                                             \
   template std::vector<T> Network::params_from_npz<T>(const std::map<std::string, RawArray>&) const;         \
@@ -292,7 +329,8 @@ void Network::jvp(const T* theta, const Trace<T>& trace, index_t k, const std::t
   template void Network::forward<T>(const T*, const T*, index_t, Trace<T>&) const;                           \
   template void Network::vjp<T>(const T*, const Trace<T>&, index_t, const T*, T*, ParamCotangent<T>,             \
                                 const std::function<void(int, const T*)>&) const;  \
-  template void Network::jvp<T>(const T*, const Trace<T>&, index_t, const T*, const T*, index_t, T*) const;
+  template void Network::jvp<T>(const T*, const Trace<T>&, index_t, const T*, const T*, index_t, T*) const;      \
+  template void Network::channel_mask<T>(const T*, const Trace<T>&, int, int, T*) const;
 NTK_INSTANTIATE(float)
 NTK_INSTANTIATE(double)
 #undef NTK_INSTANTIATE

@@ -126,6 +126,15 @@ class Layer {
   // one per output.
   virtual double forward_flops() const { return double(out_size()); }
 
+  // Channel structure, which lets structured derivatives factor cotangents (see empirical.cpp):
+  // channelwise: no parameters, the last axis is the channel and output channel c depends only on
+  // input channel c (activations, pooling), so the VJP commutes with scaling the channels.
+  virtual bool channelwise() const { return false; }
+  // output_channel_params: the last axis of the output and of every parameter tensor is the output
+  // channel, and output channel c depends only on the parameters at c (Conv), so scaling the output
+  // cotangent's channels scales the parameter gradient's last axis the same way.
+  virtual bool output_channel_params() const { return false; }
+
   // The layer's infinite-width kernel rule: maps the kernel state of its inputs to that of its
   // outputs, in place. Only vector inputs; the default throws NotSupported naming the layer.
   virtual void kernel_rule(KernelState& s) const;
@@ -153,7 +162,8 @@ void contract_rows(const double* rows1, index_t n1, const double* rows2, index_t
 // Paired blocks from two factors: block[i, j, a, b] += w_ij · (u_ia · v_jb), where u is (n1·k × d)
 // and v is (n2·k × d) row-major and w (n1 × n2) is optional (null: 1). Runs as GEMMs over chunks of
 // rows of u, each followed by a threaded reordering into the block, so no (n1·k) × (n2·k)
-// temporary is formed.
+// temporary is formed. If u and v are the same pointer and n1 == n2 (a symmetric diagonal tile),
+// w must be symmetric, and only about half of the products are computed (SYRK-style).
 void accumulate_paired(const float* u, index_t n1, const float* v, index_t n2, index_t k, index_t d, const float* w,
                        float* block);
 void accumulate_paired(const double* u, index_t n1, const double* v, index_t n2, index_t k, index_t d, const double* w,

@@ -79,8 +79,8 @@ class Network {
   // Reverse mode at the trace: g_out (n, k, output_size) -> input cotangent (n, k, input_size)
   // (skipped if g_in is null) and parameter cotangents accumulated into g_theta (a full parameter
   // row per direction, or per example and direction: then these are Jacobian rows).
-  // observe, if given, is called for every layer with parameters with the layer's index and its
-  // output cotangents (n, k, out): what structured derivatives are assembled from.
+  // observe, if given, is called for every layer with the layer's index and its output cotangents
+  // (n, k, out): what structured derivatives are assembled from.
   template <class T>
   void vjp(const T* theta, const Trace<T>& trace, index_t k, const std::type_identity_t<T>* g_out,
            std::type_identity_t<T>* g_in, ParamCotangent<T> g_theta,
@@ -91,6 +91,17 @@ class Network {
   template <class T>
   void jvp(const T* theta, const Trace<T>& trace, index_t k, const std::type_identity_t<T>* t_in,
            const std::type_identity_t<T>* t_theta, index_t t_theta_stride, std::type_identity_t<T>* t_out) const;
+
+  // Channel-factored cotangents. For a layer with output_channel_params() whose output goes
+  // through a straight chain of channelwise layers until no spatial axis is left (e.g. Conv, Relu,
+  // GlobalAvgPool), the last layer of that chain; -1 if there is none. Then every cotangent at the
+  // layer's output factors per example as G = M ⊙ (1 uᵀ): a mask M that does not depend on the
+  // output direction times the chain end's cotangent u broadcast over pixels.
+  int channel_chain_end(int layer) const;
+  // M for n examples: the chain's VJP (k = 1) of a ones cotangent at chain_end's output, written to
+  // mask (n, layer out_size).
+  template <class T>
+  void channel_mask(const T* theta, const Trace<T>& trace, int layer, int chain_end, T* mask) const;
 
   index_t buffer_size(size_t b) const { return buffer_sizes_[b]; }
   // A layer's slice of the parameter buffer, and its input / output activations in a trace.

@@ -60,6 +60,7 @@ class Activation final : public LayerImpl<Activation> {
   Activation(std::string name, Kind kind, double alpha) : name_(std::move(name)), kind_(kind), alpha_(alpha) {}
 
   std::string name() const override { return name_; }
+  bool channelwise() const override { return true; }
   std::string describe() const override {
     return kind_ == Kind::leaky_relu ? name_ + "(" + format_number(alpha_) + ")" : name_;
   }

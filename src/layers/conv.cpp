@@ -22,6 +22,7 @@ class Conv final : public LayerImpl<Conv> {
       : out_(out), kh_(kernel.first), kw_(kernel.second), sh_(stride.first), sw_(stride.second), same_(same), o_(o) {}
 
   std::string name() const override { return "Conv"; }
+  bool output_channel_params() const override { return true; }
   std::string describe() const override {
     return "Conv(" + std::to_string(out_) + ", " + std::to_string(kh_) + "x" + std::to_string(kw_) +
            ", stride=" + std::to_string(sh_) + "x" + std::to_string(sw_) + ", padding=" + (same_ ? "SAME" : "VALID") +
@@ -58,39 +59,49 @@ class Conv final : public LayerImpl<Conv> {
              ParamCotangent<T> g_th) const {
     const T s = w_scale<T>();
     const index_t P = pixels_out(), F = taps();
+    // Stride 1: the input cotangent is a convolution of the output cotangent with the transposed
+    // filter, g_in = Σ_taps shift(G) · W_tapᵀ. On a padded grid (ShiftGrid) every tap is one GEMM
+    // over all k directions of an example at a constant row offset, with nothing materialized
+    // beyond the padded cotangents. Otherwise (k·P × O)·Wᵀ writes every patch and col2im
+    // scatter-adds them back to pixels.
+    const bool shifted = sh_ == 1 && sw_ == 1;
+    const ShiftGrid grid = shift_grid(k);
     // Examples run in parallel when their parameter cotangents go to separate rows (or nowhere).
     const bool parallel = !g_th.data || g_th.per_example;
     parallel_for(n, [&](index_t i_begin, index_t i_end) {
-      std::vector<T> patches(static_cast<size_t>(P * F));
-      std::vector<T> grad_patches(g_in ? static_cast<size_t>(k * P * F) : 0);
-      std::vector<T> side_by_side(g_th.data ? static_cast<size_t>(P * k * out_) : 0);
-      std::vector<T> grads(g_th.data ? static_cast<size_t>(F * k * out_) : 0);
+      std::vector<T> patches(static_cast<size_t>(g_th.data ? P * F : 0));
+      // The padded grid's margins are zero once and stay so: only interior cells are rewritten.
+      std::vector<T> padded(static_cast<size_t>(g_in && shifted ? grid.rows_padded * out_ : 0), T(0));
+      std::vector<T> wide(static_cast<size_t>(g_in && shifted ? grid.rows * c_ : 0));
+      std::vector<T> grad_patches(static_cast<size_t>(g_in && !shifted ? k * P * F : 0));
       for (index_t i = i_begin; i < i_end; ++i) {
         const T* gi = g_out + i * k * out_size();
-        if (g_in) {
-          // All k directions of example i at once: (k·P × O)·Wᵀ, then scatter-add back to pixels.
-          gemm(false, true, k * P, F, out_, s, gi, out_, th, out_, T(0), grad_patches.data(), F);
+        if (g_in && shifted) {
+          for (index_t kk = 0; kk < k; ++kk)
+            for (index_t oy = 0; oy < ho_; ++oy)
+              std::copy(gi + (kk * P + oy * wo_) * out_, gi + (kk * P + (oy + 1) * wo_) * out_,
+                        padded.data() + grid.padded_row(kk, oy, 0) * out_);
+          for (index_t dy = 0; dy < kh_; ++dy)
+            for (index_t dx = 0; dx < kw_; ++dx)
+              gemm_serial(false, true, grid.rows, c_, out_, s, padded.data() + grid.tap_offset(dy, dx) * out_, out_,
+                          th + (dy * kw_ + dx) * c_ * out_, out_, T(dy == 0 && dx == 0 ? 0 : 1), wide.data(), c_);
+          for (index_t kk = 0; kk < k; ++kk)
+            for (index_t iy = 0; iy < h_; ++iy)
+              std::copy(wide.data() + grid.wide_row(kk, iy) * c_, wide.data() + (grid.wide_row(kk, iy) + w_) * c_,
+                        g_in + (i * k + kk) * in_size() + iy * w_ * c_);
+        } else if (g_in) {
+          gemm_serial(false, true, k * P, F, out_, s, gi, out_, th, out_, T(0), grad_patches.data(), F);
           for (index_t kk = 0; kk < k; ++kk) col2im(grad_patches.data() + kk * P * F, g_in + (i * k + kk) * in_size());
         }
         if (!g_th.data) continue;
         im2col(x + i * in_size(), patches.data());
-        // All k directions in one GEMM: patchesᵀ (F × P) times the cotangents laid side by side
-        // (P × k·O), then each direction's F × O block goes to its row.
-        for (index_t kk = 0; kk < k; ++kk)
-          for (index_t p = 0; p < P; ++p)
-            std::copy(gi + kk * out_size() + p * out_, gi + kk * out_size() + (p + 1) * out_,
-                      side_by_side.data() + p * k * out_ + kk * out_);
-        gemm(true, false, F, k * out_, P, s, patches.data(), F, side_by_side.data(), k * out_, T(0), grads.data(), k * out_);
         for (index_t kk = 0; kk < k; ++kk) {
+          // patchesᵀ (F × P) times direction kk's cotangent (P × O), straight into its row.
           T* dst = g_th.row(i, kk, k);
-          for (index_t f = 0; f < F; ++f) {
-            const T* src = grads.data() + f * k * out_ + kk * out_;
-            T* d = dst + f * out_;
-            for (index_t o = 0; o < out_; ++o) d[o] += src[o];
-          }
+          const T* g = gi + kk * out_size();
+          gemm_serial(true, false, F, out_, P, s, patches.data(), F, g, out_, T(1), dst, out_);
           if (o_.b_std) {
             T* db = dst + F * out_;
-            const T* g = gi + kk * out_size();
             const T c = b_scale<T>();
             for (index_t p = 0; p < P; ++p)
               for (index_t o = 0; o < out_; ++o) db[o] += c * g[p * out_ + o];
@@ -127,6 +138,76 @@ class Conv final : public LayerImpl<Conv> {
     }
   }
 
+  // Structured derivative (REFERENCE.md section 3), two contraction orders chosen per layer by
+  // cost: (a) per-example filter gradients X_iᵀ G_ia (F × O) and their Gram, the generic route;
+  // (b) pixel pairs, <X_iᵀ G_ia, X_jᵀ G_jb> = <Q_ijᵀ G_ia, G_jb> with Q_ij = s²·X_i X_jᵀ + c²·11ᵀ
+  // (P × P, the bias adds c²), which wins when the output has few pixels and the filter is large.
+  // The side of (b) is the patches X (n, P, F).
+  template <class T>
+  std::vector<T> ntk_side_t(const T* th, const T* x, const T* y, const T* g, index_t n, index_t k) const {
+    if (!pixel_pairs(k)) return LayerImpl<Conv>::ntk_side_t(th, x, y, g, n, k);
+    const index_t P = pixels_out(), F = taps();
+    std::vector<T> patches(static_cast<size_t>(n * P * F));
+    parallel_for(n, [&](index_t begin, index_t end) {
+      for (index_t i = begin; i < end; ++i) im2col(x + i * in_size(), patches.data() + i * P * F);
+    });
+    return patches;
+  }
+
+  template <class T>
+  void ntk_block_t(const T* th, const T* x1, const T* g1, const std::vector<T>& s1, index_t n1, const T* x2,
+                   const T* g2, const std::vector<T>& s2, index_t n2, index_t k, bool paired, T* block) const {
+    if (!pixel_pairs(k)) {
+      LayerImpl<Conv>::ntk_block_t(th, x1, g1, s1, n1, x2, g2, s2, n2, k, paired, block);
+      return;
+    }
+    const index_t P = pixels_out(), F = taps(), PO = P * out_;
+    const T s = w_scale<T>(), c2 = o_.b_std ? b_scale<T>() * b_scale<T>() : T(0);
+    parallel_for(n1, [&](index_t i_begin, index_t i_end) {
+      std::vector<T> q(static_cast<size_t>(P * n2 * P)), w(static_cast<size_t>(k * PO));
+      for (index_t i = i_begin; i < i_end; ++i) {
+        // Q_ij for every j at once: X_i (P × F) times all of side 2's patches.
+        gemm_serial(false, true, P, n2 * P, F, s * s, s1.data() + i * P * F, F, s2.data(), F, T(0), q.data(), n2 * P);
+        if (c2 != T(0))
+          for (T& v : q) v += c2;
+        for (index_t j = 0; j < n2; ++j) {
+          for (index_t a = 0; a < k; ++a)  // w_a = Q_ijᵀ G_ia (P × O)
+            gemm_serial(true, false, P, out_, P, T(1), q.data() + j * P, n2 * P, g1 + (i * k + a) * PO, out_, T(0),
+                        w.data() + a * PO, out_);
+          const T* gj = g2 + j * k * PO;
+          if (paired) {  // (k × k) = w (k × P·O) · G_j (k × P·O)ᵀ, added in place: (n1, n2, k, k) layout
+            gemm_serial(false, true, k, k, PO, T(1), w.data(), PO, gj, PO, T(1), block + (i * n2 + j) * k * k, k);
+          } else {
+            for (index_t a = 0; a < k; ++a) {
+              T v = 0;
+              for (index_t e = 0; e < PO; ++e) v += w[static_cast<size_t>(a * PO + e)] * gj[a * PO + e];
+              block[(a * n1 + i) * n2 + j] += v;
+            }
+          }
+        }
+      }
+    });
+  }
+
+  // Cost per pair of examples of the two orders, asymptotically in the tile size (the sides are
+  // linear in it): (a) K²·F·O (paired; K·F·O matched), (b) P²·F + K·P²·O + K²·P·O.
+  bool pixel_pairs(index_t k) const {
+    const double P = double(pixels_out()), F = double(taps()), O = double(out_), K = double(k);
+    const double filters = K * K * F * O, pairs = P * P * F + K * P * P * O + K * K * P * O;
+    return pairs < filters;
+  }
+  double ntk_side_flops(index_t n, index_t k) const override {
+    return pixel_pairs(k) ? 0.0 : Layer::ntk_side_flops(n, k);
+  }
+  double ntk_side_elements(index_t n, index_t k) const override {
+    return pixel_pairs(k) ? double(n) * double(pixels_out()) * double(taps()) : Layer::ntk_side_elements(n, k);
+  }
+  double ntk_block_flops(index_t n1, index_t n2, index_t k, bool paired) const override {
+    if (!pixel_pairs(k)) return Layer::ntk_block_flops(n1, n2, k, paired);
+    const double P = double(pixels_out()), F = double(taps()), O = double(out_), K = double(k);
+    return double(n1) * double(n2) * (P * P * F + K * P * P * O + (paired ? K * K : K) * P * O);
+  }
+
   double forward_flops() const override { return double(pixels_out()) * double(taps()) * double(out_); }
 
  protected:
@@ -161,6 +242,30 @@ class Conv final : public LayerImpl<Conv> {
   index_t source(index_t oy, index_t ox, index_t dy, index_t dx) const {
     index_t iy = oy * sh_ + dy - pad_top_, ix = ox * sw_ + dx - pad_left_;
     return (iy < 0 || iy >= h_ || ix < 0 || ix >= w_) ? -1 : iy * w_ + ix;
+  }
+
+  // Stride-1 transposed convolution as shifted GEMMs. Input pixel (iy, ix) takes tap (dy, dx) from
+  // output pixel (iy + pad_top - dy, ix + pad_left - dx). Output cotangents are placed on a grid of
+  // width Wp = W + kw - 1, in blocks of Hp = H + kh - 1 rows per direction, offset by (kh - 1 -
+  // pad_top, kw - 1 - pad_left) so every source index is inside its block; results are computed on
+  // the same grid ("wide" rows, columns ≥ W are junk). Then tap (dy, dx) reads wide row m from
+  // padded row m + (kh - 1 - dy)·Wp + (kw - 1 - dx), a constant offset.
+  struct ShiftGrid {
+    index_t wp = 0, block = 0, top = 0, left = 0, kh = 0, kw = 0;
+    index_t rows = 0, rows_padded = 0;  // GEMM rows (all directions), padded buffer rows
+    index_t padded_row(index_t kk, index_t oy, index_t ox) const { return kk * block + (oy + top) * wp + ox + left; }
+    index_t wide_row(index_t kk, index_t iy) const { return kk * block + iy * wp; }
+    index_t tap_offset(index_t dy, index_t dx) const { return (kh - 1 - dy) * wp + (kw - 1 - dx); }
+  };
+  ShiftGrid shift_grid(index_t k) const {
+    ShiftGrid g;
+    g.kh = kh_, g.kw = kw_;
+    g.wp = w_ + kw_ - 1;
+    g.block = (h_ + kh_ - 1) * g.wp;
+    g.top = kh_ - 1 - pad_top_, g.left = kw_ - 1 - pad_left_;
+    g.rows = (k - 1) * g.block + h_ * g.wp;
+    g.rows_padded = k * g.block + kw_;  // the last direction's junk columns read kw - 1 rows past its block
+    return g;
   }
 
   template <class T>

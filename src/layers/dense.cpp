@@ -15,6 +15,7 @@ class Dense final : public LayerImpl<Dense> {
   Dense(index_t out, AffineOptions o) : out_(out), o_(o) {}
 
   std::string name() const override { return "Dense"; }
+  bool output_channel_params() const override { return true; }
   std::string describe() const override { return "Dense(" + std::to_string(out_) + ", " + describe_affine(o_) + ")"; }
 
   std::vector<ParamSpec> param_specs() const override {

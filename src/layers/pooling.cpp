@@ -42,6 +42,7 @@ class AvgPool final : public LinearLayer<AvgPool> {
   AvgPool(std::pair<long long, long long> window, std::pair<long long, long long> stride, bool same)
       : kh_(window.first), kw_(window.second), sh_(stride.first), sw_(stride.second), same_(same) {}
   std::string name() const override { return "AvgPool"; }
+  bool channelwise() const override { return true; }
   std::string describe() const override {
     return "AvgPool(" + std::to_string(kh_) + "x" + std::to_string(kw_) + ", stride=" + std::to_string(sh_) + "x" +
            std::to_string(sw_) + ", padding=" + (same_ ? "SAME" : "VALID") + ")";
@@ -103,6 +104,7 @@ class GlobalAvgPool final : public LinearLayer<GlobalAvgPool> {
  public:
   std::string name() const override { return "GlobalAvgPool"; }
   std::string describe() const override { return "GlobalAvgPool"; }
+  bool channelwise() const override { return true; }
 
   template <class T>
   void apply(const T* in, T* out, index_t rows) const {

@@ -129,25 +129,37 @@ namespace {
 template <class T>
 void accumulate_paired_t(const T* u, index_t n1, const T* v, index_t n2, index_t k, index_t d, const T* w, T* block) {
   // Chunks of u-side examples, each one GEMM and one reordering into the block, spread over the
-  // threads; a chunk's product stays near 16 MiB.
+  // threads; a chunk's product stays near 16 MiB. When u and v are the same rows (a symmetric
+  // diagonal tile) a chunk computes only the columns from its own first example on and mirrors
+  // them, as SYRK does; smaller chunks, visited from both ends so threads get equal work, bring
+  // the cost near half.
+  const bool symmetric = u == v && n1 == n2;
   const index_t row = n2 * k * k;  // block elements per u example
+  const index_t threads = num_threads();
   index_t chunk = std::clamp<index_t>((index_t(16) << 20) / std::max<index_t>(1, row * index_t(sizeof(T))), 1, n1);
-  chunk = std::min(chunk, std::max<index_t>(1, (n1 + num_threads() - 1) / num_threads()));
-  parallel_for((n1 + chunk - 1) / chunk, [&](index_t c_begin, index_t c_end) {
+  chunk = std::min(chunk, std::max<index_t>(1, (n1 + (symmetric ? 4 : 1) * threads - 1) / ((symmetric ? 4 : 1) * threads)));
+  const index_t chunks = (n1 + chunk - 1) / chunk;
+  parallel_for(chunks, [&](index_t e_begin, index_t e_end) {
     // Reused across calls: a fresh buffer would cost page faults and zeroing on every tile pair.
     thread_local std::vector<T> product;
     if (product.size() < static_cast<size_t>(chunk * row)) product.resize(static_cast<size_t>(chunk * row));
-    for (index_t c = c_begin; c < c_end; ++c) {
+    for (index_t e = e_begin; e < e_end; ++e) {
+      const index_t c = symmetric ? (e % 2 == 0 ? e / 2 : chunks - 1 - e / 2) : e;
       const index_t i0 = c * chunk, ci = std::min(chunk, n1 - i0);
-      // product[(i, a), (j, b)] = u_ia · v_jb
-      detail::gemm(false, true, ci * k, n2 * k, d, T(1), u + i0 * k * d, d, v, d, T(0), product.data(), n2 * k);
+      const index_t j0 = symmetric ? i0 : 0, cols = (n2 - j0) * k;
+      // product[(i, a), (j, b)] = u_ia · v_jb for j >= j0
+      detail::gemm_serial(false, true, ci * k, cols, d, T(1), u + i0 * k * d, d, v + j0 * k * d, d, T(0), product.data(),
+                          cols);
       for (index_t i = 0; i < ci; ++i)
-        for (index_t j = 0; j < n2; ++j) {
+        for (index_t j = j0; j < n2; ++j) {
           const T weight = w ? w[(i0 + i) * n2 + j] : T(1);
           T* dst = block + ((i0 + i) * n2 + j) * k * k;
+          T* mirror = symmetric && j >= i0 + ci ? block + (j * n2 + i0 + i) * k * k : nullptr;
           for (index_t a = 0; a < k; ++a) {
-            const T* src = product.data() + (i * k + a) * n2 * k + j * k;
+            const T* src = product.data() + (i * k + a) * cols + (j - j0) * k;
             for (index_t b = 0; b < k; ++b) dst[a * k + b] += weight * src[b];
+            if (mirror)
+              for (index_t b = 0; b < k; ++b) mirror[b * k + a] += weight * src[b];
           }
         }
     }
@@ -160,8 +172,31 @@ void contract_rows_t(const T* rows1, index_t n1, const T* rows2, index_t n2, ind
     accumulate_paired_t(rows1, n1, rows2, n2, k, P, static_cast<const T*>(nullptr), block);
     return;
   }
-  for (index_t kk = 0; kk < k; ++kk)
-    detail::gemm(false, true, n1, n2, P, T(1), rows1 + kk * P, k * P, rows2 + kk * P, k * P, T(1), block + kk * n1 * n2, n2);
+  if (rows1 != rows2 || n1 != n2) {
+    for (index_t kk = 0; kk < k; ++kk)
+      detail::gemm(false, true, n1, n2, P, T(1), rows1 + kk * P, k * P, rows2 + kk * P, k * P, T(1), block + kk * n1 * n2, n2);
+    return;
+  }
+  // Symmetric diagonal tile: per direction, row chunks compute the columns from their first row
+  // on (SYRK-style) into a scratch strip, then add it and its mirror image.
+  const index_t chunk = std::max<index_t>(1, std::min<index_t>(64, (n1 + 3) / 4));
+  const index_t chunks = (n1 + chunk - 1) / chunk;
+  parallel_for(k * chunks, [&](index_t e_begin, index_t e_end) {
+    thread_local std::vector<T> strip;
+    if (strip.size() < static_cast<size_t>(chunk * n2)) strip.resize(static_cast<size_t>(chunk * n2));
+    for (index_t e = e_begin; e < e_end; ++e) {
+      const index_t kk = e / chunks, c = e % chunks, i0 = c * chunk, ci = std::min(chunk, n1 - i0), cols = n2 - i0;
+      detail::gemm_serial(false, true, ci, cols, P, T(1), rows1 + (i0 * k + kk) * P, k * P, rows1 + (i0 * k + kk) * P,
+                          k * P, T(0), strip.data(), cols);
+      T* plane = block + kk * n1 * n2;
+      for (index_t i = 0; i < ci; ++i)
+        for (index_t j = i0; j < n2; ++j) {
+          const T value = strip[static_cast<size_t>(i * cols + j - i0)];
+          plane[(i0 + i) * n2 + j] += value;
+          if (j >= i0 + ci) plane[j * n2 + i0 + i] += value;
+        }
+    }
+  });
 }
 
 }  // namespace

@@ -94,7 +94,30 @@ const NetCase kNets[] = {
     {"Dense(7), LayerNorm, Sigmoid, Dense(3)", {5}, {1.0, 0.3, Parameterization::standard}},
     {"Conv(3, 3, stride=2, padding=SAME), Relu, AvgPool(2, padding=SAME), Flatten, Dense(4, b_std=0)", {6, 5, 2}},
     {"Conv(3, 2x3, b_std=0.2), LeakyRelu(0.1), Residual(Abs, Conv(3, 3, padding=SAME)), GlobalAvgPool, Dense(3)", {5, 6, 1}},
+    // Channel-factored cotangents: the chain ends at GlobalAvgPool, or at an AvgPool down to one pixel.
+    {"Conv(4, 3, padding=SAME, b_std=0.3), Relu, AvgPool(2), Gelu, GlobalAvgPool, Dense(3, b_std=0.1)", {6, 6, 2}},
+    {"Conv(5, 2, b_std=0.2), Erf, AvgPool(2), Flatten, Dense(3)", {3, 3, 2}, {1.3, 0.2, Parameterization::standard}},
+    // The second Conv takes the pixel-pair order (few output pixels, a large filter).
+    {"Conv(6, 3, padding=SAME), Relu, Conv(16, 2, stride=2, b_std=0.1), Tanh, Flatten, Dense(3, b_std=0)", {4, 4, 3}},
 };
+
+TEST(Entk, StructuredDerivativeRoutesAreTheIntendedOnes) {
+  // kNets[4], [5]: the first Conv's cotangents factor over channels; kNets[3] (residual) and
+  // kNets[2] (Flatten after a spatial layer) do not.
+  Network factored(kNets[4].spec, kNets[4].input), pooled(kNets[5].spec, kNets[5].input);
+  EXPECT_EQ(factored.channel_chain_end(0), 4);
+  EXPECT_EQ(pooled.channel_chain_end(0), 2);
+  Network residual(kNets[3].spec, kNets[3].input), flat(kNets[2].spec, kNets[2].input);
+  for (int l = 0; l < static_cast<int>(residual.layers().size()); ++l) EXPECT_EQ(residual.channel_chain_end(l), -1);
+  EXPECT_EQ(flat.channel_chain_end(0), -1);
+  // kNets[6]: the second Conv (2x2 output pixels, 2x2x6 filter, 16 channels) keeps patches as its
+  // side, the pixel-pair order; the first keeps per-example filter gradients.
+  Network pixel(kNets[6].spec, kNets[6].input);
+  const Layer& conv2 = *pixel.layers()[2];
+  EXPECT_EQ(conv2.ntk_side_elements(1, 3), 4.0 * 24.0);
+  const Layer& conv1 = *pixel.layers()[0];
+  EXPECT_EQ(conv1.ntk_side_elements(1, 3), 3.0 * double(conv1.num_params()));
+}
 
 TEST(Entk, AllMethodsAgree) {
   for (const NetCase& c : kNets) {
