@@ -194,10 +194,18 @@ std::vector<T> factored_side(const Network& net, const T* theta, const Trace<T>&
   std::vector<T> grads(static_cast<size_t>(n * P), T(0));
   layer.vjp(theta + net.param_offset(l), net.layer_input(trace, l), net.layer_output(trace, l), n, 1, mask.data(),
             static_cast<T*>(nullptr), ParamCotangent<T>{grads.data(), P, true});
+  // (n, R, C) -> (C, n, R) in 64 x 64 tiles, threaded over tiles of r.
   std::vector<T> a(grads.size());
-  for (index_t i = 0; i < n; ++i)
-    for (index_t r = 0; r < R; ++r)
-      for (index_t c = 0; c < C; ++c) a[static_cast<size_t>((c * n + i) * R + r)] = grads[static_cast<size_t>((i * R + r) * C + c)];
+  constexpr index_t B = 64;
+  parallel_for(n * ((R + B - 1) / B), [&](index_t begin, index_t end) {
+    for (index_t task = begin; task < end; ++task) {
+      const index_t i = task / ((R + B - 1) / B), r0 = (task % ((R + B - 1) / B)) * B, r1 = std::min(R, r0 + B);
+      for (index_t c0 = 0; c0 < C; c0 += B)
+        for (index_t c = c0; c < std::min(C, c0 + B); ++c)
+          for (index_t r = r0; r < r1; ++r)
+            a[static_cast<size_t>((c * n + i) * R + r)] = grads[static_cast<size_t>((i * R + r) * C + c)];
+    }
+  });
   return a;
 }
 

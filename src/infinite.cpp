@@ -3,9 +3,12 @@
 
 #include <map>
 #include <mutex>
+#include <tuple>
 
 #include "blas.hpp"
+#include "ntk/empirical.hpp"
 #include "ntk/error.hpp"
+#include "ntk/parallel.hpp"
 
 namespace ntk {
 
@@ -75,18 +78,195 @@ const GaussHermiteRule& gauss_hermite(int n) {
 
 namespace {
 
-template <class T>
-std::vector<double> to_double(const Array<T>& x) {
-  return std::vector<double>(x.data(), x.data() + x.size());
+// Which kernel the program admits, checked before any work: every nonlinearity must see a
+// Gaussian input, every Residual block must end in a zero-mean random layer (so the branches'
+// kernels add), and the output must be a vector. Returns whether the full spatial covariance is
+// needed (some layer pools) or only its diagonal.
+bool check_program(const Network& net) {
+  const auto& layers = net.layers();
+  const auto& paths = net.layer_paths();
+  std::vector<bool> gaussian(net.num_buffers(), false), fresh(net.num_buffers(), false);
+  std::vector<std::string> made_by(net.num_buffers(), "the network input");
+  bool full = false;
+  for (const auto& st : net.steps()) {
+    const size_t in = size_t(st.in), out = size_t(st.out);
+    if (st.layer < 0) {
+      if (!fresh[in])
+        throw NotSupported("infinite-width kernels: a Residual block must end in a Dense or Conv layer (a zero-mean "
+                           "random layer) for its kernel to be the sum of the two branches; this one ends in " +
+                           made_by[in]);
+      gaussian[out] = gaussian[in] && gaussian[size_t(st.skip)];
+      fresh[out] = false;
+      made_by[out] = "a Residual sum";
+      continue;
+    }
+    const Layer& l = *layers[size_t(st.layer)];
+    const std::string what = "layer " + paths[size_t(st.layer)] + " " + l.describe();
+    if (l.kernel_needs_gaussian_input() && !gaussian[in])
+      throw NotSupported("infinite-width kernels: " + what + " gets a non-Gaussian input (" + made_by[in] +
+                         "), so its kernel has no exact rule; put a Dense or Conv layer before it");
+    full = full || l.kernel_needs_full_covariance();
+    gaussian[out] = l.kernel_output_gaussian(gaussian[in]);
+    fresh[out] = l.kernel_output_gaussian(false) || (!l.kernel_needs_gaussian_input() && fresh[in]);
+    made_by[out] = "the output of " + what;
+  }
+  if (net.output_shape().size() != 1)
+    throw NotSupported("infinite-width kernels: the network's output " + shape_string(net.output_shape()) +
+                       " is not a vector; end it with GlobalAvgPool or Flatten (then Dense)");
+  return full;
 }
 
-void check_input(const Network& net, const std::vector<double>& x, const Shape& shape,
-                 const char* what) {
-  if (shape.size() != 2 || shape[1] != net.input_size())
-    throw InvalidArgument(std::string(what) + " must be (N, " + std::to_string(net.input_size()) + "), got " +
-                          shape_string(shape));
-  for (double v : x)
-    if (!std::isfinite(v)) throw InvalidArgument(std::string(what) + " has non-finite values");
+// Spatial extent (h, w) of an activation shape: (H, W, C) images, (L, C) sequences, (d) vectors.
+std::pair<index_t, index_t> spatial_of(const Shape& s) {
+  if (s.size() >= 3) return {s[0], s[1]};
+  if (s.size() == 2) return {s[0], 1};
+  return {1, 1};
+}
+
+// Inputs in float64, as (N, P, C) with P pixels of C channels.
+struct Inputs {
+  std::vector<double> x;
+  index_t n = 0, pixels = 1, channels = 1;
+  const double* example(index_t i) const { return x.data() + i * pixels * channels; }
+};
+
+template <class T>
+Inputs read_inputs(const Network& net, const Array<T>& a, const char* what) {
+  if (a.ndim() == 0 || drop_first(a.shape()) != net.input_shape())
+    throw InvalidArgument(std::string(what) + " has shape " + shape_string(a.shape()) + " but the network takes " +
+                          batch_shape_string(net.input_shape()));
+  if (a.dim(0) == 0) throw InvalidArgument(std::string(what) + " has no examples");
+  if (index_t bad = first_non_finite(a); bad >= 0)
+    throw InvalidArgument(std::string(what) + " has a non-finite value (NaN or Inf) in example " +
+                          std::to_string(bad / net.input_size()));
+  Inputs in;
+  in.x.assign(a.data(), a.data() + a.size());
+  in.n = a.dim(0);
+  const auto [h, w] = spatial_of(net.input_shape());
+  in.pixels = h * w;
+  in.channels = net.input_size() / in.pixels;
+  return in;
+}
+
+// A batch of pairs (i of a, j of b): the grid [i0, i0 + c1) × [j0, j0 + c2), or, with `self`, the
+// pairs (i, i) for i in [i0, i0 + c1) of a.
+struct PairBatch {
+  index_t i0 = 0, c1 = 0, j0 = 0, c2 = 0;
+  bool self = false;
+  index_t pairs() const { return self ? c1 : c1 * c2; }
+  index_t first(index_t q) const { return self ? i0 + q : i0 + q / c2; }
+  index_t second(index_t q) const { return self ? i0 + q : j0 + q % c2; }
+};
+
+// Σ⁰(p, p') = x(p)·x'(p')/C for every pair; Θ⁰ = 0. A GEMM over the grid for vectors, one per
+// pair over its pixels for images.
+KernelState input_state(const Inputs& a, const Inputs& b, const PairBatch& batch, bool diagonal, const Shape& in_shape,
+                        bool want_ntk) {
+  KernelState s;
+  s.pairs = batch.pairs();
+  std::tie(s.h, s.w) = spatial_of(in_shape);
+  s.diagonal = diagonal && s.pixels() > 1;
+  s.want_ntk = want_ntk;
+  const index_t P = a.pixels, C = a.channels, E = s.entries();
+  s.nngp.assign(size_t(s.pairs * E), 0.0);
+  if (P == 1 && !batch.self) {
+    detail::gemm(false, true, batch.c1, batch.c2, C, 1.0 / double(C), a.example(batch.i0), C, b.example(batch.j0), C,
+                 0.0, s.nngp.data(), batch.c2);
+  } else {
+    parallel_for(s.pairs, [&](index_t begin, index_t end) {
+      for (index_t q = begin; q < end; ++q) {
+        const double* x = a.example(batch.first(q));
+        const double* y = b.example(batch.second(q));
+        double* dst = s.nngp.data() + q * E;
+        if (s.diagonal || P == 1) {
+          for (index_t p = 0; p < P; ++p) {
+            double t = 0;
+            for (index_t c = 0; c < C; ++c) t += x[p * C + c] * y[p * C + c];
+            dst[p] = t / double(C);
+          }
+        } else {
+          detail::gemm_serial(false, true, P, P, C, 1.0 / double(C), x, C, y, C, 0.0, dst, P);
+        }
+      }
+    });
+  }
+  if (want_ntk) s.ntk.assign(s.nngp.size(), 0.0);
+  return s;
+}
+
+// The diagonal Σ(p, p) of each pair of a state (its per-pixel variances when the pairs are (x, x)).
+std::vector<double> state_diagonal(const KernelState& s) {
+  const index_t P = s.pixels(), E = s.entries();
+  std::vector<double> d(static_cast<size_t>(s.pairs * P));
+  for (index_t q = 0; q < s.pairs; ++q)
+    for (index_t p = 0; p < P; ++p) d[size_t(q * P + p)] = s.nngp[size_t(q * E + (s.diagonal ? p : p * P + p))];
+  return d;
+}
+
+// Per layer with a variance-reading rule, per example, its input's variances Σ(x, x)(p, p).
+using VarianceMaps = std::vector<std::vector<double>>;  // [layer] -> (n, pixels)
+
+// Runs the program on a batch of pairs. Before each layer the variances are filled in: for pairs
+// (x, x) from the state itself (so ρ = 1 exactly on them) and recorded into `record`; otherwise
+// from the maps of x1 and x2.
+KernelState propagate(const Network& net, KernelState input, const PairBatch& batch, bool symmetric,
+                      const VarianceMaps* maps1, const VarianceMaps* maps2, VarianceMaps* record, index_t record_n) {
+  std::vector<KernelState> buffers(net.num_buffers());
+  buffers[0] = std::move(input);
+  const auto& steps = net.steps();
+  for (size_t k = 0; k < steps.size(); ++k) {
+    const auto& st = steps[k];
+    // A buffer read by no later step can be moved from.
+    auto last_use = [&](int buffer) {
+      for (size_t j = k + 1; j < steps.size(); ++j)
+        if (steps[j].in == buffer || (steps[j].layer < 0 && steps[j].skip == buffer)) return false;
+      return true;
+    };
+    KernelState s = last_use(st.in) ? std::move(buffers[size_t(st.in)]) : buffers[size_t(st.in)];
+    if (st.layer < 0) {
+      const KernelState& skip = buffers[size_t(st.skip)];
+      for (size_t e = 0; e < s.nngp.size(); ++e) s.nngp[e] += skip.nngp[e];
+      for (size_t e = 0; e < s.ntk.size(); ++e) s.ntk[e] += skip.ntk[e];
+    } else {
+      const Layer& layer = *net.layers()[size_t(st.layer)];
+      if (layer.kernel_needs_gaussian_input()) {
+        const index_t P = s.pixels();
+        std::vector<double> own = state_diagonal(s);
+        s.var1.assign(own.size(), 0.0);
+        s.var2.assign(own.size(), 0.0);
+        for (index_t q = 0; q < s.pairs; ++q) {
+          const index_t i = batch.first(q), j = batch.second(q);
+          const bool self_pair = batch.self || (symmetric && i == j);
+          for (index_t p = 0; p < P; ++p) {
+            const size_t at = size_t(q * P + p);
+            s.var1[at] = self_pair ? own[at] : (*maps1)[size_t(st.layer)][size_t(i * P + p)];
+            s.var2[at] = self_pair ? own[at] : (*maps2)[size_t(st.layer)][size_t(j * P + p)];
+          }
+        }
+        if (record) {
+          auto& map = (*record)[size_t(st.layer)];
+          map.resize(size_t(record_n * P));
+          for (index_t q = 0; q < s.pairs; ++q)
+            std::copy(own.begin() + q * P, own.begin() + (q + 1) * P, map.begin() + (batch.first(q)) * P);
+        }
+      }
+      layer.kernel_rule(s);
+    }
+    buffers[size_t(st.out)] = std::move(s);
+  }
+  return std::move(buffers.back());
+}
+
+// Pairs per batch: the grid of vectors is cheap per pair; image pairs hold P² (or P) entries in
+// every live buffer, so batches stay near 256 MiB.
+index_t batch_pairs(const Network& net, bool diagonal) {
+  index_t widest = 1;
+  for (size_t b = 0; b < net.num_buffers(); ++b) {
+    const auto [h, w] = spatial_of(net.buffer_shape(b));
+    widest = std::max(widest, diagonal ? h * w : h * w * h * w);
+  }
+  const index_t bytes_per_pair = widest * 8 * 2 * 4;  // Σ and Θ, a few live buffers
+  return std::max<index_t>(1, (index_t(256) << 20) / bytes_per_pair);
 }
 
 }  // namespace
@@ -94,63 +274,72 @@ void check_input(const Network& net, const std::vector<double>& x, const Shape& 
 template <class T>
 Array<T> infinite_kernel(const Network& net, const Array<T>& x1, const std::type_identity_t<Array<T>>* x2,
                          KernelOptions options) {
-  if (net.input_shape().size() != 1)
-    throw NotSupported("infinite-width kernels support vector inputs (N, d) only for now; the network takes " +
-                       shape_string(net.input_shape()));
-  const auto& layers = net.layers();
-  const auto& paths = net.layer_paths();
-  for (size_t l = 0; l < layers.size(); ++l) {
-    if (paths[l].find('.') != std::string::npos)
-      throw NotSupported("infinite-width kernels: Residual (layer " + paths[l] + " " + layers[l]->describe() +
-                         " is inside a Residual block) has no kernel rule (yet)");
-    if (layers[l]->in_shape().size() != 1)
-      throw NotSupported("infinite-width kernels: layer " + paths[l] + " " + layers[l]->describe() +
-                         " takes non-vector inputs " + shape_string(layers[l]->in_shape()));
-  }
-  const std::vector<double> a = to_double(x1);
-  const std::vector<double> b = x2 ? to_double(*x2) : std::vector<double>();
-  check_input(net, a, x1.shape(), "x1");
-  if (x2) check_input(net, b, x2->shape(), "x2");
-  const double* pa = a.data();
-  const double* pb = x2 ? b.data() : a.data();
-  const index_t d = net.input_size();
+  const bool full = check_program(net);
+  const bool diagonal = !full;
+  const Inputs a = read_inputs(net, x1, "x1");
+  const bool symmetric = x2 == nullptr || x2 == &x1;
+  const Inputs b = symmetric ? Inputs() : read_inputs(net, *x2, "x2");
+  const Inputs& bb = symmetric ? a : b;
+  const bool want_ntk = options.get == KernelOptions::ntk;
+  const index_t n1 = a.n, n2 = bb.n;
+  const index_t per_batch = batch_pairs(net, diagonal);
 
-  KernelState s;
-  s.n1 = x1.shape()[0];
-  s.n2 = x2 ? x2->shape()[0] : s.n1;
-  s.want_ntk = options.get == KernelOptions::ntk;
-  s.nngp.assign(size_t(s.n1 * s.n2), 0.0);
-  if (s.n1 > 0 && s.n2 > 0)
-    detail::gemm(false, true, s.n1, s.n2, d, 1.0 / double(d), pa, d, pb, d, 0.0, s.nngp.data(), s.n2);
-  auto sq = [&](const double* x, index_t n) {
-    std::vector<double> v(size_t(n), 0.0);
-    for (index_t i = 0; i < n; ++i) {
-      double t = 0;
-      for (index_t j = 0; j < d; ++j) t += x[i * d + j] * x[i * d + j];
-      v[size_t(i)] = t / double(d);
+  // Pass 1: the pairs (x, x) of every example, recording the variances each rule reads.
+  auto self_pass = [&](const Inputs& in, VarianceMaps& maps) {
+    maps.assign(net.layers().size(), {});
+    for (index_t i0 = 0; i0 < in.n; i0 += per_batch) {
+      PairBatch batch{i0, std::min(per_batch, in.n - i0), i0, 0, true};
+      propagate(net, input_state(in, in, batch, diagonal, net.input_shape(), false), batch, false, nullptr, nullptr,
+                &maps, in.n);
     }
-    return v;
   };
-  if (!x2 || x2 == &x1) {
-    // Symmetric: the variances are the GEMM's diagonal, so that ρ = 1 exactly on it (arccos
-    // amplifies a rounding difference δ in ρ to √(2δ) in the angle).
-    s.var1.resize(size_t(s.n1));
-    for (index_t i = 0; i < s.n1; ++i) s.var1[size_t(i)] = s.nngp[size_t(i * s.n2 + i)];
-    s.var2 = s.var1;
-  } else {
-    s.var1 = sq(pa, s.n1);
-    s.var2 = sq(pb, s.n2);
-  }
-  if (s.want_ntk) s.ntk.assign(s.nngp.size(), 0.0);
+  VarianceMaps maps1, maps2;
+  self_pass(a, maps1);
+  if (!symmetric) self_pass(b, maps2);
+  const VarianceMaps& m2 = symmetric ? maps1 : maps2;
 
-  for (const auto& layer : layers) layer->kernel_rule(s);
-
-  const std::vector<double>& k = s.want_ntk ? s.ntk : s.nngp;
-  Array<T> out(Shape{s.n1, s.n2});
-  for (index_t i = 0; i < out.size(); ++i) out[i] = static_cast<T>(k[size_t(i)]);
+  // Pass 2: tiles of pairs; the symmetric path computes tiles j0 >= i0 and mirrors them.
+  Array<T> out(Shape{n1, n2});
+  const index_t side = std::max<index_t>(1, static_cast<index_t>(std::sqrt(double(per_batch))));
+  const index_t t1 = std::min(n1, side), t2 = symmetric ? t1 : std::min(n2, std::max<index_t>(1, per_batch / t1));
+  for (index_t i0 = 0; i0 < n1; i0 += t1)
+    for (index_t j0 = symmetric ? i0 : 0; j0 < n2; j0 += t2) {
+      PairBatch batch{i0, std::min(t1, n1 - i0), j0, std::min(t2, n2 - j0), false};
+      KernelState s = propagate(net, input_state(a, bb, batch, diagonal, net.input_shape(), want_ntk), batch, symmetric,
+                                &maps1, &m2, nullptr, 0);
+      const std::vector<double>& k = want_ntk ? s.ntk : s.nngp;
+      for (index_t q = 0; q < batch.pairs(); ++q) {
+        const index_t i = batch.first(q), j = batch.second(q);
+        if (symmetric && j < i) continue;  // its mirror image (j, i) is the one written
+        out[i * n2 + j] = static_cast<T>(k[size_t(q)]);
+        if (symmetric) out[j * n2 + i] = static_cast<T>(k[size_t(q)]);
+      }
+    }
   return out;
 }
 
+template <class T>
+Array<T> monte_carlo_kernel(const Network& net, const Array<T>& x1, const std::type_identity_t<Array<T>>* x2,
+                            KernelOptions options, int samples, std::uint64_t seed) {
+  if (samples < 1) throw InvalidArgument("Monte Carlo kernel: samples must be >= 1, got " + std::to_string(samples));
+  const EntkMode trace = parse_entk_mode("trace");
+  EntkOptions o;
+  o.mode = trace;
+  Array<T> mean;
+  for (int s = 0; s < samples; ++s) {
+    const std::vector<T> theta = net.init<T>(seed + std::uint64_t(s));
+    Array<T> k = options.get == KernelOptions::ntk ? empirical_ntk(net, theta, x1, x2, o)
+                                                   : empirical_nngp(net, theta, x1, x2, trace);
+    if (s == 0) mean = Array<T>(k.shape());
+    for (index_t e = 0; e < k.size(); ++e) mean[e] += k[e] / T(samples);
+  }
+  return mean;
+}
+
+template Array<float> monte_carlo_kernel(const Network&, const Array<float>&, const Array<float>*, KernelOptions, int,
+                                         std::uint64_t);
+template Array<double> monte_carlo_kernel(const Network&, const Array<double>&, const Array<double>*, KernelOptions,
+                                          int, std::uint64_t);
 template Array<float> infinite_kernel(const Network&, const Array<float>&, const Array<float>*, KernelOptions);
 template Array<double> infinite_kernel(const Network&, const Array<double>&, const Array<double>*, KernelOptions);
 

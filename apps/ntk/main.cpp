@@ -727,7 +727,7 @@ int main(int argc, char** argv) {
   entk_cmd->add_flag("-q,--quiet", entk_args.quiet, "Print nothing on success");
 
   KernelArgs kernel_args;
-  CLI::App* kernel_cmd = app.add_subcommand("kernel", "Infinite-width NTK or NNGP of a network (vector inputs for now)");
+  CLI::App* kernel_cmd = app.add_subcommand("kernel", "Infinite-width NTK or NNGP of a network (vectors or NHWC images)");
   add_network_flags(kernel_cmd, kernel_args.net);
   kernel_cmd->add_option("--x1", kernel_args.x1, "Inputs (N1, d): .npy")->required()->type_name("FILE");
   kernel_cmd->add_option("--x2", kernel_args.x2, "Second inputs (N2, d); omitted: x2 = x1")->type_name("FILE");

@@ -1,7 +1,8 @@
 // Infinite-width NNGP / NTK kernels of a Network (neural-tangents conventions, REFERENCE.md
 // section 4), propagated layer by layer through each layer's Layer::kernel_rule over the kernel
 // state (Σ12, Θ12 per pair; Σ11, Σ22 per sample), vectorised over all pairs, in float64.
-// Vector inputs only for now: Dense, Relu, LeakyRelu, Abs, Erf, Gelu, Tanh, Sigmoid, Identity.
+// Vectors and images: every layer has a rule; the full spatial covariance is kept when a pooling
+// layer needs it, otherwise only its diagonal (Flatten readouts).
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -26,6 +27,14 @@ struct KernelOptions {
 template <class T>
 Array<T> infinite_kernel(const Network& net, const Array<T>& x1, const std::type_identity_t<Array<T>>* x2,
                          KernelOptions options = {});
+
+// Monte Carlo estimate of the same kernel (neural-tangents' monte_carlo_kernel_fn): the empirical
+// NTK (or NNGP) in trace mode, i.e. averaged over the outputs as the infinite kernel is K ⊗ I,
+// averaged over `samples` initializations drawn with seeds seed, seed + 1, ... For layers without
+// closed forms and for testing; its error falls like 1/√(width · samples).
+template <class T>
+Array<T> monte_carlo_kernel(const Network& net, const Array<T>& x1, const std::type_identity_t<Array<T>>* x2,
+                            KernelOptions options = {}, int samples = 64, std::uint64_t seed = 0);
 
 namespace detail {
 

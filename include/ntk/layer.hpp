@@ -48,14 +48,25 @@ struct ParamCotangent {
   }
 };
 
-// Infinite-width kernel state for vector inputs (neural-tangents conventions, REFERENCE.md
-// section 4), always in float64: per pair the NNGP Σ(x1_i, x2_j) and NTK Θ(x1_i, x2_j), each
-// (n1, n2) row-major, and the per-sample variances Σ(x, x) of x1 and x2.
+// Infinite-width kernel state of a batch of pairs (x, x') (neural-tangents conventions,
+// REFERENCE.md section 4), always in float64. Each pair carries its NNGP Σ and NTK Θ over pixel
+// pairs: for image-shaped activations (h, w, C) the full covariance Σ(p, p') (p of x, p' of x',
+// P² entries, row-major in p), or only p = p' (P entries) when no pooling needs the rest
+// (`diagonal`); vectors have one entry (h = w = 1). var1 / var2 hold, per pair and pixel, the
+// variances Σ(x, x)(p, p) and Σ(x', x')(p', p') at the layer's input; the driver fills them before
+// every rule (from a pass over the pairs (x, x)), so rules only read them.
 struct KernelState {
-  index_t n1 = 0, n2 = 0;
-  std::vector<double> nngp, ntk;  // n1·n2 each
-  std::vector<double> var1, var2;  // n1 and n2
-  bool want_ntk = true;           // false: ntk is left alone (empty)
+  index_t pairs = 0;
+  index_t h = 1, w = 1;
+  bool diagonal = false;
+  std::vector<double> nngp, ntk;   // pairs × entries()
+  std::vector<double> var1, var2;  // pairs × pixels()
+  bool want_ntk = true;            // false: ntk is left alone (empty)
+  index_t pixels() const { return h * w; }
+  index_t entries() const { return diagonal ? pixels() : pixels() * pixels(); }
+  // The variances of entry e of pair q.
+  double v1(index_t q, index_t e) const { return var1[size_t(q * pixels() + (diagonal ? e : e / pixels()))]; }
+  double v2(index_t q, index_t e) const { return var2[size_t(q * pixels() + (diagonal ? e : e % pixels()))]; }
 };
 
 class Layer {
@@ -136,8 +147,14 @@ class Layer {
   virtual bool output_channel_params() const { return false; }
 
   // The layer's infinite-width kernel rule: maps the kernel state of its inputs to that of its
-  // outputs, in place. Only vector inputs; the default throws NotSupported naming the layer.
+  // outputs, in place; the default throws NotSupported naming the layer. Rules that hold only for
+  // Gaussian inputs (nonlinearities, LayerNorm) say so, and which layers output Gaussians (random
+  // affine layers, and linear maps of Gaussians), so a network without an exact kernel is refused.
   virtual void kernel_rule(KernelState& s) const;
+  virtual bool kernel_needs_gaussian_input() const { return false; }
+  virtual bool kernel_output_gaussian(bool input_gaussian) const { return input_gaussian; }
+  // Pooling mixes pixel pairs p ≠ p', so the full spatial covariance must be kept before it.
+  virtual bool kernel_needs_full_covariance() const { return false; }
 
  protected:
   // Returns the output shape for in_shape and records what the layer derives from it (fan-in...).

@@ -115,12 +115,17 @@ class Network {
     return trace.buffers[static_cast<size_t>(steps_[layer_step_[static_cast<size_t>(layer)]].out)].data();
   }
 
- private:
+  // The program: steps over activation buffers (0 is the input, the last the output).
   struct Step {
     int layer = -1;       // >= 0: layer step; -1: residual add of buffers in and skip
     int in = 0, skip = 0;  // buffer indices
     int out = 0;
   };
+  const std::vector<Step>& steps() const { return steps_; }
+  size_t num_buffers() const { return buffer_sizes_.size(); }
+  const Shape& buffer_shape(size_t b) const { return buffer_shapes_[b]; }
+
+ private:
   int build(const std::vector<LayerSpec>& specs, int in_buffer, const std::string& prefix, const NetworkDefaults& d);
 
   Shape input_shape_, output_shape_;

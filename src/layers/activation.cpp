@@ -156,17 +156,18 @@ class Activation final : public LayerImpl<Activation> {
         }
       }
     };
-    const index_t n2 = s.n2;
-    parallel_for(s.n1 * s.n2, [&](index_t begin, index_t end) {
+    const index_t per_pair = s.entries();
+    parallel_for(s.pairs * per_pair, [&](index_t begin, index_t end) {
       for (index_t e = begin; e < end; ++e) {
-        const auto [sig, dot] = pair_rule(s.var1[size_t(e / n2)], s.nngp[size_t(e)], s.var2[size_t(e % n2)]);
+        const index_t q = e / per_pair, entry = e % per_pair;
+        const auto [sig, dot] = pair_rule(s.v1(q, entry), s.nngp[size_t(e)], s.v2(q, entry));
         s.nngp[size_t(e)] = sig;
         if (s.want_ntk) s.ntk[size_t(e)] *= dot;
       }
     });
-    for (auto* var : {&s.var1, &s.var2})
-      for (double& v : *var) v = pair_rule(v, v, v).first;
   }
+  bool kernel_needs_gaussian_input() const override { return kind_ != Kind::identity; }
+  bool kernel_output_gaussian(bool in) const override { return kind_ == Kind::identity && in; }
 
  protected:
   Shape infer_shape(const Shape& in) override { return in; }

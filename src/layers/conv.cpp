@@ -208,6 +208,28 @@ class Conv final : public LayerImpl<Conv> {
     return double(n1) * double(n2) * (P * P * F + K * P * P * O + (paired ? K * K : K) * P * O);
   }
 
+  // Infinite width (REFERENCE.md section 4): with W(·) the mean over the filter taps δ of the
+  // covariance at (s·p + δ − pad, s·p' + δ − pad) (zero outside the image),
+  //   Σ ← W_std²·W(Σ) + b_std²;  NTK param Θ ← Σ_new + W_std²·W(Θ);
+  //   standard param Θ ← fan_in·W(Σ_old) + (1 if bias) + W_std²·W(Θ), fan_in = kh·kw·C.
+  // Both pixels shift by the same δ, so W is separable: rows (dy) first, then columns (dx). On the
+  // diagonal (p = p' only) it is a plain mean filter.
+  void kernel_rule(KernelState& s) const override {
+    if (s.h != h_ || s.w != w_) throw std::logic_error("Conv::kernel_rule: state does not match the layer's input");
+    const double w2 = o_.W_std * o_.W_std, b2 = o_.b_std ? *o_.b_std * *o_.b_std : 0.0;
+    const bool standard = o_.parameterization == Parameterization::standard;
+    const double fan = double(taps()), one = o_.b_std ? 1.0 : 0.0;
+    std::vector<double> sig = window_mean(s, s.nngp), theta = s.want_ntk ? window_mean(s, s.ntk) : std::vector<double>();
+    for (size_t e = 0; e < sig.size(); ++e) {
+      if (s.want_ntk) theta[e] = standard ? fan * sig[e] + one + w2 * theta[e] : w2 * sig[e] + b2 + w2 * theta[e];
+      sig[e] = w2 * sig[e] + b2;
+    }
+    s.nngp.swap(sig);
+    if (s.want_ntk) s.ntk.swap(theta);
+    s.h = ho_, s.w = wo_;
+  }
+  bool kernel_output_gaussian(bool) const override { return true; }
+
   double forward_flops() const override { return double(pixels_out()) * double(taps()) * double(out_); }
 
  protected:
@@ -221,6 +243,66 @@ class Conv final : public LayerImpl<Conv> {
   }
 
  private:
+  // W(m) of the kernel rule for every pair of the state.
+  std::vector<double> window_mean(const KernelState& s, const std::vector<double>& m) const {
+    const index_t H = h_, W = w_, P = H * W, Po = ho_ * wo_;
+    const double inv = 1.0 / double(kh_ * kw_);
+    auto valid_y = [&](index_t o, index_t d) { index_t i = o * sh_ + d - pad_top_; return i >= 0 && i < H ? i : -1; };
+    auto valid_x = [&](index_t o, index_t d) { index_t i = o * sw_ + d - pad_left_; return i >= 0 && i < W ? i : -1; };
+    if (s.diagonal) {
+      std::vector<double> out(static_cast<size_t>(s.pairs * Po), 0.0);
+      parallel_for(s.pairs, [&](index_t begin, index_t end) {
+        for (index_t q = begin; q < end; ++q)
+          for (index_t oy = 0; oy < ho_; ++oy)
+            for (index_t ox = 0; ox < wo_; ++ox) {
+              double t = 0;
+              for (index_t dy = 0; dy < kh_; ++dy)
+                for (index_t dx = 0; dx < kw_; ++dx) {
+                  const index_t iy = valid_y(oy, dy), ix = valid_x(ox, dx);
+                  if (iy >= 0 && ix >= 0) t += m[size_t(q * P + iy * W + ix)];
+                }
+              out[size_t(q * Po + oy * wo_ + ox)] = inv * t;
+            }
+      });
+      return out;
+    }
+    std::vector<double> out(static_cast<size_t>(s.pairs * Po * Po), 0.0);
+    // One task per (pair, output row oy): rows first into t (W × Ho × W), then columns.
+    parallel_for(s.pairs * ho_, [&](index_t begin, index_t end) {
+      std::vector<double> t(static_cast<size_t>(W * ho_ * W));
+      for (index_t task = begin; task < end; ++task) {
+        const index_t q = task / ho_, oy = task % ho_;
+        const double* in = m.data() + q * P * P;
+        std::fill(t.begin(), t.end(), 0.0);
+        for (index_t oy2 = 0; oy2 < ho_; ++oy2)
+          for (index_t dy = 0; dy < kh_; ++dy) {
+            const index_t iy = valid_y(oy, dy), iy2 = valid_y(oy2, dy);
+            if (iy < 0 || iy2 < 0) continue;
+            for (index_t x = 0; x < W; ++x) {
+              const double* src = in + ((iy * W + x) * H + iy2) * W;
+              double* dst = t.data() + (x * ho_ + oy2) * W;
+              for (index_t x2 = 0; x2 < W; ++x2) dst[x2] += src[x2];
+            }
+          }
+        double* o = out.data() + (q * Po + oy * wo_) * Po;
+        for (index_t ox = 0; ox < wo_; ++ox)
+          for (index_t dx = 0; dx < kw_; ++dx) {
+            const index_t ix = valid_x(ox, dx);
+            if (ix < 0) continue;
+            for (index_t oy2 = 0; oy2 < ho_; ++oy2) {
+              const double* src = t.data() + (ix * ho_ + oy2) * W;
+              double* dst = o + ox * Po + oy2 * wo_;
+              for (index_t ox2 = 0; ox2 < wo_; ++ox2) {
+                const index_t ix2 = valid_x(ox2, dx);
+                if (ix2 >= 0) dst[ox2] += inv * src[ix2];
+              }
+            }
+          }
+      }
+    });
+    return out;
+  }
+
   index_t taps() const { return kh_ * kw_ * c_; }
   index_t pixels_out() const { return ho_ * wo_; }
   template <class T>

@@ -123,24 +123,21 @@ class Dense final : public LayerImpl<Dense> {
 
   // Infinite width (REFERENCE.md section 4): Σ ← W_std²·Σ + b_std²; NTK param Θ ← Σ_new + W_std²·Θ,
   // standard param Θ ← fan_in·Σ_old + (1 if bias) + W_std²·Θ (the actual fan-in of this layer).
+  // On image-shaped inputs Dense acts on the channels of each pixel, so the rule is the same for
+  // every pixel pair.
   void kernel_rule(KernelState& s) const override {
-    if (positions() != 1) throw NotSupported("infinite-width kernels: Dense on non-vector inputs is not supported yet");
     const double w2 = o_.W_std * o_.W_std, b2 = o_.b_std ? *o_.b_std * *o_.b_std : 0.0;
     const bool standard = o_.parameterization == Parameterization::standard;
     const double fan = double(fan_in_), one = o_.b_std ? 1.0 : 0.0;
-    if (s.want_ntk)
-      parallel_for(index_t(s.nngp.size()), [&](index_t begin, index_t end) {
-        for (index_t e = begin; e < end; ++e) {
-          const double old = s.nngp[size_t(e)], sig = w2 * old + b2;
-          s.ntk[size_t(e)] = standard ? fan * old + one + w2 * s.ntk[size_t(e)] : sig + w2 * s.ntk[size_t(e)];
-          s.nngp[size_t(e)] = sig;
-        }
-      });
-    else
-      for (double& v : s.nngp) v = w2 * v + b2;
-    for (double& v : s.var1) v = w2 * v + b2;
-    for (double& v : s.var2) v = w2 * v + b2;
+    parallel_for(index_t(s.nngp.size()), [&](index_t begin, index_t end) {
+      for (index_t e = begin; e < end; ++e) {
+        const double old = s.nngp[size_t(e)], sig = w2 * old + b2;
+        if (s.want_ntk) s.ntk[size_t(e)] = standard ? fan * old + one + w2 * s.ntk[size_t(e)] : sig + w2 * s.ntk[size_t(e)];
+        s.nngp[size_t(e)] = sig;
+      }
+    });
   }
+  bool kernel_output_gaussian(bool) const override { return true; }
 
   double forward_flops() const override { return double(in_size()) * double(out_); }
   double ntk_side_flops(index_t n, index_t k) const override {

@@ -4,6 +4,7 @@
 
 #include "layers.hpp"
 #include "ntk/error.hpp"
+#include "ntk/parallel.hpp"
 
 namespace ntk::detail {
 namespace {
@@ -13,6 +14,23 @@ class LayerNorm final : public LayerImpl<LayerNorm> {
   explicit LayerNorm(double eps) : eps_(eps) {}
   std::string name() const override { return "LayerNorm"; }
   std::string describe() const override { return "LayerNorm(eps=" + format_number(eps_) + ")"; }
+
+  // Infinite width: the input is a zero-mean Gaussian process, so its mean over channels vanishes
+  // and its variance over channels is Σ(x, x)(p, p): Σ(p, p') and Θ(p, p') are divided by
+  // √(Σ(x, x)(p, p)·Σ(x', x')(p', p')) (eps is negligible against them and ignored).
+  void kernel_rule(KernelState& s) const override {
+    const index_t per_pair = s.entries();
+    parallel_for(s.pairs * per_pair, [&](index_t begin, index_t end) {
+      for (index_t e = begin; e < end; ++e) {
+        const index_t q = e / per_pair, entry = e % per_pair;
+        const double prod = s.v1(q, entry) * s.v2(q, entry);
+        const double inv = prod > 0 ? 1.0 / std::sqrt(prod) : 0.0;
+        s.nngp[size_t(e)] *= inv;
+        if (s.want_ntk) s.ntk[size_t(e)] *= inv;
+      }
+    });
+  }
+  bool kernel_needs_gaussian_input() const override { return true; }
 
   template <class T>
   void forward_t(const T*, const T* x, T* y, index_t n) const {

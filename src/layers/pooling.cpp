@@ -2,6 +2,7 @@
 // itself and their cotangent rule its transpose, so each supplies just those two maps.
 #include "layers.hpp"
 #include "ntk/error.hpp"
+#include "ntk/parallel.hpp"
 
 namespace ntk::detail {
 namespace {
@@ -33,6 +34,33 @@ class LinearLayer : public LayerImpl<Derived> {
 Shape require_image(const std::string& layer, const Shape& in) {
   if (in.size() != 3) throw InvalidArgument(layer + " needs image inputs (H, W, C) per example, got " + shape_string(in));
   return in;
+}
+
+// Reduces each pair's spatial kernel to one entry: the mean over all pixel pairs, or over p = p'
+// only (diagonal_only). The state becomes that of vectors.
+void reduce_spatial(KernelState& s, bool diagonal_only) {
+  const index_t P = s.pixels(), per_pair = s.entries();
+  auto reduce = [&](std::vector<double>& m) {
+    std::vector<double> out(static_cast<size_t>(s.pairs));
+    parallel_for(s.pairs, [&](index_t begin, index_t end) {
+      for (index_t q = begin; q < end; ++q) {
+        const double* in = m.data() + q * per_pair;
+        double t = 0;
+        if (s.diagonal)
+          for (index_t p = 0; p < P; ++p) t += in[p];
+        else if (diagonal_only)
+          for (index_t p = 0; p < P; ++p) t += in[p * P + p];
+        else
+          for (index_t e = 0; e < per_pair; ++e) t += in[e];
+        out[size_t(q)] = t / double(s.diagonal || diagonal_only ? P : per_pair);
+      }
+    });
+    m.swap(out);
+  };
+  reduce(s.nngp);
+  if (s.want_ntk) reduce(s.ntk);
+  s.h = s.w = 1;
+  s.diagonal = false;
 }
 
 // Average over windows; the divisor is always the full window (padding counts as zeros), as in
@@ -72,6 +100,36 @@ class AvgPool final : public LinearLayer<AvgPool> {
       });
     }
   }
+
+  // Infinite width: Σ'(q, q') = Σ over taps a of q and b of q' of Σ(a, b) / (kh·kw)², the same
+  // for Θ; separable, first over the taps of q' then of q. Needs the full spatial covariance.
+  void kernel_rule(KernelState& s) const override {
+    if (s.diagonal) throw NotSupported("infinite-width kernels: AvgPool needs the full spatial covariance");
+    std::vector<std::pair<index_t, index_t>> taps;
+    for_each_tap([&](index_t dst, index_t src) { taps.emplace_back(dst, src); });
+    const index_t P = h_ * w_, Po = ho_ * wo_;
+    const double inv = 1.0 / double(kh_ * kw_);
+    auto pool = [&](std::vector<double>& m) {
+      std::vector<double> out(static_cast<size_t>(s.pairs * Po * Po), 0.0);
+      parallel_for(s.pairs, [&](index_t begin, index_t end) {
+        std::vector<double> half(static_cast<size_t>(P * Po));
+        for (index_t q = begin; q < end; ++q) {
+          const double* in = m.data() + q * P * P;
+          std::fill(half.begin(), half.end(), 0.0);
+          for (index_t a = 0; a < P; ++a)
+            for (const auto& [dst, src] : taps) half[size_t(a * Po + dst)] += inv * in[a * P + src];
+          double* o = out.data() + q * Po * Po;
+          for (const auto& [dst, src] : taps)
+            for (index_t b = 0; b < Po; ++b) o[dst * Po + b] += inv * half[size_t(src * Po + b)];
+        }
+      });
+      m.swap(out);
+    };
+    pool(s.nngp);
+    if (s.want_ntk) pool(s.ntk);
+    s.h = ho_, s.w = wo_;
+  }
+  bool kernel_needs_full_covariance() const override { return true; }
 
  protected:
   Shape infer_shape(const Shape& shape) override {
@@ -127,6 +185,13 @@ class GlobalAvgPool final : public LinearLayer<GlobalAvgPool> {
         for (index_t j = 0; j < c; ++j) out[(r * pixels + p) * c + j] = inv * in[r * c + j];
   }
 
+  // Infinite width: the mean of Σ(p, p') over all pixel pairs (and of Θ).
+  void kernel_rule(KernelState& s) const override {
+    if (s.diagonal) throw NotSupported("infinite-width kernels: GlobalAvgPool needs the full spatial covariance");
+    reduce_spatial(s, false);
+  }
+  bool kernel_needs_full_covariance() const override { return true; }
+
  protected:
   Shape infer_shape(const Shape& in) override {
     if (in.size() < 2) throw InvalidArgument("GlobalAvgPool needs inputs with spatial axes, got " + shape_string(in));
@@ -146,6 +211,10 @@ class Flatten final : public LinearLayer<Flatten> {
   void apply_transpose(const T* in, T* out, index_t rows) const {
     std::copy(in, in + rows * in_size(), out);
   }
+
+  // Infinite width: the flattened features' inner product over P·C is the mean over pixels of
+  // Σ(p, p), so only the diagonal p = p' matters.
+  void kernel_rule(KernelState& s) const override { reduce_spatial(s, true); }
 
  protected:
   Shape infer_shape(const Shape& in) override { return {numel(in)}; }
