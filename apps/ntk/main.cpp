@@ -91,13 +91,17 @@ const std::map<std::string, std::string>& long_descriptions() {
            "-x images.npy -o logits.npy"},
       {"kernel",
        std::string("Computes the infinite-width kernel of the network SPEC in neural-tangents' conventions: "
-                   "the NTK (--get ntk) or the NNGP (--get nngp), (N1, N2) for inputs x1 (N1, d) and x2 "
-                   "(N2, d) (the kernel of the outputs is this times the identity over outputs). Computed "
-                   "in float64. Vector inputs with Dense and elementwise activations for now; other "
-                   "layers are refused with an error.\n\n") +
+                   "the NTK (--get ntk) or the NNGP (--get nngp), (N1, N2) for inputs x1 and x2, vectors (N, d) or "
+                   "NHWC images (the kernel of the outputs is this times the identity over outputs). Computed "
+                   "in float64. Image pairs keep the full pixel-pair covariance when a pooling layer needs it, "
+                   "otherwise its diagonal. Networks without an exact kernel (a nonlinearity whose input is not "
+                   "Gaussian, a Residual block not ending in Dense/Conv, a spatial output) are refused with an "
+                   "error that says why.\n\n") +
            kSpecHelp +
            "\n\nExample:\n"
-           "  ntk kernel --net 'Dense(512, W_std=1.4), Relu, Dense(1)' --x1 X.npy --get ntk -o K.npy"},
+           "  ntk kernel --net 'Dense(512, W_std=1.4), Relu, Dense(1)' --x1 X.npy --get ntk -o K.npy\n"
+           "  ntk kernel --net 'Conv(1, 3, padding=SAME), Relu, Conv(1, 3, padding=SAME), Relu, GlobalAvgPool, Dense(1)' "
+           "--x1 images.npy -o cntk.npy"},
       {"entk",
        std::string("Computes the empirical neural tangent kernel Θ(x1, x2) = J(x1) J(x2)ᵀ of the network "
                    "SPEC at the parameters in --params (or drawn with --seed) and writes it as .npy. "

@@ -21,9 +21,12 @@ struct KernelOptions {
   enum Get { nngp, ntk } get = ntk;
 };
 
-// x1 (N1, d) and optional x2 (N2, d) (nullptr: x2 = x1) -> the (N1, N2) kernel. Computed in
-// float64 whatever T, then cast. Throws InvalidArgument on shape mismatch or non-finite inputs,
-// NotSupported for layers without a rule (Conv, pooling, LayerNorm, Residual) or non-vector inputs.
+// x1 (N1, input shape...) and optional x2 (N2, ...) (nullptr: x2 = x1) -> the (N1, N2) kernel.
+// Computed in float64 whatever T, then cast: first the pairs (x, x) of every example (their
+// per-pixel variances feed the nonlinearities), then tiles of pairs (upper tiles only when
+// symmetric). Throws InvalidArgument on shape mismatch or non-finite inputs, NotSupported for
+// networks without an exact kernel (a nonlinearity or LayerNorm whose input is not Gaussian, a
+// Residual block not ending in a random layer, a non-vector output).
 template <class T>
 Array<T> infinite_kernel(const Network& net, const Array<T>& x1, const std::type_identity_t<Array<T>>* x2,
                          KernelOptions options = {});
