@@ -444,17 +444,6 @@ std::string EntkPlan::describe() const {
 
 namespace {
 
-template <class T>
-void check_inputs(const Network& net, const Array<T>& x, const char* name) {
-  if (x.ndim() == 0 || drop_first(x.shape()) != net.input_shape())
-    throw InvalidArgument(std::string(name) + " has shape " + shape_string(x.shape()) + " but the network takes " +
-                          batch_shape_string(net.input_shape()));
-  if (x.dim(0) == 0) throw InvalidArgument(std::string(name) + " has no examples");
-  if (index_t bad = first_non_finite(x); bad >= 0)
-    throw InvalidArgument(std::string(name) + " has a non-finite value (NaN or Inf) in example " +
-                          std::to_string(bad / net.input_size()));
-}
-
 // A temporary file for spilled intermediate results, unlinked at once so nothing outlives the
 // process; read and written with pread / pwrite so it never counts toward resident memory.
 class ScratchFile {
@@ -632,8 +621,8 @@ void validate(const Network& net, const std::vector<T>& theta, const Array<T>& x
               const EntkOptions& options) {
   if (static_cast<index_t>(theta.size()) != net.num_params())
     throw InvalidArgument("got " + std::to_string(theta.size()) + " parameters, the network has " + std::to_string(net.num_params()));
-  check_inputs(net, x1, "x1");
-  if (x2) check_inputs(net, *x2, "x2");
+  net.check_inputs(x1, "x1");
+  if (x2) net.check_inputs(*x2, "x2");
   const index_t O = net.output_size();
   if (options.mode.kind == EntkMode::logit && options.mode.logit_index >= O)
     throw InvalidArgument("mode logit=" + std::to_string(options.mode.logit_index) +
@@ -723,7 +712,7 @@ NtkOperator<T>::NtkOperator(const Network& net, std::vector<T> theta, const Arra
     : net_(net), theta_(std::move(theta)), n_(x.ndim() ? x.dim(0) : 0) {
   if (static_cast<index_t>(theta_.size()) != net.num_params())
     throw InvalidArgument("got " + std::to_string(theta_.size()) + " parameters, the network has " + std::to_string(net.num_params()));
-  check_inputs(net, x, "x");
+  net.check_inputs(x, "x");
   net.forward(theta_.data(), x.data(), n_, trace_);
 }
 

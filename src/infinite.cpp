@@ -132,13 +132,7 @@ struct Inputs {
 
 template <class T>
 Inputs read_inputs(const Network& net, const Array<T>& a, const char* what) {
-  if (a.ndim() == 0 || drop_first(a.shape()) != net.input_shape())
-    throw InvalidArgument(std::string(what) + " has shape " + shape_string(a.shape()) + " but the network takes " +
-                          batch_shape_string(net.input_shape()));
-  if (a.dim(0) == 0) throw InvalidArgument(std::string(what) + " has no examples");
-  if (index_t bad = first_non_finite(a); bad >= 0)
-    throw InvalidArgument(std::string(what) + " has a non-finite value (NaN or Inf) in example " +
-                          std::to_string(bad / net.input_size()));
+  net.check_inputs(a, what);
   Inputs in;
   in.x.assign(a.data(), a.data() + a.size());
   in.n = a.dim(0);

@@ -189,6 +189,17 @@ void Network::forward(const T* theta, const T* x, index_t n, Trace<T>& trace) co
 }
 
 template <class T>
+void Network::check_inputs(const Array<T>& x, const char* what) const {
+  if (x.ndim() == 0 || drop_first(x.shape()) != input_shape_)
+    throw InvalidArgument(std::string(what) + " has shape " + shape_string(x.shape()) + " but the network takes " +
+                          batch_shape_string(input_shape_));
+  if (x.dim(0) == 0) throw InvalidArgument(std::string(what) + " has no examples");
+  if (index_t bad = first_non_finite(x); bad >= 0)
+    throw InvalidArgument(std::string(what) + " has a non-finite value (NaN or Inf) in example " +
+                          std::to_string(bad / input_size()));
+}
+
+template <class T>
 Array<T> Network::apply(const std::vector<T>& theta, const Array<T>& x, index_t batch_chunk) const {
   if (static_cast<index_t>(theta.size()) != num_params_)
     throw InvalidArgument("got " + std::to_string(theta.size()) + " parameters, the network has " + std::to_string(num_params_));
@@ -325,6 +336,7 @@ void Network::channel_mask(const T* theta, const Trace<T>& trace, int layer, int
   template std::vector<T> Network::init<T>(std::uint64_t, int) const;                                             \
   template std::vector<T> Network::params_from_npz<T>(const std::map<std::string, RawArray>&) const;         \
   template std::map<std::string, RawArray> Network::params_to_npz<T>(const std::vector<T>&) const;            \
+  template void Network::check_inputs<T>(const Array<T>&, const char*) const;                                  \
   template Array<T> Network::apply<T>(const std::vector<T>&, const Array<T>&, index_t) const;                \
   template void Network::forward<T>(const T*, const T*, index_t, Trace<T>&) const;                           \
   template void Network::vjp<T>(const T*, const Trace<T>&, index_t, const T*, T*, ParamCotangent<T>,             \

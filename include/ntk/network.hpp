@@ -66,6 +66,11 @@ class Network {
   template <class T>
   std::map<std::string, RawArray> params_to_npz(const std::vector<T>& theta) const;
 
+  // Throws InvalidArgument, naming the array `what`, unless x is a non-empty batch (N,
+  // input_shape...) of finite values.
+  template <class T>
+  void check_inputs(const Array<T>& x, const char* what) const;
+
   // Outputs (N, output_shape...) for inputs (N, input_shape...). Checks shapes and finiteness,
   // works through the batch in chunks of at most batch_chunk examples to bound memory.
   template <class T>
