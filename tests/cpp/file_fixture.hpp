@@ -5,12 +5,34 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstddef>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
+#include <vector>
 
 namespace ntk::test {
+
+// Raw file contents, for byte-exact comparisons and for truncating or corrupting files.
+using Bytes = std::vector<std::byte>;
+
+inline Bytes to_bytes(const std::string& s) {
+  const auto* p = reinterpret_cast<const std::byte*>(s.data());
+  return Bytes(p, p + s.size());
+}
+
+inline void write_bytes(const std::filesystem::path& path, const Bytes& b) {
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  f.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
+  ASSERT_TRUE(f.good()) << path;
+}
+
+inline Bytes read_bytes(const std::filesystem::path& path) {
+  std::ifstream f(path, std::ios::binary);
+  return to_bytes(std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>()));
+}
 
 class FileTest : public ::testing::Test {
  protected:

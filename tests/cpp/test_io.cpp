@@ -25,24 +25,10 @@ using ntk::Shape;
 
 namespace {
 
-using Bytes = std::vector<std::byte>;
-
-Bytes to_bytes(const std::string& s) {
-  const auto* p = reinterpret_cast<const std::byte*>(s.data());
-  return Bytes(p, p + s.size());
-}
-
-void write_bytes(const fs::path& path, const Bytes& b) {
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  f.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
-  ASSERT_TRUE(f.good()) << path;
-}
-
-Bytes read_bytes(const fs::path& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  return to_bytes(s);
-}
+using ntk::test::Bytes;
+using ntk::test::read_bytes;
+using ntk::test::to_bytes;
+using ntk::test::write_bytes;
 
 std::set<std::string> list_dir(const fs::path& dir) {
   std::set<std::string> names;

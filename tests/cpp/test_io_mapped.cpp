@@ -29,14 +29,8 @@ using ntk::Shape;
 
 namespace {
 
-using Bytes = std::vector<std::byte>;
-
-Bytes read_bytes(const fs::path& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  const auto* p = reinterpret_cast<const std::byte*>(s.data());
-  return Bytes(p, p + s.size());
-}
+using ntk::test::Bytes;
+using ntk::test::read_bytes;
 
 std::set<std::string> list_dir(const fs::path& dir) {
   std::set<std::string> names;
