@@ -197,9 +197,10 @@ std::vector<T> factored_side(const Network& net, const T* theta, const Trace<T>&
   // (n, R, C) -> (C, n, R) in 64 x 64 tiles, threaded over tiles of r.
   std::vector<T> a(grads.size());
   constexpr index_t B = 64;
-  parallel_for(n * ((R + B - 1) / B), [&](index_t begin, index_t end) {
+  const index_t r_tiles = (R + B - 1) / B;
+  parallel_for(n * r_tiles, [&](index_t begin, index_t end) {
     for (index_t task = begin; task < end; ++task) {
-      const index_t i = task / ((R + B - 1) / B), r0 = (task % ((R + B - 1) / B)) * B, r1 = std::min(R, r0 + B);
+      const index_t i = task / r_tiles, r0 = (task % r_tiles) * B, r1 = std::min(R, r0 + B);
       for (index_t c0 = 0; c0 < C; c0 += B)
         for (index_t c = c0; c < std::min(C, c0 + B); ++c)
           for (index_t r = r0; r < r1; ++r)
@@ -313,7 +314,9 @@ double method_flops(const Network& net, EntkMethod method, index_t n1, index_t n
     for (index_t j0 = symmetric ? i0 : 0; j0 < n2; j0 += t) {
       const double c2 = double(std::min(t, n2 - j0));
       const bool diagonal_tile = symmetric && j0 == i0;
-      // Symmetric diagonal tiles contract only the pairs i <= j (SYRK-style, see accumulate_paired).
+      // Symmetric diagonal tiles contract only the pairs i <= j where blocks go through
+      // contract_rows / accumulate_paired (SYRK-style); the small factored and pixel-pair blocks
+      // compute all pairs, so for them this count is a slight underestimate.
       const double half = diagonal_tile ? (c1 + 1) / (2 * c1) : 1.0;
       switch (method) {
         case EntkMethod::jc:

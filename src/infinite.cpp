@@ -211,12 +211,8 @@ KernelState propagate(const Network& net, KernelState input, const PairBatch& ba
   for (size_t k = 0; k < steps.size(); ++k) {
     const auto& st = steps[k];
     // A buffer read by no later step can be moved from.
-    auto last_use = [&](int buffer) {
-      for (size_t j = k + 1; j < steps.size(); ++j)
-        if (steps[j].in == buffer || (steps[j].layer < 0 && steps[j].skip == buffer)) return false;
-      return true;
-    };
-    KernelState s = last_use(st.in) ? std::move(buffers[size_t(st.in)]) : buffers[size_t(st.in)];
+    const bool last_use = net.last_reader(size_t(st.in)) == int(k);
+    KernelState s = last_use ? std::move(buffers[size_t(st.in)]) : buffers[size_t(st.in)];
     if (st.layer < 0) {
       const KernelState& skip = buffers[size_t(st.skip)];
       for (size_t e = 0; e < s.nngp.size(); ++e) s.nngp[e] += skip.nngp[e];

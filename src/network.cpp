@@ -23,6 +23,13 @@ Network::Network(const std::string& spec, const Shape& input_shape, const Networ
   int out = build(parse_spec(spec), 0, "", defaults);
   output_shape_ = buffer_shapes_[static_cast<size_t>(out)];
   for (const Shape& s : buffer_shapes_) buffer_sizes_.push_back(numel(s));
+  // Who reads each buffer, then the channel chains that depend on it.
+  buffer_readers_.assign(buffer_shapes_.size(), 0);
+  last_reader_.assign(buffer_shapes_.size(), -1);
+  for (size_t j = 0; j < steps_.size(); ++j)
+    for (int b : {steps_[j].in, steps_[j].layer < 0 ? steps_[j].skip : -1})
+      if (b >= 0) ++buffer_readers_[size_t(b)], last_reader_[size_t(b)] = int(j);
+  for (int l = 0; l < static_cast<int>(layers_.size()); ++l) chain_end_.push_back(find_channel_chain_end(l));
 }
 
 int Network::build(const std::vector<LayerSpec>& specs, int in_buffer, const std::string& prefix,
@@ -193,7 +200,8 @@ void Network::check_inputs(const Array<T>& x, const char* what) const {
   if (x.ndim() == 0 || drop_first(x.shape()) != input_shape_)
     throw InvalidArgument(std::string(what) + " has shape " + shape_string(x.shape()) + " but the network takes " +
                           batch_shape_string(input_shape_));
-  if (x.dim(0) == 0) throw InvalidArgument(std::string(what) + " has no examples");
+  if (x.dim(0) == 0)
+    throw InvalidArgument(std::string(what) + " has no examples (shape " + shape_string(x.shape()) + ")");
   if (index_t bad = first_non_finite(x); bad >= 0)
     throw InvalidArgument(std::string(what) + " has a non-finite value (NaN or Inf) in example " +
                           std::to_string(bad / input_size()));
@@ -203,12 +211,7 @@ template <class T>
 Array<T> Network::apply(const std::vector<T>& theta, const Array<T>& x, index_t batch_chunk) const {
   if (static_cast<index_t>(theta.size()) != num_params_)
     throw InvalidArgument("got " + std::to_string(theta.size()) + " parameters, the network has " + std::to_string(num_params_));
-  if (x.ndim() == 0 || drop_first(x.shape()) != input_shape_)
-    throw InvalidArgument("input has shape " + shape_string(x.shape()) + " but the network takes " +
-                          batch_shape_string(input_shape_));
-  if (x.dim(0) == 0) throw InvalidArgument("input has no examples (shape " + shape_string(x.shape()) + ")");
-  if (index_t bad = first_non_finite(x); bad >= 0)
-    throw InvalidArgument("input has a non-finite value (NaN or Inf) in example " + std::to_string(bad / input_size()));
+  check_inputs(x, "input");
   const index_t n = x.dim(0);
   Shape out_shape{n};
   out_shape.insert(out_shape.end(), output_shape_.begin(), output_shape_.end());
@@ -297,20 +300,16 @@ void Network::jvp(const T* theta, const Trace<T>& trace, index_t k, const std::t
     std::copy(result.begin(), result.end(), t_out);
 }
 
-int Network::channel_chain_end(int layer) const {
+int Network::find_channel_chain_end(int layer) const {
   const Layer& first = *layers_[static_cast<size_t>(layer)];
   if (!first.output_channel_params() || first.out_shape().size() < 2) return -1;
   const index_t channels = first.out_shape().back();
   if (first.out_size() == channels) return -1;  // one pixel: nothing to factor
   // Every buffer from the layer's output to the chain end must feed exactly the next chain step.
-  auto used_once_by = [&](int buffer, size_t step) {
-    for (size_t j = 0; j < steps_.size(); ++j)
-      if ((steps_[j].in == buffer || (steps_[j].layer < 0 && steps_[j].skip == buffer)) && j != step) return false;
-    return steps_[step].in == buffer;
-  };
   for (size_t step = layer_step_[static_cast<size_t>(layer)] + 1; step < steps_.size(); ++step) {
     const Step& s = steps_[step];
-    if (s.layer < 0 || !used_once_by(steps_[step - 1].out, step)) return -1;
+    const int feed = steps_[step - 1].out;
+    if (s.layer < 0 || s.in != feed || buffer_readers_[size_t(feed)] != 1) return -1;
     const Layer& l = *layers_[static_cast<size_t>(s.layer)];
     if (!l.channelwise() || l.out_shape().empty() || l.out_shape().back() != channels) return -1;
     if (l.out_size() == channels) return s.layer;

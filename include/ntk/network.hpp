@@ -102,7 +102,7 @@ class Network {
   // GlobalAvgPool), the last layer of that chain; -1 if there is none. Then every cotangent at the
   // layer's output factors per example as G = M ⊙ (1 uᵀ): a mask M that does not depend on the
   // output direction times the chain end's cotangent u broadcast over pixels.
-  int channel_chain_end(int layer) const;
+  int channel_chain_end(int layer) const { return chain_end_[static_cast<size_t>(layer)]; }
   // M for n examples: the chain's VJP (k = 1) of a ones cotangent at chain_end's output, written to
   // mask (n, layer out_size).
   template <class T>
@@ -128,10 +128,13 @@ class Network {
   };
   const std::vector<Step>& steps() const { return steps_; }
   size_t num_buffers() const { return buffer_sizes_.size(); }
+  // The last step that reads buffer b (-1: none, the output): after it the buffer is dead.
+  int last_reader(size_t b) const { return last_reader_[b]; }
   const Shape& buffer_shape(size_t b) const { return buffer_shapes_[b]; }
 
  private:
   int build(const std::vector<LayerSpec>& specs, int in_buffer, const std::string& prefix, const NetworkDefaults& d);
+  int find_channel_chain_end(int layer) const;
 
   Shape input_shape_, output_shape_;
   std::vector<std::unique_ptr<Layer>> layers_;
@@ -143,6 +146,8 @@ class Network {
   std::vector<Shape> buffer_shapes_;
   std::vector<index_t> buffer_sizes_;
   index_t num_params_ = 0;
+  std::vector<int> buffer_readers_, last_reader_;  // per buffer: steps reading it, the last of them
+  std::vector<int> chain_end_;                      // per layer: channel_chain_end
 };
 
 }  // namespace ntk

@@ -220,10 +220,12 @@ class Conv final : public LayerImpl<Conv> {
     const bool standard = o_.parameterization == Parameterization::standard;
     const double fan = double(taps()), one = o_.b_std ? 1.0 : 0.0;
     std::vector<double> sig = window_mean(s, s.nngp), theta = s.want_ntk ? window_mean(s, s.ntk) : std::vector<double>();
-    for (size_t e = 0; e < sig.size(); ++e) {
-      if (s.want_ntk) theta[e] = standard ? fan * sig[e] + one + w2 * theta[e] : w2 * sig[e] + b2 + w2 * theta[e];
-      sig[e] = w2 * sig[e] + b2;
-    }
+    parallel_for(index_t(sig.size()), [&](index_t begin, index_t end) {
+      for (size_t e = size_t(begin); e < size_t(end); ++e) {
+        if (s.want_ntk) theta[e] = standard ? fan * sig[e] + one + w2 * theta[e] : w2 * sig[e] + b2 + w2 * theta[e];
+        sig[e] = w2 * sig[e] + b2;
+      }
+    });
     s.nngp.swap(sig);
     if (s.want_ntk) s.ntk.swap(theta);
     s.h = ho_, s.w = wo_;
