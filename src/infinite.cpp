@@ -2,6 +2,7 @@
 #include "ntk/infinite.hpp"
 
 #include <map>
+#include <optional>
 #include <mutex>
 #include <tuple>
 
@@ -14,6 +15,10 @@ namespace ntk {
 
 void Layer::kernel_rule(KernelState&) const {
   throw NotSupported("infinite-width kernels: layer " + describe() + " has no kernel rule (yet)");
+}
+
+void Layer::kernel_offset_rule(OffsetBlock&) const {
+  throw std::logic_error("Layer::kernel_offset_rule: layer " + describe() + " has no offset rule");
 }
 
 namespace detail {
@@ -203,12 +208,14 @@ using VarianceMaps = std::vector<std::vector<double>>;  // [layer] -> (n, pixels
 // Runs the program on a batch of pairs. Before each layer the variances are filled in: for pairs
 // (x, x) from the state itself (so ρ = 1 exactly on them) and recorded into `record`; otherwise
 // from the maps of x1 and x2.
-KernelState propagate(const Network& net, KernelState input, const PairBatch& batch, bool symmetric,
+// The program runs from step `first` on, `input` being the state of the buffer that step reads.
+KernelState propagate(const Network& net, KernelState input, size_t first, const PairBatch& batch, bool symmetric,
                       const VarianceMaps* maps1, const VarianceMaps* maps2, VarianceMaps* record, index_t record_n) {
-  std::vector<KernelState> buffers(net.num_buffers());
-  buffers[0] = std::move(input);
   const auto& steps = net.steps();
-  for (size_t k = 0; k < steps.size(); ++k) {
+  if (first >= steps.size()) return input;
+  std::vector<KernelState> buffers(net.num_buffers());
+  buffers[size_t(steps[first].in)] = std::move(input);
+  for (size_t k = first; k < steps.size(); ++k) {
     const auto& st = steps[k];
     // A buffer read by no later step can be moved from.
     const bool last_use = net.last_reader(size_t(st.in)) == int(k);
@@ -247,6 +254,226 @@ KernelState propagate(const Network& net, KernelState input, const PairBatch& ba
   return std::move(buffers.back());
 }
 
+// ---- The offset path (see OffsetBlock) ----
+
+// The step of the readout layer (GlobalAvgPool, Flatten) that ends the offset path, when every
+// step before it has an offset rule (stride-1 Conv, pointwise layers, Residual sums) and nothing
+// computed before it is read after it; otherwise none, and the layer-by-layer path runs.
+std::optional<size_t> offset_readout(const Network& net) {
+  const auto& steps = net.steps();
+  for (size_t k = 0; k < steps.size(); ++k) {
+    if (steps[k].layer < 0) continue;
+    const Layer& l = *net.layers()[size_t(steps[k].layer)];
+    if (l.kernel_pixel_readout() != PixelReadout::none) {
+      for (size_t j = 0; j <= k; ++j)
+        for (int b : {steps[j].in, steps[j].layer < 0 ? steps[j].skip : -1})
+          if (b >= 0 && net.last_reader(size_t(b)) > int(k)) return std::nullopt;
+      return k;
+    }
+    if (!l.kernel_has_offset_rule()) return std::nullopt;
+  }
+  return std::nullopt;
+}
+
+// One thread's buffers for the offset path: per program buffer a block's Σ and Θ, the pairs'
+// inputs and variances transposed to [pixel][lane].
+struct OffsetWorkspace {
+  static constexpr index_t L = OffsetBlock::lanes;
+  std::vector<std::vector<double>> nngp, ntk;  // [buffer]
+  std::vector<double> x1, x2, scratch;         // inputs (P × C × lanes)
+  std::vector<std::vector<double>> var1, var2; // [step]
+};
+
+class OffsetPath {
+ public:
+  OffsetPath(const Network& net, size_t readout, bool want_ntk) : net_(net), readout_(readout), want_ntk_(want_ntk) {
+    const auto& steps = net.steps();
+    std::tie(h_, w_) = spatial_of(net.input_shape());
+    const Layer& r = *net.layers()[size_t(steps[readout].layer)];
+    kind_ = r.kernel_pixel_readout();
+    const auto [rh, rw] = spatial_of(net.buffer_shape(size_t(steps[readout].in)));
+    readout_pixels_ = rh * rw;
+    // Offset (0, 0) first: in the pass over pairs (x, x) it yields the variances the others read.
+    offsets_.emplace_back(0, 0);
+    if (kind_ == PixelReadout::all_pairs)
+      for (index_t dy = -(h_ - 1); dy < h_; ++dy)
+        for (index_t dx = -(w_ - 1); dx < w_; ++dx)
+          if (dy != 0 || dx != 0) offsets_.emplace_back(dy, dx);
+    for (size_t k = 0; k < readout; ++k)
+      if (steps[k].layer >= 0 && net.layers()[size_t(steps[k].layer)]->kernel_needs_gaussian_input())
+        var_steps_.push_back(k);
+  }
+
+  size_t readout() const { return readout_; }
+  // Pixel-pair entries one pair costs, summed over the layers (for progress and rate reports).
+  index_t offsets() const { return index_t(offsets_.size()); }
+
+  // Σ and Θ at the readout's output for the pairs (a_i, b_j) of a batch (with `symmetric`, only
+  // those with j ≥ i). With `record`, the pairs are (x, x): the variances come from offset 0
+  // itself and are stored into record (sized here).
+  KernelState run(const Inputs& a, const Inputs& b, const PairBatch& batch, bool symmetric, const VarianceMaps* maps1,
+                  const VarianceMaps* maps2, VarianceMaps* record, index_t record_n) const {
+    KernelState s;
+    s.pairs = batch.pairs();
+    s.want_ntk = want_ntk_;
+    s.nngp.assign(size_t(s.pairs), 0.0);
+    if (want_ntk_) s.ntk.assign(size_t(s.pairs), 0.0);
+    std::vector<index_t> todo;
+    for (index_t q = 0; q < s.pairs; ++q)
+      if (!symmetric || batch.second(q) >= batch.first(q)) todo.push_back(q);
+    if (record)
+      for (size_t k : var_steps_) {
+        const auto [vh, vw] = spatial_of(net_.buffer_shape(size_t(net_.steps()[k].in)));
+        (*record)[size_t(net_.steps()[k].layer)].resize(size_t(record_n * vh * vw));
+      }
+    const index_t L = OffsetBlock::lanes, groups = (index_t(todo.size()) + L - 1) / L;
+    parallel_for(groups, [&](index_t begin, index_t end) {
+      OffsetWorkspace ws;
+      index_t i[L], j[L];
+      double nngp[L], ntk[L];
+      for (index_t g = begin; g < end; ++g) {
+        const index_t count = std::min(L, index_t(todo.size()) - g * L);
+        for (index_t k = 0; k < L; ++k) {
+          const index_t q = todo[size_t(g * L + std::min(k, count - 1))];  // spare lanes repeat the last pair
+          i[k] = batch.first(q), j[k] = batch.second(q);
+        }
+        lanes(a, b, i, j, count, maps1, maps2, record, ws, nngp, ntk);
+        for (index_t k = 0; k < count; ++k) {
+          const index_t q = todo[size_t(g * L + k)];
+          s.nngp[size_t(q)] = nngp[k];
+          if (want_ntk_) s.ntk[size_t(q)] = ntk[k];
+        }
+      }
+    });
+    return s;
+  }
+
+ private:
+  // One group of lanes: every offset through every step up to the readout, summed there.
+  void lanes(const Inputs& a, const Inputs& b, const index_t* i, const index_t* j, index_t count,
+             const VarianceMaps* maps1, const VarianceMaps* maps2, VarianceMaps* record, OffsetWorkspace& ws,
+             double* out_nngp, double* out_ntk) const {
+    constexpr index_t L = OffsetBlock::lanes;
+    const auto& steps = net_.steps();
+    const index_t P = h_ * w_, C = a.channels;
+    transpose_inputs(a, i, ws.x1);
+    transpose_inputs(b, j, ws.x2);
+    ws.nngp.resize(net_.num_buffers());
+    ws.ntk.resize(net_.num_buffers());
+    ws.var1.resize(steps.size());
+    ws.var2.resize(steps.size());
+    for (size_t k : var_steps_) {
+      const auto [vh, vw] = spatial_of(net_.buffer_shape(size_t(steps[k].in)));
+      const index_t Pk = vh * vw;
+      ws.var1[k].resize(size_t(Pk * L));
+      ws.var2[k].resize(size_t(Pk * L));
+      if (record) continue;  // filled from offset 0 below
+      const auto& m1 = (*maps1)[size_t(steps[k].layer)];
+      const auto& m2 = (*maps2)[size_t(steps[k].layer)];
+      for (index_t p = 0; p < Pk; ++p)
+        for (index_t lane = 0; lane < L; ++lane) {
+          ws.var1[k][size_t(p * L + lane)] = m1[size_t(i[lane] * Pk + p)];
+          ws.var2[k][size_t(p * L + lane)] = m2[size_t(j[lane] * Pk + p)];
+        }
+    }
+    double acc_nngp[L] = {}, acc_ntk[L] = {};
+    for (const auto& [dy, dx] : offsets_) {
+      // Σ⁰(p, p + d) = x(p)·x'(p + d)/C on the offset's grid; Θ⁰ = 0.
+      OffsetBlock blk;
+      blk.h = h_, blk.w = w_, blk.dy = dy, blk.dx = dx, blk.want_ntk = want_ntk_, blk.scratch = &ws.scratch;
+      const index_t gh = blk.grid_h(), gw = blk.grid_w();
+      auto& n0 = ws.nngp[0];
+      n0.resize(size_t(P * L));
+      for (index_t gy = 0; gy < gh; ++gy) {
+        const double* x = ws.x1.data() + blk.pixel1(gy) * C * L;
+        const double* y = ws.x2.data() + blk.pixel2(gy) * C * L;
+        double* dst = n0.data() + gy * gw * L;
+        for (index_t gx = 0; gx < gw; ++gx)
+          for (index_t lane = 0; lane < L; ++lane) {
+            double t = 0;
+            for (index_t c = 0; c < C; ++c) t += x[(gx * C + c) * L + lane] * y[(gx * C + c) * L + lane];
+            dst[gx * L + lane] = t / double(C);
+          }
+      }
+      if (want_ntk_) ws.ntk[0].assign(size_t(P * L), 0.0);
+      for (size_t k = 0; k < readout_; ++k) {
+        const auto& st = steps[k];
+        const size_t in = size_t(st.in), out = size_t(st.out);
+        const auto [ih, iw] = spatial_of(net_.buffer_shape(in));
+        blk.h = ih, blk.w = iw;
+        const size_t cells = size_t(std::max<index_t>(blk.grid_h(), 0) * std::max<index_t>(blk.grid_w(), 0) * L);
+        // A buffer read by no later step is handed on; otherwise copied.
+        auto take = [&](std::vector<std::vector<double>>& bufs) {
+          if (net_.last_reader(in) == int(k)) {
+            bufs[out].swap(bufs[in]);
+          } else {
+            bufs[out].resize(std::max(bufs[out].size(), cells));
+            std::copy(bufs[in].begin(), bufs[in].begin() + cells, bufs[out].begin());
+          }
+        };
+        take(ws.nngp);
+        if (want_ntk_) take(ws.ntk);
+        if (st.layer < 0) {
+          const size_t skip = size_t(st.skip);
+          for (size_t e = 0; e < cells; ++e) ws.nngp[out][e] += ws.nngp[skip][e];
+          if (want_ntk_)
+            for (size_t e = 0; e < cells; ++e) ws.ntk[out][e] += ws.ntk[skip][e];
+          continue;
+        }
+        blk.nngp = ws.nngp[out].data();
+        blk.ntk = want_ntk_ ? ws.ntk[out].data() : nullptr;
+        if (!ws.var1[k].empty()) {
+          if (record && dy == 0 && dx == 0) {  // the grid of offset 0 is the image: [pixel][lane]
+            std::copy(blk.nngp, blk.nngp + cells, ws.var1[k].begin());
+            std::copy(blk.nngp, blk.nngp + cells, ws.var2[k].begin());
+          }
+          blk.var1 = ws.var1[k].data(), blk.var2 = ws.var2[k].data();
+        }
+        net_.layers()[size_t(st.layer)]->kernel_offset_rule(blk);
+      }
+      // The readout's input.
+      const size_t in = size_t(steps[readout_].in);
+      const auto [rh, rw] = spatial_of(net_.buffer_shape(in));
+      blk.h = rh, blk.w = rw;
+      if (blk.empty()) continue;
+      const index_t cells = blk.grid_h() * blk.grid_w();
+      for (index_t e = 0; e < cells; ++e)
+        for (index_t lane = 0; lane < L; ++lane) {
+          acc_nngp[lane] += ws.nngp[in][size_t(e * L + lane)];
+          if (want_ntk_) acc_ntk[lane] += ws.ntk[in][size_t(e * L + lane)];
+        }
+    }
+    const double scale = 1.0 / double(kind_ == PixelReadout::all_pairs ? readout_pixels_ * readout_pixels_ : readout_pixels_);
+    for (index_t lane = 0; lane < L; ++lane) out_nngp[lane] = acc_nngp[lane] * scale, out_ntk[lane] = acc_ntk[lane] * scale;
+    if (record)
+      for (size_t k : var_steps_) {
+        auto& map = (*record)[size_t(steps[k].layer)];
+        const index_t Pk = index_t(ws.var1[k].size()) / L;
+        for (index_t lane = 0; lane < count; ++lane)
+          for (index_t p = 0; p < Pk; ++p) map[size_t(i[lane] * Pk + p)] = ws.var1[k][size_t(p * L + lane)];
+      }
+  }
+
+  // x[(p·C + c)·lanes + lane] = example idx[lane] at pixel p, channel c.
+  void transpose_inputs(const Inputs& in, const index_t* idx, std::vector<double>& x) const {
+    constexpr index_t L = OffsetBlock::lanes;
+    const index_t PC = in.pixels * in.channels;
+    x.resize(size_t(PC * L));
+    for (index_t lane = 0; lane < L; ++lane) {
+      const double* src = in.example(idx[lane]);
+      for (index_t e = 0; e < PC; ++e) x[size_t(e * L + lane)] = src[e];
+    }
+  }
+
+  const Network& net_;
+  size_t readout_;
+  bool want_ntk_;
+  PixelReadout kind_ = PixelReadout::none;
+  index_t h_ = 1, w_ = 1, readout_pixels_ = 1;
+  std::vector<std::pair<index_t, index_t>> offsets_;
+  std::vector<size_t> var_steps_;
+};
+
 // Pairs per batch: the grid of vectors is cheap per pair; image pairs hold P² (or P) entries in
 // every live buffer, so batches stay near 256 MiB.
 index_t batch_pairs(const Network& net, bool diagonal) {
@@ -272,15 +499,29 @@ Array<T> infinite_kernel(const Network& net, const Array<T>& x1, const std::type
   const Inputs& bb = symmetric ? a : b;
   const bool want_ntk = options.get == KernelOptions::ntk;
   const index_t n1 = a.n, n2 = bb.n;
-  const index_t per_batch = batch_pairs(net, diagonal);
+  const std::optional<size_t> readout = options.offset_path ? offset_readout(net) : std::nullopt;
+  const std::optional<OffsetPath> offsets =
+      readout ? std::optional<OffsetPath>(std::in_place, net, *readout, want_ntk) : std::nullopt;
+  // The offset path keeps one vector entry per pair; the layer-by-layer path whole pixel-pair states.
+  const index_t per_batch = offsets ? index_t(1) << 16 : batch_pairs(net, diagonal);
+
+  // The kernel of a batch of pairs at the network's output.
+  auto run = [&](const Inputs& x, const Inputs& y, const PairBatch& batch, bool sym, bool ntk, const VarianceMaps* m1,
+                 const VarianceMaps* m2, VarianceMaps* record, index_t record_n) {
+    if (offsets) {
+      KernelState s = offsets->run(x, y, batch, sym, m1, m2, record, record_n);
+      return propagate(net, std::move(s), offsets->readout() + 1, batch, sym, m1, m2, record, record_n);
+    }
+    return propagate(net, input_state(x, y, batch, diagonal, net.input_shape(), ntk), 0, batch, sym, m1, m2, record,
+                     record_n);
+  };
 
   // Pass 1: the pairs (x, x) of every example, recording the variances each rule reads.
   auto self_pass = [&](const Inputs& in, VarianceMaps& maps) {
     maps.assign(net.layers().size(), {});
     for (index_t i0 = 0; i0 < in.n; i0 += per_batch) {
       PairBatch batch{i0, std::min(per_batch, in.n - i0), i0, 0, true};
-      propagate(net, input_state(in, in, batch, diagonal, net.input_shape(), false), batch, false, nullptr, nullptr,
-                &maps, in.n);
+      run(in, in, batch, false, false, nullptr, nullptr, &maps, in.n);
     }
   };
   VarianceMaps maps1, maps2;
@@ -295,8 +536,7 @@ Array<T> infinite_kernel(const Network& net, const Array<T>& x1, const std::type
   for (index_t i0 = 0; i0 < n1; i0 += t1)
     for (index_t j0 = symmetric ? i0 : 0; j0 < n2; j0 += t2) {
       PairBatch batch{i0, std::min(t1, n1 - i0), j0, std::min(t2, n2 - j0), false};
-      KernelState s = propagate(net, input_state(a, bb, batch, diagonal, net.input_shape(), want_ntk), batch, symmetric,
-                                &maps1, &m2, nullptr, 0);
+      KernelState s = run(a, bb, batch, symmetric, want_ntk, &maps1, &m2, nullptr, 0);
       const std::vector<double>& k = want_ntk ? s.ntk : s.nngp;
       for (index_t q = 0; q < batch.pairs(); ++q) {
         const index_t i = batch.first(q), j = batch.second(q);

@@ -69,6 +69,37 @@ struct KernelState {
   double v2(index_t q, index_t e) const { return var2[size_t(q * pixels() + (diagonal ? e : e % pixels()))]; }
 };
 
+// The kernel of `lanes` pairs at one pixel offset d = p' − p, for the offset path of the
+// infinite-width driver. Stride-1 convolutions shift both pixels of a pair by the same tap and
+// pointwise rules act entry by entry, so the entries Σ(p, p + d) of one offset d only ever mix
+// among themselves: a pair's P² entries split into independent grids, one per offset, each small
+// enough to stay in cache through the whole network. Grid cell (gy, gx) is pixel
+// (gy + max(0, −dy), gx + max(0, −dx)) of x and that pixel + d of x'; values are stored
+// [gy][gx][lane], so every rule runs over runs of grid_w()·lanes contiguous doubles.
+struct OffsetBlock {
+  static constexpr index_t lanes = 8;
+  index_t h = 1, w = 1;    // image extent at this point of the network
+  index_t dy = 0, dx = 0;  // the offset d
+  bool want_ntk = true;
+  double* nngp = nullptr;  // grid_h() × grid_w() × lanes
+  double* ntk = nullptr;   // the same, or null when !want_ntk
+  // Per pixel of x and of x' (h·w × lanes), the variances Σ(x, x)(p, p) at the layer's input; set
+  // by the driver before rules that read them.
+  const double* var1 = nullptr;
+  const double* var2 = nullptr;
+  std::vector<double>* scratch = nullptr;  // work space a rule may resize
+  index_t grid_h() const { return h - (dy < 0 ? -dy : dy); }
+  index_t grid_w() const { return w - (dx < 0 ? -dx : dx); }
+  bool empty() const { return grid_h() <= 0 || grid_w() <= 0; }
+  // First pixel of grid row gy in x and in x'.
+  index_t pixel1(index_t gy) const { return (gy + (dy < 0 ? -dy : 0)) * w + (dx < 0 ? -dx : 0); }
+  index_t pixel2(index_t gy) const { return (gy + (dy > 0 ? dy : 0)) * w + (dx > 0 ? dx : 0); }
+};
+
+// How a readout layer turns the pixel-pair kernel into a vector kernel: GlobalAvgPool takes the
+// mean over all pixel pairs, Flatten the mean over the diagonal p = p'.
+enum class PixelReadout { none, all_pairs, diagonal };
+
 class Layer {
  public:
   virtual ~Layer() = default;
@@ -155,6 +186,12 @@ class Layer {
   virtual bool kernel_output_gaussian(bool input_gaussian) const { return input_gaussian; }
   // Pooling mixes pixel pairs p ≠ p', so the full spatial covariance must be kept before it.
   virtual bool kernel_needs_full_covariance() const { return false; }
+  // The offset path (OffsetBlock): layers whose rule maps each offset's grid to itself (stride-1
+  // convolutions, pointwise rules) implement it; the driver takes the path only when every layer
+  // before the readout does. The default throws std::logic_error.
+  virtual bool kernel_has_offset_rule() const { return false; }
+  virtual void kernel_offset_rule(OffsetBlock& b) const;
+  virtual PixelReadout kernel_pixel_readout() const { return PixelReadout::none; }
 
  protected:
   // Returns the output shape for in_shape and records what the layer derives from it (fan-in...).

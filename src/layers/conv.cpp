@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "../blas.hpp"
+#include "../simd.hpp"
 #include "layers.hpp"
 #include "ntk/error.hpp"
 #include "ntk/parallel.hpp"
@@ -216,19 +217,28 @@ class Conv final : public LayerImpl<Conv> {
   // diagonal (p = p' only) it is a plain mean filter.
   void kernel_rule(KernelState& s) const override {
     if (s.h != h_ || s.w != w_) throw std::logic_error("Conv::kernel_rule: state does not match the layer's input");
-    const double w2 = o_.W_std * o_.W_std, b2 = o_.b_std ? *o_.b_std * *o_.b_std : 0.0;
-    const bool standard = o_.parameterization == Parameterization::standard;
-    const double fan = double(taps()), one = o_.b_std ? 1.0 : 0.0;
     std::vector<double> sig = window_mean(s, s.nngp), theta = s.want_ntk ? window_mean(s, s.ntk) : std::vector<double>();
     parallel_for(index_t(sig.size()), [&](index_t begin, index_t end) {
-      for (size_t e = size_t(begin); e < size_t(end); ++e) {
-        if (s.want_ntk) theta[e] = standard ? fan * sig[e] + one + w2 * theta[e] : w2 * sig[e] + b2 + w2 * theta[e];
-        sig[e] = w2 * sig[e] + b2;
-      }
+      affine_kernel_rows(o_, double(taps()), end - begin, sig.data() + begin, s.want_ntk ? theta.data() + begin : nullptr);
     });
     s.nngp.swap(sig);
     if (s.want_ntk) s.ntk.swap(theta);
     s.h = ho_, s.w = wo_;
+  }
+
+  // On one offset's grid (OffsetBlock) the window mean is a plain kh × kw mean filter: output cell
+  // g reads input cells g + δ − pad, zero outside the grid (where p or p + d leaves the image).
+  bool kernel_has_offset_rule() const override { return sh_ == 1 && sw_ == 1; }
+  void kernel_offset_rule(OffsetBlock& b) const override {
+    if (b.h != h_ || b.w != w_) throw std::logic_error("Conv::kernel_offset_rule: block does not match the layer's input");
+    const index_t L = OffsetBlock::lanes, gh = b.grid_h(), gw = b.grid_w();
+    b.h = ho_, b.w = wo_;
+    if (gh <= 0 || gw <= 0 || b.empty()) return;
+    const index_t oh = b.grid_h(), ow = b.grid_w();
+    b.scratch->resize(static_cast<size_t>(oh * gw * L));
+    window_mean_grid(gh, gw, oh, ow, b.nngp, b.scratch->data());
+    if (b.ntk) window_mean_grid(gh, gw, oh, ow, b.ntk, b.scratch->data());
+    affine_kernel_rows(o_, double(taps()), oh * ow * L, b.nngp, b.ntk);
   }
   bool kernel_output_gaussian(bool) const override { return true; }
 
@@ -303,6 +313,37 @@ class Conv final : public LayerImpl<Conv> {
       }
     });
     return out;
+  }
+
+  // The mean filter on a (gh, gw) grid of lanes, in place into the (oh, ow) output: rows into t
+  // (oh × gw × lanes), then columns. Each tap adds one shifted run of whole grid rows (rows pass) or
+  // cells (columns pass), so the inner loops are long and contiguous.
+  NTK_SIMD_CLONES void window_mean_grid(index_t gh, index_t gw, index_t oh, index_t ow, double* m, double* t) const {
+    const index_t L = OffsetBlock::lanes, run = gw * L;
+    std::fill(t, t + oh * run, 0.0);
+    for (index_t dy = 0; dy < kh_; ++dy) {
+      const index_t shift = dy - pad_top_;  // output row oy reads input row oy + shift
+      const index_t lo = std::max<index_t>(0, -shift), hi = std::min(oh, gh - shift);
+      if (lo >= hi) continue;
+      const double* src = m + (lo + shift) * run;
+      double* dst = t + lo * run;
+      for (index_t e = 0, n = (hi - lo) * run; e < n; ++e) dst[e] += src[e];
+    }
+    const double inv = 1.0 / double(kh_ * kw_);
+    for (index_t oy = 0; oy < oh; ++oy) {
+      double* dst = m + oy * ow * L;
+      const double* row = t + oy * run;
+      std::fill(dst, dst + ow * L, 0.0);
+      for (index_t dx = 0; dx < kw_; ++dx) {
+        const index_t shift = dx - pad_left_;
+        const index_t lo = std::max<index_t>(0, -shift), hi = std::min(ow, gw - shift);
+        if (lo >= hi) continue;
+        const double* src = row + (lo + shift) * L;
+        double* d = dst + lo * L;
+        for (index_t e = 0, n = (hi - lo) * L; e < n; ++e) d[e] += src[e];
+      }
+      for (index_t e = 0; e < ow * L; ++e) dst[e] *= inv;
+    }
   }
 
   index_t taps() const { return kh_ * kw_ * c_; }

@@ -126,16 +126,16 @@ class Dense final : public LayerImpl<Dense> {
   // On image-shaped inputs Dense acts on the channels of each pixel, so the rule is the same for
   // every pixel pair.
   void kernel_rule(KernelState& s) const override {
-    const double w2 = o_.W_std * o_.W_std, b2 = o_.b_std ? *o_.b_std * *o_.b_std : 0.0;
-    const bool standard = o_.parameterization == Parameterization::standard;
-    const double fan = double(fan_in_), one = o_.b_std ? 1.0 : 0.0;
     parallel_for(index_t(s.nngp.size()), [&](index_t begin, index_t end) {
-      for (index_t e = begin; e < end; ++e) {
-        const double old = s.nngp[size_t(e)], sig = w2 * old + b2;
-        if (s.want_ntk) s.ntk[size_t(e)] = standard ? fan * old + one + w2 * s.ntk[size_t(e)] : sig + w2 * s.ntk[size_t(e)];
-        s.nngp[size_t(e)] = sig;
-      }
+      affine_kernel_rows(o_, double(fan_in_), end - begin, s.nngp.data() + begin,
+                         s.want_ntk ? s.ntk.data() + begin : nullptr);
     });
+  }
+  // Dense acts on each pixel's channels, so its rule is pointwise over pixel pairs.
+  bool kernel_has_offset_rule() const override { return true; }
+  void kernel_offset_rule(OffsetBlock& b) const override {
+    if (b.empty()) return;
+    affine_kernel_rows(o_, double(fan_in_), b.grid_h() * b.grid_w() * OffsetBlock::lanes, b.nngp, b.ntk);
   }
   bool kernel_output_gaussian(bool) const override { return true; }
 

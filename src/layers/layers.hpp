@@ -23,6 +23,12 @@ struct AffineOptions {
 };
 AffineOptions read_affine_options(const ArgReader& args, const NetworkDefaults& defaults);
 std::string describe_affine(const AffineOptions& o);
+// The infinite-width rule of a random affine layer over n entries (REFERENCE.md section 4), given
+// m(Σ) in nngp and m(Θ) in ntk (null: NNGP only), where m is what the layer does to its inputs'
+// pixel pairs (identity for Dense, the window mean for Conv) and fan_in its fan-in:
+//   Σ ← W_std²·m(Σ) + b_std²;  NTK param Θ ← Σ_new + W_std²·m(Θ);
+//   standard param Θ ← fan_in·m(Σ) + (1 if bias) + W_std²·m(Θ).
+void affine_kernel_rows(const AffineOptions& o, double fan_in, index_t n, double* nngp, double* ntk);
 std::string format_number(double v);
 
 // Output size and leading padding of a 2-D sliding window (Conv, AvgPool) over an H×W input.

@@ -190,6 +190,7 @@ class GlobalAvgPool final : public LinearLayer<GlobalAvgPool> {
     if (s.diagonal) throw NotSupported("infinite-width kernels: GlobalAvgPool needs the full spatial covariance");
     reduce_spatial(s, false);
   }
+  PixelReadout kernel_pixel_readout() const override { return PixelReadout::all_pairs; }
   bool kernel_needs_full_covariance() const override { return true; }
 
  protected:
@@ -215,6 +216,7 @@ class Flatten final : public LinearLayer<Flatten> {
   // Infinite width: the flattened features' inner product over P·C is the mean over pixels of
   // Σ(p, p), so only the diagonal p = p' matters.
   void kernel_rule(KernelState& s) const override { reduce_spatial(s, true); }
+  PixelReadout kernel_pixel_readout() const override { return PixelReadout::diagonal; }
 
  protected:
   Shape infer_shape(const Shape& in) override { return {numel(in)}; }

@@ -5,6 +5,7 @@
 #include <map>
 
 #include "../blas.hpp"
+#include "../simd.hpp"
 #include "layers.hpp"
 #include "ntk/error.hpp"
 #include "ntk/parallel.hpp"
@@ -117,6 +118,16 @@ Window2d window_geometry(index_t h, index_t w, index_t kh, index_t kw, index_t s
 std::string describe_affine(const AffineOptions& o) {
   return "W_std=" + format_number(o.W_std) + ", b_std=" + (o.b_std ? format_number(*o.b_std) : "none") +
          ", parameterization=" + to_string(o.parameterization);
+}
+
+NTK_SIMD_CLONES void affine_kernel_rows(const AffineOptions& o, double fan_in, index_t n, double* nngp, double* ntk) {
+  const double w2 = o.W_std * o.W_std, b2 = o.b_std ? *o.b_std * *o.b_std : 0.0, one = o.b_std ? 1.0 : 0.0;
+  const bool standard = o.parameterization == Parameterization::standard;
+  for (index_t e = 0; e < n; ++e) {
+    const double m = nngp[e], sig = w2 * m + b2;
+    if (ntk) ntk[e] = standard ? fan_in * m + one + w2 * ntk[e] : sig + w2 * ntk[e];
+    nngp[e] = sig;
+  }
 }
 
 }  // namespace detail

@@ -157,6 +157,96 @@ TEST(Infinite, QuadratureMatchesClosedForms) {
   }
 }
 
+TEST(Infinite, GeluClosedFormMatchesQuadrature) {
+  // The closed form (through a Dense layer that leaves Σ = x·y/d) against bivariate Gauss-Hermite
+  // quadrature of φ(x) = x·Φ(x): the acceptance bound 2e-3 at degree 25, and 1e-9 at degree 120
+  // (GELU is smooth, so the quadrature converges to the exact value).
+  auto gelu = [](double x) { return 0.5 * x * std::erfc(-x / std::numbers::sqrt2); };
+  auto dgelu = [](double x) {
+    return 0.5 * std::erfc(-x / std::numbers::sqrt2) + x * std::exp(-0.5 * x * x) / std::sqrt(2 * kPi);
+  };
+  Network net("Dense(4), Gelu", {2});
+  const double cases[][4] = {{1.0, 0.0, 0.3, 0.8}, {0.5, 0.2, -0.4, 2.0}, {1.3, 0.9, 0.1, 1.2}, {0.1, 0.0, 0.0, 0.3},
+                             {1.5, 0.0, -1.4, 0.5}, {1.6, 0.5, 1.5, 0.6}, {3.0, 1.0, 2.9, 1.1}};
+  for (const auto& c : cases) {
+    // x = (c0, c1), y = (c2, c3): Σ11 = |x|²/2, Σ12 = x·y/2, Σ22 = |y|²/2.
+    Array<double> x = rows(1, 2, {c[0], c[1]}), y = rows(1, 2, {c[2], c[3]});
+    const double s11 = (c[0] * c[0] + c[1] * c[1]) / 2, s22 = (c[2] * c[2] + c[3] * c[3]) / 2;
+    const double s12 = (c[0] * c[2] + c[1] * c[3]) / 2;
+    const double K = infinite_kernel(net, x, &y, get(KernelOptions::nngp))[0];
+    // NTK of Dense(no bias), Gelu: Θ = Σ12·E[φ'φ'].
+    const double T = infinite_kernel(net, x, &y, get(KernelOptions::ntk))[0];
+    for (int degree : {25, 120}) {
+      // Degree 25 resolves φ' (a smoothed step) only at moderate variances; at Σ ≈ 5 it is off by 1%.
+      if (degree == 25 && std::max(s11, s22) > 2) continue;
+      auto [e, ed] = detail::gaussian_expectations(gelu, dgelu, s11, s12, s22, degree);
+      const double tol = degree == 25 ? 2e-3 : 1e-9;
+      EXPECT_NEAR(K, e, tol * std::max(std::abs(e), 1e-2)) << degree << " " << s11 << " " << s12 << " " << s22;
+      EXPECT_NEAR(T, s12 * ed, tol * std::max(std::abs(s12 * ed), 1e-2)) << degree;
+    }
+  }
+}
+
+TEST(Infinite, VectorizableArcsinArccosMatchLibm) {
+  double worst = 0;
+  for (int i = 0; i <= 200000; ++i) {
+    const double t = -1.0 + i * 1e-5;
+    worst = std::max(worst, std::abs(detail::acos_vectorizable(t) - std::acos(t)));
+    worst = std::max(worst, std::abs(detail::asin_vectorizable(t) - std::asin(t)));
+  }
+  for (double t : {1.0, -1.0, 0.5, -0.5, 1e-300, 1.0 - 1e-16, -1.0 + 1e-16}) {
+    worst = std::max(worst, std::abs(detail::acos_vectorizable(t) - std::acos(t)));
+    worst = std::max(worst, std::abs(detail::asin_vectorizable(t) - std::asin(t)));
+  }
+  EXPECT_LE(worst, 1e-15);
+  EXPECT_EQ(detail::acos_vectorizable(1.0), 0.0);
+  EXPECT_EQ(detail::acos_vectorizable(-1.0), kPi);
+}
+
+TEST(Infinite, OffsetPathMatchesLayerByLayer) {
+  // The offset path (one pixel offset at a time, pairs in SIMD lanes) against the layer-by-layer
+  // path over whole pixel-pair states, which shares only the pointwise formulas with it.
+  struct Case {
+    std::string spec;
+    Shape in;
+    Parameterization param = Parameterization::ntk;
+  };
+  const Case cases[] = {
+      {"Conv(2, 3, padding=SAME, W_std=1.4, b_std=0.2), Relu, Conv(2, 3, padding=SAME, W_std=1.4), Relu, "
+       "GlobalAvgPool, Dense(1)", {5, 6, 3}},
+      {"Conv(2, 3, padding=SAME, W_std=1.3, b_std=0.1), Erf, Conv(2, 3x2, padding=VALID), Gelu, GlobalAvgPool, "
+       "Dense(2, b_std=0.1)", {6, 5, 2}, Parameterization::standard},
+      {"Conv(2, 2, padding=SAME), LeakyRelu(0.1), Dense(3, b_std=0.3), Abs, GlobalAvgPool, Dense(1, b_std=0.1), "
+       "Relu, Dense(1)", {4, 5, 1}},
+      {"Conv(3, 3, padding=SAME, W_std=1.2), Residual(Relu, Conv(3, 3, padding=SAME, b_std=0.1)), Tanh, "
+       "GlobalAvgPool, Dense(1)", {5, 4, 2}},
+      {"Conv(2, 3, padding=VALID, W_std=1.4), Relu, Conv(2, 3, padding=SAME), Relu, Flatten, Dense(1)", {6, 7, 2}},
+      {"Conv(2, 5, padding=VALID), Relu, GlobalAvgPool, Dense(1)", {5, 6, 1}},  // one output pixel
+  };
+  for (const auto& c : cases) {
+    NetworkDefaults def;
+    def.parameterization = c.param;
+    Network net(c.spec, c.in, def);
+    const index_t per = numel(c.in);
+    Array<double> x(Shape{11, c.in[0], c.in[1], c.in[2]}, test::random_vector<double>(11 * per, 61));
+    Array<double> y(Shape{3, c.in[0], c.in[1], c.in[2]}, test::random_vector<double>(3 * per, 62));
+    for (auto g : {KernelOptions::ntk, KernelOptions::nngp}) {
+      KernelOptions fast = get(g), slow = get(g);
+      slow.offset_path = false;
+      for (bool sym : {true, false}) {
+        const Array<double>* x2 = sym ? nullptr : &y;
+        Array<double> a = infinite_kernel(net, x, x2, fast), b = infinite_kernel(net, x, x2, slow);
+        ASSERT_EQ(a.shape(), b.shape());
+        double scale = 0, err = 0;
+        for (index_t i = 0; i < b.size(); ++i) scale = std::max(scale, std::abs(b[i]));
+        for (index_t i = 0; i < b.size(); ++i) err = std::max(err, std::abs(a[i] - b[i]));
+        EXPECT_LE(err, 1e-13 * scale) << c.spec << (sym ? " symmetric" : " x2") << (g == KernelOptions::ntk ? " ntk" : " nngp");
+        EXPECT_GT(scale, 0.0);
+      }
+    }
+  }
+}
+
 TEST(Infinite, MonteCarloMatchesVectorKernels) {
   // Width 1024, 64 initializations, through monte_carlo_kernel (our averaged empirical kernels).
   const index_t d = 6, n = 5;
