@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs JAX neural-tangents (CPU) into build-nt/venv, for the optional oracle tier
+# tests/python/test_nt_kernels.py. Optional: any failure (no network, no venv module) prints a
+# message and exits 0, and the tests then skip. Idempotent: does nothing if the venv already
+# imports neural-tangents. Usage: scripts/install-nt.sh
+#
+# Pins: neural-tangents is archived; 0.6.5 (its last release, Dec 2023) imports JAX internals
+# (jax.core.*, jax.util) that later JAX releases deprecate or remove, so JAX is pinned to that
+# month's jax/jaxlib 0.4.23, built against NumPy 1.x.
+# neural-tangents declares tensorflow + tf2jax as dependencies, but only its experimental TF
+# bridge uses them: it is installed with --no-deps and tests/python/nt_kernel.py imports
+# neural_tangents.stax without the package's __init__ (which pulls in that bridge). That saves a
+# ~600 MB TensorFlow install.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+venv=build-nt/venv
+py=$venv/bin/python
+check() { [ -x "$py" ] && "$py" tests/python/nt_kernel.py --check >/dev/null 2>&1; }
+fail() { echo "install-nt: $1; the neural-tangents tests will be skipped" >&2; exit 0; }
+
+if check; then echo "install-nt: neural-tangents already installed in $venv"; exit 0; fi
+
+# (Re)create the venv unless it has a working pip (a half-made one is cleared).
+"$py" -m pip --version >/dev/null 2>&1 || /usr/bin/python3 -m venv --clear "$venv" \
+  || fail "could not create $venv (python3-venv missing?)"
+pip=("$py" -m pip install -q --disable-pip-version-check)
+"${pip[@]}" numpy==1.26.4 scipy==1.11.4 ml_dtypes==0.3.2 opt_einsum==3.3.0 frozendict==2.4.0 \
+    jax==0.4.23 jaxlib==0.4.23 || fail "pip could not install jax/jaxlib (no network?)"
+"${pip[@]}" --no-deps neural-tangents==0.6.5 || fail "pip could not install neural-tangents"
+check || fail "neural-tangents installed but does not import (see: $py tests/python/nt_kernel.py --check)"
+echo "install-nt: neural-tangents 0.6.5 + jax 0.4.23 (CPU) installed in $venv"
