@@ -17,7 +17,10 @@ void Layer::kernel_rule(KernelState&) const {
   throw NotSupported("infinite-width kernels: layer " + describe() + " has no kernel rule (yet)");
 }
 
-void Layer::kernel_offset_rule(OffsetBlock&) const {
+void Layer::kernel_offset_rule(OffsetBlockT<double>&) const {
+  throw std::logic_error("Layer::kernel_offset_rule: layer " + describe() + " has no offset rule");
+}
+void Layer::kernel_offset_rule(OffsetBlockT<float>&) const {
   throw std::logic_error("Layer::kernel_offset_rule: layer " + describe() + " has no offset rule");
 }
 
@@ -276,14 +279,20 @@ std::optional<size_t> offset_readout(const Network& net) {
 }
 
 // One thread's buffers for the offset path: per program buffer a block's Σ and Θ, the pairs'
-// inputs and variances transposed to [pixel][lane].
+// inputs and, per step that reads them, the variances (and their square roots and inverses)
+// transposed to [pixel][lane].
+template <class T>
 struct OffsetWorkspace {
-  static constexpr index_t L = OffsetBlock::lanes;
-  std::vector<std::vector<double>> nngp, ntk;  // [buffer]
-  std::vector<double> x1, x2, scratch;         // inputs (P × C × lanes)
-  std::vector<std::vector<double>> var1, var2; // [step]
+  std::vector<std::vector<T>> nngp, ntk;  // [buffer]
+  std::vector<T> x1, x2, scratch;         // inputs (P × C × lanes)
+  struct Variances {
+    std::vector<T> var, sd, isd;
+  };
+  std::vector<Variances> v1, v2;  // [step]
 };
 
+// The offset path, computing in T (float64, or float32 for float32 kernels).
+template <class T>
 class OffsetPath {
  public:
   OffsetPath(const Network& net, size_t readout, bool want_ntk) : net_(net), readout_(readout), want_ntk_(want_ntk) {
@@ -326,9 +335,9 @@ class OffsetPath {
         const auto [vh, vw] = spatial_of(net_.buffer_shape(size_t(net_.steps()[k].in)));
         (*record)[size_t(net_.steps()[k].layer)].resize(size_t(record_n * vh * vw));
       }
-    const index_t L = OffsetBlock::lanes, groups = (index_t(todo.size()) + L - 1) / L;
+    const index_t L = OffsetBlockT<T>::lanes, groups = (index_t(todo.size()) + L - 1) / L;
     parallel_for(groups, [&](index_t begin, index_t end) {
-      OffsetWorkspace ws;
+      OffsetWorkspace<T> ws;
       index_t i[L], j[L];
       double nngp[L], ntk[L];
       for (index_t g = begin; g < end; ++g) {
@@ -351,51 +360,53 @@ class OffsetPath {
  private:
   // One group of lanes: every offset through every step up to the readout, summed there.
   void lanes(const Inputs& a, const Inputs& b, const index_t* i, const index_t* j, index_t count,
-             const VarianceMaps* maps1, const VarianceMaps* maps2, VarianceMaps* record, OffsetWorkspace& ws,
+             const VarianceMaps* maps1, const VarianceMaps* maps2, VarianceMaps* record, OffsetWorkspace<T>& ws,
              double* out_nngp, double* out_ntk) const {
-    constexpr index_t L = OffsetBlock::lanes;
+    constexpr index_t L = OffsetBlockT<T>::lanes;
     const auto& steps = net_.steps();
     const index_t P = h_ * w_, C = a.channels;
     transpose_inputs(a, i, ws.x1);
     transpose_inputs(b, j, ws.x2);
     ws.nngp.resize(net_.num_buffers());
     ws.ntk.resize(net_.num_buffers());
-    ws.var1.resize(steps.size());
-    ws.var2.resize(steps.size());
+    ws.v1.resize(steps.size());
+    ws.v2.resize(steps.size());
     for (size_t k : var_steps_) {
       const auto [vh, vw] = spatial_of(net_.buffer_shape(size_t(steps[k].in)));
       const index_t Pk = vh * vw;
-      ws.var1[k].resize(size_t(Pk * L));
-      ws.var2[k].resize(size_t(Pk * L));
+      ws.v1[k].var.resize(size_t(Pk * L));
+      ws.v2[k].var.resize(size_t(Pk * L));
       if (record) continue;  // filled from offset 0 below
       const auto& m1 = (*maps1)[size_t(steps[k].layer)];
       const auto& m2 = (*maps2)[size_t(steps[k].layer)];
       for (index_t p = 0; p < Pk; ++p)
         for (index_t lane = 0; lane < L; ++lane) {
-          ws.var1[k][size_t(p * L + lane)] = m1[size_t(i[lane] * Pk + p)];
-          ws.var2[k][size_t(p * L + lane)] = m2[size_t(j[lane] * Pk + p)];
+          ws.v1[k].var[size_t(p * L + lane)] = T(m1[size_t(i[lane] * Pk + p)]);
+          ws.v2[k].var[size_t(p * L + lane)] = T(m2[size_t(j[lane] * Pk + p)]);
         }
+      roots(ws.v1[k]);
+      roots(ws.v2[k]);
     }
     double acc_nngp[L] = {}, acc_ntk[L] = {};
     for (const auto& [dy, dx] : offsets_) {
       // Σ⁰(p, p + d) = x(p)·x'(p + d)/C on the offset's grid; Θ⁰ = 0.
-      OffsetBlock blk;
-      blk.h = h_, blk.w = w_, blk.dy = dy, blk.dx = dx, blk.want_ntk = want_ntk_, blk.scratch = &ws.scratch;
+      OffsetBlockT<T> blk;
+      blk.h = h_, blk.w = w_, blk.dy = dy, blk.dx = dx, blk.scratch = &ws.scratch;
       const index_t gh = blk.grid_h(), gw = blk.grid_w();
       auto& n0 = ws.nngp[0];
       n0.resize(size_t(P * L));
       for (index_t gy = 0; gy < gh; ++gy) {
-        const double* x = ws.x1.data() + blk.pixel1(gy) * C * L;
-        const double* y = ws.x2.data() + blk.pixel2(gy) * C * L;
-        double* dst = n0.data() + gy * gw * L;
+        const T* x = ws.x1.data() + blk.pixel1(gy) * C * L;
+        const T* y = ws.x2.data() + blk.pixel2(gy) * C * L;
+        T* dst = n0.data() + gy * gw * L;
         for (index_t gx = 0; gx < gw; ++gx)
           for (index_t lane = 0; lane < L; ++lane) {
-            double t = 0;
+            T t = 0;
             for (index_t c = 0; c < C; ++c) t += x[(gx * C + c) * L + lane] * y[(gx * C + c) * L + lane];
-            dst[gx * L + lane] = t / double(C);
+            dst[gx * L + lane] = t / T(C);
           }
       }
-      if (want_ntk_) ws.ntk[0].assign(size_t(P * L), 0.0);
+      if (want_ntk_) ws.ntk[0].assign(size_t(P * L), T(0));
       for (size_t k = 0; k < readout_; ++k) {
         const auto& st = steps[k];
         const size_t in = size_t(st.in), out = size_t(st.out);
@@ -403,7 +414,7 @@ class OffsetPath {
         blk.h = ih, blk.w = iw;
         const size_t cells = size_t(std::max<index_t>(blk.grid_h(), 0) * std::max<index_t>(blk.grid_w(), 0) * L);
         // A buffer read by no later step is handed on; otherwise copied.
-        auto take = [&](std::vector<std::vector<double>>& bufs) {
+        auto take = [&](std::vector<std::vector<T>>& bufs) {
           if (net_.last_reader(in) == int(k)) {
             bufs[out].swap(bufs[in]);
           } else {
@@ -422,12 +433,14 @@ class OffsetPath {
         }
         blk.nngp = ws.nngp[out].data();
         blk.ntk = want_ntk_ ? ws.ntk[out].data() : nullptr;
-        if (!ws.var1[k].empty()) {
+        if (!ws.v1[k].var.empty()) {
           if (record && dy == 0 && dx == 0) {  // the grid of offset 0 is the image: [pixel][lane]
-            std::copy(blk.nngp, blk.nngp + cells, ws.var1[k].begin());
-            std::copy(blk.nngp, blk.nngp + cells, ws.var2[k].begin());
+            std::copy(blk.nngp, blk.nngp + cells, ws.v1[k].var.begin());
+            roots(ws.v1[k]);
+            ws.v2[k] = ws.v1[k];
           }
-          blk.var1 = ws.var1[k].data(), blk.var2 = ws.var2[k].data();
+          blk.var1 = ws.v1[k].var.data(), blk.sd1 = ws.v1[k].sd.data(), blk.isd1 = ws.v1[k].isd.data();
+          blk.var2 = ws.v2[k].var.data(), blk.sd2 = ws.v2[k].sd.data(), blk.isd2 = ws.v2[k].isd.data();
         }
         net_.layers()[size_t(st.layer)]->kernel_offset_rule(blk);
       }
@@ -439,8 +452,8 @@ class OffsetPath {
       const index_t cells = blk.grid_h() * blk.grid_w();
       for (index_t e = 0; e < cells; ++e)
         for (index_t lane = 0; lane < L; ++lane) {
-          acc_nngp[lane] += ws.nngp[in][size_t(e * L + lane)];
-          if (want_ntk_) acc_ntk[lane] += ws.ntk[in][size_t(e * L + lane)];
+          acc_nngp[lane] += double(ws.nngp[in][size_t(e * L + lane)]);
+          if (want_ntk_) acc_ntk[lane] += double(ws.ntk[in][size_t(e * L + lane)]);
         }
     }
     const double scale = 1.0 / double(kind_ == PixelReadout::all_pairs ? readout_pixels_ * readout_pixels_ : readout_pixels_);
@@ -448,20 +461,31 @@ class OffsetPath {
     if (record)
       for (size_t k : var_steps_) {
         auto& map = (*record)[size_t(steps[k].layer)];
-        const index_t Pk = index_t(ws.var1[k].size()) / L;
+        const index_t Pk = index_t(ws.v1[k].var.size()) / L;
         for (index_t lane = 0; lane < count; ++lane)
-          for (index_t p = 0; p < Pk; ++p) map[size_t(i[lane] * Pk + p)] = ws.var1[k][size_t(p * L + lane)];
+          for (index_t p = 0; p < Pk; ++p) map[size_t(i[lane] * Pk + p)] = double(ws.v1[k].var[size_t(p * L + lane)]);
       }
   }
 
   // x[(p·C + c)·lanes + lane] = example idx[lane] at pixel p, channel c.
-  void transpose_inputs(const Inputs& in, const index_t* idx, std::vector<double>& x) const {
-    constexpr index_t L = OffsetBlock::lanes;
+  void transpose_inputs(const Inputs& in, const index_t* idx, std::vector<T>& x) const {
+    constexpr index_t L = OffsetBlockT<T>::lanes;
     const index_t PC = in.pixels * in.channels;
     x.resize(size_t(PC * L));
     for (index_t lane = 0; lane < L; ++lane) {
       const double* src = in.example(idx[lane]);
-      for (index_t e = 0; e < PC; ++e) x[size_t(e * L + lane)] = src[e];
+      for (index_t e = 0; e < PC; ++e) x[size_t(e * L + lane)] = T(src[e]);
+    }
+  }
+
+  // √var and 1/√var (0 where var ≤ 0), once per group of lanes rather than per entry.
+  static void roots(typename OffsetWorkspace<T>::Variances& v) {
+    v.sd.resize(v.var.size());
+    v.isd.resize(v.var.size());
+    for (size_t e = 0; e < v.var.size(); ++e) {
+      const T var = std::max(v.var[e], T(0));
+      v.sd[e] = std::sqrt(var);
+      v.isd[e] = var > 0 ? T(1) / v.sd[e] : T(0);
     }
   }
 
@@ -500,8 +524,9 @@ Array<T> infinite_kernel(const Network& net, const Array<T>& x1, const std::type
   const bool want_ntk = options.get == KernelOptions::ntk;
   const index_t n1 = a.n, n2 = bb.n;
   const std::optional<size_t> readout = options.offset_path ? offset_readout(net) : std::nullopt;
-  const std::optional<OffsetPath> offsets =
-      readout ? std::optional<OffsetPath>(std::in_place, net, *readout, want_ntk) : std::nullopt;
+  // float32 kernels: the offset path computes in float32 (twice the SIMD lanes).
+  const std::optional<OffsetPath<T>> offsets =
+      readout ? std::optional<OffsetPath<T>>(std::in_place, net, *readout, want_ntk) : std::nullopt;
   // The offset path keeps one vector entry per pair; the layer-by-layer path whole pixel-pair states.
   const index_t per_batch = offsets ? index_t(1) << 16 : batch_pairs(net, diagonal);
 

@@ -79,40 +79,47 @@ std::pair<double, double> gaussian_expectations(const Phi& phi, const DPhi& dphi
 // arcsin and arccos without a libm call, so that loops over kernel entries vectorize (a call to
 // std::acos keeps a loop scalar). On |t| ≤ 1/2, asin is its Taylor series t·Σ c_n t^{2n}, whose
 // coefficients are exact rationals, c_0 = 1, c_{n+1} = c_n·(2n+1)²/((2n+2)(2n+3)); 24 terms leave a
-// remainder below 1e-17 there. Larger |t| use asin|t| = π/2 − 2·asin√((1−|t|)/2), whose argument is
-// again at most 1/2 and is computed without cancellation. Accurate to a few ulp on [−1, 1].
-inline constexpr int asin_series_terms = 24;
+// remainder below 1e-17 there (11 below float's 6e-8). Larger |t| use
+// asin|t| = π/2 − 2·asin√((1−|t|)/2), whose argument is again at most 1/2 and is computed without
+// cancellation. Accurate to a few ulp on [−1, 1].
+template <class T>
+inline constexpr int asin_series_terms = sizeof(T) == 4 ? 11 : 24;
 inline constexpr auto asin_series_coefficients = [] {
-  std::array<double, asin_series_terms> c{};
+  std::array<double, 24> c{};
   c[0] = 1.0;
-  for (int n = 0; n + 1 < asin_series_terms; ++n)
-    c[size_t(n + 1)] = c[size_t(n)] * double((2 * n + 1) * (2 * n + 1)) / double((2 * n + 2) * (2 * n + 3));
+  for (size_t n = 0; n + 1 < c.size(); ++n)
+    c[n + 1] = c[n] * double((2 * n + 1) * (2 * n + 1)) / double((2 * n + 2) * (2 * n + 3));
   return c;
 }();
 
 // asin(s) for 0 ≤ s ≤ 1/2.
-inline double asin_small(double s) {
-  const double z = s * s;
-  double p = asin_series_coefficients[asin_series_terms - 1];
+template <class T>
+inline T asin_small(T s) {
+  const T z = s * s;
+  constexpr int terms = asin_series_terms<T>;
+  T p = T(asin_series_coefficients[terms - 1]);
 #pragma GCC unroll 24  // fully: a loop left inside keeps the caller's loop from vectorizing
-  for (int n = asin_series_terms - 2; n >= 1; --n) p = p * z + asin_series_coefficients[size_t(n)];
+  for (int n = terms - 2; n >= 1; --n) p = p * z + T(asin_series_coefficients[size_t(n)]);
   return s + s * z * p;
 }
 
 // t must lie in [−1, 1] (callers clamp).
-inline double asin_vectorizable(double t) {
-  const double a = std::abs(t);
-  const bool big = a > 0.5;
-  const double r = asin_small(big ? std::sqrt(0.5 * (1.0 - a)) : a);
-  return std::copysign(big ? std::numbers::pi / 2 - 2.0 * r : r, t);
+template <class T>
+inline T asin_vectorizable(T t) {
+  const T a = std::abs(t);
+  const bool big = a > T(0.5);
+  const T r = asin_small(big ? std::sqrt(T(0.5) * (T(1) - a)) : a);
+  return std::copysign(big ? std::numbers::pi_v<T> / 2 - T(2) * r : r, t);
 }
 
-inline double acos_vectorizable(double t) {
-  const double a = std::abs(t);
-  const bool big = a > 0.5;
-  const double r = asin_small(big ? std::sqrt(0.5 * (1.0 - a)) : a);
+template <class T>
+inline T acos_vectorizable(T t) {
+  const T a = std::abs(t);
+  const bool big = a > T(0.5);
+  const T r = asin_small(big ? std::sqrt(T(0.5) * (T(1) - a)) : a);
   // acos t = π/2 − asin t for small |t|; 2·asin√((1−t)/2) for t > 1/2; π − that for t < −1/2.
-  return big ? (t > 0 ? 2.0 * r : std::numbers::pi - 2.0 * r) : std::numbers::pi / 2 - std::copysign(r, t);
+  constexpr T pi = std::numbers::pi_v<T>;
+  return big ? (t > 0 ? T(2) * r : pi - T(2) * r) : pi / 2 - std::copysign(r, t);
 }
 
 }  // namespace detail

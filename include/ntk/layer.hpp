@@ -75,19 +75,20 @@ struct KernelState {
 // among themselves: a pair's P² entries split into independent grids, one per offset, each small
 // enough to stay in cache through the whole network. Grid cell (gy, gx) is pixel
 // (gy + max(0, −dy), gx + max(0, −dx)) of x and that pixel + d of x'; values are stored
-// [gy][gx][lane], so every rule runs over runs of grid_w()·lanes contiguous doubles.
-struct OffsetBlock {
-  static constexpr index_t lanes = 8;
+// [gy][gx][lane], so every rule runs over runs of grid_w()·lanes contiguous values. T is float64,
+// or float32 when float32 kernels are asked for (twice the lanes per SIMD register).
+template <class T>
+struct OffsetBlockT {
+  static constexpr index_t lanes = 64 / sizeof(T);  // one AVX-512 register
   index_t h = 1, w = 1;    // image extent at this point of the network
   index_t dy = 0, dx = 0;  // the offset d
-  bool want_ntk = true;
-  double* nngp = nullptr;  // grid_h() × grid_w() × lanes
-  double* ntk = nullptr;   // the same, or null when !want_ntk
-  // Per pixel of x and of x' (h·w × lanes), the variances Σ(x, x)(p, p) at the layer's input; set
-  // by the driver before rules that read them.
-  const double* var1 = nullptr;
-  const double* var2 = nullptr;
-  std::vector<double>* scratch = nullptr;  // work space a rule may resize
+  T* nngp = nullptr;       // grid_h() × grid_w() × lanes
+  T* ntk = nullptr;        // the same, or null for the NNGP only
+  // Per pixel of x and of x' (h·w × lanes), at the layer's input: the variances Σ(x, x)(p, p), their
+  // square roots and inverse square roots (0 where the variance is 0); set by the driver before
+  // rules that read them.
+  const T *var1 = nullptr, *var2 = nullptr, *sd1 = nullptr, *sd2 = nullptr, *isd1 = nullptr, *isd2 = nullptr;
+  std::vector<T>* scratch = nullptr;  // work space a rule may resize
   index_t grid_h() const { return h - (dy < 0 ? -dy : dy); }
   index_t grid_w() const { return w - (dx < 0 ? -dx : dx); }
   bool empty() const { return grid_h() <= 0 || grid_w() <= 0; }
@@ -95,6 +96,7 @@ struct OffsetBlock {
   index_t pixel1(index_t gy) const { return (gy + (dy < 0 ? -dy : 0)) * w + (dx < 0 ? -dx : 0); }
   index_t pixel2(index_t gy) const { return (gy + (dy > 0 ? dy : 0)) * w + (dx > 0 ? dx : 0); }
 };
+using OffsetBlock = OffsetBlockT<double>;
 
 // How a readout layer turns the pixel-pair kernel into a vector kernel: GlobalAvgPool takes the
 // mean over all pixel pairs, Flatten the mean over the diagonal p = p'.
@@ -190,7 +192,8 @@ class Layer {
   // convolutions, pointwise rules) implement it; the driver takes the path only when every layer
   // before the readout does. The default throws std::logic_error.
   virtual bool kernel_has_offset_rule() const { return false; }
-  virtual void kernel_offset_rule(OffsetBlock& b) const;
+  virtual void kernel_offset_rule(OffsetBlockT<double>& b) const;
+  virtual void kernel_offset_rule(OffsetBlockT<float>& b) const;
   virtual PixelReadout kernel_pixel_readout() const { return PixelReadout::none; }
 
  protected:

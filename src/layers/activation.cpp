@@ -2,6 +2,7 @@
 // cotangent rules are both multiplication by phi'(x) of the row's example.
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numbers>
 #include <type_traits>
 #include <vector>
@@ -57,46 +58,67 @@ inline T dphi(Kind kind, T x, T alpha) {
   return T(1);
 }
 
+// ABReLU(a, b) = a·min(x, 0) + b·max(x, 0): Relu (0, 1), LeakyRelu (α, 1), Abs (−1, 1).
+template <Kind K>
+constexpr bool is_abrelu = K == Kind::relu || K == Kind::leaky_relu || K == Kind::abs;
+template <Kind K, class T>
+inline T abrelu_a(T alpha) {
+  return K == Kind::relu ? T(0) : (K == Kind::abs ? T(-1) : alpha);
+}
+
+// The ABReLU rule from norm = √(Σ11Σ22) and the correlation ρ (already in [−1, 1]). ρ within 4 ulp
+// of ±1 is taken as ±1: such ρ carry no information beyond rounding, arccos is infinitely steep
+// there, and exact ±1 is common (a pair (x, x) at p = p'; SAME-padded corners whose window holds one
+// input pixel), where the rounded ρ would put an error of 1e-8 into θ.
+template <Kind K, class T>
+inline std::pair<T, T> abrelu_entry(T norm, T rho, T s12, T alpha) {
+  constexpr T near_one = T(1) - 4 * std::numeric_limits<T>::epsilon();
+  rho = std::abs(rho) >= near_one ? std::copysign(T(1), rho) : rho;
+  const T a = abrelu_a<K>(alpha), b = T(1);
+  const T f = (a - b) * (a - b) / (2 * std::numbers::pi_v<T>);
+  const T dot = (a * a + b * b) / 2 - f * acos_vectorizable(rho);
+  // √(Σ11Σ22 − Σ12²) as √(Σ11Σ22)·sin θ, sin θ = √((1 − ρ)(1 + ρ)): exactly 0 at ρ = ±1, where
+  // the difference form leaves the rounding error of Σ12² (under FMA contraction) as 1e-8·Σ.
+  return {f * norm * std::sqrt((1 - rho) * (1 + rho)) + dot * s12, dot};
+}
+
 // One entry of the infinite-width rule: (Σ', Σ̇ = E[φ'(u)φ'(v)]) from (Σ11, Σ12, Σ22), branch-free
 // in the closed forms so that loops over entries vectorize.
-template <Kind K>
-inline std::pair<double, double> kernel_entry(double s11, double s12, double s22, double alpha) {
-  constexpr double pi = std::numbers::pi;
-  if constexpr (K == Kind::relu || K == Kind::leaky_relu || K == Kind::abs) {
-    // ABReLU(a, b) = a·min(x, 0) + b·max(x, 0): Relu (0, 1), LeakyRelu (α, 1), Abs (−1, 1).
-    const double a = K == Kind::relu ? 0.0 : (K == Kind::abs ? -1.0 : alpha), b = 1.0;
-    const double prod = std::max(s11, 0.0) * std::max(s22, 0.0), norm = std::sqrt(prod);
-    const double rho = norm > 0 ? std::clamp(s12 / norm, -1.0, 1.0) : 0.0;
-    const double f = (a - b) * (a - b) / (2 * pi);
-    const double dot = (a * a + b * b) / 2 - f * acos_vectorizable(rho);
-    // √(Σ11Σ22 − Σ12²) as √(Σ11Σ22)·sin θ, sin θ = √((1 − ρ)(1 + ρ)): exactly 0 at ρ = ±1, where
-    // the difference form leaves the rounding error of Σ12² (under FMA contraction) as 1e-8·Σ.
-    return {f * norm * std::sqrt((1 - rho) * (1 + rho)) + dot * s12, dot};
+template <Kind K, class T>
+inline std::pair<T, T> kernel_entry(T s11, T s12, T s22, T alpha) {
+  constexpr T pi = std::numbers::pi_v<T>, zero = T(0), one = T(1);
+  constexpr T tiny = std::numeric_limits<T>::min();
+  if constexpr (is_abrelu<K>) {
+    const T norm = std::sqrt(std::max(s11, zero) * std::max(s22, zero));
+    const T rho = norm > 0 ? std::clamp(s12 / norm, -one, one) : zero;
+    return abrelu_entry<K>(norm, rho, s12, alpha);
   } else if constexpr (K == Kind::erf) {
-    const double den = (1 + 2 * std::max(s11, 0.0)) * (1 + 2 * std::max(s22, 0.0));
-    const double arg = std::clamp(2 * s12 / std::sqrt(den), -1.0, 1.0);
-    return {2 / pi * asin_vectorizable(arg), 4 / pi / std::sqrt(std::max(den - 4 * s12 * s12, 1e-300))};
+    const T den = (1 + 2 * std::max(s11, zero)) * (1 + 2 * std::max(s22, zero));
+    const T arg = std::clamp(2 * s12 / std::sqrt(den), -one, one);
+    return {2 / pi * asin_vectorizable(arg), 4 / pi / std::sqrt(std::max(den - 4 * s12 * s12, tiny))};
   } else if constexpr (K == Kind::gelu) {
     // φ(x) = x·Φ(x) (Tsuchida et al., arXiv:2002.08517; derivation in docs/kernels.md): with
     // S = (1+Σ11)(1+Σ22), δ = √(S − Σ12²) and α = asin(Σ12/√S),
     //   Σ' = Σ12/4 + (Σ12·α + (Σ12² + Σ11Σ22·δ²)/(S·δ))/2π,
     //   Σ̇ = 1/4 + (α + (Σ12/δ)·(1 + (1 − Σ11Σ22)/S + 1/δ²))/2π  (= ∂Σ'/∂Σ12).
-    const double a = std::max(s11, 0.0), b = std::max(s22, 0.0), ab = a * b, S = (1 + a) * (1 + b);
-    const double d2 = std::max(S - s12 * s12, 1e-300), d = std::sqrt(d2);
-    const double angle = asin_vectorizable(std::clamp(s12 / std::sqrt(S), -1.0, 1.0));
-    const double sig = s12 / 4 + (s12 * angle + (s12 * s12 + ab * d2) / (S * d)) / (2 * pi);
-    const double dot = 0.25 + (angle + s12 / d * (1 + (1 - ab) / S + 1 / d2)) / (2 * pi);
+    const T a = std::max(s11, zero), b = std::max(s22, zero), ab = a * b, S = (1 + a) * (1 + b);
+    const T d2 = std::max(S - s12 * s12, tiny), d = std::sqrt(d2);
+    const T angle = asin_vectorizable(std::clamp(s12 / std::sqrt(S), -one, one));
+    const T sig = s12 / 4 + (s12 * angle + (s12 * s12 + ab * d2) / (S * d)) / (2 * pi);
+    const T dot = T(0.25) + (angle + s12 / d * (1 + (1 - ab) / S + 1 / d2)) / (2 * pi);
     return {sig, dot};
   } else {
-    return gaussian_expectations([&](double x) { return phi(K, x, alpha); }, [&](double x) { return dphi(K, x, alpha); },
-                                 s11, s12, s22);
+    const double al = double(alpha);
+    const auto [e, ed] = gaussian_expectations([&](double x) { return phi(K, x, al); },
+                                               [&](double x) { return dphi(K, x, al); }, double(s11), double(s12),
+                                               double(s22));
+    return {T(e), T(ed)};
   }
 }
 
 // The rule over n entries: Σ12 in nngp, Θ12 in ntk (null: NNGP only), variances v1, v2.
-template <Kind K>
-NTK_SIMD_CLONES void kernel_rows(index_t n, const double* v1, const double* v2, double* nngp, double* ntk,
-                                 double alpha) {
+template <Kind K, class T>
+NTK_SIMD_CLONES void kernel_rows(index_t n, const T* v1, const T* v2, T* nngp, T* ntk, T alpha) {
   if (ntk) {
     for (index_t i = 0; i < n; ++i) {
       const auto [sig, dot] = kernel_entry<K>(v1[i], nngp[i], v2[i], alpha);
@@ -105,6 +127,22 @@ NTK_SIMD_CLONES void kernel_rows(index_t n, const double* v1, const double* v2, 
     }
   } else {
     for (index_t i = 0; i < n; ++i) nngp[i] = kernel_entry<K>(v1[i], nngp[i], v2[i], alpha).first;
+  }
+}
+
+// The ABReLU rule from per-pixel standard deviations and their inverses (the offset path has them
+// per pixel, saving a square root and a division per entry; ρ of a pair (x, x) at p = p' is then
+// x·(1/√x)², within the 4 ulp that abrelu_entry takes as 1).
+template <Kind K, class T>
+NTK_SIMD_CLONES void abrelu_rows_sd(index_t n, const T* sd1, const T* sd2, const T* isd1, const T* isd2, T* nngp,
+                                    T* ntk, T alpha) {
+  constexpr T one = T(1);
+  for (index_t i = 0; i < n; ++i) {
+    const T s12 = nngp[i];
+    const T rho = std::clamp(s12 * isd1[i] * isd2[i], -one, one);
+    const auto [sig, dot] = abrelu_entry<K>(sd1[i] * sd2[i], rho, s12, alpha);
+    nngp[i] = sig;
+    if (ntk) ntk[i] *= dot;
   }
 }
 
@@ -202,13 +240,8 @@ class Activation final : public LayerImpl<Activation> {
     });
   }
   bool kernel_has_offset_rule() const override { return true; }
-  void kernel_offset_rule(OffsetBlock& b) const override {
-    if (kind_ == Kind::identity || b.empty()) return;
-    const index_t L = OffsetBlock::lanes, run = b.grid_w() * L;
-    for (index_t gy = 0; gy < b.grid_h(); ++gy)
-      rows(run, b.var1 + b.pixel1(gy) * L, b.var2 + b.pixel2(gy) * L, b.nngp + gy * run,
-           b.ntk ? b.ntk + gy * run : nullptr);
-  }
+  void kernel_offset_rule(OffsetBlockT<double>& b) const override { offset_rule(b); }
+  void kernel_offset_rule(OffsetBlockT<float>& b) const override { offset_rule(b); }
   bool kernel_needs_gaussian_input() const override { return kind_ != Kind::identity; }
   bool kernel_output_gaussian(bool in) const override { return kind_ == Kind::identity && in; }
 
@@ -216,8 +249,26 @@ class Activation final : public LayerImpl<Activation> {
   Shape infer_shape(const Shape& in) override { return in; }
 
  private:
-  void rows(index_t n, const double* v1, const double* v2, double* nngp, double* ntk) const {
-    dispatch([&](auto kind) { kernel_rows<kind.value>(n, v1, v2, nngp, ntk, alpha_); });
+  template <class T>
+  void rows(index_t n, const T* v1, const T* v2, T* nngp, T* ntk) const {
+    dispatch([&](auto kind) { kernel_rows<kind.value>(n, v1, v2, nngp, ntk, T(alpha_)); });
+  }
+
+  template <class T>
+  void offset_rule(OffsetBlockT<T>& b) const {
+    if (kind_ == Kind::identity || b.empty()) return;
+    const index_t L = OffsetBlockT<T>::lanes, run = b.grid_w() * L;
+    dispatch([&](auto kind) {
+      for (index_t gy = 0; gy < b.grid_h(); ++gy) {
+        const index_t p1 = b.pixel1(gy) * L, p2 = b.pixel2(gy) * L;
+        T* nngp = b.nngp + gy * run;
+        T* ntk = b.ntk ? b.ntk + gy * run : nullptr;
+        if constexpr (is_abrelu<kind.value>)
+          abrelu_rows_sd<kind.value>(run, b.sd1 + p1, b.sd2 + p2, b.isd1 + p1, b.isd2 + p2, nngp, ntk, T(alpha_));
+        else
+          kernel_rows<kind.value>(run, b.var1 + p1, b.var2 + p2, nngp, ntk, T(alpha_));
+      }
+    });
   }
 
   std::string name_;

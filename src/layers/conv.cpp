@@ -229,9 +229,12 @@ class Conv final : public LayerImpl<Conv> {
   // On one offset's grid (OffsetBlock) the window mean is a plain kh × kw mean filter: output cell
   // g reads input cells g + δ − pad, zero outside the grid (where p or p + d leaves the image).
   bool kernel_has_offset_rule() const override { return sh_ == 1 && sw_ == 1; }
-  void kernel_offset_rule(OffsetBlock& b) const override {
+  void kernel_offset_rule(OffsetBlockT<double>& b) const override { offset_rule(b); }
+  void kernel_offset_rule(OffsetBlockT<float>& b) const override { offset_rule(b); }
+  template <class T>
+  void offset_rule(OffsetBlockT<T>& b) const {
     if (b.h != h_ || b.w != w_) throw std::logic_error("Conv::kernel_offset_rule: block does not match the layer's input");
-    const index_t L = OffsetBlock::lanes, gh = b.grid_h(), gw = b.grid_w();
+    const index_t L = OffsetBlockT<T>::lanes, gh = b.grid_h(), gw = b.grid_w();
     b.h = ho_, b.w = wo_;
     if (gh <= 0 || gw <= 0 || b.empty()) return;
     const index_t oh = b.grid_h(), ow = b.grid_w();
@@ -318,28 +321,29 @@ class Conv final : public LayerImpl<Conv> {
   // The mean filter on a (gh, gw) grid of lanes, in place into the (oh, ow) output: rows into t
   // (oh × gw × lanes), then columns. Each tap adds one shifted run of whole grid rows (rows pass) or
   // cells (columns pass), so the inner loops are long and contiguous.
-  NTK_SIMD_CLONES void window_mean_grid(index_t gh, index_t gw, index_t oh, index_t ow, double* m, double* t) const {
-    const index_t L = OffsetBlock::lanes, run = gw * L;
-    std::fill(t, t + oh * run, 0.0);
+  template <class T>
+  NTK_SIMD_CLONES void window_mean_grid(index_t gh, index_t gw, index_t oh, index_t ow, T* m, T* t) const {
+    const index_t L = OffsetBlockT<T>::lanes, run = gw * L;
+    std::fill(t, t + oh * run, T(0));
     for (index_t dy = 0; dy < kh_; ++dy) {
       const index_t shift = dy - pad_top_;  // output row oy reads input row oy + shift
       const index_t lo = std::max<index_t>(0, -shift), hi = std::min(oh, gh - shift);
       if (lo >= hi) continue;
-      const double* src = m + (lo + shift) * run;
-      double* dst = t + lo * run;
+      const T* src = m + (lo + shift) * run;
+      T* dst = t + lo * run;
       for (index_t e = 0, n = (hi - lo) * run; e < n; ++e) dst[e] += src[e];
     }
-    const double inv = 1.0 / double(kh_ * kw_);
+    const T inv = T(1.0 / double(kh_ * kw_));
     for (index_t oy = 0; oy < oh; ++oy) {
-      double* dst = m + oy * ow * L;
-      const double* row = t + oy * run;
-      std::fill(dst, dst + ow * L, 0.0);
+      T* dst = m + oy * ow * L;
+      const T* row = t + oy * run;
+      std::fill(dst, dst + ow * L, T(0));
       for (index_t dx = 0; dx < kw_; ++dx) {
         const index_t shift = dx - pad_left_;
         const index_t lo = std::max<index_t>(0, -shift), hi = std::min(ow, gw - shift);
         if (lo >= hi) continue;
-        const double* src = row + (lo + shift) * L;
-        double* d = dst + lo * L;
+        const T* src = row + (lo + shift) * L;
+        T* d = dst + lo * L;
         for (index_t e = 0, n = (hi - lo) * L; e < n; ++e) d[e] += src[e];
       }
       for (index_t e = 0; e < ow * L; ++e) dst[e] *= inv;

@@ -133,9 +133,11 @@ class Dense final : public LayerImpl<Dense> {
   }
   // Dense acts on each pixel's channels, so its rule is pointwise over pixel pairs.
   bool kernel_has_offset_rule() const override { return true; }
-  void kernel_offset_rule(OffsetBlock& b) const override {
-    if (b.empty()) return;
-    affine_kernel_rows(o_, double(fan_in_), b.grid_h() * b.grid_w() * OffsetBlock::lanes, b.nngp, b.ntk);
+  void kernel_offset_rule(OffsetBlockT<double>& b) const override { offset_rule(b); }
+  void kernel_offset_rule(OffsetBlockT<float>& b) const override { offset_rule(b); }
+  template <class T>
+  void offset_rule(OffsetBlockT<T>& b) const {
+    if (!b.empty()) affine_kernel_rows(o_, double(fan_in_), b.grid_h() * b.grid_w() * OffsetBlockT<T>::lanes, b.nngp, b.ntk);
   }
   bool kernel_output_gaussian(bool) const override { return true; }
 
