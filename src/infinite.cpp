@@ -396,15 +396,17 @@ class OffsetPath {
       auto& n0 = ws.nngp[0];
       n0.resize(size_t(P * L));
       for (index_t gy = 0; gy < gh; ++gy) {
-        const T* x = ws.x1.data() + blk.pixel1(gy) * C * L;
-        const T* y = ws.x2.data() + blk.pixel2(gy) * C * L;
         T* dst = n0.data() + gy * gw * L;
-        for (index_t gx = 0; gx < gw; ++gx)
-          for (index_t lane = 0; lane < L; ++lane) {
-            T t = 0;
-            for (index_t c = 0; c < C; ++c) t += x[(gx * C + c) * L + lane] * y[(gx * C + c) * L + lane];
-            dst[gx * L + lane] = t / T(C);
-          }
+        for (index_t c = 0; c < C; ++c) {
+          const T* x = ws.x1.data() + (c * P + blk.pixel1(gy)) * L;
+          const T* y = ws.x2.data() + (c * P + blk.pixel2(gy)) * L;
+          if (c == 0)
+            for (index_t e = 0; e < gw * L; ++e) dst[e] = x[e] * y[e];
+          else
+            for (index_t e = 0; e < gw * L; ++e) dst[e] += x[e] * y[e];
+        }
+        if (C > 1)
+          for (index_t e = 0; e < gw * L; ++e) dst[e] /= T(C);
       }
       if (want_ntk_) ws.ntk[0].assign(size_t(P * L), T(0));
       for (size_t k = 0; k < readout_; ++k) {
@@ -449,12 +451,19 @@ class OffsetPath {
       const auto [rh, rw] = spatial_of(net_.buffer_shape(in));
       blk.h = rh, blk.w = rw;
       if (blk.empty()) continue;
-      const index_t cells = blk.grid_h() * blk.grid_w();
-      for (index_t e = 0; e < cells; ++e)
-        for (index_t lane = 0; lane < L; ++lane) {
-          acc_nngp[lane] += double(ws.nngp[in][size_t(e * L + lane)]);
-          if (want_ntk_) acc_ntk[lane] += double(ws.ntk[in][size_t(e * L + lane)]);
-        }
+      // Row sums in T (vectorized over lanes), their total in float64.
+      const index_t rw_cells = blk.grid_w();
+      for (index_t gy = 0; gy < blk.grid_h(); ++gy) {
+        T row_nngp[L] = {}, row_ntk[L] = {};
+        const T* sn = ws.nngp[in].data() + gy * rw_cells * L;
+        const T* st = want_ntk_ ? ws.ntk[in].data() + gy * rw_cells * L : nullptr;
+        for (index_t gx = 0; gx < rw_cells; ++gx)
+          for (index_t lane = 0; lane < L; ++lane) row_nngp[lane] += sn[gx * L + lane];
+        if (st)
+          for (index_t gx = 0; gx < rw_cells; ++gx)
+            for (index_t lane = 0; lane < L; ++lane) row_ntk[lane] += st[gx * L + lane];
+        for (index_t lane = 0; lane < L; ++lane) acc_nngp[lane] += double(row_nngp[lane]), acc_ntk[lane] += double(row_ntk[lane]);
+      }
     }
     const double scale = 1.0 / double(kind_ == PixelReadout::all_pairs ? readout_pixels_ * readout_pixels_ : readout_pixels_);
     for (index_t lane = 0; lane < L; ++lane) out_nngp[lane] = acc_nngp[lane] * scale, out_ntk[lane] = acc_ntk[lane] * scale;
@@ -467,14 +476,15 @@ class OffsetPath {
       }
   }
 
-  // x[(p·C + c)·lanes + lane] = example idx[lane] at pixel p, channel c.
+  // x[(c·P + p)·lanes + lane] = example idx[lane] at pixel p, channel c.
   void transpose_inputs(const Inputs& in, const index_t* idx, std::vector<T>& x) const {
     constexpr index_t L = OffsetBlockT<T>::lanes;
-    const index_t PC = in.pixels * in.channels;
-    x.resize(size_t(PC * L));
+    const index_t P = in.pixels, C = in.channels;
+    x.resize(size_t(P * C * L));
     for (index_t lane = 0; lane < L; ++lane) {
       const double* src = in.example(idx[lane]);
-      for (index_t e = 0; e < PC; ++e) x[size_t(e * L + lane)] = T(src[e]);
+      for (index_t p = 0; p < P; ++p)
+        for (index_t c = 0; c < C; ++c) x[size_t((c * P + p) * L + lane)] = T(src[p * C + c]);
     }
   }
 

@@ -239,9 +239,9 @@ class Conv final : public LayerImpl<Conv> {
     if (gh <= 0 || gw <= 0 || b.empty()) return;
     const index_t oh = b.grid_h(), ow = b.grid_w();
     b.scratch->resize(static_cast<size_t>(oh * gw * L));
-    window_mean_grid(gh, gw, oh, ow, b.nngp, b.scratch->data());
-    if (b.ntk) window_mean_grid(gh, gw, oh, ow, b.ntk, b.scratch->data());
-    affine_kernel_rows(o_, double(taps()), oh * ow * L, b.nngp, b.ntk);
+    window_sum_grid(gh, gw, oh, ow, b.nngp, b.scratch->data());
+    if (b.ntk) window_sum_grid(gh, gw, oh, ow, b.ntk, b.scratch->data());
+    affine_kernel_rows(o_, double(taps()), oh * ow * L, b.nngp, b.ntk, 1.0 / double(kh_ * kw_));
   }
   bool kernel_output_gaussian(bool) const override { return true; }
 
@@ -318,36 +318,54 @@ class Conv final : public LayerImpl<Conv> {
     return out;
   }
 
-  // The mean filter on a (gh, gw) grid of lanes, in place into the (oh, ow) output: rows into t
-  // (oh × gw × lanes), then columns. Each tap adds one shifted run of whole grid rows (rows pass) or
-  // cells (columns pass), so the inner loops are long and contiguous.
+  // The window sum on a (gh, gw) grid of lanes, in place into the (oh, ow) output: rows into t
+  // (oh × gw × lanes), then columns. Output row oy sums the input rows oy + dy − pad inside the
+  // grid in one pass (sum_runs); in the columns pass the cells whose whole window lies inside the
+  // grid form one run too, so the inner loops are long and contiguous.
   template <class T>
-  NTK_SIMD_CLONES void window_mean_grid(index_t gh, index_t gw, index_t oh, index_t ow, T* m, T* t) const {
+  NTK_SIMD_CLONES void window_sum_grid(index_t gh, index_t gw, index_t oh, index_t ow, T* m, T* t) const {
     const index_t L = OffsetBlockT<T>::lanes, run = gw * L;
-    std::fill(t, t + oh * run, T(0));
-    for (index_t dy = 0; dy < kh_; ++dy) {
-      const index_t shift = dy - pad_top_;  // output row oy reads input row oy + shift
-      const index_t lo = std::max<index_t>(0, -shift), hi = std::min(oh, gh - shift);
-      if (lo >= hi) continue;
-      const T* src = m + (lo + shift) * run;
-      T* dst = t + lo * run;
-      for (index_t e = 0, n = (hi - lo) * run; e < n; ++e) dst[e] += src[e];
-    }
-    const T inv = T(1.0 / double(kh_ * kw_));
+    std::vector<const T*> src;
     for (index_t oy = 0; oy < oh; ++oy) {
-      T* dst = m + oy * ow * L;
-      const T* row = t + oy * run;
-      std::fill(dst, dst + ow * L, T(0));
-      for (index_t dx = 0; dx < kw_; ++dx) {
-        const index_t shift = dx - pad_left_;
-        const index_t lo = std::max<index_t>(0, -shift), hi = std::min(ow, gw - shift);
-        if (lo >= hi) continue;
-        const T* src = row + (lo + shift) * L;
-        T* d = dst + lo * L;
-        for (index_t e = 0, n = (hi - lo) * L; e < n; ++e) d[e] += src[e];
-      }
-      for (index_t e = 0; e < ow * L; ++e) dst[e] *= inv;
+      src.clear();
+      for (index_t dy = 0; dy < kh_; ++dy)
+        if (const index_t iy = oy + dy - pad_top_; iy >= 0 && iy < gh) src.push_back(m + iy * run);
+      sum_runs(t + oy * run, src, run);
     }
+    // Cells [x0, x1) have every tap inside the grid; the few at the edges go one by one.
+    const index_t x0 = std::min(ow, pad_left_), x1 = std::max(x0, std::min(ow, gw - kw_ + 1 + pad_left_));
+    for (index_t oy = 0; oy < oh; ++oy) {
+      const T* row = t + oy * run;
+      T* out = m + oy * ow * L;
+      auto cells = [&](index_t lo, index_t hi) {
+        if (lo >= hi) return;
+        src.clear();
+        for (index_t dx = 0; dx < kw_; ++dx) {
+          const index_t ix = lo + dx - pad_left_;
+          if (ix >= 0 && ix + (hi - lo) <= gw) src.push_back(row + ix * L);
+        }
+        sum_runs(out + lo * L, src, (hi - lo) * L);
+      };
+      for (index_t ox = 0; ox < x0; ++ox) cells(ox, ox + 1);
+      cells(x0, x1);
+      for (index_t ox = x1; ox < ow; ++ox) cells(ox, ox + 1);
+    }
+  }
+  // dst[e] = Σ_k src[k][e] for e < n (0 without sources).
+  template <class T>
+  static void sum_runs(T* dst, const std::vector<const T*>& src, index_t n) {
+    const size_t k = src.size();
+    if (k == 0) return void(std::fill(dst, dst + n, T(0)));
+    if (k == 1) return void(std::copy(src[0], src[0] + n, dst));
+    const T *a = src[0], *b = src[1];
+    if (k == 3) {
+      const T* c = src[2];
+      for (index_t e = 0; e < n; ++e) dst[e] = a[e] + b[e] + c[e];
+      return;
+    }
+    for (index_t e = 0; e < n; ++e) dst[e] = a[e] + b[e];
+    for (size_t j = 2; j < k; ++j)
+      for (index_t e = 0; e < n; ++e) dst[e] += src[j][e];
   }
 
   index_t taps() const { return kh_ * kw_ * c_; }

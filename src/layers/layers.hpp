@@ -28,8 +28,9 @@ std::string describe_affine(const AffineOptions& o);
 // pixel pairs (identity for Dense, the window mean for Conv) and fan_in its fan-in:
 //   Σ ← W_std²·m(Σ) + b_std²;  NTK param Θ ← Σ_new + W_std²·m(Θ);
 //   standard param Θ ← fan_in·m(Σ) + (1 if bias) + W_std²·m(Θ).
+// nngp and ntk may hold c·m(·) instead, with scale = 1/c (a window sum and 1/taps).
 template <class T>
-void affine_kernel_rows(const AffineOptions& o, double fan_in, index_t n, T* nngp, T* ntk);
+void affine_kernel_rows(const AffineOptions& o, double fan_in, index_t n, T* nngp, T* ntk, double scale = 1.0);
 std::string format_number(double v);
 
 // Output size and leading padding of a 2-D sliding window (Conv, AvgPool) over an H×W input.

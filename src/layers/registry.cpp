@@ -121,18 +121,20 @@ std::string describe_affine(const AffineOptions& o) {
 }
 
 template <class T>
-NTK_SIMD_CLONES void affine_kernel_rows(const AffineOptions& o, double fan_in, index_t n, T* nngp, T* ntk) {
-  const T w2 = T(o.W_std * o.W_std), b2 = T(o.b_std ? *o.b_std * *o.b_std : 0.0), one = T(o.b_std ? 1.0 : 0.0);
-  const T fan = T(fan_in);
+NTK_SIMD_CLONES void affine_kernel_rows(const AffineOptions& o, double fan_in, index_t n, T* nngp, T* ntk,
+                                        double scale) {
+  const double w2 = o.W_std * o.W_std;
+  const T b2 = T(o.b_std ? *o.b_std * *o.b_std : 0.0), one = T(o.b_std ? 1.0 : 0.0);
+  const T w2s = T(w2 * scale), fans = T(fan_in * scale);
   const bool standard = o.parameterization == Parameterization::standard;
   for (index_t e = 0; e < n; ++e) {
-    const T m = nngp[e], sig = w2 * m + b2;
-    if (ntk) ntk[e] = standard ? fan * m + one + w2 * ntk[e] : sig + w2 * ntk[e];
+    const T m = nngp[e], sig = w2s * m + b2;
+    if (ntk) ntk[e] = standard ? fans * m + one + w2s * ntk[e] : sig + w2s * ntk[e];
     nngp[e] = sig;
   }
 }
-template void affine_kernel_rows(const AffineOptions&, double, index_t, double*, double*);
-template void affine_kernel_rows(const AffineOptions&, double, index_t, float*, float*);
+template void affine_kernel_rows(const AffineOptions&, double, index_t, double*, double*, double);
+template void affine_kernel_rows(const AffineOptions&, double, index_t, float*, float*, double);
 
 }  // namespace detail
 }  // namespace ntk
