@@ -9,6 +9,7 @@
 #include "blas.hpp"
 #include "ntk/empirical.hpp"
 #include "ntk/error.hpp"
+#include "ntk/io.hpp"
 #include "ntk/parallel.hpp"
 
 namespace ntk {
@@ -520,11 +521,26 @@ index_t batch_pairs(const Network& net, bool diagonal) {
   return std::max<index_t>(1, (index_t(256) << 20) / bytes_per_pair);
 }
 
-}  // namespace
+// Pairs per tile of the offset path: its state is one entry per pair, so tiles are for progress.
+constexpr index_t offset_tile_pairs = index_t(1) << 16;
 
+// Variance maps: per variance-reading layer, per example, the pixels of its input.
+std::uint64_t variance_map_bytes(const Network& net, index_t n) {
+  std::uint64_t bytes = 0;
+  for (const auto& st : net.steps())
+    if (st.layer >= 0 && net.layers()[size_t(st.layer)]->kernel_needs_gaussian_input()) {
+      const auto [h, w] = spatial_of(net.buffer_shape(size_t(st.in)));
+      bytes += std::uint64_t(n) * std::uint64_t(h * w) * 8;
+    }
+  return bytes;
+}
+
+// The kernel into out (row-major N1 × N2), tile row by tile row; after each, rows_done(r0, r1)
+// says that rows [r0, r1) will not be written again (on the symmetric path mirroring touches the
+// later rows too, so r1 = N1).
 template <class T>
-Array<T> infinite_kernel(const Network& net, const Array<T>& x1, const std::type_identity_t<Array<T>>* x2,
-                         KernelOptions options) {
+void compute_kernel(const Network& net, const Array<T>& x1, const Array<T>* x2, const KernelOptions& options, T* out,
+                    const std::function<void(index_t, index_t)>& rows_done) {
   const bool full = check_program(net);
   const bool diagonal = !full;
   const Inputs a = read_inputs(net, x1, "x1");
@@ -538,7 +554,7 @@ Array<T> infinite_kernel(const Network& net, const Array<T>& x1, const std::type
   const std::optional<OffsetPath<T>> offsets =
       readout ? std::optional<OffsetPath<T>>(std::in_place, net, *readout, want_ntk) : std::nullopt;
   // The offset path keeps one vector entry per pair; the layer-by-layer path whole pixel-pair states.
-  const index_t per_batch = offsets ? index_t(1) << 16 : batch_pairs(net, diagonal);
+  const index_t per_batch = offsets ? offset_tile_pairs : batch_pairs(net, diagonal);
 
   // The kernel of a batch of pairs at the network's output.
   auto run = [&](const Inputs& x, const Inputs& y, const PairBatch& batch, bool sym, bool ntk, const VarianceMaps* m1,
@@ -565,10 +581,11 @@ Array<T> infinite_kernel(const Network& net, const Array<T>& x1, const std::type
   const VarianceMaps& m2 = symmetric ? maps1 : maps2;
 
   // Pass 2: tiles of pairs; the symmetric path computes tiles j0 >= i0 and mirrors them.
-  Array<T> out(Shape{n1, n2});
   const index_t side = std::max<index_t>(1, static_cast<index_t>(std::sqrt(double(per_batch))));
   const index_t t1 = std::min(n1, side), t2 = symmetric ? t1 : std::min(n2, std::max<index_t>(1, per_batch / t1));
-  for (index_t i0 = 0; i0 < n1; i0 += t1)
+  const index_t total = symmetric ? n1 * (n1 + 1) / 2 : n1 * n2;
+  index_t done = 0;
+  for (index_t i0 = 0; i0 < n1; i0 += t1) {
     for (index_t j0 = symmetric ? i0 : 0; j0 < n2; j0 += t2) {
       PairBatch batch{i0, std::min(t1, n1 - i0), j0, std::min(t2, n2 - j0), false};
       KernelState s = run(a, bb, batch, symmetric, want_ntk, &maps1, &m2, nullptr, 0);
@@ -578,9 +595,77 @@ Array<T> infinite_kernel(const Network& net, const Array<T>& x1, const std::type
         if (symmetric && j < i) continue;  // its mirror image (j, i) is the one written
         out[i * n2 + j] = static_cast<T>(k[size_t(q)]);
         if (symmetric) out[j * n2 + i] = static_cast<T>(k[size_t(q)]);
+        ++done;
       }
+      if (options.progress) options.progress(std::min(done, total), total);
     }
+    if (rows_done) rows_done(i0, symmetric ? n1 : std::min(n1, i0 + t1));
+  }
+}
+
+}  // namespace
+
+std::string KernelPlan::describe() const {
+  return std::string("path ") + (offset_path ? "offset (pairs in SIMD lanes, one pixel offset at a time)" : "layer by layer") +
+         ", kernel " + format_bytes(result_bytes) + " + working " + format_bytes(working_bytes) + "\n";
+}
+
+KernelPlan plan_infinite_kernel(const Network& net, index_t n1, index_t n2, const KernelOptions& options,
+                                std::size_t element_bytes) {
+  const bool diagonal = !check_program(net);
+  KernelPlan plan;
+  plan.offset_path = options.offset_path && offset_readout(net).has_value();
+  plan.result_bytes = std::uint64_t(n1) * std::uint64_t(n2) * element_bytes;
+  const std::uint64_t inputs = std::uint64_t(n1 + n2) * std::uint64_t(net.input_size()) * 8;
+  std::uint64_t tile;
+  if (plan.offset_path) {
+    // Per pair a few vector states; per thread one block per buffer, the transposed inputs and variances.
+    std::uint64_t widest = 1;
+    for (size_t b = 0; b < net.num_buffers(); ++b) widest = std::max<std::uint64_t>(widest, std::uint64_t(net.buffer_size(b)));
+    tile = std::uint64_t(offset_tile_pairs) * 8 * 8 + std::uint64_t(num_threads()) * 64 * widest * 2 * (net.num_buffers() + 4);
+  } else {
+    index_t widest = 1;
+    for (size_t b = 0; b < net.num_buffers(); ++b) {
+      const auto [h, w] = spatial_of(net.buffer_shape(b));
+      widest = std::max(widest, diagonal ? h * w : h * w * h * w);
+    }
+    tile = std::uint64_t(batch_pairs(net, diagonal)) * std::uint64_t(widest) * 8 * 2 * 4;
+  }
+  plan.working_bytes = inputs + variance_map_bytes(net, n1 + n2) + tile;
+  if (options.max_memory > 0 && plan.working_bytes > options.max_memory)
+    throw MemoryBudgetError("the infinite-width kernel needs " + format_bytes(plan.working_bytes) +
+                            " of working memory (inputs in float64, variance maps, one tile of pairs), more than "
+                            "--max-memory " + format_bytes(options.max_memory) + "; raise --max-memory");
+  return plan;
+}
+
+template <class T>
+Array<T> infinite_kernel(const Network& net, const Array<T>& x1, const std::type_identity_t<Array<T>>* x2,
+                         KernelOptions options) {
+  const index_t n1 = x1.ndim() > 0 ? x1.dim(0) : 0, n2 = x2 ? (x2->ndim() > 0 ? x2->dim(0) : 0) : n1;
+  const KernelPlan plan = plan_infinite_kernel(net, n1, n2, options, sizeof(T));  // before allocating
+  if (options.max_memory > 0 && plan.result_bytes + plan.working_bytes > options.max_memory)
+    throw MemoryBudgetError("the kernel takes " + format_bytes(plan.result_bytes) + " plus " +
+                            format_bytes(plan.working_bytes) + " working memory, more than --max-memory " +
+                            format_bytes(options.max_memory) + "; raise --max-memory or write it out of core");
+  Array<T> out(Shape{n1, n2});
+  compute_kernel(net, x1, x2, options, out.data(), {});
   return out;
+}
+
+template <class T>
+void infinite_kernel_to_file(const Network& net, const Array<T>& x1, const std::type_identity_t<Array<T>>* x2,
+                             const KernelOptions& options, const std::string& path) {
+  const index_t n1 = x1.ndim() > 0 ? x1.dim(0) : 0, n2 = x2 ? (x2->ndim() > 0 ? x2->dim(0) : 0) : n1;
+  plan_infinite_kernel(net, n1, n2, options, sizeof(T));
+  net.check_inputs(x1, "x1");  // before creating the file
+  if (x2) net.check_inputs(*x2, "x2");
+  MappedNpyWriter file(path, sizeof(T) == 8 ? DType::float64 : DType::float32, Shape{n1, n2});
+  const std::size_t row_bytes = std::size_t(n2) * sizeof(T);
+  compute_kernel(net, x1, x2, options, static_cast<T*>(file.data()), [&](index_t r0, index_t r1) {
+    file.release(std::size_t(r0) * row_bytes, std::size_t(r1 - r0) * row_bytes);  // written back, dropped from RAM
+  });
+  file.commit();
 }
 
 template <class T>
@@ -607,5 +692,9 @@ template Array<double> monte_carlo_kernel(const Network&, const Array<double>&, 
                                           int, std::uint64_t);
 template Array<float> infinite_kernel(const Network&, const Array<float>&, const Array<float>*, KernelOptions);
 template Array<double> infinite_kernel(const Network&, const Array<double>&, const Array<double>*, KernelOptions);
+template void infinite_kernel_to_file(const Network&, const Array<float>&, const Array<float>*, const KernelOptions&,
+                                      const std::string&);
+template void infinite_kernel_to_file(const Network&, const Array<double>&, const Array<double>*, const KernelOptions&,
+                                      const std::string&);
 
 }  // namespace ntk

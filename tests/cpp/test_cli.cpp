@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "file_fixture.hpp"
 #include "ntk/array.hpp"
 #include "ntk/empirical.hpp"
 #include "ntk/infinite.hpp"
@@ -582,6 +583,38 @@ TEST_F(Cli, KernelMatchesTheLibraryAndRefusesUnsupportedLayers) {
                                    1, out)
                         .err;
   EXPECT_NE(err.find("non-Gaussian"), std::string::npos) << err;
+}
+
+TEST_F(Cli, KernelOutOfCoreEqualsInMemoryAndBudgetsAreEnforced) {
+  // Images through the offset path and vectors through the layer-by-layer path; symmetric and not.
+  struct Case {
+    std::string spec;
+    Shape shape;
+  };
+  const Case cases[] = {{"Conv(2, 3, padding=SAME, W_std=1.4), Relu, GlobalAvgPool, Dense(1)", {37, 5, 4, 2}},
+                        {"Dense(8, W_std=1.4, b_std=0.1), Relu, Dense(8), Erf, Dense(1)", {300, 6}}};
+  for (const auto& c : cases) {
+    write_npy(path("x.npy"), random_array<double>(c.shape, 9));
+    Shape s2 = c.shape;
+    s2[0] = 23;
+    write_npy(path("y.npy"), random_array<double>(s2, 10));
+    for (const std::string x2 : {std::string(), " --x2 " + q(path("y.npy"))})
+      for (const char* dtype : {"float64", "float32"}) {
+        const std::string base = "kernel --net " + q(c.spec) + " --x1 " + q(path("x.npy")) + x2 + " --dtype " + dtype + " -q";
+        Result a = run(base + " -o " + q(path("mem.npy")));
+        ASSERT_EQ(a.status, 0) << a.err;
+        Result b = run(base + " --out-of-core -o " + q(path("ooc.npy")));
+        ASSERT_EQ(b.status, 0) << b.err;
+        EXPECT_EQ(test::read_bytes(path("mem.npy")), test::read_bytes(path("ooc.npy"))) << c.spec << x2 << " " << dtype;
+      }
+  }
+  // A budget too small for the working memory: one error line naming the knob, no file.
+  const std::string out = path("small.npy");
+  std::string err = expect_failure("kernel --net " + q(cases[1].spec) + " --x1 " + q(path("x.npy")) +
+                                       " --max-memory 1K -o " + q(out),
+                                   1, out)
+                        .err;
+  EXPECT_NE(err.find("--max-memory"), std::string::npos) << err;
 }
 
 }  // namespace
