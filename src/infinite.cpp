@@ -334,7 +334,7 @@ class OffsetPath {
     if (record)
       for (size_t k : var_steps_) {
         const auto [vh, vw] = spatial_of(net_.buffer_shape(size_t(net_.steps()[k].in)));
-        (*record)[size_t(net_.steps()[k].layer)].resize(size_t(record_n * vh * vw));
+        (*record)[size_t(net_.steps()[k].layer)].resize(size_t(3 * record_n * vh * vw));
       }
     const index_t L = OffsetBlockT<T>::lanes, groups = (index_t(todo.size()) + L - 1) / L;
     parallel_for(groups, [&](index_t begin, index_t end) {
@@ -375,18 +375,14 @@ class OffsetPath {
     for (size_t k : var_steps_) {
       const auto [vh, vw] = spatial_of(net_.buffer_shape(size_t(steps[k].in)));
       const index_t Pk = vh * vw;
-      ws.v1[k].var.resize(size_t(Pk * L));
-      ws.v2[k].var.resize(size_t(Pk * L));
+      for (auto* v : {&ws.v1[k], &ws.v2[k]}) {
+        v->var.resize(size_t(Pk * L));
+        v->sd.resize(size_t(Pk * L));
+        v->isd.resize(size_t(Pk * L));
+      }
       if (record) continue;  // filled from offset 0 below
-      const auto& m1 = (*maps1)[size_t(steps[k].layer)];
-      const auto& m2 = (*maps2)[size_t(steps[k].layer)];
-      for (index_t p = 0; p < Pk; ++p)
-        for (index_t lane = 0; lane < L; ++lane) {
-          ws.v1[k].var[size_t(p * L + lane)] = T(m1[size_t(i[lane] * Pk + p)]);
-          ws.v2[k].var[size_t(p * L + lane)] = T(m2[size_t(j[lane] * Pk + p)]);
-        }
-      roots(ws.v1[k]);
-      roots(ws.v2[k]);
+      gather((*maps1)[size_t(steps[k].layer)], Pk, i, ws.v1[k]);
+      gather((*maps2)[size_t(steps[k].layer)], Pk, j, ws.v2[k]);
     }
     double acc_nngp[L] = {}, acc_ntk[L] = {};
     for (const auto& [dy, dx] : offsets_) {
@@ -438,9 +434,12 @@ class OffsetPath {
         blk.ntk = want_ntk_ ? ws.ntk[out].data() : nullptr;
         if (!ws.v1[k].var.empty()) {
           if (record && dy == 0 && dx == 0) {  // the grid of offset 0 is the image: [pixel][lane]
-            std::copy(blk.nngp, blk.nngp + cells, ws.v1[k].var.begin());
-            roots(ws.v1[k]);
-            ws.v2[k] = ws.v1[k];
+            auto& v = ws.v1[k];
+            for (size_t e = 0; e < cells; ++e) {
+              const auto [var, sd, isd] = roots(double(blk.nngp[e]));
+              v.var[e] = T(var), v.sd[e] = T(sd), v.isd[e] = T(isd);
+            }
+            ws.v2[k] = v;
           }
           blk.var1 = ws.v1[k].var.data(), blk.sd1 = ws.v1[k].sd.data(), blk.isd1 = ws.v1[k].isd.data();
           blk.var2 = ws.v2[k].var.data(), blk.sd2 = ws.v2[k].sd.data(), blk.isd2 = ws.v2[k].isd.data();
@@ -471,9 +470,29 @@ class OffsetPath {
     if (record)
       for (size_t k : var_steps_) {
         auto& map = (*record)[size_t(steps[k].layer)];
-        const index_t Pk = index_t(ws.v1[k].var.size()) / L;
+        const index_t Pk = index_t(ws.v1[k].var.size()) / L, n = index_t(map.size()) / (3 * Pk);
         for (index_t lane = 0; lane < count; ++lane)
-          for (index_t p = 0; p < Pk; ++p) map[size_t(i[lane] * Pk + p)] = double(ws.v1[k].var[size_t(p * L + lane)]);
+          for (index_t p = 0; p < Pk; ++p) {
+            const auto [var, sd, isd] = roots(double(ws.v1[k].var[size_t(p * L + lane)]));
+            map[size_t(i[lane] * Pk + p)] = var;
+            map[size_t((n + i[lane]) * Pk + p)] = sd;
+            map[size_t((2 * n + i[lane]) * Pk + p)] = isd;
+          }
+      }
+  }
+
+  // Variance maps of the offset path hold, per layer, three (n, pixels) blocks: Σ(x, x)(p, p) (what
+  // the layer-by-layer path reads), its square root and inverse square root, so that groups of
+  // lanes gather them instead of recomputing them (which costs as much as a Flatten readout's work).
+  static void gather(const std::vector<double>& map, index_t Pk, const index_t* idx, typename OffsetWorkspace<T>::Variances& v) {
+    constexpr index_t L = OffsetBlockT<T>::lanes;
+    const index_t n = index_t(map.size()) / (3 * Pk);
+    for (index_t p = 0; p < Pk; ++p)
+      for (index_t lane = 0; lane < L; ++lane) {
+        const size_t at = size_t(p * L + lane), row = size_t(idx[lane] * Pk + p);
+        v.var[at] = T(map[row]);
+        v.sd[at] = T(map[row + size_t(n * Pk)]);
+        v.isd[at] = T(map[row + size_t(2 * n * Pk)]);
       }
   }
 
@@ -489,15 +508,11 @@ class OffsetPath {
     }
   }
 
-  // √var and 1/√var (0 where var ≤ 0), once per group of lanes rather than per entry.
-  static void roots(typename OffsetWorkspace<T>::Variances& v) {
-    v.sd.resize(v.var.size());
-    v.isd.resize(v.var.size());
-    for (size_t e = 0; e < v.var.size(); ++e) {
-      const T var = std::max(v.var[e], T(0));
-      v.sd[e] = std::sqrt(var);
-      v.isd[e] = var > 0 ? T(1) / v.sd[e] : T(0);
-    }
+  // (var, √var, 1/√var), 0 where var ≤ 0; in float64 whatever T, so that the offset-0 grid of a
+  // pair (x, x) and the maps later gathered for it give the same values.
+  static std::tuple<double, double, double> roots(double var) {
+    const double sd = std::sqrt(std::max(var, 0.0));
+    return {var, sd, sd > 0 ? 1.0 / sd : 0.0};
   }
 
   const Network& net_;
@@ -530,7 +545,7 @@ std::uint64_t variance_map_bytes(const Network& net, index_t n) {
   for (const auto& st : net.steps())
     if (st.layer >= 0 && net.layers()[size_t(st.layer)]->kernel_needs_gaussian_input()) {
       const auto [h, w] = spatial_of(net.buffer_shape(size_t(st.in)));
-      bytes += std::uint64_t(n) * std::uint64_t(h * w) * 8;
+      bytes += std::uint64_t(n) * std::uint64_t(h * w) * 8 * 3;  // the offset path keeps √ and 1/√ too
     }
   return bytes;
 }

@@ -94,10 +94,14 @@ const std::map<std::string, std::string>& long_descriptions() {
        std::string("Computes the infinite-width kernel of the network SPEC in neural-tangents' conventions: "
                    "the NTK (--get ntk) or the NNGP (--get nngp), (N1, N2) for inputs x1 and x2, vectors (N, d) or "
                    "NHWC images (the kernel of the outputs is this times the identity over outputs). Computed "
-                   "in float64. Image pairs keep the full pixel-pair covariance when a pooling layer needs it, "
-                   "otherwise its diagonal. Networks without an exact kernel (a nonlinearity whose input is not "
-                   "Gaussian, a Residual block not ending in Dense/Conv, a spatial output) are refused with an "
-                   "error that says why.\n\n") +
+                   "in float64 (--dtype float32: the offset path below in float32). Networks of stride-1 Conv and "
+                   "pointwise layers up to a GlobalAvgPool or Flatten readout take the offset path (pairs in SIMD "
+                   "lanes, one pixel offset at a time, in cache); others keep each pair's full pixel-pair "
+                   "covariance when a pooling layer needs it, otherwise its diagonal. Networks without an exact "
+                   "kernel (a nonlinearity whose input is not Gaussian, a Residual block not ending in "
+                   "Dense/Conv, a spatial output) are refused with an error that says why. --max-memory bounds "
+                   "the working memory and the kernel; a kernel that does not fit is written out of core. Arora "
+                   "et al.'s CNTK as a spec: docs/cntk.md.\n\n") +
            kSpecHelp +
            "\n\nExample:\n"
            "  ntk kernel --net 'Dense(512, W_std=1.4), Relu, Dense(1)' --x1 X.npy --get ntk -o K.npy\n"

@@ -366,6 +366,23 @@ TEST(Infinite, FiniteForZeroInputsAndDeepNets) {
       Array<float> K = infinite_kernel(net, x, nullptr, get(g));
       for (index_t i = 0; i < K.size(); ++i) EXPECT_TRUE(std::isfinite(K[i])) << act << " " << i;
     }
+    // Images through the float32 offset path: 20 conv layers, one image all zeros (closed forms;
+    // quadrature per pixel pair of 20 layers is slow under the sanitizers and adds nothing here).
+    const bool quadrature = std::string(act) == "Tanh" || std::string(act) == "Sigmoid";
+    std::string cnn;
+    for (int l = 0; l < 20; ++l) cnn += std::string("Conv(2, 3, padding=SAME, W_std=2, b_std=0.1), ") + act + ", ";
+    for (const char* readout : {"GlobalAvgPool, Dense(1)", "Flatten, Dense(1)"}) {
+      if (quadrature) break;
+      Network img(cnn + readout, {4, 3, 2});
+      std::vector<float> pixels(3 * 24, 0.0f);
+      auto rnd = test::random_vector<double>(2 * 24, 10);
+      std::copy(rnd.begin(), rnd.end(), pixels.begin() + 24);
+      Array<float> xi(Shape{3, 4, 3, 2}, pixels);
+      for (auto g : {KernelOptions::ntk, KernelOptions::nngp}) {
+        Array<float> K = infinite_kernel(img, xi, nullptr, get(g));
+        for (index_t i = 0; i < K.size(); ++i) EXPECT_TRUE(std::isfinite(K[i])) << act << " " << readout << " " << i;
+      }
+    }
     // No bias and x = 0: every kernel entry with x = 0 is exactly 0.
     Network nb("Dense(8), " + std::string(act) + ", Dense(1)", {d});
     Array<float> K = infinite_kernel(nb, x, nullptr, get(KernelOptions::ntk));
