@@ -234,6 +234,17 @@ RawArray RawArray::from(const Array<T>& a) {
   return r;
 }
 
+template <class T>
+void write_npy(const std::string& path, const Array<T>& a) {
+  const std::vector<std::byte> header = detail::npy_header(dtype_of<T>(), a.shape());  // before any file exists
+  detail::write_file_atomic_stream(path, [&](const detail::ByteSink& sink) {
+    sink(header.data(), header.size());
+    sink(reinterpret_cast<const std::byte*>(a.data()), static_cast<size_t>(a.size()) * sizeof(T));
+  });
+}
+template void write_npy(const std::string&, const Array<float>&);
+template void write_npy(const std::string&, const Array<double>&);
+
 template Array<float> RawArray::as<float>() const;
 template Array<double> RawArray::as<double>() const;
 template RawArray RawArray::from<float>(const Array<float>&);

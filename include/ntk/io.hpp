@@ -34,8 +34,10 @@ RawArray read_npy(const std::string& path);
 RawArray parse_npy(const std::byte* data, size_t size, const std::string& what);
 std::vector<std::byte> serialize_npy(const RawArray& a);
 void write_npy(const std::string& path, const RawArray& a);
+// Streams the array's own buffer to the file (no copy of the data: a kernel as large as half of
+// memory can still be written). float32 and float64.
 template <class T>
-void write_npy(const std::string& path, const Array<T>& a) { write_npy(path, RawArray::from(a)); }
+void write_npy(const std::string& path, const Array<T>& a);
 
 // Out-of-core .npy output, for arrays larger than memory. The file is created at a temporary name
 // next to path with its header written and its data region memory-mapped (MAP_SHARED) for writing;
