@@ -405,7 +405,10 @@ class OffsetPath {
         if (C > 1)
           for (index_t e = 0; e < gw * L; ++e) dst[e] /= T(C);
       }
-      if (want_ntk_) ws.ntk[0].assign(size_t(P * L), T(0));
+      if (want_ntk_) {  // only this offset's cells: most grids are much smaller than the image
+        ws.ntk[0].resize(size_t(P * L));
+        std::fill(ws.ntk[0].begin(), ws.ntk[0].begin() + gh * gw * L, T(0));
+      }
       for (size_t k = 0; k < readout_; ++k) {
         const auto& st = steps[k];
         const size_t in = size_t(st.in), out = size_t(st.out);
