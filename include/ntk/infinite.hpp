@@ -121,14 +121,22 @@ inline constexpr auto asin_series_coefficients = [] {
 }();
 
 // asin(s) for 0 ≤ s ≤ 1/2.
+// The polynomial Σ_{n≥1} c_n z^{n−1} is evaluated as two interleaved Horner chains in z² (odd and
+// even n), halving the chain of dependent multiply-adds that bounds the loops calling this.
 template <class T>
 inline T asin_small(T s) {
-  const T z = s * s;
+  const T z = s * s, z2 = z * z;
   constexpr int terms = asin_series_terms<T>;
-  T p = T(asin_series_coefficients[terms - 1]);
+  constexpr int last = terms - 1;  // c_1 .. c_last
+  T odd = T(0), even = T(0);       // Σ c_{2k+1} z2^k and Σ c_{2k+2} z2^k
 #pragma GCC unroll 24  // fully: a loop left inside keeps the caller's loop from vectorizing
-  for (int n = terms - 2; n >= 1; --n) p = p * z + T(asin_series_coefficients[size_t(n)]);
-  return s + s * z * p;
+  for (int n = last; n >= 1; --n) {
+    if (n % 2 == 1)
+      odd = odd * z2 + T(asin_series_coefficients[size_t(n)]);
+    else
+      even = even * z2 + T(asin_series_coefficients[size_t(n)]);
+  }
+  return s + s * z * (odd + z * even);
 }
 
 // t must lie in [−1, 1] (callers clamp).
