@@ -296,7 +296,7 @@ struct OffsetWorkspace {
 template <class T>
 class OffsetPath {
  public:
-  OffsetPath(const Network& net, size_t readout, bool want_ntk) : net_(net), readout_(readout), want_ntk_(want_ntk) {
+  OffsetPath(const Network& net, size_t readout) : net_(net), readout_(readout) {
     const auto& steps = net.steps();
     std::tie(h_, w_) = spatial_of(net.input_shape());
     const Layer& r = *net.layers()[size_t(steps[readout].layer)];
@@ -315,19 +315,17 @@ class OffsetPath {
   }
 
   size_t readout() const { return readout_; }
-  // Pixel-pair entries one pair costs, summed over the layers (for progress and rate reports).
-  index_t offsets() const { return index_t(offsets_.size()); }
 
-  // Σ and Θ at the readout's output for the pairs (a_i, b_j) of a batch (with `symmetric`, only
-  // those with j ≥ i). With `record`, the pairs are (x, x): the variances come from offset 0
-  // itself and are stored into record (sized here).
-  KernelState run(const Inputs& a, const Inputs& b, const PairBatch& batch, bool symmetric, const VarianceMaps* maps1,
-                  const VarianceMaps* maps2, VarianceMaps* record, index_t record_n) const {
+  // Σ (and Θ with want_ntk) at the readout's output for the pairs (a_i, b_j) of a batch (with
+  // `symmetric`, only those with j ≥ i). With `record`, the pairs are (x, x): the variances come
+  // from offset 0 itself and are stored into record (sized here).
+  KernelState run(const Inputs& a, const Inputs& b, const PairBatch& batch, bool symmetric, bool want_ntk,
+                  const VarianceMaps* maps1, const VarianceMaps* maps2, VarianceMaps* record, index_t record_n) const {
     KernelState s;
     s.pairs = batch.pairs();
-    s.want_ntk = want_ntk_;
+    s.want_ntk = want_ntk;
     s.nngp.assign(size_t(s.pairs), 0.0);
-    if (want_ntk_) s.ntk.assign(size_t(s.pairs), 0.0);
+    if (want_ntk) s.ntk.assign(size_t(s.pairs), 0.0);
     std::vector<index_t> todo;
     for (index_t q = 0; q < s.pairs; ++q)
       if (!symmetric || batch.second(q) >= batch.first(q)) todo.push_back(q);
@@ -347,11 +345,11 @@ class OffsetPath {
           const index_t q = todo[size_t(g * L + std::min(k, count - 1))];  // spare lanes repeat the last pair
           i[k] = batch.first(q), j[k] = batch.second(q);
         }
-        lanes(a, b, i, j, count, maps1, maps2, record, ws, nngp, ntk);
+        lanes(a, b, i, j, count, want_ntk, maps1, maps2, record, ws, nngp, ntk);
         for (index_t k = 0; k < count; ++k) {
           const index_t q = todo[size_t(g * L + k)];
           s.nngp[size_t(q)] = nngp[k];
-          if (want_ntk_) s.ntk[size_t(q)] = ntk[k];
+          if (want_ntk) s.ntk[size_t(q)] = ntk[k];
         }
       }
     });
@@ -360,7 +358,7 @@ class OffsetPath {
 
  private:
   // One group of lanes: every offset through every step up to the readout, summed there.
-  void lanes(const Inputs& a, const Inputs& b, const index_t* i, const index_t* j, index_t count,
+  void lanes(const Inputs& a, const Inputs& b, const index_t* i, const index_t* j, index_t count, bool want_ntk,
              const VarianceMaps* maps1, const VarianceMaps* maps2, VarianceMaps* record, OffsetWorkspace<T>& ws,
              double* out_nngp, double* out_ntk) const {
     constexpr index_t L = OffsetBlockT<T>::lanes;
@@ -380,7 +378,7 @@ class OffsetPath {
         v->sd.resize(size_t(Pk * L));
         v->isd.resize(size_t(Pk * L));
       }
-      if (record) continue;  // filled from offset 0 below
+      if (record) continue;  // filled from offset 0 below, x' = x
       gather((*maps1)[size_t(steps[k].layer)], Pk, i, ws.v1[k]);
       gather((*maps2)[size_t(steps[k].layer)], Pk, j, ws.v2[k]);
     }
@@ -405,7 +403,7 @@ class OffsetPath {
         if (C > 1)
           for (index_t e = 0; e < gw * L; ++e) dst[e] /= T(C);
       }
-      if (want_ntk_) {  // only this offset's cells: most grids are much smaller than the image
+      if (want_ntk) {  // only this offset's cells: most grids are much smaller than the image
         ws.ntk[0].resize(size_t(P * L));
         std::fill(ws.ntk[0].begin(), ws.ntk[0].begin() + gh * gw * L, T(0));
       }
@@ -425,27 +423,21 @@ class OffsetPath {
           }
         };
         take(ws.nngp);
-        if (want_ntk_) take(ws.ntk);
+        if (want_ntk) take(ws.ntk);
         if (st.layer < 0) {
           const size_t skip = size_t(st.skip);
           for (size_t e = 0; e < cells; ++e) ws.nngp[out][e] += ws.nngp[skip][e];
-          if (want_ntk_)
+          if (want_ntk)
             for (size_t e = 0; e < cells; ++e) ws.ntk[out][e] += ws.ntk[skip][e];
           continue;
         }
         blk.nngp = ws.nngp[out].data();
-        blk.ntk = want_ntk_ ? ws.ntk[out].data() : nullptr;
+        blk.ntk = want_ntk ? ws.ntk[out].data() : nullptr;
         if (!ws.v1[k].var.empty()) {
-          if (record && dy == 0 && dx == 0) {  // the grid of offset 0 is the image: [pixel][lane]
-            auto& v = ws.v1[k];
-            for (size_t e = 0; e < cells; ++e) {
-              const auto [var, sd, isd] = roots(double(blk.nngp[e]));
-              v.var[e] = T(var), v.sd[e] = T(sd), v.isd[e] = T(isd);
-            }
-            ws.v2[k] = v;
-          }
+          if (record && dy == 0 && dx == 0) record_variances(blk.nngp, i, count, ws.v1[k], (*record)[size_t(st.layer)]);
+          const auto& v2 = record ? ws.v1[k] : ws.v2[k];
           blk.var1 = ws.v1[k].var.data(), blk.sd1 = ws.v1[k].sd.data(), blk.isd1 = ws.v1[k].isd.data();
-          blk.var2 = ws.v2[k].var.data(), blk.sd2 = ws.v2[k].sd.data(), blk.isd2 = ws.v2[k].isd.data();
+          blk.var2 = v2.var.data(), blk.sd2 = v2.sd.data(), blk.isd2 = v2.isd.data();
         }
         net_.layers()[size_t(st.layer)]->kernel_offset_rule(blk);
       }
@@ -459,7 +451,7 @@ class OffsetPath {
       for (index_t gy = 0; gy < blk.grid_h(); ++gy) {
         T row_nngp[L] = {}, row_ntk[L] = {};
         const T* sn = ws.nngp[in].data() + gy * rw_cells * L;
-        const T* st = want_ntk_ ? ws.ntk[in].data() + gy * rw_cells * L : nullptr;
+        const T* st = want_ntk ? ws.ntk[in].data() + gy * rw_cells * L : nullptr;
         for (index_t gx = 0; gx < rw_cells; ++gx)
           for (index_t lane = 0; lane < L; ++lane) row_nngp[lane] += sn[gx * L + lane];
         if (st)
@@ -470,17 +462,22 @@ class OffsetPath {
     }
     const double scale = 1.0 / double(kind_ == PixelReadout::all_pairs ? readout_pixels_ * readout_pixels_ : readout_pixels_);
     for (index_t lane = 0; lane < L; ++lane) out_nngp[lane] = acc_nngp[lane] * scale, out_ntk[lane] = acc_ntk[lane] * scale;
-    if (record)
-      for (size_t k : var_steps_) {
-        auto& map = (*record)[size_t(steps[k].layer)];
-        const index_t Pk = index_t(ws.v1[k].var.size()) / L, n = index_t(map.size()) / (3 * Pk);
-        for (index_t lane = 0; lane < count; ++lane)
-          for (index_t p = 0; p < Pk; ++p) {
-            const auto [var, sd, isd] = roots(double(ws.v1[k].var[size_t(p * L + lane)]));
-            map[size_t(i[lane] * Pk + p)] = var;
-            map[size_t((n + i[lane]) * Pk + p)] = sd;
-            map[size_t((2 * n + i[lane]) * Pk + p)] = isd;
-          }
+  }
+
+  // Pairs (x, x): the offset-0 grid `grid` ([pixel][lane]) holds each lane's variances. Sets them,
+  // with their roots, as the lanes' variances v and stores the first `count` lanes' into `map`.
+  static void record_variances(const T* grid, const index_t* idx, index_t count, typename OffsetWorkspace<T>::Variances& v,
+                               std::vector<double>& map) {
+    constexpr index_t L = OffsetBlockT<T>::lanes;
+    const index_t Pk = index_t(v.var.size()) / L, n = index_t(map.size()) / (3 * Pk);
+    for (index_t p = 0; p < Pk; ++p)
+      for (index_t lane = 0; lane < L; ++lane) {
+        const size_t at = size_t(p * L + lane);
+        const double var = double(grid[at]), sd = std::sqrt(std::max(var, 0.0)), isd = sd > 0 ? 1.0 / sd : 0.0;
+        v.var[at] = T(var), v.sd[at] = T(sd), v.isd[at] = T(isd);
+        if (lane >= count) continue;  // spare lanes repeat a pair
+        const size_t row = size_t(idx[lane] * Pk + p);
+        map[row] = var, map[row + size_t(n * Pk)] = sd, map[row + size_t(2 * n * Pk)] = isd;
       }
   }
 
@@ -511,16 +508,8 @@ class OffsetPath {
     }
   }
 
-  // (var, √var, 1/√var), 0 where var ≤ 0; in float64 whatever T, so that the offset-0 grid of a
-  // pair (x, x) and the maps later gathered for it give the same values.
-  static std::tuple<double, double, double> roots(double var) {
-    const double sd = std::sqrt(std::max(var, 0.0));
-    return {var, sd, sd > 0 ? 1.0 / sd : 0.0};
-  }
-
   const Network& net_;
   size_t readout_;
-  bool want_ntk_;
   PixelReadout kind_ = PixelReadout::none;
   index_t h_ = 1, w_ = 1, readout_pixels_ = 1;
   std::vector<std::pair<index_t, index_t>> offsets_;
@@ -570,7 +559,7 @@ void compute_kernel(const Network& net, const Array<T>& x1, const Array<T>* x2, 
   const std::optional<size_t> readout = options.offset_path ? offset_readout(net) : std::nullopt;
   // float32 kernels: the offset path computes in float32 (twice the SIMD lanes).
   const std::optional<OffsetPath<T>> offsets =
-      readout ? std::optional<OffsetPath<T>>(std::in_place, net, *readout, want_ntk) : std::nullopt;
+      readout ? std::optional<OffsetPath<T>>(std::in_place, net, *readout) : std::nullopt;
   // The offset path keeps one vector entry per pair; the layer-by-layer path whole pixel-pair states.
   const index_t per_batch = offsets ? offset_tile_pairs : batch_pairs(net, diagonal);
 
@@ -578,7 +567,7 @@ void compute_kernel(const Network& net, const Array<T>& x1, const Array<T>* x2, 
   auto run = [&](const Inputs& x, const Inputs& y, const PairBatch& batch, bool sym, bool ntk, const VarianceMaps* m1,
                  const VarianceMaps* m2, VarianceMaps* record, index_t record_n) {
     if (offsets) {
-      KernelState s = offsets->run(x, y, batch, sym, m1, m2, record, record_n);
+      KernelState s = offsets->run(x, y, batch, sym, ntk, m1, m2, record, record_n);
       return propagate(net, std::move(s), offsets->readout() + 1, batch, sym, m1, m2, record, record_n);
     }
     return propagate(net, input_state(x, y, batch, diagonal, net.input_shape(), ntk), 0, batch, sym, m1, m2, record,
