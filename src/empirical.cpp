@@ -638,6 +638,7 @@ void validate(const Network& net, const std::vector<T>& theta, const Array<T>& x
 template <class T>
 Array<T> empirical_ntk(const Network& net, const std::vector<T>& theta, const Array<T>& x1,
                        const std::type_identity_t<Array<T>>* x2, const EntkOptions& options) {
+  ThreadScope threads(options.threads);
   validate(net, theta, x1, x2, options);
   const index_t n1 = x1.dim(0), n2 = x2 ? x2->dim(0) : n1;
   const EntkPlan plan = plan_empirical_ntk(net, n1, n2, x2 == nullptr, options, sizeof(T));  // before allocating
@@ -649,6 +650,7 @@ Array<T> empirical_ntk(const Network& net, const std::vector<T>& theta, const Ar
 template <class T>
 void empirical_ntk_to_file(const Network& net, const std::vector<T>& theta, const Array<T>& x1,
                            const std::type_identity_t<Array<T>>* x2, const EntkOptions& options, const std::string& path) {
+  ThreadScope threads(options.threads);
   validate(net, theta, x1, x2, options);
   const index_t n1 = x1.dim(0), n2 = x2 ? x2->dim(0) : n1;
   EntkOptions o = options;

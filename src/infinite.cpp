@@ -619,6 +619,7 @@ std::string KernelPlan::describe() const {
 
 KernelPlan plan_infinite_kernel(const Network& net, index_t n1, index_t n2, const KernelOptions& options,
                                 std::size_t element_bytes) {
+  ThreadScope threads(options.threads);
   const bool diagonal = !check_program(net);
   KernelPlan plan;
   plan.offset_path = options.offset_path && offset_readout(net).has_value();
@@ -649,6 +650,7 @@ KernelPlan plan_infinite_kernel(const Network& net, index_t n1, index_t n2, cons
 template <class T>
 Array<T> infinite_kernel(const Network& net, const Array<T>& x1, const std::type_identity_t<Array<T>>* x2,
                          KernelOptions options) {
+  ThreadScope threads(options.threads);
   const index_t n1 = x1.ndim() > 0 ? x1.dim(0) : 0, n2 = x2 ? (x2->ndim() > 0 ? x2->dim(0) : 0) : n1;
   const KernelPlan plan = plan_infinite_kernel(net, n1, n2, options, sizeof(T));  // before allocating
   if (options.max_memory > 0 && plan.result_bytes + plan.working_bytes > options.max_memory)
@@ -663,6 +665,7 @@ Array<T> infinite_kernel(const Network& net, const Array<T>& x1, const std::type
 template <class T>
 void infinite_kernel_to_file(const Network& net, const Array<T>& x1, const std::type_identity_t<Array<T>>* x2,
                              const KernelOptions& options, const std::string& path) {
+  ThreadScope threads(options.threads);
   const index_t n1 = x1.ndim() > 0 ? x1.dim(0) : 0, n2 = x2 ? (x2->ndim() > 0 ? x2->dim(0) : 0) : n1;
   plan_infinite_kernel(net, n1, n2, options, sizeof(T));
   net.check_inputs(x1, "x1");  // before creating the file

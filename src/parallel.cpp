@@ -58,6 +58,9 @@ bool configure_blas() {
 std::atomic<int> g_threads{0};
 int hardware_threads() { return std::max(1u, std::thread::hardware_concurrency()); }
 
+// A per-call thread count (ThreadScope) on the thread that makes the call; 0: the process-wide one.
+thread_local int t_scoped_threads = 0;
+
 // True on pool workers and on a caller while it runs a parallel loop: nested loops run serially.
 thread_local bool t_in_parallel = false;
 
@@ -141,9 +144,17 @@ class Pool {
 
 }  // namespace
 
+ThreadScope::ThreadScope(int threads) : outer_(t_scoped_threads) {
+  if (threads > 0) t_scoped_threads = threads;
+}
+ThreadScope::~ThreadScope() { t_scoped_threads = outer_; }
+
+bool in_parallel_region() { return t_in_parallel; }
+
 void set_num_threads(int threads) { g_threads = threads <= 0 ? hardware_threads() : threads; }
 
 int num_threads() {
+  if (t_scoped_threads > 0) return t_scoped_threads;
   int t = g_threads.load();
   return t > 0 ? t : hardware_threads();
 }
@@ -156,10 +167,14 @@ void parallel_for(std::int64_t count, const std::function<void(std::int64_t, std
     return;
   }
   const std::function<void(std::int64_t)> part = [&](std::int64_t w) {
-    const bool outer = t_in_parallel;
-    t_in_parallel = true;
+    // Restored however the body ends: a body that throws on the calling thread must not leave the
+    // flag set, or every later loop on that thread (a long-lived Python process) would run serially.
+    struct InParallel {
+      bool outer = t_in_parallel;
+      InParallel() { t_in_parallel = true; }
+      ~InParallel() { t_in_parallel = outer; }
+    } in_parallel;
     body(count * w / t, count * (w + 1) / t);
-    t_in_parallel = outer;
   };
   Pool::instance().run(t, part);
 }

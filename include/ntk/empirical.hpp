@@ -35,6 +35,7 @@ struct EntkOptions {
   std::vector<int> layers;
   // Called after every tile pair with (pairs done, pairs in all); for progress displays.
   std::function<void(index_t, index_t)> progress;
+  int threads = 0;  // threads for this call; 0 = num_threads()
   // Set by empirical_ntk_to_file: the kernel lives in a memory-mapped file and only the strips in
   // flight count against max_memory.
   bool out_of_core = false;

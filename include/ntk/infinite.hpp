@@ -32,6 +32,7 @@ struct KernelOptions {
   std::uint64_t max_memory = 0;
   // Called after every tile of pairs with (pairs done, pairs in all); for progress displays.
   std::function<void(index_t, index_t)> progress;
+  int threads = 0;  // threads for this call; 0 = num_threads()
 };
 
 // Memory of a kernel computation, estimated before any allocation.

@@ -11,7 +11,26 @@ namespace ntk {
 
 // 0 = all hardware threads.
 void set_num_threads(int threads);
+// The thread count loops started from this thread use: a ThreadScope's if one is active, else the
+// process-wide one.
 int num_threads();
+
+// Sets the thread count of the calling thread's loops for its lifetime (threads <= 0: leaves it as
+// it is), so one call can run on T threads without changing the process-wide setting; the entry
+// points take it from their options' `threads`.
+class ThreadScope {
+ public:
+  explicit ThreadScope(int threads);
+  ~ThreadScope();
+  ThreadScope(const ThreadScope&) = delete;
+  ThreadScope& operator=(const ThreadScope&) = delete;
+
+ private:
+  int outer_;
+};
+
+// True on a pool worker, or on a caller while it runs a parallel loop (for tests).
+bool in_parallel_region();
 
 // Calls body(begin, end) on contiguous chunks of [0, count) using up to `threads` threads
 // (0 = num_threads()). Chunks are fixed by count and the thread count only; body must make each
