@@ -14,6 +14,7 @@
 #include "ntk/error.hpp"
 #include "ntk/io.hpp"
 #include "ntk/parallel.hpp"
+#include "tiles.hpp"
 
 namespace ntk {
 
@@ -113,59 +114,21 @@ Directions<T> directions_for(const EntkMode& mode, index_t O) {
   return d;
 }
 
-// Writes reduced blocks into the output array. For a tile pair, `block(kk)` yields the n1 × n2
-// kernel of matched direction kk; `paired` blocks are (n1, n2, K, K).
+// Reduces matched direction kk of a tile's block, V (c1 × c2), into the tile (c1 × c2 × values): the
+// diagonal mode keeps it at output kk; trace and trace-sum reset at kk = 0, then accumulate.
 template <class T>
-class OutputWriter {
- public:
-  OutputWriter(T* out, const EntkMode& mode, index_t O, index_t n2_total) : out_(out), mode_(mode), O_(O), n2_total_(n2_total) {}
-
-  // Full mode: S is (n1, n2, O, O), the output layout; the mirror image goes to (j, i, b, a).
-  void write_paired(const T* S, index_t i0, index_t n1, index_t j0, index_t n2, bool mirror) {
-    const index_t O = O_, OO = O_ * O_;
-    parallel_for(n1, [&](index_t begin, index_t end) {
-      for (index_t i = begin; i < end; ++i)
-        std::copy(S + i * n2 * OO, S + (i + 1) * n2 * OO, out_ + ((i0 + i) * n2_total_ + j0) * OO);
-    });
-    if (!mirror) return;
-    parallel_for(n2, [&](index_t begin, index_t end) {
-      for (index_t j = begin; j < end; ++j)
-        for (index_t i = 0; i < n1; ++i) {
-          const T* src = S + (i * n2 + j) * OO;
-          T* dst = out_ + ((j0 + j) * n2_total_ + i0 + i) * OO;
-          for (index_t a = 0; a < O; ++a)
-            for (index_t b = 0; b < O; ++b) dst[b * O + a] = src[a * O + b];
-        }
-    });
+void reduce_matched(const T* V, index_t kk, const EntkMode& mode, index_t O, index_t c1, index_t c2, T* tile) {
+  const bool sum_modes = mode.kind == EntkMode::trace || mode.kind == EntkMode::trace_sum;
+  const T scale = mode.kind == EntkMode::trace ? T(1) / T(O) : T(1);
+  const index_t n = c1 * c2;
+  if (mode.kind == EntkMode::diagonal) {
+    for (index_t e = 0; e < n; ++e) tile[e * O + kk] = V[e];
+  } else if (sum_modes) {
+    for (index_t e = 0; e < n; ++e) tile[e] = (kk == 0 ? T(0) : tile[e]) + scale * V[e];
+  } else {
+    std::copy(V, V + n, tile);
   }
-
-  // Matched direction kk: V is n1 × n2. Sum modes reset their entry at kk = 0, then accumulate.
-  void write_matched(const T* V, index_t kk, index_t i0, index_t n1, index_t j0, index_t n2, bool mirror) {
-    const bool sum_modes = mode_.kind == EntkMode::trace || mode_.kind == EntkMode::trace_sum;
-    const T scale = mode_.kind == EntkMode::trace ? T(1) / T(O_) : T(1);
-    auto put = [&](index_t gi, index_t gj, T v) {
-      if (mode_.kind == EntkMode::diagonal) {
-        out_[(gi * n2_total_ + gj) * O_ + kk] = v;
-      } else if (sum_modes) {
-        T& dst = out_[gi * n2_total_ + gj];
-        dst = (kk == 0 ? T(0) : dst) + scale * v;
-      } else {
-        out_[gi * n2_total_ + gj] = v;
-      }
-    };
-    for (index_t i = 0; i < n1; ++i)
-      for (index_t j = 0; j < n2; ++j) {
-        T v = V[i * n2 + j];
-        put(i0 + i, j0 + j, v);
-        if (mirror && !(i0 + i == j0 + j)) put(j0 + j, i0 + i, v);
-      }
-  }
-
- private:
-  T* out_;
-  EntkMode mode_;
-  index_t O_, n2_total_;
-};
+}
 
 // Jacobian rows of n examples for the K directions: J (n·K × P), row (i, kk) = J(x_i)ᵀ c_kk.
 template <class T>
@@ -402,10 +365,18 @@ EntkPlan plan_empirical_ntk(const Network& net, index_t n1, index_t n2, bool sym
   // rows and, on the symmetric path, the mirrored columns); budget them at the largest tile.
   const std::uint64_t per_example = plan.output_bytes / std::uint64_t(std::max<index_t>(n1, 1));
   auto resident = [&](index_t t) { return o.out_of_core ? 2 * std::uint64_t(t) * per_example : plan.output_bytes; };
+  if (!o.layers.empty() && o.method != EntkMethod::automatic && o.method != EntkMethod::sd)
+    throw InvalidArgument("per-layer contributions are computed by structured derivatives; use method sd or auto");
   const EntkPlan::Candidate* best = nullptr;
   for (EntkMethod m : {EntkMethod::jc, EntkMethod::vp, EntkMethod::sd}) {
     EntkPlan::Candidate c;
     c.method = m;
+    if (!o.layers.empty() && m != EntkMethod::sd) {
+      // Per-layer contributions exist only as structured derivatives: auto must not pick another.
+      c.refused = "per-layer contributions (EntkOptions::layers) are computed by structured derivatives only";
+      plan.candidates.push_back(c);
+      continue;
+    }
     try {
       c.tile = choose_tile(net, m, std::max(n1, n2), K, paired, resident, element_bytes, o);
       c.working_bytes = working_bytes(net, m, c.tile, K, paired, element_bytes);
@@ -480,143 +451,161 @@ class ScratchFile {
   int fd_ = -1;
 };
 
-// The kernel into `out` (C order, entk_output_shape). rows_done(r0, r1) is called when no later
-// tile pair will write to rows [r0, r1) any more.
+// The eNTK as a producer of tiles for the tile engine: a tile row prepares its x1 side once (the
+// Jacobian rows, or the trace, cotangents and layer sides of structured derivatives), every tile of
+// the row prepares its x2 side and contracts the two into the tile in the output layout.
 template <class T>
-void compute_entk(const Network& net, const std::vector<T>& theta, const Array<T>& x1, const Array<T>* x2_in,
-                  const EntkOptions& options, const EntkPlan& plan, T* out,
-                  const std::function<void(index_t, index_t)>& rows_done, const std::string& spill_path = "") {
-  const Array<T>& x2 = x2_in ? *x2_in : x1;
-  const bool symmetric = x2_in == nullptr;
-  const index_t O = net.output_size(), P = net.num_params(), d = net.input_size();
-  const EntkMode mode = options.mode;
-  const index_t n1 = x1.dim(0), n2 = x2.dim(0);
-  const Directions<T> dirs = directions_for<T>(mode, O);
-  const index_t K = dirs.K;
-  const EntkMethod method = plan.method;
-  const index_t t = plan.tile;
-  // Layers whose parameters enter the kernel (all, unless per-layer contributions were asked for).
-  std::vector<bool> included(net.layers().size());
-  for (size_t l = 0; l < included.size(); ++l) included[l] = net.layers()[l]->num_params() > 0 && options.layers.empty();
-  for (int l : options.layers) {
-    if (l < 0 || l >= static_cast<int>(included.size()))
-      throw InvalidArgument("layer index " + std::to_string(l) + " is out of range (the network has " +
-                            std::to_string(included.size()) + " layers)");
-    included[size_t(l)] = net.layers()[size_t(l)]->num_params() > 0;
-  }
-  // Structured derivatives factor a layer's cotangents where the network allows it; the chain
-  // end's cotangents are then kept as well.
-  std::vector<int> chain_end(included.size(), -1);
-  std::vector<bool> keep_cotangents(included);
-  for (size_t l = 0; l < included.size(); ++l)
-    if (included[l] && method == EntkMethod::sd && (chain_end[l] = net.channel_chain_end(int(l))) >= 0) {
-      keep_cotangents[l] = false;
-      keep_cotangents[size_t(chain_end[l])] = true;
+class EntkProducer final : public detail::TileProducer<T> {
+ public:
+  EntkProducer(const Network& net, const std::vector<T>& theta, const Array<T>& x1, const Array<T>* x2_in,
+               const EntkOptions& options, const EntkPlan& plan, const std::string& spill_path)
+      : net_(net), theta_(theta), x1_(x1), x2_(x2_in ? *x2_in : x1), symmetric_(x2_in == nullptr), mode_(options.mode),
+        dirs_(directions_for<T>(options.mode, net.output_size())), method_(plan.method), t_(plan.tile) {
+    const index_t L = index_t(net.layers().size());
+    // Layers whose parameters enter the kernel (all, unless per-layer contributions were asked for).
+    included_.assign(size_t(L), false);
+    for (index_t l = 0; l < L; ++l) included_[size_t(l)] = net.layers()[size_t(l)]->num_params() > 0 && options.layers.empty();
+    for (int l : options.layers) {
+      if (l < 0 || l >= static_cast<int>(L))
+        throw InvalidArgument("layer index " + std::to_string(l) + " is out of range (the network has " +
+                              std::to_string(L) + " layers)");
+      included_[size_t(l)] = net.layers()[size_t(l)]->num_params() > 0;
     }
-  if (!options.layers.empty() && method != EntkMethod::sd)
-    throw InvalidArgument("per-layer contributions are computed by structured derivatives; use method sd or auto");
-  OutputWriter<T> writer(out, mode, O, n2);
+    if (!options.layers.empty() && method_ != EntkMethod::sd)
+      throw InvalidArgument("per-layer contributions are computed by structured derivatives; use method sd or auto");
+    // Structured derivatives factor a layer's cotangents where the network allows it; the chain
+    // end's cotangents are then kept as well.
+    chain_end_.assign(size_t(L), -1);
+    keep_cotangents_ = included_;
+    for (index_t l = 0; l < L; ++l)
+      if (included_[size_t(l)] && method_ == EntkMethod::sd && (chain_end_[size_t(l)] = net.channel_chain_end(int(l))) >= 0) {
+        keep_cotangents_[size_t(l)] = false;
+        keep_cotangents_[size_t(chain_end_[size_t(l)])] = true;
+      }
+    const index_t K = dirs_.K, P = net.num_params(), n2 = x2_.dim(0);
+    block_.resize(static_cast<size_t>(dirs_.paired ? 0 : K * t_ * t_));
+    // Out of core with Jacobian contraction, the x2 side's Jacobian rows are computed once and kept
+    // in a scratch file beside the output instead of being recomputed for every tile row.
+    if (method_ == EntkMethod::jc && !spill_path.empty() && (n2 + t_ - 1) / t_ > 1) {
+      spilled_ = std::make_unique<ScratchFile>(spill_path);
+      std::vector<T> rows;
+      for (index_t j0 = 0; j0 < n2; j0 += t_) {
+        const index_t c2 = std::min(t_, n2 - j0);
+        rows.resize(static_cast<size_t>(c2 * K * P));
+        jacobian_rows(net, theta.data(), x2_.data() + j0 * net.input_size(), c2, dirs_, rows.data());
+        spilled_->write(rows.data(), rows.size() * sizeof(T), std::uint64_t(j0 * K * P) * sizeof(T));
+      }
+    }
+  }
 
+  std::string what() const override { return "the empirical NTK"; }
+
+  void begin_row(index_t i0, index_t c1) override { prepare(x1_, i0, c1, false, s1_); }
+
+  void tile(index_t i0, index_t c1, index_t j0, index_t c2, T* tile) override {
+    const index_t K = dirs_.K, P = net_.num_params(), O = net_.output_size();
+    const bool diagonal_tile = symmetric_ && j0 == i0;
+    // The symmetric diagonal tile reuses side 1, except for VP whose x2 side differs in kind.
+    const Side& b = diagonal_tile && method_ != EntkMethod::vp ? s1_ : (prepare(x2_, j0, c2, true, s2_), s2_);
+    // Full mode: blocks are (c1, c2, K, K), the tile's own layout, so they accumulate in place.
+    T* block = dirs_.paired ? tile : block_.data();
+    std::fill(block, block + (dirs_.paired ? c1 * c2 * K * K : K * c1 * c2), T(0));
+    if (method_ == EntkMethod::jc) {
+      contract_rows(s1_.rows.data(), c1, b.rows.data(), c2, K, P, dirs_.paired, block);
+    } else if (method_ == EntkMethod::sd) {
+      for (int l = 0; l < static_cast<int>(net_.layers().size()); ++l) {
+        const Layer& layer = *net_.layers()[size_t(l)];
+        if (!included_[size_t(l)]) continue;
+        if (const int end = chain_end_[size_t(l)]; end >= 0) {
+          factored_block(s1_.layer_sides[size_t(l)], s1_.cotangents[size_t(end)].data(), c1, b.layer_sides[size_t(l)],
+                         b.cotangents[size_t(end)].data(), c2, K, layer.out_shape().back(), dirs_.paired, block);
+          continue;
+        }
+        layer.ntk_block(theta_.data() + net_.param_offset(l), net_.layer_input(s1_.trace, l), s1_.cotangents[size_t(l)].data(),
+                        s1_.layer_sides[size_t(l)], c1, net_.layer_input(b.trace, l), b.cotangents[size_t(l)].data(),
+                        b.layer_sides[size_t(l)], c2, K, dirs_.paired, block);
+      }
+    } else {
+      vp_block(net_, theta_.data(), s1_.rows.data(), c1, b.trace, c2, dirs_, block);
+    }
+    if (!dirs_.paired)
+      for (index_t kk = 0; kk < K; ++kk) reduce_matched(block + kk * c1 * c2, kk, mode_, O, c1, c2, tile);
+  }
+
+ private:
   // One side of a tile pair: what each method needs of its examples.
   struct Side {
-    index_t count = 0;
-    std::vector<T> rows;                 // jc, vp (x1 side): Jacobian rows (count·K × P)
-    Trace<T> trace;                      // sd, vp (x2 side)
-    std::vector<std::vector<T>> cotangents;  // sd: per layer, (count, K, out)
+    std::vector<T> rows;                      // jc, vp (x1 side): Jacobian rows (count·K × P)
+    Trace<T> trace;                           // sd, vp (x2 side)
+    std::vector<std::vector<T>> cotangents;   // sd: per layer, (count, K, out)
     std::vector<std::vector<T>> layer_sides;  // sd: per layer, what its ntk_side keeps
   };
-  // Out of core with Jacobian contraction, the x2 side's Jacobian rows are computed once and kept
-  // in a scratch file beside the output instead of being recomputed for every tile row.
-  std::unique_ptr<ScratchFile> spilled;
-  if (method == EntkMethod::jc && !spill_path.empty() && (n2 + t - 1) / t > 1) {
-    spilled = std::make_unique<ScratchFile>(spill_path);
-    std::vector<T> rows;
-    for (index_t j0 = 0; j0 < n2; j0 += t) {
-      const index_t c2 = std::min(t, n2 - j0);
-      rows.resize(static_cast<size_t>(c2 * K * P));
-      jacobian_rows(net, theta.data(), x2.data() + j0 * d, c2, dirs, rows.data());
-      spilled->write(rows.data(), rows.size() * sizeof(T), std::uint64_t(j0 * K * P) * sizeof(T));
-    }
-  }
-  auto prepare = [&](const Array<T>& x, index_t start, index_t count, bool x2_side, Side& side) {
-    side.count = count;
-    const T* xs = x.data() + start * d;
-    if (spilled && (x2_side || symmetric)) {
+
+  void prepare(const Array<T>& x, index_t start, index_t count, bool x2_side, Side& side) {
+    const index_t K = dirs_.K, P = net_.num_params(), O = net_.output_size();
+    const T* xs = x.data() + start * net_.input_size();
+    if (spilled_ && (x2_side || symmetric_)) {
       side.rows.resize(static_cast<size_t>(count * K * P));
-      spilled->read(side.rows.data(), side.rows.size() * sizeof(T), std::uint64_t(start * K * P) * sizeof(T));
+      spilled_->read(side.rows.data(), side.rows.size() * sizeof(T), std::uint64_t(start * K * P) * sizeof(T));
       return;
     }
-    if (method == EntkMethod::jc || (method == EntkMethod::vp && !x2_side)) {
+    if (method_ == EntkMethod::jc || (method_ == EntkMethod::vp && !x2_side)) {
       side.rows.resize(static_cast<size_t>(count * K * P));
-      jacobian_rows(net, theta.data(), xs, count, dirs, side.rows.data());
+      jacobian_rows(net_, theta_.data(), xs, count, dirs_, side.rows.data());
       return;
     }
-    net.forward(theta.data(), xs, count, side.trace);
-    if (method == EntkMethod::vp) return;
-    side.cotangents.assign(net.layers().size(), {});
+    net_.forward(theta_.data(), xs, count, side.trace);
+    if (method_ == EntkMethod::vp) return;
+    side.cotangents.assign(net_.layers().size(), {});
     std::vector<T> g(static_cast<size_t>(count * K * O));
-    for (index_t i = 0; i < count; ++i) std::copy(dirs.rows.begin(), dirs.rows.end(), g.begin() + i * K * O);
-    net.vjp(theta.data(), side.trace, K, g.data(), nullptr, ParamCotangent<T>{}, [&](int layer, const T* g_layer) {
-      if (!keep_cotangents[size_t(layer)]) return;
-      const index_t size = count * K * net.layers()[size_t(layer)]->out_size();
+    for (index_t i = 0; i < count; ++i) std::copy(dirs_.rows.begin(), dirs_.rows.end(), g.begin() + i * K * O);
+    net_.vjp(theta_.data(), side.trace, K, g.data(), nullptr, ParamCotangent<T>{}, [&](int layer, const T* g_layer) {
+      if (!keep_cotangents_[size_t(layer)]) return;
+      const index_t size = count * K * net_.layers()[size_t(layer)]->out_size();
       side.cotangents[size_t(layer)].assign(g_layer, g_layer + size);
     });
-    side.layer_sides.assign(net.layers().size(), {});
-    for (int l = 0; l < static_cast<int>(net.layers().size()); ++l) {
-      const Layer& layer = *net.layers()[size_t(l)];
-      if (!included[size_t(l)]) continue;
-      if (chain_end[size_t(l)] >= 0) {
-        side.layer_sides[size_t(l)] = factored_side(net, theta.data(), side.trace, l, chain_end[size_t(l)]);
+    side.layer_sides.assign(net_.layers().size(), {});
+    for (int l = 0; l < static_cast<int>(net_.layers().size()); ++l) {
+      const Layer& layer = *net_.layers()[size_t(l)];
+      if (!included_[size_t(l)]) continue;
+      if (chain_end_[size_t(l)] >= 0) {
+        side.layer_sides[size_t(l)] = factored_side(net_, theta_.data(), side.trace, l, chain_end_[size_t(l)]);
         continue;
       }
       side.layer_sides[size_t(l)] =
-          layer.ntk_side(theta.data() + net.param_offset(l), net.layer_input(side.trace, l), net.layer_output(side.trace, l),
-                         side.cotangents[size_t(l)].data(), count, K);
+          layer.ntk_side(theta_.data() + net_.param_offset(l), net_.layer_input(side.trace, l),
+                         net_.layer_output(side.trace, l), side.cotangents[size_t(l)].data(), count, K);
     }
-  };
-
-  std::vector<T> block(static_cast<size_t>(dirs.paired ? t * K * t * K : K * t * t));
-  Side s1, s2;
-  const index_t tiles1 = (n1 + t - 1) / t, tiles2 = (n2 + t - 1) / t;
-  const index_t pairs_total = symmetric ? tiles1 * (tiles1 + 1) / 2 : tiles1 * tiles2;
-  index_t pairs_done = 0;
-  for (index_t i0 = 0; i0 < n1; i0 += t) {
-    prepare(x1, i0, std::min(t, n1 - i0), false, s1);
-    for (index_t j0 = symmetric ? i0 : 0; j0 < n2; j0 += t) {
-      const index_t c1 = s1.count, c2 = std::min(t, n2 - j0);
-      const bool diagonal_tile = symmetric && j0 == i0;
-      // The symmetric diagonal tile reuses side 1, except for VP whose x2 side differs in kind.
-      const Side& b = diagonal_tile && method != EntkMethod::vp ? s1 : (prepare(x2, j0, c2, true, s2), s2);
-      std::fill(block.begin(), block.end(), T(0));
-      if (method == EntkMethod::jc) {
-        contract_rows(s1.rows.data(), c1, b.rows.data(), c2, K, P, dirs.paired, block.data());
-      } else if (method == EntkMethod::sd) {
-        for (int l = 0; l < static_cast<int>(net.layers().size()); ++l) {
-          const Layer& layer = *net.layers()[size_t(l)];
-          if (!included[size_t(l)]) continue;
-          if (const int end = chain_end[size_t(l)]; end >= 0) {
-            factored_block(s1.layer_sides[size_t(l)], s1.cotangents[size_t(end)].data(), c1, b.layer_sides[size_t(l)],
-                           b.cotangents[size_t(end)].data(), c2, K, layer.out_shape().back(), dirs.paired, block.data());
-            continue;
-          }
-          layer.ntk_block(theta.data() + net.param_offset(l), net.layer_input(s1.trace, l), s1.cotangents[size_t(l)].data(),
-                          s1.layer_sides[size_t(l)], c1, net.layer_input(b.trace, l), b.cotangents[size_t(l)].data(),
-                          b.layer_sides[size_t(l)], c2, K, dirs.paired, block.data());
-        }
-      } else {
-        vp_block(net, theta.data(), s1.rows.data(), c1, b.trace, c2, dirs, block.data());
-      }
-      const bool mirror = symmetric && !diagonal_tile;
-      if (dirs.paired) {
-        writer.write_paired(block.data(), i0, c1, j0, c2, mirror);
-      } else {
-        for (index_t kk = 0; kk < K; ++kk) writer.write_matched(block.data() + kk * c1 * c2, kk, i0, c1, j0, c2, mirror);
-      }
-      if (options.progress) options.progress(++pairs_done, pairs_total);
-    }
-    // Rows of this tile are final; on the symmetric path later rows were touched by mirroring too.
-    if (rows_done) rows_done(i0, symmetric ? n1 : std::min(n1, i0 + t));
   }
+
+  const Network& net_;
+  const std::vector<T>& theta_;
+  const Array<T>& x1_;
+  const Array<T>& x2_;
+  const bool symmetric_;
+  const EntkMode mode_;
+  const Directions<T> dirs_;
+  const EntkMethod method_;
+  const index_t t_;
+  std::vector<bool> included_, keep_cotangents_;
+  std::vector<int> chain_end_;
+  std::unique_ptr<ScratchFile> spilled_;
+  std::vector<T> block_;  // matched modes: K planes of c1 × c2
+  Side s1_, s2_;
+};
+
+// The tile layout of an eNTK: square tiles of plan.tile examples; out of core, bands of one tile row
+// (the plan budgets two tile rows of the kernel: the band and the mirror read back into it).
+detail::TileGrid entk_grid(const Network& net, index_t n1, index_t n2, bool symmetric, const EntkMode& mode,
+                           const EntkPlan& plan, bool out_of_core) {
+  const index_t O = net.output_size();
+  detail::TileGrid g;
+  g.n1 = n1, g.n2 = n2, g.symmetric = symmetric;
+  g.values = numel(entk_output_shape(mode, 1, 1, O));
+  g.block_dim = mode.kind == EntkMode::full ? O : 0;
+  g.tile1 = g.tile2 = plan.tile;
+  g.band = out_of_core ? plan.tile : 0;
+  return g;
 }
 
 template <class T>
@@ -643,7 +632,10 @@ Array<T> empirical_ntk(const Network& net, const std::vector<T>& theta, const Ar
   const index_t n1 = x1.dim(0), n2 = x2 ? x2->dim(0) : n1;
   const EntkPlan plan = plan_empirical_ntk(net, n1, n2, x2 == nullptr, options, sizeof(T));  // before allocating
   Array<T> out(entk_output_shape(options.mode, n1, n2, net.output_size()));
-  compute_entk(net, theta, x1, x2, options, plan, out.data(), {});
+  const detail::TileGrid grid = entk_grid(net, n1, n2, x2 == nullptr, options.mode, plan, false);
+  EntkProducer<T> producer(net, theta, x1, x2, options, plan, "");
+  detail::ArraySink<T> sink(out.data(), out.size() / std::max<index_t>(n1, 1), grid.values);
+  detail::run_tiles(grid, producer, sink, options.progress);
   return out;
 }
 
@@ -657,14 +649,11 @@ void empirical_ntk_to_file(const Network& net, const std::vector<T>& theta, cons
   o.out_of_core = true;
   const EntkPlan plan = plan_empirical_ntk(net, n1, n2, x2 == nullptr, o, sizeof(T));
   const Shape shape = entk_output_shape(o.mode, n1, n2, net.output_size());
-  MappedNpyWriter file(path, sizeof(T) == 8 ? DType::float64 : DType::float32, shape);
-  const std::size_t row_bytes = std::size_t(numel(shape) / n1) * sizeof(T);
-  compute_entk(
-      net, theta, x1, x2, o, plan, static_cast<T*>(file.data()),
-      [&](index_t r0, index_t r1) {
-        file.release(std::size_t(r0) * row_bytes, std::size_t(r1 - r0) * row_bytes);  // written back, dropped from RAM
-      },
-      path + ".jacobian");
+  NpyFileWriter file(path, sizeof(T) == 8 ? DType::float64 : DType::float32, shape);
+  const detail::TileGrid grid = entk_grid(net, n1, n2, x2 == nullptr, o.mode, plan, true);
+  EntkProducer<T> producer(net, theta, x1, x2, o, plan, path + ".jacobian");
+  detail::FileSink<T> sink(file, numel(shape) / n1, grid.values);
+  detail::run_tiles(grid, producer, sink, options.progress);
   file.commit();
 }
 

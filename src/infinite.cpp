@@ -11,6 +11,7 @@
 #include "ntk/error.hpp"
 #include "ntk/io.hpp"
 #include "ntk/parallel.hpp"
+#include "tiles.hpp"
 
 namespace ntk {
 
@@ -542,72 +543,87 @@ std::uint64_t variance_map_bytes(const Network& net, index_t n) {
   return bytes;
 }
 
-// The kernel into out (row-major N1 × N2), tile row by tile row; after each, rows_done(r0, r1)
-// says that rows [r0, r1) will not be written again (on the symmetric path mirroring touches the
-// later rows too, so r1 = N1).
+// The infinite-width kernel as a producer of tiles for the tile engine. Construction runs the pass
+// over the pairs (x, x) of every example, recording the variances each rule reads; a tile is then a
+// batch of pairs through the program (the symmetric path computes only pairs j ≥ i of a diagonal tile).
 template <class T>
-void compute_kernel(const Network& net, const Array<T>& x1, const Array<T>* x2, const KernelOptions& options, T* out,
-                    const std::function<void(index_t, index_t)>& rows_done) {
-  const bool full = check_program(net);
-  const bool diagonal = !full;
-  const Inputs a = read_inputs(net, x1, "x1");
-  const bool symmetric = x2 == nullptr || x2 == &x1;
-  const Inputs b = symmetric ? Inputs() : read_inputs(net, *x2, "x2");
-  const Inputs& bb = symmetric ? a : b;
-  const bool want_ntk = options.get == KernelOptions::ntk;
-  const index_t n1 = a.n, n2 = bb.n;
-  const std::optional<size_t> readout = options.offset_path ? offset_readout(net) : std::nullopt;
-  // float32 kernels: the offset path computes in float32 (twice the SIMD lanes).
-  const std::optional<OffsetPath<T>> offsets =
-      readout ? std::optional<OffsetPath<T>>(std::in_place, net, *readout) : std::nullopt;
+class KernelProducer final : public detail::TileProducer<T> {
+ public:
+  KernelProducer(const Network& net, const Array<T>& x1, const Array<T>* x2, const KernelOptions& options)
+      : net_(net), diagonal_(!check_program(net)), a_(read_inputs(net, x1, "x1")), symmetric_(x2 == nullptr || x2 == &x1),
+        b_(symmetric_ ? Inputs() : read_inputs(net, *x2, "x2")), want_ntk_(options.get == KernelOptions::ntk) {
+    if (const std::optional<size_t> readout = options.offset_path ? offset_readout(net) : std::nullopt)
+      offsets_.emplace(net, *readout);  // float32 kernels: the offset path computes in float32
+    self_pass(a_, maps1_);
+    if (!symmetric_) self_pass(b_, maps2_);
+  }
+
+  std::string what() const override { return want_ntk_ ? "the infinite-width NTK" : "the infinite-width NNGP kernel"; }
+
   // The offset path keeps one vector entry per pair; the layer-by-layer path whole pixel-pair states.
-  const index_t per_batch = offsets ? offset_tile_pairs : batch_pairs(net, diagonal);
+  index_t batch() const { return offsets_ ? offset_tile_pairs : batch_pairs(net_, diagonal_); }
+
+  void tile(index_t i0, index_t c1, index_t j0, index_t c2, T* tile) override {
+    const PairBatch batch{i0, c1, j0, c2, false};
+    const KernelState s = run(a_, second(), batch, symmetric_, want_ntk_, &maps1_, symmetric_ ? &maps1_ : &maps2_, nullptr, 0);
+    const std::vector<double>& k = want_ntk_ ? s.ntk : s.nngp;
+    for (index_t q = 0; q < batch.pairs(); ++q) {
+      const index_t i = batch.first(q), j = batch.second(q);
+      if (symmetric_ && j < i) continue;  // the engine mirrors (j, i)
+      tile[(i - i0) * c2 + (j - j0)] = static_cast<T>(k[size_t(q)]);
+    }
+  }
+
+  bool symmetric() const { return symmetric_; }
+  index_t n1() const { return a_.n; }
+  index_t n2() const { return second().n; }
+
+ private:
+  const Inputs& second() const { return symmetric_ ? a_ : b_; }
 
   // The kernel of a batch of pairs at the network's output.
-  auto run = [&](const Inputs& x, const Inputs& y, const PairBatch& batch, bool sym, bool ntk, const VarianceMaps* m1,
-                 const VarianceMaps* m2, VarianceMaps* record, index_t record_n) {
-    if (offsets) {
-      KernelState s = offsets->run(x, y, batch, sym, ntk, m1, m2, record, record_n);
-      return propagate(net, std::move(s), offsets->readout() + 1, batch, sym, m1, m2, record, record_n);
+  KernelState run(const Inputs& x, const Inputs& y, const PairBatch& batch, bool sym, bool ntk, const VarianceMaps* m1,
+                  const VarianceMaps* m2, VarianceMaps* record, index_t record_n) const {
+    if (offsets_) {
+      KernelState s = offsets_->run(x, y, batch, sym, ntk, m1, m2, record, record_n);
+      return propagate(net_, std::move(s), offsets_->readout() + 1, batch, sym, m1, m2, record, record_n);
     }
-    return propagate(net, input_state(x, y, batch, diagonal, net.input_shape(), ntk), 0, batch, sym, m1, m2, record,
+    return propagate(net_, input_state(x, y, batch, diagonal_, net_.input_shape(), ntk), 0, batch, sym, m1, m2, record,
                      record_n);
-  };
+  }
 
-  // Pass 1: the pairs (x, x) of every example, recording the variances each rule reads.
-  auto self_pass = [&](const Inputs& in, VarianceMaps& maps) {
-    maps.assign(net.layers().size(), {});
+  // The pairs (x, x) of every example, recording the variances each rule reads.
+  void self_pass(const Inputs& in, VarianceMaps& maps) const {
+    maps.assign(net_.layers().size(), {});
+    const index_t per_batch = batch();
     for (index_t i0 = 0; i0 < in.n; i0 += per_batch) {
-      PairBatch batch{i0, std::min(per_batch, in.n - i0), i0, 0, true};
+      const PairBatch batch{i0, std::min(per_batch, in.n - i0), i0, 0, true};
       run(in, in, batch, false, false, nullptr, nullptr, &maps, in.n);
     }
-  };
-  VarianceMaps maps1, maps2;
-  self_pass(a, maps1);
-  if (!symmetric) self_pass(b, maps2);
-  const VarianceMaps& m2 = symmetric ? maps1 : maps2;
-
-  // Pass 2: tiles of pairs; the symmetric path computes tiles j0 >= i0 and mirrors them.
-  const index_t side = std::max<index_t>(1, static_cast<index_t>(std::sqrt(double(per_batch))));
-  const index_t t1 = std::min(n1, side), t2 = symmetric ? t1 : std::min(n2, std::max<index_t>(1, per_batch / t1));
-  const index_t total = symmetric ? n1 * (n1 + 1) / 2 : n1 * n2;
-  index_t done = 0;
-  for (index_t i0 = 0; i0 < n1; i0 += t1) {
-    for (index_t j0 = symmetric ? i0 : 0; j0 < n2; j0 += t2) {
-      PairBatch batch{i0, std::min(t1, n1 - i0), j0, std::min(t2, n2 - j0), false};
-      KernelState s = run(a, bb, batch, symmetric, want_ntk, &maps1, &m2, nullptr, 0);
-      const std::vector<double>& k = want_ntk ? s.ntk : s.nngp;
-      for (index_t q = 0; q < batch.pairs(); ++q) {
-        const index_t i = batch.first(q), j = batch.second(q);
-        if (symmetric && j < i) continue;  // its mirror image (j, i) is the one written
-        out[i * n2 + j] = static_cast<T>(k[size_t(q)]);
-        if (symmetric) out[j * n2 + i] = static_cast<T>(k[size_t(q)]);
-        ++done;
-      }
-      if (options.progress) options.progress(std::min(done, total), total);
-    }
-    if (rows_done) rows_done(i0, symmetric ? n1 : std::min(n1, i0 + t1));
   }
+
+  const Network& net_;
+  const bool diagonal_;
+  const Inputs a_;
+  const bool symmetric_;
+  const Inputs b_;
+  const bool want_ntk_;
+  std::optional<OffsetPath<T>> offsets_;
+  VarianceMaps maps1_, maps2_;
+};
+
+// Square tiles near the producer's batch of pairs on the symmetric path; otherwise rows of the
+// batch's square root by as many columns as fill it.
+template <class T>
+detail::TileGrid kernel_grid(const KernelProducer<T>& p) {
+  const index_t per_batch = p.batch();
+  const index_t side = std::max<index_t>(1, static_cast<index_t>(std::sqrt(double(per_batch))));
+  detail::TileGrid g;
+  g.n1 = p.n1(), g.n2 = p.n2(), g.symmetric = p.symmetric();
+  g.tile1 = std::min(g.n1, side);
+  g.tile2 = g.symmetric ? g.tile1 : std::min(g.n2, std::max<index_t>(1, per_batch / g.tile1));
+  g.producer_fills_diagonal_tiles = false;
+  return g;
 }
 
 }  // namespace
@@ -657,8 +673,10 @@ Array<T> infinite_kernel(const Network& net, const Array<T>& x1, const std::type
     throw MemoryBudgetError("the kernel takes " + format_bytes(plan.result_bytes) + " plus " +
                             format_bytes(plan.working_bytes) + " working memory, more than --max-memory " +
                             format_bytes(options.max_memory) + "; raise --max-memory or write it out of core");
+  KernelProducer<T> producer(net, x1, x2, options);
   Array<T> out(Shape{n1, n2});
-  compute_kernel(net, x1, x2, options, out.data(), {});
+  detail::ArraySink<T> sink(out.data(), n2, 1);
+  detail::run_tiles(kernel_grid(producer), producer, sink, options.progress);
   return out;
 }
 
@@ -667,14 +685,15 @@ void infinite_kernel_to_file(const Network& net, const Array<T>& x1, const std::
                              const KernelOptions& options, const std::string& path) {
   ThreadScope threads(options.threads);
   const index_t n1 = x1.ndim() > 0 ? x1.dim(0) : 0, n2 = x2 ? (x2->ndim() > 0 ? x2->dim(0) : 0) : n1;
-  plan_infinite_kernel(net, n1, n2, options, sizeof(T));
-  net.check_inputs(x1, "x1");  // before creating the file
-  if (x2) net.check_inputs(*x2, "x2");
-  MappedNpyWriter file(path, sizeof(T) == 8 ? DType::float64 : DType::float32, Shape{n1, n2});
-  const std::size_t row_bytes = std::size_t(n2) * sizeof(T);
-  compute_kernel(net, x1, x2, options, static_cast<T*>(file.data()), [&](index_t r0, index_t r1) {
-    file.release(std::size_t(r0) * row_bytes, std::size_t(r1 - r0) * row_bytes);  // written back, dropped from RAM
-  });
+  const KernelPlan plan = plan_infinite_kernel(net, n1, n2, options, sizeof(T));
+  KernelProducer<T> producer(net, x1, x2, options);  // checks the inputs before the file is created
+  NpyFileWriter file(path, sizeof(T) == 8 ? DType::float64 : DType::float32, Shape{n1, n2});
+  detail::TileGrid grid = kernel_grid(producer);
+  // Bands as large as the budget left beside the working memory allows.
+  const std::uint64_t spare = options.max_memory > plan.working_bytes ? options.max_memory - plan.working_bytes : 0;
+  grid.band = detail::band_rows(n1, grid.tile1, std::uint64_t(n2) * sizeof(T), spare);
+  detail::FileSink<T> sink(file, n2, 1);
+  detail::run_tiles(grid, producer, sink, options.progress);
   file.commit();
 }
 

@@ -49,13 +49,15 @@ int reserve(int fd, off_t len) {
 #endif
 }
 
-}  // namespace
-
-MappedNpyWriter::MappedNpyWriter(const std::string& path, DType dtype, const Shape& shape) : path_(path) {
+// Creates the temporary file of an .npy output of this dtype and shape beside path, sized (disk
+// space reserved where the file system can) with the header written. Sets tmp, header_len and
+// bytes (the data size); returns the descriptor, or throws IoError after removing the file.
+int create_npy_output(const std::string& path, DType dtype, const Shape& shape, const char* writer, std::string& tmp,
+                      size_t& header_len, size_t& bytes) {
   const std::string prefix = "cannot write '" + path + "': ";
   if (path.empty()) throw IoError("cannot write a file with an empty name");
   if (dtype != DType::float32 && dtype != DType::float64)
-    throw InvalidArgument(prefix + "MappedNpyWriter supports float32 and float64, not " + dtype_name(dtype));
+    throw InvalidArgument(prefix + writer + " supports float32 and float64, not " + dtype_name(dtype));
   const std::vector<std::byte> header = detail::npy_header(dtype, shape);  // validates shape
   const auto n = static_cast<std::uint64_t>(numel(shape));
   const std::uint64_t item = dtype_size(dtype);
@@ -63,16 +65,17 @@ MappedNpyWriter::MappedNpyWriter(const std::string& path, DType dtype, const Sha
   const std::uint64_t max_data = std::min<std::uint64_t>(kMaxOff, std::numeric_limits<size_t>::max()) - header.size();
   if (n > max_data / item)
     throw InvalidArgument(prefix + "array of shape " + shape_string(shape) + " is too large for one file");
-  header_len_ = header.size();
-  bytes_ = static_cast<size_t>(n * item);
-  map_len_ = header_len_ + bytes_;
+  header_len = header.size();
+  bytes = static_cast<size_t>(n * item);
+  const size_t file_len = header_len + bytes;
   const std::string dir = detail::directory_of(path);
 
-  fd_ = detail::create_temp_beside(path, O_RDWR, prefix, tmp_);
-
-  auto fail = [&](const std::string& what, int err) {
-    discard();
-    throw IoError(prefix + what + ": " + errno_text(err));
+  const int fd = detail::create_temp_beside(path, O_RDWR, prefix, tmp);
+  auto fail = [&](const std::string& what) {
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    tmp.clear();
+    throw IoError(prefix + what);
   };
   // Free space as the caller may use it (root may use the reserved blocks too); nullopt where the
   // file system does not report it.
@@ -83,29 +86,69 @@ MappedNpyWriter::MappedNpyWriter(const std::string& path, DType dtype, const Sha
     return blocks * static_cast<std::uint64_t>(vfs.f_frsize);
   };
   auto no_space = [&](std::optional<std::uint64_t> avail) {
-    discard();
-    throw IoError(prefix + "not enough disk space: the file needs " + std::to_string(map_len_) + " bytes, " +
-                  (avail ? std::to_string(*avail) : std::string("an unknown number of")) +
-                  " bytes are available in '" + dir + "'");
+    fail("not enough disk space: the file needs " + std::to_string(file_len) + " bytes, " +
+         (avail ? std::to_string(*avail) : std::string("an unknown number of")) + " bytes are available in '" + dir + "'");
   };
   // Checked first because a file system may allocate blocks up to the point where it runs out
   // before fallocate fails, filling the disk for everyone in the meantime.
-  if (const auto avail = free_bytes(); avail && *avail < map_len_) no_space(avail);
-  const auto total = static_cast<off_t>(map_len_);
-  const int err = reserve(fd_, total);
+  if (const auto avail = free_bytes(); avail && *avail < file_len) no_space(avail);
+  const auto total = static_cast<off_t>(file_len);
+  const int err = reserve(fd, total);
   if (err == ENOSPC) no_space(free_bytes());
   if (err == EOPNOTSUPP || err == EINVAL) {
     // No space reservation on this file system: a sparse file, whose blocks are allocated as the
-    // data is written (a full disk then shows up as SIGBUS while writing, not here).
-    if (::ftruncate(fd_, total) != 0) fail("cannot set the file size to " + std::to_string(map_len_) + " bytes", errno);
+    // data is written (a full disk then shows up as a failed write, or SIGBUS through a mapping).
+    if (::ftruncate(fd, total) != 0) fail("cannot set the file size to " + std::to_string(file_len) + " bytes: " + errno_text(errno));
   } else if (err != 0) {
-    fail("cannot allocate " + std::to_string(map_len_) + " bytes", err);
+    fail("cannot allocate " + std::to_string(file_len) + " bytes: " + errno_text(err));
   }
+  for (size_t done = 0; done < header.size();) {
+    const ssize_t w = ::pwrite(fd, header.data() + done, header.size() - done, off_t(done));
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) fail("cannot write the header: " + errno_text(errno));
+    done += size_t(w);
+  }
+  return fd;
+}
 
+// fsync, close and rename tmp over path, then persist the rename (best effort). On failure the
+// temporary file is removed and IoError thrown.
+void finish_npy_output(int fd, std::string& tmp, const std::string& path) {
+  const std::string prefix = "cannot write '" + path + "': ";
+  auto fail = [&](const std::string& what, int err) {
+    ::unlink(tmp.c_str());
+    tmp.clear();
+    throw IoError(prefix + what + ": " + errno_text(err));
+  };
+  // fsync before rename: otherwise a crash can leave the new name pointing at an incomplete file.
+  if (::fsync(fd) != 0) {
+    const int err = errno;
+    ::close(fd);
+    fail("fsync failed", err);
+  }
+  if (::close(fd) != 0) fail("close failed", errno);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) fail("cannot rename the temporary file into place", errno);
+  tmp.clear();
+  const std::string dir = detail::directory_of(path);
+  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+}
+
+}  // namespace
+
+MappedNpyWriter::MappedNpyWriter(const std::string& path, DType dtype, const Shape& shape) : path_(path) {
+  fd_ = create_npy_output(path, dtype, shape, "MappedNpyWriter", tmp_, header_len_, bytes_);
+  map_len_ = header_len_ + bytes_;
+  auto fail = [&](const std::string& what, int err) {
+    discard();
+    throw IoError("cannot write '" + path + "': " + what + ": " + errno_text(err));
+  };
   void* m = ::mmap(nullptr, map_len_, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
   if (m == MAP_FAILED) fail("cannot map the file into memory", errno);
   map_ = static_cast<std::byte*>(m);
-  std::memcpy(map_, header.data(), header_len_);
 }
 
 MappedNpyWriter::~MappedNpyWriter() {
@@ -161,21 +204,53 @@ void MappedNpyWriter::commit() {
   if (::msync(map_, map_len_, MS_SYNC) != 0) fail("writing back data failed", errno);
   if (::munmap(map_, map_len_) != 0) fail("munmap failed", errno);
   map_ = nullptr;
-  // fsync before rename: otherwise a crash can leave the new name pointing at an incomplete file.
-  if (::fsync(fd_) != 0) fail("fsync failed", errno);
   const int fd = fd_;
   fd_ = -1;
-  if (::close(fd) != 0) fail("close failed", errno);
-  if (::rename(tmp_.c_str(), path_.c_str()) != 0) fail("cannot rename the temporary file into place", errno);
+  finish_npy_output(fd, tmp_, path_);
   committed_ = true;
-  tmp_.clear();
-  // Persist the rename itself; best effort, since the data is already safely in place.
-  const std::string dir = detail::directory_of(path_);
-  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
+}
+
+NpyFileWriter::NpyFileWriter(const std::string& path, DType dtype, const Shape& shape) : path_(path) {
+  fd_ = create_npy_output(path, dtype, shape, "NpyFileWriter", tmp_, header_len_, bytes_);
+}
+
+NpyFileWriter::~NpyFileWriter() {
+  if (fd_ >= 0) ::close(fd_);
+  if (!tmp_.empty()) ::unlink(tmp_.c_str());
+}
+
+void NpyFileWriter::check_range(size_t offset, size_t len, const char* what) const {
+  if (fd_ < 0) throw InvalidArgument(std::string("NpyFileWriter::") + what + ": '" + path_ + "' is already committed or discarded");
+  if (offset > bytes_ || len > bytes_ - offset)
+    throw InvalidArgument(std::string("NpyFileWriter::") + what + ": range [" + std::to_string(offset) + ", +" +
+                          std::to_string(len) + ") is outside the " + std::to_string(bytes_) + " data bytes of '" + path_ + "'");
+}
+
+void NpyFileWriter::write(size_t offset, const void* data, size_t len) {
+  check_range(offset, len, "write");
+  for (size_t done = 0; done < len;) {
+    const ssize_t w = ::pwrite(fd_, static_cast<const char*>(data) + done, len - done, off_t(header_len_ + offset + done));
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) throw IoError("cannot write '" + path_ + "': " + errno_text(w < 0 ? errno : ENOSPC) + " (is the disk full?)");
+    done += size_t(w);
   }
+}
+
+void NpyFileWriter::read(size_t offset, void* data, size_t len) const {
+  check_range(offset, len, "read");
+  for (size_t done = 0; done < len;) {
+    const ssize_t r = ::pread(fd_, static_cast<char*>(data) + done, len - done, off_t(header_len_ + offset + done));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) throw IoError("cannot read back '" + path_ + "': " + errno_text(r < 0 ? errno : EIO));
+    done += size_t(r);
+  }
+}
+
+void NpyFileWriter::commit() {
+  if (fd_ < 0) throw InvalidArgument("cannot write '" + path_ + "': already committed or discarded after an earlier failure");
+  const int fd = fd_;
+  fd_ = -1;
+  finish_npy_output(fd, tmp_, path_);
 }
 
 }  // namespace ntk

@@ -42,4 +42,11 @@ class MemoryBudgetError : public Error {
   using Error::Error;
 };
 
+// A computation produced NaN or Inf from finite inputs (an overflow): reported instead of writing a
+// kernel of NaN (Python: FloatingPointError via ArithmeticError, CLI: exit 1).
+class NumericalError : public Error {
+ public:
+  using Error::Error;
+};
+
 }  // namespace ntk

@@ -78,6 +78,31 @@ class MappedNpyWriter {
   bool committed_ = false;
 };
 
+// Out-of-core .npy output written by position (pwrite), for producers that finish the array in
+// large contiguous pieces (rows of a kernel): nothing is mapped, so resident memory is only the
+// caller's buffers and nothing is faulted in or re-read. Created, sized and atomic like
+// MappedNpyWriter: commit() fsyncs and renames; the destructor removes an uncommitted file.
+class NpyFileWriter {
+ public:
+  NpyFileWriter(const std::string& path, DType dtype, const Shape& shape);
+  ~NpyFileWriter();
+  NpyFileWriter(const NpyFileWriter&) = delete;
+  NpyFileWriter& operator=(const NpyFileWriter&) = delete;
+
+  std::size_t bytes() const { return bytes_; }  // size of the data region
+  // Data bytes [offset, offset + len) from / into the file; IoError on failure (a full disk
+  // included), InvalidArgument outside the data. Calls for disjoint ranges may run concurrently.
+  void write(std::size_t offset, const void* data, std::size_t len);
+  void read(std::size_t offset, void* data, std::size_t len) const;
+  void commit();
+
+ private:
+  void check_range(std::size_t offset, std::size_t len, const char* what) const;
+  std::string path_, tmp_;
+  int fd_ = -1;
+  std::size_t header_len_ = 0, bytes_ = 0;
+};
+
 // .npz (stored or deflated members, as np.savez / np.savez_compressed write them). Keys are the
 // member names without the ".npy" suffix; members that are not .npy arrays are rejected. write_npz
 // stores members uncompressed, as np.savez does.

@@ -619,3 +619,29 @@ TEST_F(Cli, KernelOutOfCoreEqualsInMemoryAndBudgetsAreEnforced) {
 
 }  // namespace
 }  // namespace ntk
+
+namespace ntk {
+namespace {
+
+// A computation that overflows: one error line naming the cause, exit 1, no output file (it used
+// to save a kernel of NaN and exit 0).
+TEST_F(Cli, KernelsThatOverflowFailInsteadOfSavingNaN) {
+  write_npy(path("x.npy"), random_array<float>(Shape{6, 4}, 3));
+  const std::string x = " --x1 " + q(path("x.npy"));
+  for (const char* extra : {"", " --out-of-core"}) {
+    const std::string out = path("nan.npy");
+    std::string err = expect_failure("entk --net " + q("Dense(4, W_std=1e308), Relu, Dense(4, W_std=1e308)") +
+                                         " --seed 0" + x + extra + " -o " + q(out),
+                                     1, out)
+                          .err;
+    EXPECT_NE(err.find("not finite"), std::string::npos) << err;
+    err = expect_failure("kernel --net " + q("Dense(8, W_std=1e200), Relu, Dense(8, W_std=1e200), Relu, Dense(1, W_std=1e200)") +
+                             x + extra + " -o " + q(out),
+                         1, out)
+              .err;
+    EXPECT_NE(err.find("not finite"), std::string::npos) << err;
+  }
+}
+
+}  // namespace
+}  // namespace ntk

@@ -1,0 +1,135 @@
+#include "tiles.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "ntk/error.hpp"
+#include "ntk/parallel.hpp"
+
+namespace ntk::detail {
+
+template <class T>
+void ArraySink<T>::read(index_t r, index_t c0, index_t nc, T* dst) const {
+  const T* src = data_ + r * row_ + c0 * values_;
+  std::copy(src, src + nc * values_, dst);
+}
+
+template <class T>
+T* FileSink<T>::rows(index_t r0, index_t count) {
+  band0_ = r0;
+  band_.resize(static_cast<size_t>(count * row_));
+  return band_.data();
+}
+
+template <class T>
+void FileSink<T>::commit_rows(index_t r0, index_t count) {
+  file_.write(std::size_t(r0 * row_) * sizeof(T), band_.data(), std::size_t(count * row_) * sizeof(T));
+}
+
+template <class T>
+void FileSink<T>::read(index_t r, index_t c0, index_t nc, T* dst) const {
+  file_.read(std::size_t(r * row_ + c0 * values_) * sizeof(T), dst, std::size_t(nc * values_) * sizeof(T));
+}
+
+namespace {
+
+// Copies one pair's values, transposing a block_dim × block_dim block (the mirror of (i, j, a, b)
+// is (j, i, b, a)).
+template <class T>
+void mirror_pair(const T* src, T* dst, index_t values, index_t block_dim) {
+  if (block_dim == 0) {
+    std::copy(src, src + values, dst);
+    return;
+  }
+  for (index_t a = 0; a < block_dim; ++a)
+    for (index_t b = 0; b < block_dim; ++b) dst[b * block_dim + a] = src[a * block_dim + b];
+}
+
+template <class T>
+void check_finite(const T* tile, index_t i0, index_t c1, index_t j0, index_t c2, index_t values, const std::string& what) {
+  const index_t n = c1 * c2 * values;
+  index_t bad = -1;
+  for (index_t e = 0; e < n; ++e)
+    if (!std::isfinite(tile[e])) {
+      bad = e;
+      break;
+    }
+  if (bad < 0) return;
+  const index_t pair = bad / values, i = i0 + pair / c2, j = j0 + pair % c2;
+  throw NumericalError(what + " is not finite (" + (std::isnan(tile[bad]) ? "NaN" : "Inf") + ") at pair (" +
+                       std::to_string(i) + ", " + std::to_string(j) +
+                       "): the computation overflowed; check the inputs' scale and W_std / b_std, or use --dtype float64");
+}
+
+}  // namespace
+
+template <class T>
+void run_tiles(const TileGrid& g, TileProducer<T>& producer, KernelSink<T>& sink,
+               const std::function<void(index_t, index_t)>& progress) {
+  const index_t V = g.values, row = g.n2 * V;
+  const index_t band = g.band > 0 ? g.band : std::max<index_t>(g.n1, 1);
+  const index_t total = g.symmetric ? g.n1 * (g.n1 + 1) / 2 : g.n1 * g.n2;
+  index_t done = 0;
+  std::vector<T> tile(static_cast<size_t>(std::min(g.tile1, g.n1) * std::min(g.tile2, g.n2) * V));
+  std::vector<T> mirrored;
+  for (index_t b0 = 0; b0 < g.n1; b0 += band) {
+    const index_t nb = std::min(band, g.n1 - b0);
+    T* rows = sink.rows(b0, nb);
+    if (g.symmetric && b0 > 0) {
+      // Columns [0, b0) of the band mirror rows [0, b0), which earlier bands committed: read each
+      // of those rows' piece [b0, b0 + nb) (contiguous) and scatter it down the band's columns.
+      mirrored.resize(static_cast<size_t>(nb * V));
+      for (index_t r = 0; r < b0; ++r) {
+        sink.read(r, b0, nb, mirrored.data());
+        for (index_t i = 0; i < nb; ++i) mirror_pair(mirrored.data() + i * V, rows + i * row + r * V, V, g.block_dim);
+      }
+    }
+    for (index_t i0 = b0; i0 < b0 + nb; i0 += g.tile1) {
+      const index_t c1 = std::min(g.tile1, b0 + nb - i0);
+      producer.begin_row(i0, c1);
+      for (index_t j0 = g.symmetric ? i0 : 0; j0 < g.n2; j0 += g.tile2) {
+        const index_t c2 = std::min(g.tile2, g.n2 - j0);
+        const bool diagonal_tile = g.symmetric && j0 == i0;
+        producer.tile(i0, c1, j0, c2, tile.data());
+        if (diagonal_tile && !g.producer_fills_diagonal_tiles)
+          for (index_t i = 0; i < c1; ++i)
+            for (index_t j = 0; j < i; ++j) mirror_pair(tile.data() + (j * c2 + i) * V, tile.data() + (i * c2 + j) * V, V, g.block_dim);
+        check_finite(tile.data(), i0, c1, j0, c2, V, producer.what());
+        parallel_for(c1, [&](index_t begin, index_t end) {
+          for (index_t i = begin; i < end; ++i)
+            std::copy(tile.data() + i * c2 * V, tile.data() + (i + 1) * c2 * V, rows + (i0 - b0 + i) * row + j0 * V);
+        });
+        // The mirror image of an off-diagonal tile, where it lands inside this band; rows after the
+        // band read it back from the sink when their band comes.
+        const index_t mirror_rows = std::min(c2, b0 + nb - j0);
+        if (g.symmetric && !diagonal_tile && mirror_rows > 0)
+          parallel_for(mirror_rows, [&](index_t begin, index_t end) {
+            for (index_t j = begin; j < end; ++j)
+              for (index_t i = 0; i < c1; ++i)
+                mirror_pair(tile.data() + (i * c2 + j) * V, rows + (j0 - b0 + j) * row + (i0 + i) * V, V, g.block_dim);
+          });
+        done += diagonal_tile ? c1 * (c1 + 1) / 2 : c1 * c2;
+        if (progress) progress(done, total);
+      }
+    }
+    sink.commit_rows(b0, nb);
+  }
+}
+
+index_t band_rows(index_t n1, index_t tile1, std::uint64_t row_bytes, std::uint64_t budget) {
+  if (budget == 0) budget = std::uint64_t(256) << 20;
+  const std::uint64_t rows = budget / std::max<std::uint64_t>(2 * row_bytes, 1);
+  const index_t tiles = std::max<index_t>(1, index_t(rows) / std::max<index_t>(tile1, 1));
+  return std::min(n1, tiles * tile1);
+}
+
+template class ArraySink<float>;
+template class ArraySink<double>;
+template class FileSink<float>;
+template class FileSink<double>;
+template void run_tiles(const TileGrid&, TileProducer<float>&, KernelSink<float>&,
+                        const std::function<void(index_t, index_t)>&);
+template void run_tiles(const TileGrid&, TileProducer<double>&, KernelSink<double>&,
+                        const std::function<void(index_t, index_t)>&);
+
+}  // namespace ntk::detail

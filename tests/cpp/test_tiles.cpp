@@ -1,0 +1,202 @@
+// The tile engine (src/tiles.hpp) and the run-policy defects it closes: bands and mirroring checked
+// against a producer whose every value is known, non-finite results refused, the per-call thread
+// count, and the planner honouring per-layer contributions.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <mutex>
+#include <set>
+#include <stdexcept>
+#include <thread>
+
+#include "file_fixture.hpp"
+#include "harness.hpp"
+#include "ntk/empirical.hpp"
+#include "ntk/error.hpp"
+#include "ntk/infinite.hpp"
+#include "ntk/io.hpp"
+#include "ntk/network.hpp"
+#include "ntk/parallel.hpp"
+#include "tiles.hpp"
+
+namespace ntk {
+namespace {
+
+// Pair (i, j) with block entry (a, b) has the value f(i, j, a, b), which is not symmetric, so a
+// wrong mirror (untransposed blocks, a swapped pair) shows. As the real producers do on the
+// symmetric path, only entries with j >= i are trusted: the rest are poisoned with the wrong value,
+// and the engine must overwrite them from the mirror. Records every tile it was asked for.
+class KnownProducer final : public detail::TileProducer<double> {
+ public:
+  KnownProducer(index_t block, bool symmetric, bool fill_lower) : block_(block), symmetric_(symmetric), fill_lower_(fill_lower) {}
+  static double f(index_t i, index_t j, index_t a, index_t b) { return 1000.0 * double(i) + double(j) + 0.01 * double(a) + 0.001 * double(b); }
+  // The symmetric kernel's true value: the upper triangle as produced, the lower its transpose.
+  double expected(index_t i, index_t j, index_t a, index_t b) const {
+    return symmetric_ && j < i ? f(j, i, b, a) : f(i, j, a, b);
+  }
+  index_t values() const { return block_ == 0 ? 1 : block_ * block_; }
+  void tile(index_t i0, index_t c1, index_t j0, index_t c2, double* tile) override {
+    tiles.insert({i0, j0});
+    const index_t B = std::max<index_t>(block_, 1);
+    for (index_t i = 0; i < c1; ++i)
+      for (index_t j = 0; j < c2; ++j)
+        for (index_t a = 0; a < B; ++a)
+          for (index_t b = 0; b < B; ++b) {
+            const bool lower = symmetric_ && j0 + j < i0 + i;
+            const double v = lower && !fill_lower_ ? -1.0 : expected(i0 + i, j0 + j, a, b);
+            tile[((i * c2 + j) * B + a) * B + b] = v;
+          }
+  }
+  std::string what() const override { return "the test kernel"; }
+  std::set<std::pair<index_t, index_t>> tiles;
+
+ private:
+  index_t block_;
+  bool symmetric_, fill_lower_;
+};
+
+class TileEngine : public test::FileTest {};
+
+TEST_F(TileEngine, BandsAndMirrorsGiveEveryValueInMemoryAndOutOfCore) {
+  for (const bool symmetric : {true, false})
+    for (const index_t block : {index_t(0), index_t(3)})
+      for (const bool fill_lower : {true, false}) {
+        const index_t n1 = 23, n2 = symmetric ? 23 : 17;
+        KnownProducer producer(block, symmetric, fill_lower);
+        detail::TileGrid g;
+        g.n1 = n1, g.n2 = n2, g.symmetric = symmetric, g.values = producer.values(), g.block_dim = block;
+        g.tile1 = 5, g.tile2 = symmetric ? 5 : 4;
+        g.producer_fills_diagonal_tiles = fill_lower;
+        const index_t row = n2 * g.values;
+        // In memory: one band.
+        std::vector<double> mem(size_t(n1 * row), std::nan(""));
+        detail::ArraySink<double> array_sink(mem.data(), row, g.values);
+        index_t last_done = 0, last_total = 0;
+        detail::run_tiles<double>(g, producer, array_sink, [&](index_t d, index_t t) { last_done = d, last_total = t; });
+        EXPECT_EQ(last_done, last_total);
+        EXPECT_EQ(last_total, symmetric ? n1 * (n1 + 1) / 2 : n1 * n2);
+        // Out of core in bands of 2 tile rows (the last one short), so mirrors cross bands.
+        g.band = 10;
+        {
+          NpyFileWriter file(path("k.npy"), DType::float64, Shape{n1, n2, g.values});
+          detail::FileSink<double> file_sink(file, row, g.values);
+          detail::run_tiles<double>(g, producer, file_sink, {});
+          file.commit();
+        }
+        const Array<double> disk = read_npy(path("k.npy")).as<double>();
+        const index_t B = std::max<index_t>(block, 1);
+        for (index_t i = 0; i < n1; ++i)
+          for (index_t j = 0; j < n2; ++j)
+            for (index_t a = 0; a < B; ++a)
+              for (index_t b = 0; b < B; ++b) {
+                const size_t at = size_t((i * n2 + j) * g.values + a * B + b);
+                ASSERT_EQ(mem[at], producer.expected(i, j, a, b)) << i << " " << j << " sym " << symmetric << " block " << block;
+                ASSERT_EQ(disk[index_t(at)], mem[at]) << i << " " << j;
+              }
+        // The symmetric path asks only for upper tiles.
+        for (const auto& [i0, j0] : producer.tiles) EXPECT_TRUE(!symmetric || j0 >= i0) << i0 << " " << j0;
+      }
+}
+
+class NanProducer final : public detail::TileProducer<float> {
+ public:
+  void tile(index_t, index_t c1, index_t, index_t c2, float* tile) override {
+    std::fill(tile, tile + c1 * c2, 1.0f);
+    if (c1 * c2 > 3) tile[3] = std::numeric_limits<float>::infinity();
+  }
+  std::string what() const override { return "the test kernel"; }
+};
+
+TEST_F(TileEngine, NonFiniteTilesAreRefusedBeforeTheirBandIsWritten) {
+  NanProducer producer;
+  detail::TileGrid g;
+  g.n1 = g.n2 = 8, g.tile1 = g.tile2 = 4, g.band = 4;
+  {
+    NpyFileWriter file(path("k.npy"), DType::float32, Shape{8, 8});
+    detail::FileSink<float> sink(file, 8, 1);
+    try {
+      detail::run_tiles<float>(g, producer, sink, {});
+      FAIL() << "no error";
+    } catch (const NumericalError& e) {
+      EXPECT_NE(std::string(e.what()).find("pair (0, 3)"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_FALSE(std::filesystem::exists(path("k.npy")));
+}
+
+// Overflowing networks: the library reports NumericalError instead of returning NaN kernels.
+TEST(Overflow, KernelsThatOverflowAreErrorsNotNaN) {
+  const Array<float> x = [] {
+    Array<float> a(Shape{5, 4});
+    for (index_t e = 0; e < a.size(); ++e) a[e] = float(std::sin(double(e) + 1.0));
+    return a;
+  }();
+  Network huge("Dense(4, W_std=1e308), Relu, Dense(4, W_std=1e308)", Shape{4});
+  const std::vector<float> theta = huge.init<float>(0);
+  EntkOptions o;
+  for (EntkMethod m : {EntkMethod::jc, EntkMethod::vp, EntkMethod::sd}) {
+    o.method = m;
+    EXPECT_THROW(empirical_ntk(huge, theta, x, nullptr, o), NumericalError) << to_string(m);
+  }
+  Network deep("Dense(8, W_std=1e200), Relu, Dense(8, W_std=1e200), Relu, Dense(1, W_std=1e200)", Shape{4});
+  EXPECT_THROW(infinite_kernel(deep, x, nullptr), NumericalError);
+}
+
+TEST(Threads, AThrowingBodyOnTheCallingThreadLeavesLaterLoopsParallel) {
+  ThreadScope two(2);
+  // Part 0 runs on the calling thread; it throws.
+  EXPECT_THROW(parallel_for(2, [](index_t begin, index_t) {
+                 if (begin == 0) throw std::runtime_error("part 0");
+               }),
+               std::runtime_error);
+  EXPECT_FALSE(in_parallel_region());
+  std::mutex mu;
+  std::set<std::thread::id> ids;
+  parallel_for(2, [&](index_t, index_t) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    std::lock_guard<std::mutex> lock(mu);
+    ids.insert(std::this_thread::get_id());
+  });
+  EXPECT_EQ(ids.size(), 2u) << "the later loop ran on one thread";
+}
+
+TEST(Threads, ScopedThreadCountIsPerCallAndRestored) {
+  const int before = num_threads();
+  {
+    ThreadScope one(1);
+    EXPECT_EQ(num_threads(), 1);
+    {
+      ThreadScope three(3);
+      EXPECT_EQ(num_threads(), 3);
+    }
+    EXPECT_EQ(num_threads(), 1);
+    ThreadScope unchanged(0);
+    EXPECT_EQ(num_threads(), 1);
+  }
+  EXPECT_EQ(num_threads(), before);
+}
+
+TEST(Planner, PerLayerContributionsMakeAutoChooseStructuredDerivatives) {
+  // A small conv net in pntk mode, where auto picks jc for the whole kernel.
+  Network net("Conv(2, 3), Relu, GlobalAvgPool, Dense(1)", Shape{8, 8, 3});
+  EntkOptions o;
+  o.mode = parse_entk_mode("pntk");
+  ASSERT_EQ(plan_empirical_ntk(net, 64, 64, true, o, sizeof(double)).method, EntkMethod::jc);
+  o.layers = {0};
+  const EntkPlan plan = plan_empirical_ntk(net, 64, 64, true, o, sizeof(double));
+  EXPECT_EQ(plan.method, EntkMethod::sd);
+  const std::vector<double> theta = net.init<double>(3);
+  Array<double> x(Shape{4, 8, 8, 3});
+  for (index_t e = 0; e < x.size(); ++e) x[e] = std::cos(0.3 * double(e));
+  const Array<double> k_auto = empirical_ntk(net, theta, x, nullptr, o);
+  o.method = EntkMethod::sd;
+  const Array<double> k_sd = empirical_ntk(net, theta, x, nullptr, o);
+  EXPECT_EQ(std::vector<double>(k_auto.data(), k_auto.data() + k_auto.size()),
+            std::vector<double>(k_sd.data(), k_sd.data() + k_sd.size()));
+  o.method = EntkMethod::jc;
+  EXPECT_THROW(plan_empirical_ntk(net, 4, 4, true, o, sizeof(double)), InvalidArgument);
+}
+
+}  // namespace
+}  // namespace ntk
