@@ -183,6 +183,11 @@ std::string written_prefix(const std::string& output_path) {
   return output_path.empty() ? std::string() : "wrote " + output_path + ": ";
 }
 
+void check_out_of_core_has_output(bool out_of_core, const std::string& output_path) {
+  if (out_of_core && output_path.empty())
+    throw InvalidArgument("an out-of-core kernel is written into its output file; give an output path");
+}
+
 }  // namespace detail
 
 namespace {
@@ -218,12 +223,7 @@ JobResult run_apply_as(const ApplyJob& job, detail::LoadedInput& input) {
   r.dtype = detail::dtype_of<T>();
   r.network_summary = net.summary();
   r.summary = detail::written_prefix(job.output_path) + shape_string(r.shape) + " " + dtype_name(r.dtype);
-  if (job.output_path.empty()) {
-    r.array = std::move(y);
-  } else {
-    write_npy(job.output_path, y);
-    r.output_path = job.output_path;
-  }
+  detail::deliver(std::move(y), job.output_path, r);
   return r;
 }
 

@@ -52,6 +52,19 @@ std::vector<T> resolve_params(const Network& net, const ParamSource& source, int
 // "wrote PATH: " when written, "" when returned in memory.
 std::string written_prefix(const std::string& output_path);
 
+// Puts a result computed in memory where the job wants it: written to output_path, or into r.array.
+template <class T>
+void deliver(Array<T>&& result, const std::string& output_path, JobResult& r) {
+  r.output_path = output_path;
+  if (output_path.empty())
+    r.array = std::move(result);
+  else
+    write_npy(output_path, result);
+}
+
+// Out of core, the kernel lives in its output file; a job returning arrays cannot have it.
+void check_out_of_core_has_output(bool out_of_core, const std::string& output_path);
+
 // Adds context to the library's value errors (whose type decides the CLI's exit status) without
 // changing their type.
 template <class F>

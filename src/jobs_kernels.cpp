@@ -104,8 +104,7 @@ JobResult run_entk_as(const EntkJob& job, detail::LoadedInput& x1_input) {
   // The NNGP is as small as its outputs (N·O values); no budget applies.
   r.out_of_core = !job.nngp && !job.output_path.empty() &&
                   (job.out_of_core || !entk_fits_in_memory(in.net, n1, n2, !x2, o, sizeof(T)));
-  if (job.out_of_core && job.output_path.empty())
-    throw InvalidArgument("an out-of-core kernel is written into its output file; give an output path");
+  detail::check_out_of_core_has_output(job.out_of_core, job.output_path);
   if (r.out_of_core) {
     if constexpr (!std::is_same_v<T, Out>)
       throw NotSupported("--accumulate float64 with a float32 kernel written out of core is not supported; use --dtype float64");
@@ -113,15 +112,10 @@ JobResult run_entk_as(const EntkJob& job, detail::LoadedInput& x1_input) {
       empirical_ntk_to_file(in.net, theta, in.x1, x2, o, job.output_path);
   } else {
     Array<T> k = job.nngp ? empirical_nngp(in.net, theta, in.x1, x2, o.mode) : empirical_ntk(in.net, theta, in.x1, x2, o);
-    Array<Out> out;
     if constexpr (std::is_same_v<T, Out>)
-      out = std::move(k);
+      detail::deliver(std::move(k), job.output_path, r);
     else
-      out = cast<Out>(k);
-    if (job.output_path.empty())
-      r.array = std::move(out);
-    else
-      write_npy(job.output_path, out);
+      detail::deliver(cast<Out>(k), job.output_path, r);
   }
   r.output_path = job.output_path;
   r.summary = detail::written_prefix(job.output_path) + shape_string(r.shape) + " " + dtype_name(r.dtype) +
@@ -147,16 +141,11 @@ JobResult run_kernel_as(const KernelJob& job, detail::LoadedInput& x1_input) {
   r.dtype = job.dtype;
   r.out_of_core = !job.output_path.empty() &&
                   (job.out_of_core || (o.max_memory > 0 && plan.result_bytes + plan.working_bytes > o.max_memory));
-  if (job.out_of_core && job.output_path.empty())
-    throw InvalidArgument("an out-of-core kernel is written into its output file; give an output path");
+  detail::check_out_of_core_has_output(job.out_of_core, job.output_path);
   if (r.out_of_core) {
     infinite_kernel_to_file(in.net, in.x1, x2, o, job.output_path);
   } else {
-    Array<T> k = infinite_kernel(in.net, in.x1, x2, o);
-    if (job.output_path.empty())
-      r.array = std::move(k);
-    else
-      write_npy(job.output_path, k);
+    detail::deliver(infinite_kernel(in.net, in.x1, x2, o), job.output_path, r);
   }
   r.output_path = job.output_path;
   r.summary = detail::written_prefix(job.output_path) + shape_string(r.shape) + " " + dtype_name(r.dtype) +

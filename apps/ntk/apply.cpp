@@ -1,5 +1,4 @@
 // ntk apply: flags -> ApplyJob -> run_apply.
-#include <iostream>
 #include <memory>
 
 #include "flags.hpp"
@@ -29,9 +28,7 @@ void run(const ApplyArgs& a) {
   job.input.idx_scale = parse_idx_scale(a.idx_scale);
   job.threads = a.threads;
   job.output_path = a.out;
-  const JobResult r = run_apply(job);
-  if (a.verbose) std::cout << r.network_summary << "\n";
-  report(r, a.quiet);
+  report(run_apply(job), a.quiet, a.verbose);
 }
 
 }  // namespace

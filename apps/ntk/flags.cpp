@@ -213,7 +213,8 @@ ProgressFn terminal_progress(const std::string& label, const std::string& unit, 
   };
 }
 
-void report(const JobResult& result, bool quiet) {
+void report(const JobResult& result, bool quiet, bool verbose) {
+  if (verbose) std::cout << result.network_summary << "\n";
   if (!quiet) std::cout << result.summary << "\n";
 }
 

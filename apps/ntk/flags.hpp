@@ -78,7 +78,7 @@ void add_idx_scale_flag(CLI::App* sub, std::string& idx_scale);
 // with elapsed and remaining seconds when with_time.
 ProgressFn terminal_progress(const std::string& label, const std::string& unit, bool with_time);
 
-// Prints a job's one-line result unless quiet.
-void report(const JobResult& result, bool quiet);
+// Prints the network when verbose, then the job's one-line result unless quiet.
+void report(const JobResult& result, bool quiet, bool verbose = false);
 
 }  // namespace ntk::cli

@@ -1,5 +1,4 @@
 // ntk init: flags -> InitJob -> run_init.
-#include <iostream>
 #include <memory>
 
 #include "flags.hpp"
@@ -25,9 +24,7 @@ void run(const InitArgs& a) {
   job.seed = a.seed;
   job.dtype = parse_float_dtype(a.dtype);
   job.output_path = a.out;
-  const JobResult r = run_init(job);
-  if (a.verbose) std::cout << r.network_summary << "\n";
-  report(r, a.quiet);
+  report(run_init(job), a.quiet, a.verbose);
 }
 
 }  // namespace
