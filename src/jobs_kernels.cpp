@@ -7,6 +7,7 @@
 
 #include "jobs_detail.hpp"
 #include "ntk/jobs.hpp"
+#include "ntk/parallel.hpp"
 #include "ntk/spec.hpp"
 
 namespace ntk {
@@ -176,6 +177,9 @@ EntkJobPlan plan_entk(const EntkJob& job) {
 
 JobResult run_entk(const EntkJob& job) {
   if (!job.output_path.empty()) detail::check_output_path(job.output_path);
+  // The options carry the threads to the library's entry points; the scope also covers what runs
+  // outside them (the empirical NNGP's forward passes).
+  ThreadScope threads(job.threads);
   parse_spec(job.net.spec);  // syntax errors before any file is read
   detail::LoadedInput x1(job.x1, job.input);
   if (detail::computes_in_float64(job.dtype, x1.dtype())) return run_entk_as<double>(job, x1);
