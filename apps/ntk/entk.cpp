@@ -58,7 +58,7 @@ void run(const EntkArgs& a) {
     std::cout << plan_entk(job).describe();
     return;
   }
-  job.progress = terminal_progress("entk", "tile pairs", false);
+  job.progress = terminal_progress("entk", "pairs", false);
   report(run_entk(job), a.quiet);
 }
 

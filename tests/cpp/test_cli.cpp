@@ -303,8 +303,9 @@ TEST_F(Cli, ApplyReadsIdxImages) {
   Network net(spec, {4, 4, 1});
   const Array<float> want = net.apply(net.init<float>(1), x);
 
-  Result r = run("apply --net " + q(spec) + " --params " + q(p) + " -x " + q(path("images-idx3-ubyte")) + " -o " +
-                 q(path("y.npy")));
+  // --idx-scale raw: the pixel values as stored (the default, unit, divides them by 255; below).
+  Result r = run("apply --net " + q(spec) + " --params " + q(p) + " -x " + q(path("images-idx3-ubyte")) +
+                 " --idx-scale raw -o " + q(path("y.npy")));
   ASSERT_EQ(r.status, 0) << r.err;
   RawArray y = read_npy(path("y.npy"));
   EXPECT_EQ(y.dtype, DType::float32);
@@ -316,9 +317,17 @@ TEST_F(Cli, ApplyReadsIdxImages) {
   ASSERT_NE(gz, nullptr);
   ASSERT_EQ(gzwrite(gz, raw.data(), static_cast<unsigned>(raw.size())), static_cast<int>(raw.size()));
   gzclose(gz);
-  r = run("apply --net " + q(spec) + " --params " + q(p) + " -x " + q(path("images.gz")) + " -o " + q(path("yz.npy")));
+  r = run("apply --net " + q(spec) + " --params " + q(p) + " -x " + q(path("images.gz")) + " --idx-scale raw -o " +
+          q(path("yz.npy")));
   ASSERT_EQ(r.status, 0) << r.err;
   expect_close(read_npy(path("yz.npy")).as<float>(), want);
+
+  // By default IDX bytes become [0, 1] (byte / 255, as torchvision's ToTensor).
+  Array<float> unit({3, 4, 4, 1});
+  for (index_t i = 0; i < unit.size(); ++i) unit[i] = float(pixels[static_cast<size_t>(i)]) / 255.0f;
+  r = run("apply --net " + q(spec) + " --params " + q(p) + " -x " + q(path("images.gz")) + " -o " + q(path("yu.npy")));
+  ASSERT_EQ(r.status, 0) << r.err;
+  expect_close(read_npy(path("yu.npy")).as<float>(), net.apply(net.init<float>(1), unit));
 }
 
 // ---------------------------------------------------------------------------------------------
