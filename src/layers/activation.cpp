@@ -7,6 +7,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "gaussian.hpp"
 #include "layers.hpp"
 #include "ntk/infinite.hpp"
 #include "ntk/error.hpp"

@@ -9,6 +9,7 @@
 #include "harness.hpp"
 #include "ntk/empirical.hpp"
 #include "ntk/error.hpp"
+#include "layers/gaussian.hpp"
 #include "ntk/infinite.hpp"
 
 namespace ntk {
