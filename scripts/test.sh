@@ -2,10 +2,20 @@
 # Installs what is missing, builds, and runs every test: the C++ suite (ctest) and the Python
 # oracles (pytest): PyTorch, a NumPy transcription of Arora et al.'s CNTK, and JAX neural-tangents
 # when it can be installed from PyPI (scripts/install-nt.sh; otherwise that tier is skipped).
+# Fails when a tier that should run ran nothing or was skipped: ctest with no tests, a Python
+# test module with a skipped test or none run (tests/python/check_tiers.py), the neural-tangents
+# tier unless PyPI was unreachable (build-nt/status, written by scripts/install-nt.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh test
-scripts/build.sh build
+# Explicit, so that a build directory configured without them (scripts/run.sh configures `build`
+# with -DNTK_BUILD_TESTS=OFF) still gets the tests and benchmarks.
+scripts/build.sh build -DNTK_BUILD_TESTS=ON -DNTK_BUILD_BENCH=ON
 scripts/install-nt.sh
-(cd build && ctest --output-on-failure -j"$(nproc)")
-NTK_BIN="$PWD/build/ntk" /usr/bin/python3 -m pytest -q tests/python
+# --no-tests=error: "No tests were found!!!" is a failure, not a pass.
+(cd build && ctest --output-on-failure --no-tests=error -j"$(nproc)")
+report=build/pytest-junit.xml
+rm -f "$report"
+NTK_BIN="$PWD/build/ntk" /usr/bin/python3 -m pytest -q -rs --junitxml="$report" tests/python
+nt_status=$(cut -d: -f1 build-nt/status 2>/dev/null || echo missing)
+/usr/bin/python3 tests/python/check_tiers.py "$report" --tests-dir tests/python --nt-status "${nt_status:-missing}"

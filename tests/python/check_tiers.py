@@ -1,0 +1,83 @@
+"""Fails CI when a Python test tier that should have run ran nothing or was skipped.
+
+pytest exits 0 with "80 skipped" (a missing binary, torch not importable, a missing venv), which
+left CI green while the oracles checked nothing. scripts/test.sh runs pytest with --junitxml and
+then this script over that report:
+
+  check_tiers.py REPORT.xml --tests-dir tests/python --nt-status STATUS
+
+Rules, per test module (tests/python/test_*.py):
+  - every module must appear in the report with at least one test that ran, and none skipped;
+  - except test_nt_kernels.py (JAX neural-tangents, installed by scripts/install-nt.sh) when
+    STATUS is "offline": PyPI did not answer, so the tier may be skipped (a warning is printed).
+    STATUS "ok" means the venv imports neural-tangents: the tier must run. Any other status (the
+    install failed although PyPI answered, or install-nt.sh did not run) fails.
+Exit status 0 when every rule holds, 1 otherwise (each violation printed on stderr).
+"""
+import argparse
+import sys
+import xml.etree.ElementTree as ET
+from collections import defaultdict
+from pathlib import Path
+
+NT_MODULE = "test_nt_kernels"
+
+
+def module_of(case):
+    """The test module of a junit <testcase>: the first dotted component of its classname that
+    starts with 'test_' (classname is e.g. tests.python.test_torch_forward[.TestClass]); a module
+    skipped at collection has an empty classname and the module path as its name."""
+    key = case.get("classname") or case.get("name") or ""
+    for part in key.split("."):
+        if part.startswith("test_"):
+            return part
+    return key
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("report")
+    ap.add_argument("--tests-dir", default=str(Path(__file__).resolve().parent))
+    ap.add_argument("--nt-status", default="missing", help="first word of build-nt/status (ok, offline, failed...)")
+    args = ap.parse_args(argv)
+
+    counts = defaultdict(lambda: {"ran": 0, "skipped": 0, "reasons": []})
+    root = ET.parse(args.report).getroot()
+    for case in root.iter("testcase"):
+        c = counts[module_of(case)]
+        skipped = case.find("skipped")
+        if skipped is not None:
+            c["skipped"] += 1
+            reason = skipped.get("message", "") or (skipped.text or "").strip()
+            if reason not in c["reasons"] and len(c["reasons"]) < 3:
+                c["reasons"].append(reason)
+        else:
+            c["ran"] += 1
+
+    modules = sorted(p.stem for p in Path(args.tests_dir).glob("test_*.py"))
+    if not modules:
+        print(f"check_tiers: no test modules in {args.tests_dir}", file=sys.stderr)
+        return 1
+    problems = []
+    for m in modules:
+        c = counts.get(m, {"ran": 0, "skipped": 0, "reasons": []})
+        if m == NT_MODULE and args.nt_status != "ok":
+            if args.nt_status == "offline":
+                print(f"check_tiers: WARNING: {m} not required: PyPI unreachable, neural-tangents not installed "
+                      f"({c['ran']} ran, {c['skipped']} skipped)", file=sys.stderr)
+                continue
+            problems.append(f"{m}: neural-tangents install status is '{args.nt_status}' (PyPI answered or "
+                            "scripts/install-nt.sh did not run), so this tier must run; see build-nt/status")
+        why = "; ".join(r for r in c["reasons"] if r)
+        if c["skipped"]:
+            problems.append(f"{m}: {c['skipped']} test(s) skipped ({why})")
+        if c["ran"] == 0:
+            problems.append(f"{m}: no test ran")
+        print(f"check_tiers: {m}: {c['ran']} ran, {c['skipped']} skipped", file=sys.stderr)
+    for p in problems:
+        print(f"check_tiers: FAIL: {p}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
