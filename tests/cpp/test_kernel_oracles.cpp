@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "harness.hpp"
+#include "layers/gaussian.hpp"
 #include "ntk/infinite.hpp"
 
 namespace ntk {
