@@ -30,21 +30,24 @@ std::vector<double> state_diagonal(const KernelState& s) {
 bool check_program(const Network& net) {
   const auto& layers = net.layers();
   const auto& paths = net.layer_paths();
-  std::vector<bool> gaussian(net.num_buffers(), false), fresh(net.num_buffers(), false);
+  // fresh: the buffer is a zero-mean random layer's output (or a linear map of one) since the start of
+  // its branch; shared: a branch starts from it, so it is no branch's own.
+  std::vector<bool> gaussian(net.num_buffers(), false), fresh(net.num_buffers(), false), shared(net.num_buffers(), false);
   std::vector<std::string> made_by(net.num_buffers(), "the network input");
   bool full = false;
   for (const auto& st : net.steps()) {
     const size_t in = size_t(st.in), out = size_t(st.out);
-    if (st.layer < 0) {
-      if (!fresh[in])
-        throw NotSupported("infinite-width kernels: a Residual block must end in a Dense or Conv layer (a zero-mean "
-                           "random layer) for its kernel to be the sum of the two branches; this one ends in " +
-                           made_by[in]);
-      gaussian[out] = gaussian[in] && gaussian[size_t(st.skip)];
+    if (st.is_join()) {
+      const size_t skip = size_t(st.skip);
+      const std::string refusal = net.join_of(st).kernel_refusal(fresh[in], fresh[skip] && !shared[skip]);
+      if (!refusal.empty()) throw NotSupported("infinite-width kernels: " + refusal + "; this one ends in " + made_by[in]);
+      gaussian[out] = gaussian[in] && gaussian[skip];
       fresh[out] = false;
-      made_by[out] = "a Residual sum";
+      made_by[out] = "a " + net.join_of(st).name() + " sum";
       continue;
     }
+    if (st.branch_start) shared[in] = true;
+    const bool in_fresh = fresh[in] && !st.branch_start;
     const Layer& l = *layers[size_t(st.layer)];
     const std::string what = "layer " + paths[size_t(st.layer)] + " " + l.describe();
     if (l.kernel_needs_gaussian_input() && !gaussian[in])
@@ -52,7 +55,7 @@ bool check_program(const Network& net) {
                          "), so its kernel has no exact rule; put a Dense or Conv layer before it");
     full = full || l.kernel_needs_full_covariance();
     gaussian[out] = l.kernel_output_gaussian(gaussian[in]);
-    fresh[out] = l.kernel_output_gaussian(false) || (!l.kernel_needs_gaussian_input() && fresh[in]);
+    fresh[out] = l.kernel_output_gaussian(false) || (!l.kernel_needs_gaussian_input() && in_fresh);
     made_by[out] = "the output of " + what;
   }
   if (net.output_shape().size() != 1)
@@ -106,10 +109,8 @@ KernelState propagate(const Network& net, KernelState input, size_t first, const
     // A buffer read by no later step can be moved from.
     const bool last_use = net.last_reader(size_t(st.in)) == int(k);
     KernelState s = last_use ? std::move(buffers[size_t(st.in)]) : buffers[size_t(st.in)];
-    if (st.layer < 0) {
-      const KernelState& skip = buffers[size_t(st.skip)];
-      for (size_t e = 0; e < s.nngp.size(); ++e) s.nngp[e] += skip.nngp[e];
-      for (size_t e = 0; e < s.ntk.size(); ++e) s.ntk[e] += skip.ntk[e];
+    if (st.is_join()) {
+      net.join_of(st).kernel_rule(s, buffers[size_t(st.skip)]);
     } else {
       const Layer& layer = *net.layers()[size_t(st.layer)];
       if (layer.kernel_needs_gaussian_input()) {
@@ -153,7 +154,7 @@ index_t batch_pairs(const Network& net, bool diagonal) {
 std::uint64_t variance_map_bytes(const Network& net, index_t n) {
   std::uint64_t bytes = 0;
   for (const auto& st : net.steps())
-    if (st.layer >= 0 && net.layers()[size_t(st.layer)]->kernel_needs_gaussian_input()) {
+    if (!st.is_join() && net.layers()[size_t(st.layer)]->kernel_needs_gaussian_input()) {
       const auto [h, w] = spatial_of(net.buffer_shape(size_t(st.in)));
       bytes += std::uint64_t(n) * std::uint64_t(h * w) * 8 * 3;  // the offset path keeps √ and 1/√ too
     }

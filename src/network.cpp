@@ -20,14 +20,15 @@ Network::Network(const std::string& spec, const Shape& input_shape, const Networ
   for (index_t d : input_shape)
     if (d < 1) throw InvalidArgument("input shape " + shape_string(input_shape) + " has a non-positive dimension");
   buffer_shapes_.push_back(input_shape_);
-  int out = build(parse_spec(spec), 0, "", defaults);
+  specs_ = parse_spec(spec);
+  int out = build(specs_, 0, "", defaults);
   output_shape_ = buffer_shapes_[static_cast<size_t>(out)];
   for (const Shape& s : buffer_shapes_) buffer_sizes_.push_back(numel(s));
   // Who reads each buffer, then the channel chains that depend on it.
   buffer_readers_.assign(buffer_shapes_.size(), 0);
   last_reader_.assign(buffer_shapes_.size(), -1);
   for (size_t j = 0; j < steps_.size(); ++j)
-    for (int b : {steps_[j].in, steps_[j].layer < 0 ? steps_[j].skip : -1})
+    for (int b : {steps_[j].in, steps_[j].skip})
       if (b >= 0) ++buffer_readers_[size_t(b)], last_reader_[size_t(b)] = int(j);
   for (int l = 0; l < static_cast<int>(layers_.size()); ++l) chain_end_.push_back(find_channel_chain_end(l));
 }
@@ -40,20 +41,7 @@ int Network::build(const std::vector<LayerSpec>& specs, int in_buffer, const std
     const std::string path = prefix + std::to_string(i);
     const Shape in_shape = buffer_shapes_[static_cast<size_t>(cur)];  // copy: build() grows the vector
     if (s.name == "Residual") {
-      if (!s.args.empty())
-        throw ParseError("spec: Residual at position " + std::to_string(s.pos) + " takes only layers, not '" +
-                         s.args.front().value + "' at position " + std::to_string(s.args.front().pos));
-      if (s.children.empty())
-        throw ParseError("spec: Residual at position " + std::to_string(s.pos) + " needs at least one layer inside");
-      int block_out = build(s.children, cur, path + ".", d);
-      if (buffer_shapes_[static_cast<size_t>(block_out)] != in_shape)
-        throw InvalidArgument("Residual at position " + std::to_string(s.pos) + ": its block maps " +
-                              shape_string(in_shape) + " to " + shape_string(buffer_shapes_[static_cast<size_t>(block_out)]) +
-                              "; x + block(x) needs equal shapes (use padding=SAME and the same channel count)");
-      buffer_shapes_.push_back(in_shape);
-      int out = static_cast<int>(buffer_shapes_.size()) - 1;
-      steps_.push_back({-1, block_out, cur, out});
-      cur = out;
+      cur = build_residual(s, cur, path, d);
       continue;
     }
     std::unique_ptr<Layer> layer = make_layer(s, d);
@@ -72,7 +60,9 @@ int Network::build(const std::vector<LayerSpec>& specs, int in_buffer, const std
     buffer_shapes_.push_back(layer->out_shape());
     int out = static_cast<int>(buffer_shapes_.size()) - 1;
     layer_step_.push_back(steps_.size());
-    steps_.push_back({index, cur, 0, out});
+    Step step;
+    step.layer = index, step.in = cur, step.out = out;
+    steps_.push_back(step);
     layers_.push_back(std::move(layer));
     paths_.push_back(path);
     cur = out;
@@ -80,31 +70,67 @@ int Network::build(const std::vector<LayerSpec>& specs, int in_buffer, const std
   return cur;
 }
 
-std::string Network::describe() const {
-  // Rebuild the nesting from the paths: a layer at depth > 0 sits inside Residual blocks.
-  std::string out;
-  std::vector<std::string> open;  // path prefixes of the Residual blocks currently open
-  for (size_t i = 0; i < layers_.size(); ++i) {
-    const std::string& path = paths_[i];
-    std::vector<std::string> parents;
-    for (size_t p = path.find('.'); p != std::string::npos; p = path.find('.', p + 1)) parents.push_back(path.substr(0, p));
-    size_t common = 0;
-    while (common < open.size() && common < parents.size() && open[common] == parents[common]) ++common;
-    bool first_in_block = false;
-    while (open.size() > common) {
-      out += ")";
-      open.pop_back();
-    }
-    while (open.size() < parents.size()) {
-      out += (out.empty() || out.back() == '(') ? "Residual(" : ", Residual(";
-      open.push_back(parents[open.size()]);
-      first_in_block = true;
-    }
-    if (!first_in_block && !out.empty()) out += ", ";
-    out += layers_[i]->describe();
+// Residual: the block from in_buffer, the shortcut (if any) from in_buffer too, then their join.
+int Network::build_residual(const LayerSpec& s, int in_buffer, const std::string& path, const NetworkDefaults& d) {
+  const std::string where = "Residual at position " + std::to_string(s.pos);
+  if (!s.args.empty())
+    throw ParseError("spec: " + where + " takes only layers and shortcut=[...], not '" + s.args.front().value +
+                     "' at position " + std::to_string(s.args.front().pos));
+  if (s.children.empty()) throw ParseError("spec: " + where + " needs at least one layer inside");
+  const std::vector<LayerSpec>* shortcut = nullptr;
+  for (const auto& [key, list] : s.lists) {
+    if (key != "shortcut") throw ParseError("spec: " + where + " takes shortcut=[...], not " + key + "=[...]");
+    shortcut = &list;
   }
-  out.append(open.size(), ')');
+  const Shape in_shape = buffer_shapes_[static_cast<size_t>(in_buffer)];
+  // Builds one branch from in_buffer; its first step is marked as a branch start.
+  auto branch = [&](const std::vector<LayerSpec>& layers, const std::string& prefix) {
+    const size_t first = steps_.size();
+    const int out = build(layers, in_buffer, prefix, d);
+    if (first < steps_.size()) steps_[first].branch_start = true;
+    return out;
+  };
+  const int block_out = branch(s.children, path + ".");
+  const int shortcut_out = shortcut ? branch(*shortcut, path + ".shortcut.") : in_buffer;
+  const Shape& block_shape = buffer_shapes_[static_cast<size_t>(block_out)];
+  const Shape& shortcut_shape = buffer_shapes_[static_cast<size_t>(shortcut_out)];
+  if (block_shape != shortcut_shape) {
+    if (!shortcut)
+      throw InvalidArgument(where + ": its block maps " + shape_string(in_shape) + " to " + shape_string(block_shape) +
+                            "; x + block(x) needs equal shapes (use padding=SAME and the same channel count, or a "
+                            "shortcut=[...] that maps x to the block's shape)");
+    throw InvalidArgument(where + ": its block maps " + shape_string(in_shape) + " to " + shape_string(block_shape) +
+                          " but its shortcut to " + shape_string(shortcut_shape) +
+                          "; block(x) + shortcut(x) needs equal shapes");
+  }
+  buffer_shapes_.push_back(block_shape);
+  const int out = static_cast<int>(buffer_shapes_.size()) - 1;
+  combinators_.push_back(make_residual_sum());
+  Step join;
+  join.join = static_cast<int>(combinators_.size()) - 1;
+  join.in = block_out, join.skip = shortcut_out, join.out = out;
+  steps_.push_back(join);
   return out;
+}
+
+std::string Network::describe(const std::vector<LayerSpec>& specs, size_t& next_layer) const {
+  std::string out;
+  for (const LayerSpec& s : specs) {
+    if (!out.empty()) out += ", ";
+    if (s.name != "Residual") {
+      out += layers_[next_layer++]->describe();
+      continue;
+    }
+    out += "Residual(" + describe(s.children, next_layer);
+    for (const auto& [key, list] : s.lists) out += ", " + key + "=[" + describe(list, next_layer) + "]";
+    out += ")";
+  }
+  return out;
+}
+
+std::string Network::describe() const {
+  size_t next_layer = 0;
+  return describe(specs_, next_layer);
 }
 
 std::string Network::summary() const {
@@ -184,13 +210,12 @@ void Network::forward(const T* theta, const T* x, index_t n, Trace<T>& trace) co
   for (const Step& s : steps_) {
     std::vector<T>& out = trace.buffers[static_cast<size_t>(s.out)];
     out.resize(static_cast<size_t>(n * buffer_sizes_[static_cast<size_t>(s.out)]));
-    if (s.layer >= 0) {
+    if (s.is_join()) {
+      join_of(s).forward(trace.buffers[static_cast<size_t>(s.in)].data(), trace.buffers[static_cast<size_t>(s.skip)].data(),
+                         out.data(), index_t(out.size()));
+    } else {
       layers_[static_cast<size_t>(s.layer)]->forward(theta + layer_param_offset_[static_cast<size_t>(s.layer)],
                                                      trace.buffers[static_cast<size_t>(s.in)].data(), out.data(), n);
-    } else {
-      const auto& a = trace.buffers[static_cast<size_t>(s.in)];
-      const auto& b = trace.buffers[static_cast<size_t>(s.skip)];
-      for (size_t j = 0; j < out.size(); ++j) out[j] = a[j] + b[j];
     }
   }
 }
@@ -245,9 +270,11 @@ void Network::vjp(const T* theta, const Trace<T>& trace, index_t k, const std::t
     const Step& s = *it;
     detail::Scratch<T> g = std::move(cot[static_cast<size_t>(s.out)]);
     cot[static_cast<size_t>(s.out)] = {};
-    if (s.layer < 0) {
-      accumulate(cot[static_cast<size_t>(s.skip)], detail::Scratch<T>(g));
-      accumulate(cot[static_cast<size_t>(s.in)], std::move(g));
+    if (s.is_join()) {
+      auto g_a = detail::scratch<T>(g.size()), g_b = detail::scratch<T>(g.size());
+      join_of(s).vjp(g.data(), g_a.data(), g_b.data(), index_t(g.size()));
+      accumulate(cot[static_cast<size_t>(s.skip)], std::move(g_b));
+      accumulate(cot[static_cast<size_t>(s.in)], std::move(g_a));
       continue;
     }
     const Layer& layer = *layers_[static_cast<size_t>(s.layer)];
@@ -273,14 +300,11 @@ void Network::jvp(const T* theta, const Trace<T>& trace, index_t k, const std::t
   for (const Step& s : steps_) {
     std::vector<T>& out = tan[static_cast<size_t>(s.out)];
     const std::vector<T>& a = tan[static_cast<size_t>(s.in)];
-    if (s.layer < 0) {
+    if (s.is_join()) {
       const std::vector<T>& b = tan[static_cast<size_t>(s.skip)];
-      if (a.empty() || b.empty()) {
-        out = a.empty() ? b : a;
-      } else {
-        out.resize(a.size());
-        for (size_t j = 0; j < a.size(); ++j) out[j] = a[j] + b[j];
-      }
+      out.resize(static_cast<size_t>(n * k * buffer_sizes_[static_cast<size_t>(s.out)]));
+      if (!join_of(s).jvp(a.empty() ? nullptr : a.data(), b.empty() ? nullptr : b.data(), out.data(), index_t(out.size())))
+        out.clear();  // zero in, zero out
       continue;
     }
     const Layer& layer = *layers_[static_cast<size_t>(s.layer)];
@@ -309,7 +333,7 @@ int Network::find_channel_chain_end(int layer) const {
   for (size_t step = layer_step_[static_cast<size_t>(layer)] + 1; step < steps_.size(); ++step) {
     const Step& s = steps_[step];
     const int feed = steps_[step - 1].out;
-    if (s.layer < 0 || s.in != feed || buffer_readers_[size_t(feed)] != 1) return -1;
+    if (s.is_join() || s.in != feed || buffer_readers_[size_t(feed)] != 1) return -1;
     const Layer& l = *layers_[static_cast<size_t>(s.layer)];
     if (!l.channelwise() || l.out_shape().empty() || l.out_shape().back() != channels) return -1;
     if (l.out_size() == channels) return s.layer;

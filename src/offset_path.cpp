@@ -15,11 +15,11 @@ namespace detail {
 std::optional<size_t> offset_readout(const Network& net) {
   const auto& steps = net.steps();
   for (size_t k = 0; k < steps.size(); ++k) {
-    if (steps[k].layer < 0) continue;
+    if (steps[k].is_join()) continue;
     const Layer& l = *net.layers()[size_t(steps[k].layer)];
     if (l.kernel_pixel_readout() != PixelReadout::none) {
       for (size_t j = 0; j <= k; ++j)
-        for (int b : {steps[j].in, steps[j].layer < 0 ? steps[j].skip : -1})
+        for (int b : {steps[j].in, steps[j].skip})
           if (b >= 0 && net.last_reader(size_t(b)) > int(k)) return std::nullopt;
       return k;
     }

@@ -42,7 +42,7 @@ class OffsetPath {
         for (index_t dx = -(w_ - 1); dx < w_; ++dx)
           if (dy != 0 || dx != 0) offsets_.emplace_back(dy, dx);
     for (size_t k = 0; k < readout; ++k)
-      if (steps[k].layer >= 0 && net.layers()[size_t(steps[k].layer)]->kernel_needs_gaussian_input())
+      if (!steps[k].is_join() && net.layers()[size_t(steps[k].layer)]->kernel_needs_gaussian_input())
         var_steps_.push_back(k);
   }
 
@@ -156,11 +156,10 @@ class OffsetPath {
         };
         take(ws.nngp);
         if (want_ntk) take(ws.ntk);
-        if (st.layer < 0) {
-          const size_t skip = size_t(st.skip);
-          for (size_t e = 0; e < cells; ++e) ws.nngp[out][e] += ws.nngp[skip][e];
-          if (want_ntk)
-            for (size_t e = 0; e < cells; ++e) ws.ntk[out][e] += ws.ntk[skip][e];
+        if (st.is_join()) {
+          const Combinator& join = net_.join_of(st);
+          join.kernel_offset_rule(ws.nngp[out].data(), ws.nngp[size_t(st.skip)].data(), index_t(cells));
+          if (want_ntk) join.kernel_offset_rule(ws.ntk[out].data(), ws.ntk[size_t(st.skip)].data(), index_t(cells));
           continue;
         }
         blk.nngp = ws.nngp[out].data();

@@ -11,7 +11,7 @@ namespace ntk {
 namespace {
 
 struct Token {
-  enum Kind { kAtom, kLParen, kRParen, kComma, kEquals, kEnd } kind;
+  enum Kind { kAtom, kLParen, kRParen, kLBracket, kRBracket, kComma, kEquals, kEnd } kind;
   std::string text;
   size_t pos;  // 1-based
 };
@@ -33,6 +33,8 @@ std::vector<Token> tokenize(const std::string& s) {
     switch (c) {
       case '(': out.push_back({Token::kLParen, "(", pos}); ++i; continue;
       case ')': out.push_back({Token::kRParen, ")", pos}); ++i; continue;
+      case '[': out.push_back({Token::kLBracket, "[", pos}); ++i; continue;
+      case ']': out.push_back({Token::kRBracket, "]", pos}); ++i; continue;
       case ',': out.push_back({Token::kComma, ",", pos}); ++i; continue;
       case '=': out.push_back({Token::kEquals, "=", pos}); ++i; continue;
       default: break;
@@ -80,7 +82,8 @@ class Parser {
       layers.push_back(parse_layer());
       const Token& tok = peek();
       if (tok.kind == end) return layers;
-      if (tok.kind != Token::kComma) unexpected(tok, end == Token::kEnd ? "',' or end of spec" : "',' or ')'");
+      if (tok.kind != Token::kComma)
+        unexpected(tok, end == Token::kEnd ? "',' or end of spec" : end == Token::kRBracket ? "',' or ']'" : "',' or ')'");
       next();
     }
   }
@@ -99,7 +102,7 @@ class Parser {
   }
 
   LayerSpec parse_layer_body(const Token& name) {
-    LayerSpec layer{name.text, name.pos, {}, {}};
+    LayerSpec layer{name.text, name.pos, {}, {}, {}};
     if (peek().kind != Token::kLParen) return layer;
     next();
     if (peek().kind == Token::kRParen) {
@@ -109,7 +112,18 @@ class Parser {
     while (true) {
       const Token& first = peek();
       if (first.kind != Token::kAtom) unexpected(first, "an argument");
-      if (t_[i_ + 1].kind == Token::kEquals) {
+      if (t_[i_ + 1].kind == Token::kEquals && t_[i_ + 2].kind == Token::kLBracket) {
+        // key=[layers...]: a named list of layers (Residual's shortcut).
+        next();
+        next();
+        next();
+        for (const auto& [key, list] : layer.lists)
+          if (key == first.text)
+            throw ParseError("spec: '" + first.text + "' is given twice in " + layer.name + " at position " +
+                             std::to_string(first.pos));
+        layer.lists.push_back({first.text, parse_list(Token::kRBracket)});
+        next();
+      } else if (t_[i_ + 1].kind == Token::kEquals) {
         next();
         next();
         const Token& value = next();
@@ -135,7 +149,7 @@ class Parser {
 
 std::string layer_text(const LayerSpec& l) {
   std::string s = l.name;
-  if (l.args.empty() && l.children.empty()) return s;
+  if (l.args.empty() && l.children.empty() && l.lists.empty()) return s;
   s += "(";
   bool first = true;
   for (const auto& c : l.children) {
@@ -146,6 +160,12 @@ std::string layer_text(const LayerSpec& l) {
     s += first ? "" : ", ";
     first = false;
     s += a.key.empty() ? a.value : a.key + "=" + a.value;
+  }
+  for (const auto& [key, list] : l.lists) {
+    s += (first ? "" : ", ") + key + "=[";
+    first = false;
+    for (size_t i = 0; i < list.size(); ++i) s += (i ? ", " : "") + layer_text(list[i]);
+    s += "]";
   }
   return s + ")";
 }

@@ -65,7 +65,8 @@ std::string spec_help() {
          "'Conv(32, 3), Relu, GlobalAvgPool, Dense(10)'. Layers: " +
          names +
          ". Arguments: Dense(out), Conv(out_channels, kernel, stride=1, padding=VALID|SAME), LeakyRelu(alpha), "
-         "AvgPool(window), Residual(layers...); Dense and Conv also take W_std, b_std (none = no bias) and "
+         "AvgPool(window), Residual(layers..., shortcut=[layers...]) (block(x) + shortcut(x), the identity when "
+         "no shortcut is given); Dense and Conv also take W_std, b_std (none = no bias) and "
          "parameterization=ntk|standard; --W-std, --b-std and --parameterization set these for the whole network "
          "and a layer's own argument wins.";
 }

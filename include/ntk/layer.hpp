@@ -287,6 +287,36 @@ class LayerImpl : public Layer {
   const Derived& self() const { return static_cast<const Derived&>(*this); }
 };
 
+// A node that joins the outputs of two branches into one, behind the same passes as layers: forward,
+// VJP, JVP, the infinite-width kernel rule and the offset path. Residual compiles to its branches'
+// layer steps and one such node (its sum). Sizes count the values of a whole batch; an `out` may
+// alias `a`.
+class Combinator {
+ public:
+  virtual ~Combinator() = default;
+  virtual std::string name() const = 0;
+  virtual void forward(const float* a, const float* b, float* out, index_t size) const = 0;
+  virtual void forward(const double* a, const double* b, double* out, index_t size) const = 0;
+  // The cotangents of the two inputs from the output's g (n, k, size).
+  virtual void vjp(const float* g, float* g_a, float* g_b, index_t size) const = 0;
+  virtual void vjp(const double* g, double* g_a, double* g_b, index_t size) const = 0;
+  // The output's tangent from the inputs' (null: zero); returns false, writing nothing, when both
+  // are zero.
+  virtual bool jvp(const float* t_a, const float* t_b, float* t_out, index_t size) const = 0;
+  virtual bool jvp(const double* t_a, const double* t_b, double* t_out, index_t size) const = 0;
+  // Infinite width: the kernel state of the output from the branches' (a is updated in place).
+  virtual void kernel_rule(KernelState& a, const KernelState& b) const = 0;
+  // Whether that rule is exact, given which branches end in a zero-mean random layer of their own
+  // (so that they are independent of each other given their input); if not, why.
+  virtual std::string kernel_refusal(bool a_fresh, bool b_fresh) const = 0;
+  // The offset path: a grid of `cells` values per branch, a updated in place.
+  virtual void kernel_offset_rule(float* a, const float* b, index_t cells) const = 0;
+  virtual void kernel_offset_rule(double* a, const double* b, index_t cells) const = 0;
+};
+
+// Residual's join: block(x) + shortcut(x) (src/layers/residual.cpp).
+std::unique_ptr<Combinator> make_residual_sum();
+
 // Builds a layer from its parsed spec (not Residual, which the Network handles). Throws
 // ParseError for unknown layers or bad arguments, naming the token and position.
 std::unique_ptr<Layer> make_layer(const LayerSpec& spec, const NetworkDefaults& defaults);

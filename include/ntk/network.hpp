@@ -120,13 +120,22 @@ class Network {
     return trace.buffers[static_cast<size_t>(steps_[layer_step_[static_cast<size_t>(layer)]].out)].data();
   }
 
-  // The program: steps over activation buffers (0 is the input, the last the output).
+  // The program: steps over activation buffers (0 is the input, the last the output). A layer step
+  // applies layers()[layer] to buffer `in`; a join step (layer < 0) applies combinators()[join] to
+  // buffers `in` and `skip` (a Residual's block and shortcut outputs).
   struct Step {
-    int layer = -1;       // >= 0: layer step; -1: residual add of buffers in and skip
-    int in = 0, skip = 0;  // buffer indices
+    int layer = -1;
+    int join = -1;
+    int in = 0, skip = -1;  // buffer indices
     int out = 0;
+    // The first step of a branch whose input another branch also reads (a Residual's block or
+    // shortcut): for infinite-width kernels its input counts as shared, not as fresh.
+    bool branch_start = false;
+    bool is_join() const { return layer < 0; }
   };
   const std::vector<Step>& steps() const { return steps_; }
+  const std::vector<std::unique_ptr<Combinator>>& combinators() const { return combinators_; }
+  const Combinator& join_of(const Step& s) const { return *combinators_[static_cast<size_t>(s.join)]; }
   size_t num_buffers() const { return buffer_sizes_.size(); }
   // The last step that reads buffer b (-1: none, the output): after it the buffer is dead.
   int last_reader(size_t b) const { return last_reader_[b]; }
@@ -134,10 +143,14 @@ class Network {
 
  private:
   int build(const std::vector<LayerSpec>& specs, int in_buffer, const std::string& prefix, const NetworkDefaults& d);
+  int build_residual(const LayerSpec& s, int in_buffer, const std::string& path, const NetworkDefaults& d);
+  std::string describe(const std::vector<LayerSpec>& specs, size_t& next_layer) const;
   int find_channel_chain_end(int layer) const;
 
   Shape input_shape_, output_shape_;
+  std::vector<LayerSpec> specs_;  // as parsed, for describe()
   std::vector<std::unique_ptr<Layer>> layers_;
+  std::vector<std::unique_ptr<Combinator>> combinators_;
   std::vector<std::string> paths_;
   std::vector<index_t> layer_param_offset_;
   std::vector<size_t> layer_step_;  // index into steps_ of each layer

@@ -1,13 +1,15 @@
 // The network spec grammar of DESIGN.md:
 //   spec   := layer (',' layer)*
 //   layer  := NAME [ '(' [arg (',' arg)*] ')' ]
-//   arg    := layer | NAME '=' atom | atom          (layers only inside Residual)
+//   arg    := layer | NAME '=' atom | NAME '=' '[' layer (',' layer)* ']' | atom
+//             (layers and lists of layers only inside Residual: its block, shortcut=[...])
 //   atom   := a number, a word such as SAME / none, or a size such as 3x5
 // Parsing produces a syntax tree; the layer registry gives each layer's arguments their meaning.
 #pragma once
 #include <cstddef>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace ntk {
@@ -22,7 +24,9 @@ struct LayerSpec {
   std::string name;
   size_t pos = 0;                   // 1-based position of the name
   std::vector<SpecArg> args;        // atoms, positional and keyword, in order
-  std::vector<LayerSpec> children;  // nested layers (Residual)
+  std::vector<LayerSpec> children;  // nested layers (Residual's block)
+  // Named lists of layers, key=[...] (Residual's shortcut), in order.
+  std::vector<std::pair<std::string, std::vector<LayerSpec>>> lists;
 };
 
 // Parses a whole spec. Throws ParseError naming the offending token and its position.

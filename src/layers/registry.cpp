@@ -68,7 +68,7 @@ std::unique_ptr<Layer> make_layer(const LayerSpec& spec, const NetworkDefaults& 
     throw ParseError("spec: unknown layer '" + spec.name + "' at position " + std::to_string(spec.pos) +
                      " (known layers: " + known + ")");
   }
-  if (!spec.children.empty())
+  if (!spec.children.empty() || !spec.lists.empty())
     throw ParseError("spec: " + spec.name + " at position " + std::to_string(spec.pos) +
                      " does not take layers as arguments (only Residual does)");
   return it->second(spec, defaults);
