@@ -172,7 +172,8 @@ for entry in "${cmds[@]}"; do
   elif [[ $name == *.txt ]]; then
     cmp -s "$work/ref/$name.stdout" "$work/new/$name.stdout" || { verdict=DIFFERENT; note=" (stdout)"; }
   elif ! cmp -s "$work/ref/$name" "$work/new/$name"; then
-    verdict=DIFFERENT note=" ($(cmp "$work/ref/$name" "$work/new/$name" 2>&1 | head -1))"
+    # cmp exits 1 on a difference: `|| true` keeps set -e / pipefail from ending the script here.
+    verdict=DIFFERENT note=" ($(cmp "$work/ref/$name" "$work/new/$name" 2>&1 | head -1 || true))"
   elif ! cmp -s "$work/ref/$name.stdout" "$work/new/$name.stdout"; then
     if [[ ${STRICT_STDOUT:-0} == 1 ]]; then verdict=DIFFERENT; fi
     note=" (stdout differs: '$(tr -d '\n' <"$work/ref/$name.stdout")' vs '$(tr -d '\n' <"$work/new/$name.stdout")')"

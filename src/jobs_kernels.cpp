@@ -1,6 +1,6 @@
 // Jobs, part two: the kernels. run_entk and run_kernel read their inputs, decide from the plans'
-// byte estimates whether the kernel is computed in memory or straight into the memory-mapped
-// output file, and run the library's entry point with the job's threads.
+// byte estimates whether the kernel is computed in memory or straight into the output file, and
+// run the library's entry point with the job's threads.
 #include <optional>
 #include <string>
 #include <utility>

@@ -1,13 +1,25 @@
-// The offset path's program check, and the layers' default offset rules.
+// The offset path's program check, and the layers' default offset rules (reaching one is a bug:
+// the driver takes the offset path only when every layer before the readout has a rule).
+#include "check.hpp"
 #include "kernel_detail.hpp"
 
 namespace ntk {
 
 void Layer::kernel_offset_rule(OffsetBlockT<double>&) const {
-  throw std::logic_error("Layer::kernel_offset_rule: layer " + describe() + " has no offset rule");
+  NTK_UNREACHABLE("Layer::kernel_offset_rule: layer " + describe() + " has no offset rule");
 }
 void Layer::kernel_offset_rule(OffsetBlockT<float>&) const {
-  throw std::logic_error("Layer::kernel_offset_rule: layer " + describe() + " has no offset rule");
+  NTK_UNREACHABLE("Layer::kernel_offset_rule: layer " + describe() + " has no offset rule");
+}
+
+void Layer::kernel_offset_readout(const OffsetBlockT<double>&, double*, double*) const {
+  NTK_UNREACHABLE("Layer::kernel_offset_readout: layer " + describe() + " is not a readout");
+}
+void Layer::kernel_offset_readout(const OffsetBlockT<float>&, double*, double*) const {
+  NTK_UNREACHABLE("Layer::kernel_offset_readout: layer " + describe() + " is not a readout");
+}
+double Layer::kernel_offset_readout_scale() const {
+  NTK_UNREACHABLE("Layer::kernel_offset_readout_scale: layer " + describe() + " is not a readout");
 }
 
 namespace detail {

@@ -31,13 +31,10 @@ class OffsetPath {
   OffsetPath(const Network& net, size_t readout) : net_(net), readout_(readout) {
     const auto& steps = net.steps();
     std::tie(h_, w_) = spatial_of(net.input_shape());
-    const Layer& r = *net.layers()[size_t(steps[readout].layer)];
-    kind_ = r.kernel_pixel_readout();
-    const auto [rh, rw] = spatial_of(net.buffer_shape(size_t(steps[readout].in)));
-    readout_pixels_ = rh * rw;
+    readout_layer_ = net.layers()[size_t(steps[readout].layer)].get();
     // Offset (0, 0) first: in the pass over pairs (x, x) it yields the variances the others read.
     offsets_.emplace_back(0, 0);
-    if (kind_ == PixelReadout::all_pairs)
+    if (readout_layer_->kernel_pixel_readout() == PixelReadout::all_pairs)
       for (index_t dy = -(h_ - 1); dy < h_; ++dy)
         for (index_t dx = -(w_ - 1); dx < w_; ++dx)
           if (dy != 0 || dx != 0) offsets_.emplace_back(dy, dx);
@@ -177,21 +174,11 @@ class OffsetPath {
       const auto [rh, rw] = spatial_of(net_.buffer_shape(in));
       blk.h = rh, blk.w = rw;
       if (blk.empty()) continue;
-      // Row sums in T (vectorized over lanes), their total in float64.
-      const index_t rw_cells = blk.grid_w();
-      for (index_t gy = 0; gy < blk.grid_h(); ++gy) {
-        T row_nngp[L] = {}, row_ntk[L] = {};
-        const T* sn = ws.nngp[in].data() + gy * rw_cells * L;
-        const T* st = want_ntk ? ws.ntk[in].data() + gy * rw_cells * L : nullptr;
-        for (index_t gx = 0; gx < rw_cells; ++gx)
-          for (index_t lane = 0; lane < L; ++lane) row_nngp[lane] += sn[gx * L + lane];
-        if (st)
-          for (index_t gx = 0; gx < rw_cells; ++gx)
-            for (index_t lane = 0; lane < L; ++lane) row_ntk[lane] += st[gx * L + lane];
-        for (index_t lane = 0; lane < L; ++lane) acc_nngp[lane] += double(row_nngp[lane]), acc_ntk[lane] += double(row_ntk[lane]);
-      }
+      blk.nngp = ws.nngp[in].data();
+      blk.ntk = want_ntk ? ws.ntk[in].data() : nullptr;
+      readout_layer_->kernel_offset_readout(blk, acc_nngp, acc_ntk);
     }
-    const double scale = 1.0 / double(kind_ == PixelReadout::all_pairs ? readout_pixels_ * readout_pixels_ : readout_pixels_);
+    const double scale = readout_layer_->kernel_offset_readout_scale();
     for (index_t lane = 0; lane < L; ++lane) out_nngp[lane] = acc_nngp[lane] * scale, out_ntk[lane] = acc_ntk[lane] * scale;
   }
 
@@ -241,8 +228,8 @@ class OffsetPath {
 
   const Network& net_;
   size_t readout_;
-  PixelReadout kind_ = PixelReadout::none;
-  index_t h_ = 1, w_ = 1, readout_pixels_ = 1;
+  const Layer* readout_layer_ = nullptr;
+  index_t h_ = 1, w_ = 1;
   std::vector<std::pair<index_t, index_t>> offsets_;
   std::vector<size_t> var_steps_;
 };

@@ -4,6 +4,7 @@
 #include <charconv>
 #include <cmath>
 
+#include "check.hpp"
 #include "ntk/error.hpp"
 
 namespace ntk {
@@ -213,7 +214,7 @@ void ArgReader::fail(const SpecArg& arg, const std::string& why) const {
 const SpecArg* ArgReader::find(const std::string& name) const {
   for (size_t i = 0; i < names_.size(); ++i)
     if (names_[i] == name) return bound_[i];
-  throw std::logic_error("ArgReader: undeclared argument " + name);
+  NTK_UNREACHABLE("ArgReader: undeclared argument " + name);
 }
 
 bool ArgReader::has(const std::string& name) const { return find(name) != nullptr; }

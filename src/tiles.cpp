@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "check.hpp"
 #include "ntk/error.hpp"
 #include "ntk/parallel.hpp"
 
@@ -66,6 +67,8 @@ void check_finite(const T* tile, index_t i0, index_t c1, index_t j0, index_t c2,
 template <class T>
 void run_tiles(const TileGrid& g, TileProducer<T>& producer, KernelSink<T>& sink,
                const std::function<void(index_t, index_t)>& progress) {
+  NTK_ASSERT(!g.symmetric || (g.n1 == g.n2 && g.tile1 == g.tile2), "run_tiles: a symmetric grid needs square tiles");
+  NTK_ASSERT(g.band == 0 || g.band % g.tile1 == 0, "run_tiles: bands must hold whole tile rows");
   const index_t V = g.values, row = g.n2 * V;
   const index_t band = g.band > 0 ? g.band : std::max<index_t>(g.n1, 1);
   const index_t total = g.symmetric ? g.n1 * (g.n1 + 1) / 2 : g.n1 * g.n2;

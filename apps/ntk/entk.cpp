@@ -105,7 +105,7 @@ Subcommand add_entk(CLI::App& app) {
       ->check(CLI::IsMember({"float32", "float64"}).description(""))
       ->type_name("float64");
   sub->add_flag("--out-of-core", a->out_of_core,
-                "Write the kernel straight into the memory-mapped output file (automatic when it does not fit --max-memory)");
+                "Write the kernel straight into the output file, band by band (automatic when it does not fit --max-memory)");
   sub->add_flag("--explain", a->explain, "Print the plan (method, tile, estimated FLOPs and memory of each method) and exit");
   sub->add_flag("-q,--quiet", a->quiet, "Print nothing on success");
   return {sub, [a] { run(*a); }};

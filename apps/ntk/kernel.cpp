@@ -74,7 +74,7 @@ Subcommand add_kernel(CLI::App& app) {
                       "Memory budget for the kernel and working buffers, e.g. 4G; a kernel that does not fit is "
                       "written out of core");
   sub->add_flag("--out-of-core", a->out_of_core,
-                "Write the kernel straight into the memory-mapped output file (automatic when it does not fit --max-memory)");
+                "Write the kernel straight into the output file, band by band (automatic when it does not fit --max-memory)");
   sub->add_option("-o,--output", a->out, "Kernel to write (.npy), (N1, N2)")->required()->type_name("FILE");
   sub->add_flag("-q,--quiet", a->quiet, "Print nothing on success");
   return {sub, [a] { run(*a); }};

@@ -36,8 +36,8 @@ struct EntkOptions {
   // Called after every tile pair with (pairs done, pairs in all); for progress displays.
   std::function<void(index_t, index_t)> progress;
   int threads = 0;  // threads for this call; 0 = num_threads()
-  // Set by empirical_ntk_to_file: the kernel lives in a memory-mapped file and only the strips in
-  // flight count against max_memory.
+  // Set by empirical_ntk_to_file: the kernel lives in a file and only the band of rows in flight
+  // counts against max_memory.
   bool out_of_core = false;
 };
 
@@ -83,9 +83,9 @@ template <class T>
 Array<T> empirical_nngp(const Network& net, const std::vector<T>& theta, const Array<T>& x1,
                         const std::type_identity_t<Array<T>>* x2, const EntkMode& mode);
 
-// The same kernel written straight into an .npy file that is memory-mapped and filled tile row by
-// tile row, each finished strip written back and dropped from RAM: kernels larger than memory fit
-// in max_memory. Atomic: nothing is left at path if anything fails.
+// The same kernel written straight into an .npy file band of rows by band of rows (the tile engine,
+// src/tiles.hpp): each band is written once, so kernels larger than memory fit in max_memory.
+// Atomic: nothing is left at path if anything fails.
 template <class T>
 void empirical_ntk_to_file(const Network& net, const std::vector<T>& theta, const Array<T>& x1,
                            const std::type_identity_t<Array<T>>* x2, const EntkOptions& options, const std::string& path);

@@ -58,9 +58,9 @@ template <class T>
 Array<T> infinite_kernel(const Network& net, const Array<T>& x1, const std::type_identity_t<Array<T>>* x2,
                          KernelOptions options = {});
 
-// The same kernel written straight into an .npy file that is memory-mapped and filled tile row by
-// tile row, each finished strip written back and dropped from RAM, so kernels larger than memory
-// fit in max_memory. Atomic: nothing is left at path if anything fails.
+// The same kernel written straight into an .npy file band of rows by band of rows (the tile engine,
+// src/tiles.hpp), bands as large as max_memory leaves beside the working memory: kernels larger than
+// memory fit in max_memory. Atomic: nothing is left at path if anything fails.
 template <class T>
 void infinite_kernel_to_file(const Network& net, const Array<T>& x1, const std::type_identity_t<Array<T>>* x2,
                              const KernelOptions& options, const std::string& path);

@@ -138,7 +138,7 @@ struct EntkJob {
   bool accumulate_float64 = false;  // a float32 kernel computed in float64 arithmetic
   std::uint64_t max_memory = 0;  // kernel plus working memory; 0: no limit
   index_t tile = 0;              // examples per tile side; 0: the largest that fits
-  bool out_of_core = false;      // force writing into the memory-mapped output file
+  bool out_of_core = false;      // force writing straight into the output file, band by band
   int threads = 0;
   ProgressFn progress;
   InputOptions input;

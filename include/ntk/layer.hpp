@@ -190,11 +190,16 @@ class Layer {
   virtual bool kernel_needs_full_covariance() const { return false; }
   // The offset path (OffsetBlock): layers whose rule maps each offset's grid to itself (stride-1
   // convolutions, pointwise rules) implement it; the driver takes the path only when every layer
-  // before the readout does. The default throws std::logic_error.
+  // before the readout does. The default is an internal error (NTK_ASSERT in src/check.hpp).
   virtual bool kernel_has_offset_rule() const { return false; }
   virtual void kernel_offset_rule(OffsetBlockT<double>& b) const;
   virtual void kernel_offset_rule(OffsetBlockT<float>& b) const;
   virtual PixelReadout kernel_pixel_readout() const { return PixelReadout::none; }
+  // Readouts end the offset path: b holds the readout's input at one offset; its grid's sum is added
+  // to each lane's accumulators (`lanes` of them), which end scaled by kernel_offset_readout_scale.
+  virtual void kernel_offset_readout(const OffsetBlockT<double>& b, double* nngp, double* ntk) const;
+  virtual void kernel_offset_readout(const OffsetBlockT<float>& b, double* nngp, double* ntk) const;
+  virtual double kernel_offset_readout_scale() const;
 
  protected:
   // Returns the output shape for in_shape and records what the layer derives from it (fan-in...).

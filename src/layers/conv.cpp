@@ -5,6 +5,7 @@
 #include <cmath>
 #include <vector>
 
+#include "../check.hpp"
 #include "../blas.hpp"
 #include "../simd.hpp"
 #include "layers.hpp"
@@ -216,7 +217,7 @@ class Conv final : public LayerImpl<Conv> {
   // Both pixels shift by the same δ, so W is separable: rows (dy) first, then columns (dx). On the
   // diagonal (p = p' only) it is a plain mean filter.
   void kernel_rule(KernelState& s) const override {
-    if (s.h != h_ || s.w != w_) throw std::logic_error("Conv::kernel_rule: state does not match the layer's input");
+    NTK_ASSERT(s.h == h_ && s.w == w_, "Conv::kernel_rule: the state does not match the layer's input");
     std::vector<double> sig = window_mean(s, s.nngp), theta = s.want_ntk ? window_mean(s, s.ntk) : std::vector<double>();
     parallel_for(index_t(sig.size()), [&](index_t begin, index_t end) {
       affine_kernel_rows(o_, double(taps()), end - begin, sig.data() + begin, s.want_ntk ? theta.data() + begin : nullptr);
@@ -233,7 +234,7 @@ class Conv final : public LayerImpl<Conv> {
   void kernel_offset_rule(OffsetBlockT<float>& b) const override { offset_rule(b); }
   template <class T>
   void offset_rule(OffsetBlockT<T>& b) const {
-    if (b.h != h_ || b.w != w_) throw std::logic_error("Conv::kernel_offset_rule: block does not match the layer's input");
+    NTK_ASSERT(b.h == h_ && b.w == w_, "Conv::kernel_offset_rule: the block does not match the layer's input");
     const index_t L = OffsetBlockT<T>::lanes, gh = b.grid_h(), gw = b.grid_w();
     b.h = ho_, b.w = wo_;
     if (gh <= 0 || gw <= 0 || b.empty()) return;

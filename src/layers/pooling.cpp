@@ -158,7 +158,41 @@ class AvgPool final : public LinearLayer<AvgPool> {
   index_t h_ = 0, w_ = 0, c_ = 0, ho_ = 0, wo_ = 0, pad_top_ = 0, pad_left_ = 0;
 };
 
-class GlobalAvgPool final : public LinearLayer<GlobalAvgPool> {
+// The readouts' offset rule: the sum of a grid over its cells, per lane; rows summed in T
+// (vectorized over lanes), their total in float64.
+template <class T>
+void add_grid_sums(const OffsetBlockT<T>& b, double* acc_nngp, double* acc_ntk) {
+  constexpr index_t L = OffsetBlockT<T>::lanes;
+  const index_t rw_cells = b.grid_w();
+  for (index_t gy = 0; gy < b.grid_h(); ++gy) {
+    T row_nngp[L] = {}, row_ntk[L] = {};
+    const T* sn = b.nngp + gy * rw_cells * L;
+    const T* st = b.ntk ? b.ntk + gy * rw_cells * L : nullptr;
+    for (index_t gx = 0; gx < rw_cells; ++gx)
+      for (index_t lane = 0; lane < L; ++lane) row_nngp[lane] += sn[gx * L + lane];
+    if (st)
+      for (index_t gx = 0; gx < rw_cells; ++gx)
+        for (index_t lane = 0; lane < L; ++lane) row_ntk[lane] += st[gx * L + lane];
+    for (index_t lane = 0; lane < L; ++lane) acc_nngp[lane] += double(row_nngp[lane]), acc_ntk[lane] += double(row_ntk[lane]);
+  }
+}
+
+// Shared by GlobalAvgPool and Flatten, which differ in the offsets they read and their scale.
+template <class Derived>
+class ReadoutLayer : public LinearLayer<Derived> {
+ public:
+  void kernel_offset_readout(const OffsetBlockT<double>& b, double* nngp, double* ntk) const override {
+    add_grid_sums(b, nngp, ntk);
+  }
+  void kernel_offset_readout(const OffsetBlockT<float>& b, double* nngp, double* ntk) const override {
+    add_grid_sums(b, nngp, ntk);
+  }
+
+ protected:
+  index_t pixels() const { return this->in_size() / this->in_shape().back(); }
+};
+
+class GlobalAvgPool final : public ReadoutLayer<GlobalAvgPool> {
  public:
   std::string name() const override { return "GlobalAvgPool"; }
   std::string describe() const override { return "GlobalAvgPool"; }
@@ -191,6 +225,7 @@ class GlobalAvgPool final : public LinearLayer<GlobalAvgPool> {
     reduce_spatial(s, false);
   }
   PixelReadout kernel_pixel_readout() const override { return PixelReadout::all_pairs; }
+  double kernel_offset_readout_scale() const override { return 1.0 / double(pixels() * pixels()); }
   bool kernel_needs_full_covariance() const override { return true; }
 
  protected:
@@ -200,7 +235,7 @@ class GlobalAvgPool final : public LinearLayer<GlobalAvgPool> {
   }
 };
 
-class Flatten final : public LinearLayer<Flatten> {
+class Flatten final : public ReadoutLayer<Flatten> {
  public:
   std::string name() const override { return "Flatten"; }
   std::string describe() const override { return "Flatten"; }
@@ -217,6 +252,7 @@ class Flatten final : public LinearLayer<Flatten> {
   // Σ(p, p), so only the diagonal p = p' matters.
   void kernel_rule(KernelState& s) const override { reduce_spatial(s, true); }
   PixelReadout kernel_pixel_readout() const override { return PixelReadout::diagonal; }
+  double kernel_offset_readout_scale() const override { return 1.0 / double(pixels()); }
 
  protected:
   Shape infer_shape(const Shape& in) override { return {numel(in)}; }
