@@ -36,4 +36,24 @@ double max_abs(const std::vector<T>& a) {
   return m;
 }
 
+// ‖a − b‖_F / ‖b‖_F over two arrays of the same size (b the reference).
+template <class T>
+double rel_frob(const Array<T>& a, const Array<T>& b) {
+  double num2 = 0, den2 = 0;
+  for (index_t i = 0; i < b.size(); ++i) {
+    const double d = double(a[i]) - double(b[i]);
+    num2 += d * d;
+    den2 += double(b[i]) * double(b[i]);
+  }
+  return std::sqrt(num2 / den2);
+}
+
+// A batch (n, example_shape...) of standard normal entries.
+template <class T>
+Array<T> random_batch(index_t n, const Shape& example_shape, std::uint64_t seed, double scale = 1.0) {
+  Shape s{n};
+  s.insert(s.end(), example_shape.begin(), example_shape.end());
+  return Array<T>(s, random_vector<T>(n * numel(example_shape), seed, scale));
+}
+
 }  // namespace ntk::test

@@ -1,13 +1,21 @@
 // The layer harness: every layer (and residual / deep networks) registers a case here, and each
 // case runs the same oracles: shapes and parameter counts written out by hand, the adjoint
 // identity <JVP(v), u> = <v, VJP(u)> for input and parameter parts, JVP against central finite
-// differences in float64, per-example VJP rows summing to the batched VJP, and float32 vs float64.
+// differences in float64, per-example VJP rows summing to the batched VJP, float32 vs float64,
+// the three eNTK methods (JC = VP = SD) on the case and on the case embedded between random
+// layers, and the infinite-width kernel rule against a Monte Carlo average of a wide variant.
+// Adding a layer or combinator = one case line below; the wide variant is derived from it.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstdio>
+#include <functional>
 #include <set>
 
 #include "harness.hpp"
+#include "ntk/empirical.hpp"
 #include "ntk/error.hpp"
+#include "ntk/infinite.hpp"
 #include "ntk/network.hpp"
 
 namespace ntk {
@@ -72,6 +80,22 @@ std::vector<LayerCase> layer_cases() {
        {6, 6, 1}, {3}, 40 + 148 + 15},
       {"CnnFlatten", "Conv(3, 3, stride=2), Sigmoid, AvgPool(2, padding=SAME), Flatten, Dense(2)", {9, 9, 2}, {2}, 54 + 12 * 2},
       {"Residual", "Dense(6, b_std=0.1), Residual(Relu, Dense(6, b_std=0.1)), Relu, Dense(2)", {4}, {2}, 30 + 42 + 12},
+      // Residual with a projection shortcut: block(x) + shortcut(x). Dense(6) 4·6; block Dense(5)
+      // 6·5; shortcut Dense(5) 6·5; readout 5·2 (no biases: the default b_std is none).
+      {"ResidualShortcut", "Dense(6), Residual(Relu, Dense(5), shortcut=[Dense(5)]), Relu, Dense(2)", {4}, {2},
+       24 + 30 + 30 + 10},
+      // 5x5x2 -> Conv SAME 5x5x3 (3·3·2·3); block Conv stride 2 SAME: ceil(5/2) = 3, 3x3x4 (3·3·3·4);
+      // shortcut 1x1 stride 2 VALID: (5 − 1)/2 + 1 = 3, 3x3x4 (3·4); GlobalAvgPool 4; Dense 4·2.
+      {"ResidualShortcutConv",
+       "Conv(3, 3, padding=SAME), Residual(Relu, Conv(4, 3, stride=2, padding=SAME), shortcut=[Conv(4, 1, stride=2)]), "
+       "Relu, GlobalAvgPool, Dense(2)",
+       {5, 5, 2}, {2}, 54 + 108 + 12 + 8},
+      // A shortcut with a bias, a nonlinearity after its random layer, and standard parameterization
+      // inside the block: Dense(6) 4·6 + 6; block Dense(6) 6·6 + 6; shortcut Dense(6) 6·6 + 6; 6·2 + 2.
+      {"ResidualShortcutBias",
+       "Dense(6, b_std=0.2), Residual(Erf, Dense(6, b_std=0.1, parameterization=standard), "
+       "shortcut=[Dense(6, W_std=1.2, b_std=0.3), Tanh]), Dense(2, b_std=0.1)",
+       {4}, {2}, 30 + 42 + 42 + 14},
       {"ResidualConv",
        "Conv(3, 3, padding=SAME), Residual(Relu, Conv(3, 3, padding=SAME, b_std=0.1), LayerNorm, Residual(Tanh)), "
        "AvgPool(2), Flatten, Dense(2, b_std=0)",
@@ -222,6 +246,185 @@ TEST_P(LayerHarness, ZeroInputAndLargeScaleStayFinite) {
   }
 }
 
+// ---- JC = VP = SD ---------------------------------------------------------------------------
+//
+// Each case runs twice: as written (when it has parameters; a network without parameters has an
+// empty Jacobian, so its eNTK is exactly zero and all three methods must return exact zeros), and
+// embedded as  random layer, case, random readout:  `Dense(d)` (vectors) or `Conv(C, 3, padding=SAME)`
+// (images), both keeping the case's input shape, then `Dense(2)` on the last axis. The embedding
+// is what gives a parameterless layer (an activation, a pooling) a kernel that depends on it: the
+// random layer before it is reached only through the layer's VJP / JVP (jc, vp) and its
+// structured cotangent routes (sd), and the readout's parameters see its forward output. Biases
+// on both sides so that the bias paths are crossed too.
+
+bool is_image(const Shape& s) { return s.size() == 3; }
+
+std::string embedded_spec(const LayerCase& c) {
+  const std::string width = std::to_string(c.input_shape.back());
+  const std::string before = is_image(c.input_shape) ? "Conv(" + width + ", 3, padding=SAME, b_std=0.1)"
+                                                     : "Dense(" + width + ", b_std=0.1)";
+  return before + ", " + c.spec + ", Dense(2, b_std=0.1)";
+}
+
+EntkOptions entk_options(EntkMethod method, const char* mode, index_t tile) {
+  EntkOptions o;
+  o.method = method;
+  o.mode = parse_entk_mode(mode);
+  o.tile = tile;
+  return o;
+}
+
+// vp and sd against jc, in modes full and trace, for x2 = x1 (the symmetric path, upper tiles)
+// and a separate x2 (N2 ≠ N1). Tiles of 2 over 3 examples: a partial tile on every path.
+void check_methods_agree(const Network& net, const std::string& what) {
+  const index_t P = net.num_params();
+  const std::vector<double> theta = net.init<double>(51);
+  const Array<double> x1 = test::random_batch<double>(3, net.input_shape(), 52);
+  // (Seeds chosen so that no case's ReLUs are all dead at x2: the comparison must see a kernel.)
+  const Array<double> x2 = test::random_batch<double>(2, net.input_shape(), 54);
+  for (const char* mode : {"full", "trace"})
+    for (const Array<double>* other : {static_cast<const Array<double>*>(nullptr), &x2}) {
+      const std::string where = what + " mode " + mode + (other ? " x2" : " symmetric");
+      const Array<double> jc = empirical_ntk(net, theta, x1, other, entk_options(EntkMethod::jc, mode, 0));
+      const double scale = test::max_abs(jc.vector());
+      for (EntkMethod m : {EntkMethod::vp, EntkMethod::sd}) {
+        const Array<double> k = empirical_ntk(net, theta, x1, other, entk_options(m, mode, 2));
+        ASSERT_EQ(k.shape(), jc.shape()) << where << " " << to_string(m);
+        if (P == 0) {
+          // No parameters, no Jacobian: every method must give exact zeros.
+          EXPECT_EQ(test::max_abs(k.vector()), 0.0) << where << " " << to_string(m);
+        } else {
+          EXPECT_LE(test::max_abs_diff(k.vector(), jc.vector()), 1e-10 * scale) << where << " " << to_string(m);
+        }
+      }
+      if (P == 0) EXPECT_EQ(scale, 0.0) << where << " jc";
+      // The kernel must not vanish where there are parameters, or the comparison proves nothing.
+      if (P > 0) EXPECT_GT(scale, 0.0) << where;
+    }
+}
+
+TEST_P(LayerHarness, EntkMethodsAgree) {
+  const LayerCase& c = GetParam();
+  Network net(c.spec, c.input_shape, c.defaults);
+  check_methods_agree(net, c.spec);
+}
+
+TEST_P(LayerHarness, EntkMethodsAgreeEmbedded) {
+  const LayerCase& c = GetParam();
+  Network net(embedded_spec(c), c.input_shape, c.defaults);
+  ASSERT_GT(net.num_params(), c.num_params);
+  check_methods_agree(net, embedded_spec(c));
+}
+
+// ---- Kernel rule against Monte Carlo ----------------------------------------------------------
+//
+// The wide variant of a case: a wide random layer first, so that whatever the case starts with
+// sees a Gaussian input (`Dense(W)` for vectors, `Conv(W, 3, padding=SAME)` for images: a 3x3
+// filter also correlates neighbouring pixels, so spatial rules see a non-trivial covariance);
+// then the case with every Dense / Conv widened to W outputs (the first positional argument;
+// Residual blocks and shortcuts included, so branch widths still match); then a readout to a
+// vector, `GlobalAvgPool, Dense(R)` if the case ends on an image, `Dense(R)` otherwise. The
+// analytic kernel does not depend on W or R; the Monte Carlo average of R-output empirical kernels
+// over S initializations converges to it with relative error ~ 1/√(W·S) (NTK, R = 4) and
+// ~ 1/√(R·S) (NNGP, whose spread comes from the readout itself: R = 256, as in test_infinite).
+//
+// Widths and samples: vectors W = 512, S = 32; images W = 128, S = 64 (a widened W→W 3x3 Conv
+// costs 9·W² per pixel, so the images buy their accuracy with seeds rather than width). One
+// sample's trace-mode NTK has a relative spread of about √(2/W) (a sum of W independent terms,
+// each a squared Gaussian), so the mean is off by about √(2/(W·S)): 1.1% for both vectors and
+// images (the global average over pixels removes a little more). 5% is then 4-5 standard errors,
+// while a wrong constant in a rule (a factor, a missing bias term, a missing 1/2) moves the kernel
+// by far more (measured: at most 2.6% over all cases). The NNGP adds the readout's own spread
+// √(2/(R·S)) (1.6% for vectors, 1.1% for images) to that of the features, and its feature
+// fluctuations are not damped by the backward pass: measured up to 6.4% (Mlp, four random layers),
+// so its tolerance is 10%. The NTK, which contains the NNGP of every layer, is the tight check.
+// Finite-width bias, unlike the spread, does not average out over seeds: it grows like D/W for D
+// random layers in a row. Wide variants with D/W > 0.05 (DeepConv: 11 random layers at width 128)
+// are skipped, saying so; the rules they use are the shallow cases' rules, and deep analytic
+// kernels are checked in closed form by Infinite.ArcCosineConversion.
+constexpr index_t kWideVector = 512, kWideImage = 128, kNtkReadout = 4, kNngpReadout = 256;
+constexpr int kSamplesVector = 32, kSamplesImage = 64;
+constexpr double kNtkTolerance = 0.05, kNngpTolerance = 0.10, kMaxDepthOverWidth = 0.05;
+
+// Every layer spec of a tree: top level, Residual blocks and named lists (shortcuts), recursively.
+void for_each_layer(std::vector<LayerSpec>& layers, const std::function<void(LayerSpec&)>& f) {
+  for (LayerSpec& l : layers) {
+    f(l);
+    for_each_layer(l.children, f);
+    for (auto& list : l.lists) for_each_layer(list.second, f);
+  }
+}
+void for_each_layer(const std::vector<LayerSpec>& layers, const std::function<void(const LayerSpec&)>& f) {
+  for (const LayerSpec& l : layers) {
+    f(l);
+    for_each_layer(l.children, f);
+    for (const auto& list : l.lists) for_each_layer(list.second, f);
+  }
+}
+
+std::string wide_spec(const LayerCase& c, index_t readout) {
+  const bool image = is_image(c.input_shape);
+  const std::string W = std::to_string(image ? kWideImage : kWideVector);
+  std::vector<LayerSpec> layers = parse_spec(c.spec);
+  for_each_layer(layers, [&](LayerSpec& l) {
+    if (l.name != "Dense" && l.name != "Conv") return;
+    // The output width: the first positional argument, or given by key.
+    for (SpecArg& a : l.args)
+      if (a.key.empty() || a.key == "out" || a.key == "out_channels") {
+        a.value = W;
+        return;
+      }
+    ADD_FAILURE() << "no output width found in " << c.spec;
+  });
+  const Network narrow(c.spec, c.input_shape, c.defaults);
+  const std::string before = image ? "Conv(" + W + ", 3, padding=SAME)" : "Dense(" + W + ")";
+  const std::string after = (is_image(narrow.output_shape()) ? "GlobalAvgPool, Dense(" : "Dense(") + std::to_string(readout) + ")";
+  return before + ", " + to_string(layers) + ", " + after;
+}
+
+constexpr index_t kMonteCarloN = 3;
+
+KernelOptions kernel_options(KernelOptions::Get g) {
+  KernelOptions o;
+  o.get = g;
+  return o;
+}
+
+// Dense and Conv layers in a spec, Residual branches included.
+int random_layers(const std::string& spec) {
+  int count = 0;
+  for_each_layer(parse_spec(spec), [&](const LayerSpec& l) { count += l.name == "Dense" || l.name == "Conv"; });
+  return count;
+}
+
+TEST_P(LayerHarness, KernelRuleMatchesMonteCarlo) {
+  const LayerCase& c = GetParam();
+  const bool image = is_image(c.input_shape);
+  const index_t width = image ? kWideImage : kWideVector;
+  const int samples = image ? kSamplesImage : kSamplesVector;
+  const Array<double> x = test::random_batch<double>(kMonteCarloN, c.input_shape, 61);
+  for (auto g : {KernelOptions::ntk, KernelOptions::nngp}) {
+    const bool ntk = g == KernelOptions::ntk;
+    const std::string spec = wide_spec(c, ntk ? kNtkReadout : kNngpReadout);
+    const Network net(spec, c.input_shape, c.defaults);
+    Array<double> exact;
+    try {
+      exact = infinite_kernel(net, x, nullptr, kernel_options(g));
+    } catch (const NotSupported& e) {
+      GTEST_SKIP() << "no exact kernel for " << spec << ": " << e.what();
+    }
+    const int depth = random_layers(spec);
+    if (double(depth) / double(width) > kMaxDepthOverWidth)
+      GTEST_SKIP() << spec << ": " << depth << " random layers at width " << width
+                   << ", a finite-width bias beyond what Monte Carlo at this width can resolve";
+    const Array<double> mc = monte_carlo_kernel(net, x, nullptr, kernel_options(g), samples, 700);
+    ASSERT_EQ(mc.shape(), exact.shape());
+    const double err = test::rel_frob(mc, exact);
+    std::printf("[ info ] MC %s %s, %d seeds: rel Frobenius error %.4f\n", ntk ? "NTK" : "NNGP", spec.c_str(), samples, err);
+    EXPECT_LE(err, ntk ? kNtkTolerance : kNngpTolerance) << (ntk ? "NTK " : "NNGP ") << spec;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Layers, LayerHarness, ::testing::ValuesIn(layer_cases()),
                          [](const ::testing::TestParamInfo<LayerCase>& info) { return info.param.name; });
 
@@ -234,6 +437,43 @@ TEST(LayerRegistry, EveryLayerHasAHarnessCase) {
       for (const LayerSpec& child : s.children) covered.insert(child.name);
     }
   for (const std::string& name : layer_names()) EXPECT_TRUE(covered.count(name)) << name << " has no harness case";
+}
+
+// Residual is a combinator with two forms, identity shortcut and projection shortcut: both need
+// cases (every oracle above then runs on both).
+TEST(LayerRegistry, ResidualHasCasesWithAndWithoutAShortcut) {
+  bool with = false, without = false;
+  for (const LayerCase& c : layer_cases())
+    for_each_layer(parse_spec(c.spec), [&](const LayerSpec& s) {
+      if (s.name != "Residual") return;
+      bool shortcut = false;
+      for (const auto& list : s.lists) shortcut = shortcut || list.first == "shortcut";
+      (shortcut ? with : without) = true;
+    });
+  EXPECT_TRUE(with) << "no case has Residual(..., shortcut=[...])";
+  EXPECT_TRUE(without) << "no case has Residual without a shortcut";
+}
+
+// The Monte Carlo oracle skips wide variants without an exact kernel, or too deep for their width. So that a skip cannot hide a
+// layer, every registered layer must sit in at least one case whose wide variant has one (checked
+// with the analytic kernel only, which does not depend on the width: cheap, and not a MonteCarlo test).
+TEST(LayerRegistry, EveryLayerHasAnExactKernelCase) {
+  std::set<std::string> covered;
+  for (const LayerCase& c : layer_cases()) {
+    const std::string spec = wide_spec(c, kNtkReadout);
+    const index_t width = is_image(c.input_shape) ? kWideImage : kWideVector;
+    if (double(random_layers(spec)) / double(width) > kMaxDepthOverWidth) continue;
+    const Network net(spec, c.input_shape, c.defaults);
+    const Array<double> x = test::random_batch<double>(2, c.input_shape, 71);
+    try {
+      infinite_kernel(net, x, nullptr, kernel_options(KernelOptions::ntk));
+    } catch (const NotSupported&) {
+      continue;
+    }
+    for_each_layer(parse_spec(c.spec), [&](const LayerSpec& s) { covered.insert(s.name); });
+  }
+  for (const std::string& name : layer_names())
+    EXPECT_TRUE(covered.count(name)) << name << " has no case with an exact kernel: its rule is never checked against Monte Carlo";
 }
 
 }  // namespace
