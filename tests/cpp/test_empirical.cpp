@@ -137,6 +137,21 @@ TEST(Entk, AllMethodsAgree) {
   }
 }
 
+// The factored side transposes per-example gradients (R × C) in 64-row tiles; with R = 9·16 + 1 =
+// 145 rows (two full tiles and a partial one) every tile boundary is crossed, which the small nets
+// above (R = 19, 9) never do.
+TEST(Entk, FactoredRouteAcrossTransposeTiles) {
+  Network net("Conv(4, 3, padding=SAME, b_std=0.3), Relu, GlobalAvgPool, Dense(3)", {5, 5, 16});
+  ASSERT_EQ(net.channel_chain_end(0), 2);
+  ASSERT_EQ(net.layers()[0]->num_params() / 4, 145);
+  auto theta = net.init<double>(4);
+  Array<double> x1 = random_inputs(net, 3, 5), x2 = random_inputs(net, 2, 6);
+  for (const char* mode : {"full", "trace"}) {
+    Array<double> jc = empirical_ntk(net, theta, x1, &x2, opts(mode, EntkMethod::jc));
+    EXPECT_LT(rel_err(empirical_ntk(net, theta, x1, &x2, opts(mode, EntkMethod::sd)), jc), 1e-10) << mode;
+  }
+}
+
 TEST(Entk, ModeIdentitiesSymmetryAndPsd) {
   Network net(kNets[3].spec, kNets[3].input);
   auto theta = net.init<double>(10);
