@@ -215,6 +215,7 @@ NpyFileWriter::NpyFileWriter(const std::string& path, DType dtype, const Shape& 
 }
 
 NpyFileWriter::~NpyFileWriter() {
+  if (direct_fd_ >= 0) ::close(direct_fd_);
   if (fd_ >= 0) ::close(fd_);
   if (!tmp_.empty()) ::unlink(tmp_.c_str());
 }
@@ -236,6 +237,33 @@ void NpyFileWriter::write(size_t offset, const void* data, size_t len) {
   }
 }
 
+void NpyFileWriter::write_direct(size_t offset, const void* data, size_t len) {
+  check_range(offset, len, "write_direct");
+  constexpr size_t A = kDirectAlignment;
+  const size_t begin = header_len_ + offset, end = begin + len;
+  const size_t inner_begin = (begin + A - 1) / A * A, inner_end = end / A * A;
+  const char* src = static_cast<const char*>(data);
+  const bool aligned = inner_begin < inner_end && reinterpret_cast<std::uintptr_t>(src + (inner_begin - begin)) % A == 0;
+#if defined(__linux__) && defined(O_DIRECT)
+  if (aligned && direct_fd_ == -2) direct_fd_ = ::open(tmp_.c_str(), O_WRONLY | O_DIRECT | O_CLOEXEC);
+#else
+  direct_fd_ = -1;
+#endif
+  if (!aligned || direct_fd_ < 0) {
+    write(offset, data, len);
+    return;
+  }
+  // The unaligned edges through the page cache, the aligned middle straight to disk.
+  write(offset, src, inner_begin - begin);
+  for (size_t done = inner_begin; done < inner_end;) {
+    const ssize_t w = ::pwrite(direct_fd_, src + (done - begin), inner_end - done, off_t(done));
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) throw IoError("cannot write '" + path_ + "': " + errno_text(w < 0 ? errno : ENOSPC) + " (is the disk full?)");
+    done += size_t(w);
+  }
+  write(inner_end - header_len_, src + (inner_end - begin), end - inner_end);
+}
+
 void NpyFileWriter::read(size_t offset, void* data, size_t len) const {
   check_range(offset, len, "read");
   for (size_t done = 0; done < len;) {
@@ -246,8 +274,32 @@ void NpyFileWriter::read(size_t offset, void* data, size_t len) const {
   }
 }
 
+void NpyFileWriter::flush(size_t offset, size_t len) {
+  check_range(offset, len, "flush");
+#ifdef __linux__
+  ::sync_file_range(fd_, off_t(header_len_ + offset), off_t(len), SYNC_FILE_RANGE_WRITE);  // best effort
+#endif
+}
+
+void NpyFileWriter::wait_written(size_t offset, size_t len) {
+  check_range(offset, len, "wait_written");
+#ifdef __linux__
+  const unsigned flags = SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER;
+  if (::sync_file_range(fd_, off_t(header_len_ + offset), off_t(len), flags) != 0 && errno != ESPIPE && errno != EINVAL)
+    throw IoError("cannot write '" + path_ + "': " + errno_text(errno) + " (is the disk full?)");
+#endif
+}
+
+void NpyFileWriter::forget(size_t offset, size_t len) {
+  check_range(offset, len, "forget");
+  // Writes back what is dirty (without waiting) and drops what is clean; best effort.
+  ::posix_fadvise(fd_, off_t(header_len_ + offset), off_t(len), POSIX_FADV_DONTNEED);
+}
+
 void NpyFileWriter::commit() {
   if (fd_ < 0) throw InvalidArgument("cannot write '" + path_ + "': already committed or discarded after an earlier failure");
+  if (direct_fd_ >= 0) ::close(direct_fd_);  // its writes are complete (O_DIRECT); fsync below covers metadata
+  direct_fd_ = -1;
   const int fd = fd_;
   fd_ = -1;
   finish_npy_output(fd, tmp_, path_);

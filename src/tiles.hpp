@@ -31,10 +31,12 @@ class KernelSink {
   virtual ~KernelSink() = default;
   // Writable storage for rows [r0, r0 + count), valid until commit_rows(r0, count).
   virtual T* rows(index_t r0, index_t count) = 0;
-  // Rows [r0, r0 + count) are final.
-  virtual void commit_rows(index_t r0, index_t count) = 0;
+  // Rows [r0, r0 + count) are final; of them only pairs [reread_from, n2) will be read() again.
+  virtual void commit_rows(index_t r0, index_t count, index_t reread_from) = 0;
   // Pairs [c0, c0 + nc) of committed row r, into dst (nc · values numbers).
   virtual void read(index_t r, index_t c0, index_t nc, T* dst) const = 0;
+  // Pairs [0, c1) of committed rows [r0, r1) will not be read again.
+  virtual void forget(index_t, index_t, index_t) {}
 };
 
 // The whole kernel in memory (an Array's buffer).
@@ -43,7 +45,7 @@ class ArraySink final : public KernelSink<T> {
  public:
   ArraySink(T* data, index_t row_length, index_t values) : data_(data), row_(row_length), values_(values) {}
   T* rows(index_t r0, index_t) override { return data_ + r0 * row_; }
-  void commit_rows(index_t, index_t) override {}
+  void commit_rows(index_t, index_t, index_t) override {}
   void read(index_t r, index_t c0, index_t nc, T* dst) const override;
 
  private:
@@ -57,14 +59,18 @@ class FileSink final : public KernelSink<T> {
  public:
   FileSink(NpyFileWriter& file, index_t row_length, index_t values) : file_(file), row_(row_length), values_(values) {}
   T* rows(index_t r0, index_t count) override;
-  void commit_rows(index_t r0, index_t count) override;
+  void commit_rows(index_t r0, index_t count, index_t reread_from) override;
   void read(index_t r, index_t c0, index_t nc, T* dst) const override;
+  void forget(index_t r0, index_t r1, index_t c1) override;
 
  private:
   NpyFileWriter& file_;
   index_t row_, values_;
   index_t band0_ = 0;
-  std::vector<T> band_;
+  std::unique_ptr<char[], void (*)(char*)> buffer_{nullptr, [](char*) {}};
+  std::size_t buffer_bytes_ = 0;
+  T* band_ = nullptr;  // in buffer_, placed so that rows are aligned as in the file (write_direct)
+  std::size_t previous_offset_ = 0, previous_bytes_ = 0;  // the band written before, maybe in flight
 };
 
 // The layout of the tiles a kernel is computed in.

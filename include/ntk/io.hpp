@@ -94,12 +94,29 @@ class NpyFileWriter {
   // included), InvalidArgument outside the data. Calls for disjoint ranges may run concurrently.
   void write(std::size_t offset, const void* data, std::size_t len);
   void read(std::size_t offset, void* data, std::size_t len) const;
+  // The same as write for data that will not be read back: the part of the range that is aligned
+  // to kDirectAlignment in the file goes straight to disk (O_DIRECT), bypassing the page cache, when
+  // `data` has the same alignment there (data_alignment() tells which address that is); the rest,
+  // or all of it where the file system has no O_DIRECT, is written as by write(). Synchronous.
+  void write_direct(std::size_t offset, const void* data, std::size_t len);
+  static constexpr std::size_t kDirectAlignment = 4096;
+  // Where in the file data byte `offset` lies, modulo kDirectAlignment: a buffer holding it at an
+  // address with this remainder is eligible for write_direct.
+  std::size_t data_alignment(std::size_t offset) const { return (header_len_ + offset) % kDirectAlignment; }
+  // Hints, for files larger than memory: start writing [offset, offset + len) back to disk now
+  // (flush), or say it will not be read again so that its pages, once written back, leave the page
+  // cache (forget); memory freed early is reused for the next writes instead of fresh pages.
+  void flush(std::size_t offset, std::size_t len);
+  void forget(std::size_t offset, std::size_t len);
+  // Waits until [offset, offset + len) is on disk (not for the whole file, as fsync would).
+  void wait_written(std::size_t offset, std::size_t len);
   void commit();
 
  private:
   void check_range(std::size_t offset, std::size_t len, const char* what) const;
   std::string path_, tmp_;
   int fd_ = -1;
+  int direct_fd_ = -2;  // the same file opened with O_DIRECT; -2: not tried yet, -1: unavailable
   std::size_t header_len_ = 0, bytes_ = 0;
 };
 

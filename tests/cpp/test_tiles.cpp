@@ -99,6 +99,55 @@ TEST_F(TileEngine, BandsAndMirrorsGiveEveryValueInMemoryAndOutOfCore) {
       }
 }
 
+// Rows of 1100 doubles (8.8 KB): each band's rows go partly straight to disk (write_direct, the
+// 4 KiB-aligned middle of each row's part that is not read again) and partly through the page cache.
+TEST_F(TileEngine, LargeRowsOutOfCoreEqualInMemory) {
+  for (const bool symmetric : {true, false}) {
+    const index_t n1 = 1100, n2 = symmetric ? 1100 : 1030;
+    KnownProducer producer(0, symmetric, false);
+    detail::TileGrid g;
+    g.n1 = n1, g.n2 = n2, g.symmetric = symmetric, g.tile1 = 100, g.tile2 = 100, g.band = 300;
+    g.producer_fills_diagonal_tiles = false;
+    {
+      NpyFileWriter file(path("big.npy"), DType::float64, Shape{n1, n2});
+      detail::FileSink<double> sink(file, n2, 1);
+      detail::run_tiles<double>(g, producer, sink, {});
+      file.commit();
+    }
+    const Array<double> disk = read_npy(path("big.npy")).as<double>();
+    for (index_t i = 0; i < n1; ++i)
+      for (index_t j = 0; j < n2; ++j) ASSERT_EQ(disk[i * n2 + j], producer.expected(i, j, 0, 0)) << i << " " << j;
+  }
+}
+
+// write_direct writes exactly what write would, whether the buffer is aligned like the file (the
+// middle goes straight to disk) or not (all through the page cache).
+TEST_F(TileEngine, WriteDirectEqualsWrite) {
+  const std::size_t n = 5 * 4096 + 123;
+  std::vector<unsigned char> want(n * sizeof(double));
+  for (std::size_t k = 0; k < want.size(); ++k) want[k] = static_cast<unsigned char>((k * 131 + 7) % 251);
+  std::vector<unsigned char> buffer(want.size() + 2 * NpyFileWriter::kDirectAlignment);
+  const std::size_t pieces[][2] = {{0, 9000}, {9000, 13}, {9013, 20000}, {29013, 1}, {29014, n * 8 - 29014}};
+  for (const bool align_like_file : {true, false}) {
+    {
+      NpyFileWriter file(path("d.npy"), DType::float64, Shape{index_t(n)});
+      for (const auto& [offset, len] : pieces) {
+        // A buffer address with the file offset's remainder (or one off from it), holding the piece.
+        const std::uintptr_t base = reinterpret_cast<std::uintptr_t>(buffer.data());
+        const std::size_t A = NpyFileWriter::kDirectAlignment;
+        std::size_t shift = (file.data_alignment(offset) + A - base % A) % A + (align_like_file ? 0 : 8);
+        std::copy(want.begin() + std::ptrdiff_t(offset), want.begin() + std::ptrdiff_t(offset + len), buffer.begin() + std::ptrdiff_t(shift));
+        file.write_direct(offset, buffer.data() + shift, len);
+      }
+      file.commit();
+    }
+    const RawArray back = read_npy(path("d.npy"));
+    ASSERT_EQ(back.bytes.size(), want.size());
+    EXPECT_TRUE(std::equal(want.begin(), want.end(), reinterpret_cast<const unsigned char*>(back.bytes.data())))
+        << "aligned like the file: " << align_like_file;
+  }
+}
+
 class NanProducer final : public detail::TileProducer<float> {
  public:
   void tile(index_t, index_t c1, index_t, index_t c2, float* tile) override {
