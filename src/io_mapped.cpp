@@ -258,6 +258,14 @@ void NpyFileWriter::write_direct(size_t offset, const void* data, size_t len) {
   for (size_t done = inner_begin; done < inner_end;) {
     const ssize_t w = ::pwrite(direct_fd_, src + (done - begin), inner_end - done, off_t(done));
     if (w < 0 && errno == EINTR) continue;
+    if (w < 0 && errno == EINVAL) {
+      // Opened, but this file system or device refuses the request (a larger block size, say):
+      // the rest through the page cache, and no more direct writes.
+      ::close(direct_fd_);
+      direct_fd_ = -1;
+      write(done - header_len_, src + (done - begin), inner_end - done);
+      break;
+    }
     if (w <= 0) throw IoError("cannot write '" + path_ + "': " + errno_text(w < 0 ? errno : ENOSPC) + " (is the disk full?)");
     done += size_t(w);
   }

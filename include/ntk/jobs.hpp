@@ -126,38 +126,33 @@ struct ApplyJob {
 };
 JobResult run_apply(const ApplyJob& job);
 
-struct EntkJob {
+// What every kernel job (empirical or infinite-width) takes beside its own options.
+struct KernelJobCommon {
   NetworkRequest net;
-  ParamSource params;
   JobInput x1;
-  std::optional<JobInput> x2;  // nullopt: x2 = x1 on the symmetric path
-  EntkMode mode{};
-  EntkMethod method = EntkMethod::automatic;
-  bool nngp = false;             // the empirical NNGP f(x1) f(x2)ᵀ instead of the eNTK
-  std::optional<DType> dtype;    // nullopt: float64 if x1 is float64, else float32
-  bool accumulate_float64 = false;  // a float32 kernel computed in float64 arithmetic
+  std::optional<JobInput> x2;    // nullopt: x2 = x1 on the symmetric path
   std::uint64_t max_memory = 0;  // kernel plus working memory; 0: no limit
-  index_t tile = 0;              // examples per tile side; 0: the largest that fits
   bool out_of_core = false;      // force writing straight into the output file, band by band
   int threads = 0;
   ProgressFn progress;
   InputOptions input;
   std::string output_path;  // .npy; empty: JobResult::array (must fit max_memory)
 };
+
+struct EntkJob : KernelJobCommon {
+  ParamSource params;
+  EntkMode mode{};
+  EntkMethod method = EntkMethod::automatic;
+  bool nngp = false;                // the empirical NNGP f(x1) f(x2)ᵀ instead of the eNTK
+  std::optional<DType> dtype;       // nullopt: float64 if x1 is float64, else float32
+  bool accumulate_float64 = false;  // a float32 kernel computed in float64 arithmetic
+  index_t tile = 0;                 // examples per tile side; 0: the largest that fits
+};
 JobResult run_entk(const EntkJob& job);
 
-struct KernelJob {
-  NetworkRequest net;
-  JobInput x1;
-  std::optional<JobInput> x2;  // nullopt: x2 = x1
+struct KernelJob : KernelJobCommon {
   KernelOptions::Get get = KernelOptions::ntk;
   DType dtype = DType::float64;  // float32 also computes the offset path in float32
-  std::uint64_t max_memory = 0;
-  bool out_of_core = false;
-  int threads = 0;
-  ProgressFn progress;
-  InputOptions input;
-  std::string output_path;  // .npy; empty: JobResult::array
 };
 JobResult run_kernel(const KernelJob& job);
 
