@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "check.hpp"
 #include "entk_detail.hpp"
 #include "ntk/error.hpp"
 #include "ntk/io.hpp"
@@ -75,8 +76,8 @@ class EntkProducer final : public detail::TileProducer<T> {
                               std::to_string(L) + " layers)");
       included_[size_t(l)] = net.layers()[size_t(l)]->num_params() > 0;
     }
-    if (!options.layers.empty() && method_ != EntkMethod::sd)
-      throw InvalidArgument("per-layer contributions are computed by structured derivatives; use method sd or auto");
+    NTK_ASSERT(options.layers.empty() || method_ == EntkMethod::sd,
+               "EntkProducer: per-layer contributions with a plan other than sd (plan_empirical_ntk refuses those)");
     // Structured derivatives factor a layer's cotangents where the network allows it; the chain
     // end's cotangents are then kept as well.
     chain_end_.assign(size_t(L), -1);

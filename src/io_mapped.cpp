@@ -289,15 +289,6 @@ void NpyFileWriter::flush(size_t offset, size_t len) {
 #endif
 }
 
-void NpyFileWriter::wait_written(size_t offset, size_t len) {
-  check_range(offset, len, "wait_written");
-#ifdef __linux__
-  const unsigned flags = SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER;
-  if (::sync_file_range(fd_, off_t(header_len_ + offset), off_t(len), flags) != 0 && errno != ESPIPE && errno != EINVAL)
-    throw IoError("cannot write '" + path_ + "': " + errno_text(errno) + " (is the disk full?)");
-#endif
-}
-
 void NpyFileWriter::forget(size_t offset, size_t len) {
   check_range(offset, len, "forget");
   // Writes back what is dirty (without waiting) and drops what is clean; best effort.

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "blas.hpp"
@@ -87,9 +88,13 @@ RidgeFit kernel_ridge(const Array<T>& k_train, const Array<double>& y_train, con
   RidgeFit fit;
   fit.lambda = options.relative ? options.ridge * mean_diag : options.ridge;
   fit.alpha = Array<double>(Shape{n, o});
+  // K + λI in float64 (dpotrf overwrites it, so the fallback forms it again).
   std::vector<double> a(size_t(n * n));
-  for (index_t e = 0; e < n * n; ++e) a[size_t(e)] = double(k_train[e]);
-  for (index_t i = 0; i < n; ++i) a[size_t(i * n + i)] += fit.lambda;
+  auto shifted_kernel = [&] {
+    for (index_t e = 0; e < n * n; ++e) a[size_t(e)] = double(k_train[e]);
+    for (index_t i = 0; i < n; ++i) a[size_t(i * n + i)] += fit.lambda;
+  };
+  shifted_kernel();
   // Symmetric, so row-major is column-major; Y (n × o) row-major is o × n column-major: solve the
   // transposed right-hand sides column by column of a column-major copy.
   const int N = int(n), O = int(o);
@@ -105,8 +110,7 @@ RidgeFit kernel_ridge(const Array<T>& k_train, const Array<double>& y_train, con
     return fit;
   }
   // Not numerically positive definite: solve on the eigen-directions that are.
-  for (index_t e = 0; e < n * n; ++e) a[size_t(e)] = double(k_train[e]);
-  for (index_t i = 0; i < n; ++i) a[size_t(i * n + i)] += fit.lambda;
+  shifted_kernel();
   std::vector<double> w;
   eigh(a, n, w);
   const double tol = tolerance(w, n);
@@ -134,10 +138,14 @@ Array<double> kernel_ridge_predict(const Array<T>& k_test, const Array<double>& 
                           " (the train kernel's size), got " + shape_string(k_test.shape()));
   check_finite(k_test, "the test kernel");
   const index_t m = k_test.dim(0), n = k_test.dim(1), o = alpha.dim(1);
-  std::vector<double> k(size_t(m * n));
-  for (index_t e = 0; e < m * n; ++e) k[size_t(e)] = double(k_test[e]);
   Array<double> out(Shape{m, o});
-  detail::gemm(false, false, m, o, n, 1.0, k.data(), n, alpha.data(), o, 0.0, out.data(), o);
+  if constexpr (std::is_same_v<T, double>) {
+    detail::gemm(false, false, m, o, n, 1.0, k_test.data(), n, alpha.data(), o, 0.0, out.data(), o);
+  } else {  // float kernels are multiplied in float64
+    std::vector<double> k(size_t(m * n));
+    for (index_t e = 0; e < m * n; ++e) k[size_t(e)] = double(k_test[e]);
+    detail::gemm(false, false, m, o, n, 1.0, k.data(), n, alpha.data(), o, 0.0, out.data(), o);
+  }
   return out;
 }
 

@@ -39,7 +39,6 @@ std::unique_ptr<char[], void (*)(char*)> huge_page_buffer(std::size_t bytes) {
 
 template <class T>
 T* FileSink<T>::rows(index_t r0, index_t count) {
-  band0_ = r0;
   constexpr std::size_t A = NpyFileWriter::kDirectAlignment;
   const std::size_t need = std::size_t(count * row_) * sizeof(T) + A;
   if (need > buffer_bytes_) buffer_ = huge_page_buffer(buffer_bytes_ = need);
@@ -53,10 +52,6 @@ T* FileSink<T>::rows(index_t r0, index_t count) {
 template <class T>
 void FileSink<T>::commit_rows(index_t r0, index_t count, index_t reread_from) {
   const std::size_t offset = std::size_t(r0 * row_) * sizeof(T), bytes = std::size_t(count * row_) * sizeof(T);
-  // The band before had a whole band's computation to reach the disk; waiting for it (asleep, not
-  // spinning) keeps dirty pages under two bands. Past the kernel's dirty limit (20% of memory) every
-  // further write is throttled at a high CPU cost: measured here, 4 s of system time per 1.6 GB.
-  if (previous_bytes_ > 0) file_.wait_written(previous_offset_, previous_bytes_);
   const index_t direct = reread_from * values_;  // per row, the values not read again
   if (direct >= row_) {
     file_.write_direct(offset, band_, bytes);
@@ -68,7 +63,6 @@ void FileSink<T>::commit_rows(index_t r0, index_t count, index_t reread_from) {
     }
   }
   file_.flush(offset, bytes);  // what went through the page cache, to disk while the next band is computed
-  previous_offset_ = offset, previous_bytes_ = bytes;
 }
 
 // What went through the page cache and will not be read again leaves it once written back, so a
@@ -103,13 +97,7 @@ void mirror_pair(const T* src, T* dst, index_t values, index_t block_dim) {
 
 template <class T>
 void check_finite(const T* tile, index_t i0, index_t c1, index_t j0, index_t c2, index_t values, const std::string& what) {
-  const index_t n = c1 * c2 * values;
-  index_t bad = -1;
-  for (index_t e = 0; e < n; ++e)
-    if (!std::isfinite(tile[e])) {
-      bad = e;
-      break;
-    }
+  const index_t bad = first_non_finite(tile, c1 * c2 * values);
   if (bad < 0) return;
   const index_t pair = bad / values, i = i0 + pair / c2, j = j0 + pair % c2;
   throw NumericalError(what + " is not finite (" + (std::isnan(tile[bad]) ? "NaN" : "Inf") + ") at pair (" +

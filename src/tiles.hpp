@@ -66,11 +66,9 @@ class FileSink final : public KernelSink<T> {
  private:
   NpyFileWriter& file_;
   index_t row_, values_;
-  index_t band0_ = 0;
   std::unique_ptr<char[], void (*)(char*)> buffer_{nullptr, [](char*) {}};
   std::size_t buffer_bytes_ = 0;
   T* band_ = nullptr;  // in buffer_, placed so that rows are aligned as in the file (write_direct)
-  std::size_t previous_offset_ = 0, previous_bytes_ = 0;  // the band written before, maybe in flight
 };
 
 // The layout of the tiles a kernel is computed in.
@@ -107,8 +105,8 @@ void run_tiles(const TileGrid& grid, TileProducer<T>& producer, KernelSink<T>& s
                const std::function<void(index_t, index_t)>& progress);
 
 // The band for out-of-core output: the most rows (a multiple of tile1, at least one tile row) whose
-// buffer of `row_bytes` each, plus the same again for reading the mirror back, fits `budget` bytes
-// (0: 256 MiB).
+// buffer of `row_bytes` each takes at most half of `budget` bytes (0: 256 MiB), the other half left
+// to what the file's pages and the read-back need around it.
 index_t band_rows(index_t n1, index_t tile1, std::uint64_t row_bytes, std::uint64_t budget);
 
 }  // namespace ntk::detail

@@ -108,8 +108,6 @@ class NpyFileWriter {
   // cache (forget); memory freed early is reused for the next writes instead of fresh pages.
   void flush(std::size_t offset, std::size_t len);
   void forget(std::size_t offset, std::size_t len);
-  // Waits until [offset, offset + len) is on disk (not for the whole file, as fsync would).
-  void wait_written(std::size_t offset, std::size_t len);
   void commit();
 
  private:

@@ -620,6 +620,11 @@ TEST(KernelOracle, DenseClosedFormsBothParameterizations) {
   // No b_std: no bias term anywhere. b_std = 0: a bias exists (adds 1 to the standard NTK only).
   const index_t d = 3, n1 = 5, n2 = 5;
   Array<double> x1(Shape{n1, d}, kX1), x2(Shape{n2, d}, kX2);
+  auto input_dot = [&](index_t i, index_t j) {
+    double xy = 0;
+    for (index_t c = 0; c < d; ++c) xy += kX1[size_t(i * d + c)] * kX2[size_t(j * d + c)];
+    return xy;
+  };
   for (bool standard : {false, true})
     for (std::optional<double> b : {std::optional<double>(), std::optional<double>(0.0), std::optional<double>(0.7)}) {
       const double W = 1.7;
@@ -630,8 +635,7 @@ TEST(KernelOracle, DenseClosedFormsBothParameterizations) {
       const Array<double> ntk = infinite_kernel(net, x1, &x2, get(KernelOptions::ntk));
       for (index_t i = 0; i < n1; ++i)
         for (index_t j = 0; j < n2; ++j) {
-          double xy = 0;
-          for (index_t c = 0; c < d; ++c) xy += kX1[size_t(i * d + c)] * kX2[size_t(j * d + c)];
+          const double xy = input_dot(i, j);
           const double b2 = b ? *b * *b : 0.0;
           const double want_nngp = W * W * xy / double(d) + b2;
           const double want_ntk = standard ? xy + (b ? 1.0 : 0.0) : want_nngp;
@@ -650,8 +654,7 @@ TEST(KernelOracle, DenseClosedFormsBothParameterizations) {
     const Array<double> ntk = infinite_kernel(net, x1, &x2, get(KernelOptions::ntk));
     for (index_t i = 0; i < n1; ++i)
       for (index_t j = 0; j < n2; ++j) {
-        double xy = 0;
-        for (index_t c = 0; c < d; ++c) xy += kX1[size_t(i * d + c)] * kX2[size_t(j * d + c)];
+        const double xy = input_dot(i, j);
         const double s1 = 1.69 * xy / 3 + 0.16, s2 = 0.64 * s1 + 0.36;
         const double want = standard ? 5 * s1 + 1 + 0.64 * (xy + 1) : s2 + 0.64 * s1;
         EXPECT_NEAR(nngp[i * n2 + j], s2, 1e-13) << p;
