@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages ntkit needs, only those missing. Usage:
 #   scripts/install-deps.sh [build|test|all]   (default: build)
-# build: compiler, CMake, BLAS/LAPACK, zlib, libzip, CLI11 and the Fashion-MNIST data set.
+# build: compiler, CMake, BLAS/LAPACK, zlib, libzip, CLI11, Eigen + Spectra (Lanczos) and the Fashion-MNIST data set.
 # test:  build + GoogleTest, Google Benchmark, clang (fuzzing), NumPy, PyTorch, pytest and venv (oracles).
 set -euo pipefail
 profile=${1:-build}
 
-build_pkgs=(g++ cmake make pkg-config libopenblas-dev liblapacke-dev zlib1g-dev libzip-dev libcli11-dev
+build_pkgs=(g++ cmake make pkg-config libopenblas-dev liblapacke-dev zlib1g-dev libzip-dev libcli11-dev libeigen3-dev libspectra-dev
             dataset-fashion-mnist)
 test_pkgs=(libgtest-dev libbenchmark-dev python3 python3-numpy python3-torch python3-pytest python3-venv clang)
 
