@@ -8,17 +8,11 @@
 #include <vector>
 
 #include "blas.hpp"
+#include "lapack.hpp"
 #include "ntk/error.hpp"
 #include "ntk/parallel.hpp"
 #include "ntk/solve.hpp"
 
-extern "C" {
-void dpotrf_(const char* uplo, const int* n, double* a, const int* lda, int* info);
-void dpotrs_(const char* uplo, const int* n, const int* nrhs, const double* a, const int* lda, double* b,
-             const int* ldb, int* info);
-void dsyevd_(const char* jobz, const char* uplo, const int* n, double* a, const int* lda, double* w, double* work,
-             const int* lwork, int* iwork, const int* liwork, int* info);
-}
 
 namespace ntk {
 namespace {
@@ -40,21 +34,6 @@ void check_train(const Array<T>& k, const Array<double>& y) {
                           " (the kernel's rows), got " + shape_string(y.shape()));
   check_finite(k, "the train kernel");
   check_finite(y, "the targets");
-}
-
-// Symmetric eigendecomposition of a (n × n, symmetric, overwritten by the eigenvectors: row i of the
-// row-major result is eigenvector i) and its eigenvalues w, ascending.
-void eigh(std::vector<double>& a, index_t n, std::vector<double>& w) {
-  const int N = int(n);
-  int info = 0, lwork = -1, liwork = -1, iwork_query = 0;
-  double work_query = 0;
-  w.assign(size_t(n), 0.0);
-  dsyevd_("V", "L", &N, a.data(), &N, w.data(), &work_query, &lwork, &iwork_query, &liwork, &info);
-  lwork = int(work_query), liwork = iwork_query;
-  std::vector<double> work(size_t(std::max(lwork, 1)));
-  std::vector<int> iwork(size_t(std::max(liwork, 1)));
-  dsyevd_("V", "L", &N, a.data(), &N, w.data(), work.data(), &lwork, iwork.data(), &liwork, &info);
-  if (info != 0) throw NumericalError("the eigendecomposition of the kernel did not converge (LAPACK dsyevd info " + std::to_string(info) + ")");
 }
 
 // x (n × o) = V diag(g) Vᵀ y, V's eigenvectors the rows of `vecs` (row-major n × n).
@@ -99,7 +78,7 @@ RidgeFit kernel_ridge(const Array<T>& k_train, const Array<double>& y_train, con
   // transposed right-hand sides column by column of a column-major copy.
   const int N = int(n), O = int(o);
   int info = 0;
-  dpotrf_("L", &N, a.data(), &N, &info);
+  info = detail::cholesky_upper(a.data(), n);
   if (info == 0) {
     std::vector<double> b(size_t(n * o));
     for (index_t i = 0; i < n; ++i)
@@ -112,7 +91,7 @@ RidgeFit kernel_ridge(const Array<T>& k_train, const Array<double>& y_train, con
   // Not numerically positive definite: solve on the eigen-directions that are.
   shifted_kernel();
   std::vector<double> w;
-  eigh(a, n, w);
+  detail::eigh(a, n, w);
   const double tol = tolerance(w, n);
   std::vector<double> g(static_cast<size_t>(n));
   for (index_t i = 0; i < n; ++i) {
@@ -168,7 +147,7 @@ RidgeSelection select_ridge(const Array<T>& k, const Array<double>& y, index_t v
     mean_diag += double(k[i * n + i]) / double(nt);
   }
   std::vector<double> w;
-  eigh(a, nt, w);  // rows of a: eigenvectors of the training block
+  detail::eigh(a, nt, w);  // rows of a: eigenvectors of the training block
   const double tol = tolerance(w, nt);
   // P = K_vt V (validation × nt) and Q = Vᵀ Y_t (nt × o), once; each candidate is P diag(g) Q.
   std::vector<double> kvt(size_t(validation * nt)), q(size_t(nt * o));
