@@ -1,14 +1,15 @@
 // Exact kernel ridge at scale: how close the Cholesky factorization of an N × N float64 kernel comes
 // to the machine's DGEMM peak, measured in the same run on the same threads.
 //
-//   ridge_scale [N=20000] [threads=all] [images=/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz]
+//   ridge_scale [N=20000] [threads=all] [save=K.npy]
 //
 // The kernel is the infinite-width NTK of the README's FCN on the first N training images (scaled
 // to [0, 1]); ridge 1e-4 relative, 10 one-hot outputs from the training labels. Prints the DGEMM
 // peak (best of 3 square products of 4096 on OpenBLAS's threads, as the factorization runs), the
 // kernel time, the factorization alone (dpotrf: N³/3 FLOPs), the whole kernel_ridge call (forming
 // K + λI in float64, dpotrf, dpotrs for the 10 outputs), training accuracy as a sanity check, and
-// peak RSS.
+// peak RSS. With a third argument the kernel is also saved there (.npy) for the peers
+// (bench/compare_ridge.sh).
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -21,6 +22,7 @@
 #include "blas.hpp"
 #include "lapack.hpp"
 #include "ntk/infinite.hpp"
+#include "ntk/io.hpp"
 #include "ntk/jobs.hpp"
 #include "ntk/parallel.hpp"
 #include "ntk/solve.hpp"
@@ -49,7 +51,8 @@ int main(int argc, char** argv) {
   const ntk::index_t n = argc > 1 ? std::atol(argv[1]) : 20000;
   const int threads = argc > 2 ? std::atoi(argv[2]) : 0;
   const std::string dir = "/usr/share/datasets/fashion-mnist/";
-  const std::string images = argc > 3 ? argv[3] : dir + "train-images-idx3-ubyte.gz";
+  const std::string images = dir + "train-images-idx3-ubyte.gz";
+  const std::string save = argc > 3 ? argv[3] : "";
   ntk::set_num_threads(threads);
   std::printf("threads %d, N %lld\n", ntk::num_threads(), static_cast<long long>(n));
 
@@ -76,6 +79,8 @@ int main(int argc, char** argv) {
   ntk::Array<double> k = ntk::infinite_kernel<double>(net, x, nullptr);
   std::printf("kernel (infinite NTK of the FCN, %lld x %lld float64): %.1f s\n", static_cast<long long>(n),
               static_cast<long long>(n), seconds_since(t0));
+
+  if (!save.empty()) ntk::write_npy(save, k);
 
   // The factorization alone, on a copy of K + λI.
   double mean_diag = 0;
