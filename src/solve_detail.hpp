@@ -35,6 +35,9 @@ struct Eigensystem {
 template <class T>
 Eigensystem eigensystem(const Array<T>& k, double lambda);
 
+// "%.3g": eigenvalues in messages (std::to_string would print -1e-17 as -0.000000).
+std::string short_number(double v);
+
 // Eigenvalues at or below this are treated as zero: the rounding level of the largest.
 double eigen_tolerance(const std::vector<double>& w, index_t n);
 

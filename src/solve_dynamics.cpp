@@ -115,7 +115,7 @@ GdMsePredictions gradient_descent_mse(const Array<T>& k_train, const Array<doubl
     const double tol = detail::eigen_tolerance(eig.w, n);
     if (eig.w.front() < -tol)
       append_warning(p.warning, "the kernel plus ridge has negative eigenvalues (smallest " +
-                                    std::to_string(eig.w.front()) +
+                                    detail::short_number(eig.w.front()) +
                                     "); clipped at 0 for finite times, as neural-tangents: those directions do not train");
     std::vector<double> z(size_t(n * o)), gz(size_t(n * o)), u(size_t(n * o));
     detail::gemm(false, false, n, o, n, 1.0, eig.vecs.data(), n, rhs.data(), o, 0.0, z.data(), o);  // Vᵀ rhs

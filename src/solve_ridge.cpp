@@ -3,6 +3,7 @@
 // are not numerically positive definite (neural-tangents' users hit NaN there: issues #128, #76).
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <limits>
 #include <type_traits>
 #include <vector>
@@ -71,6 +72,12 @@ void apply_spectral(const std::vector<double>& vecs, const std::vector<double>& 
   gemm(true, false, n, o, n, 1.0, vecs.data(), n, z.data(), o, 0.0, x, o);
 }
 
+std::string short_number(double v) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.3g", v);
+  return b;
+}
+
 double eigen_tolerance(const std::vector<double>& w, index_t n) {
   double top = 0;
   for (double v : w) top = std::max(top, std::abs(v));
@@ -116,9 +123,9 @@ Array<double> solve_shifted(const Array<T>& k, double lambda, const double* b, i
   apply_spectral(eig->vecs, g, n, b, o, x.data());
   fit.min_eigenvalue = w.front();
   fit.warning = "the kernel plus ridge is not numerically positive definite (smallest eigenvalue " +
-                std::to_string(w.front()) + "); solved by eigendecomposition with " +
+                short_number(w.front()) + "); solved by eigendecomposition with " +
                 std::to_string(fit.dropped_directions) + " of " + std::to_string(n) +
-                " directions (eigenvalue <= " + std::to_string(tol) + ") left out; a larger ridge avoids this";
+                " directions (eigenvalue <= " + short_number(tol) + ") left out; a larger ridge avoids this";
   return x;
 }
 

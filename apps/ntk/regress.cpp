@@ -91,15 +91,17 @@ void print(const RegressResult& r, const RegressJob& job, bool json) {
     std::cout << o.str() << "\n";
     return;
   }
-  const std::string tail = ", ridge " + num(r.ridge) + (r.ridge_absolute ? " absolute" : " relative") + " (lambda " +
-                           num(r.lambda) + (r.selection ? ", chosen on " + std::to_string(r.validation) + " held-out examples" : "") +
-                           "), solver " + (r.solver == "cholesky" ? "Cholesky" : "eigh fallback");
+  const std::string ridge = ", ridge " + num(r.ridge) + (r.ridge_absolute ? " absolute" : " relative") + " (lambda " +
+                            num(r.lambda) +
+                            (r.selection ? ", chosen on " + std::to_string(r.validation) + " held-out examples" : "") + ")";
+  // Finite times always evolve in the eigenbasis; t = inf is a Cholesky solve unless it fell back.
+  const std::string at_inf = r.solver == "cholesky" ? "Cholesky" : "eigh fallback";
   for (const RegressMetrics& m : r.metrics) {
     std::string line = "t=" + num(m.time) + ": train MSE " + num(m.train_mse);
     if (m.train_accuracy) line += ", train accuracy " + num(*m.train_accuracy);
     if (m.test_mse) line += ", test MSE " + num(*m.test_mse);
     if (m.test_accuracy) line += ", test accuracy " + num(*m.test_accuracy);
-    std::cout << line << tail << "\n";
+    std::cout << line << ridge << ", solver " << (std::isinf(m.time) ? at_inf : std::string("eigh")) << "\n";
   }
 }
 
