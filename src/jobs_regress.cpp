@@ -82,23 +82,37 @@ struct SolveOutcome {
   std::string warning;
 };
 
+// Train predictions are the in-sample outputs K_train (K_train + λI)⁻¹ ... of the model, i.e. the
+// test formula applied to the training examples (neural-tangents' advice for regularized train
+// predictions: pass k_test_train = k_train_train). Its own train outputs follow the flow of K + λI
+// and reach the targets at t = ∞ whatever the ridge, which would report a train MSE of 0.
 SolveOutcome solve_exact_kernel(const RegressJob& job, const Array<double>& k_train, const Array<double>* k_test,
                                 const Array<double>& y, const PredictOptions& reg) {
   SolveOutcome s;
+  const index_t n = k_train.dim(0), m = k_test ? k_test->dim(0) : 0, o = y.dim(1);
+  GdMseOptions o_gd;
+  static_cast<PredictOptions&>(o_gd) = reg;
+  o_gd.learning_rate = job.learning_rate;
   if (job.covariance_path.empty() && !job.k_test_test && !job.nngp) {
-    GdMseOptions o;
-    static_cast<PredictOptions&>(o) = reg;
-    o.learning_rate = job.learning_rate;
-    GdMsePredictions p = gradient_descent_mse(k_train, y, job.times, o, k_test);
-    s.train = std::move(p.train);
-    s.test = std::move(p.test);
+    // One call for both: the test rows, then the train rows, against the one eigendecomposition.
+    Array<double> both(Shape{m + n, n});
+    if (k_test) std::copy(k_test->data(), k_test->data() + m * n, both.data());
+    std::copy(k_train.data(), k_train.data() + n * n, both.data() + m * n);
+    GdMsePredictions p = gradient_descent_mse(k_train, y, job.times, o_gd, &both);
+    const index_t nt = index_t(job.times.size());
+    s.train = Array<double>(Shape{nt, n, o});
+    s.test = Array<double>(Shape{nt, m, o});
+    for (index_t ti = 0; ti < nt; ++ti) {
+      const double* src = p.test.data() + ti * (m + n) * o;
+      std::copy(src, src + m * o, s.test.data() + ti * m * o);
+      std::copy(src + m * o, src + (m + n) * o, s.train.data() + ti * n * o);
+    }
     s.lambda = p.lambda;
     s.cholesky = p.cholesky;
     s.warning = std::move(p.warning);
     return s;
   }
   // GP inference: the mean is the t = ∞ prediction; the covariance needs the test-test kernel.
-  const index_t n = k_train.dim(0), m = k_test->dim(0);
   GpKernels<double> nngp, ntk;
   Array<double> ktt, nngp_train, nngp_test;
   GpGet get = GpGet::nngp;
@@ -118,9 +132,7 @@ SolveOutcome solve_exact_kernel(const RegressJob& job, const Array<double>& k_tr
     nngp = {&k_train, k_test, &ktt};
   }
   GpPosterior post = gp_inference(get, y, nngp, ntk, reg);
-  const index_t o = y.dim(1);
-  s.train = Array<double>(Shape{1, n, o});
-  std::copy(y.data(), y.data() + y.size(), s.train.data());  // nt: train outputs are N(y, 0)
+  s.train = gradient_descent_mse(k_train, y, {kInfiniteTime}, o_gd, &k_train).test;  // the in-sample mean
   s.test = Array<double>(Shape{1, m, o});
   std::copy(post.mean.data(), post.mean.data() + post.mean.size(), s.test.data());
   s.covariance = std::move(post.covariance);

@@ -86,7 +86,10 @@ struct RegressJob {
 
   int threads = 0;
   std::string output_path;        // test predictions .npy, (M, O) or (T, M, O) for several times
-  std::string train_output_path;  // train predictions .npy, (N, O) or (T, N, O)
+  std::string train_output_path;  // train predictions .npy, (N, O) or (T, N, O): the in-sample
+                                  // outputs (test formula with the train kernel), which a ridge
+                                  // keeps from the targets at t = ∞
+
 };
 
 // The relative ridges `ridge_auto` tries: 0 and 10^k for k = -8, -7.5, ..., 1.
@@ -111,9 +114,10 @@ struct RegressResult {
   index_t validation = 0;                   // with ridge_auto
   std::vector<RegressMetrics> metrics;      // one per time
   std::string warning;              // non-empty when the solver fell back or clipped
-  Array<double> test_predictions;   // kept in memory when output_path is empty
-  Array<double> train_predictions;  // kept in memory when train_output_path is empty
-  Array<double> covariance;         // kept in memory when covariance_path is empty
+  // Also kept in memory when written: (M, O) / (N, O), with a leading time axis for several times.
+  Array<double> test_predictions;
+  Array<double> train_predictions;
+  Array<double> covariance;         // (M, M) with the GP inputs
 };
 
 // Checks every input before solving; writes the outputs only when everything succeeded. Throws

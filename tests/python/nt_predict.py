@@ -10,7 +10,8 @@ python, and reads one JSON list of jobs (all float64, jax_enable_x64, CPU):
    "diag_reg": R, "absolute": bool, "train": OUT.npy, "test": OUT.npy}
       nt.predict.gradient_descent_mse(K, Y, lr, R, absolute)(t, 0., 0., KT) with zero initial
       outputs, finite times in one call and "inf" as t=None; results stacked (T, N, O) / (T, M, O)
-      in the order given.
+      in the order given. "train" holds nt's regularized train predictions, i.e. the test output
+      for k_test_train = K (its own train output follows the flow of K + R and is y at t=None).
   {"kind": "gp", "get": "nngp"|"ntk", "k": .., "kt": .., "ktt": .., "nngp_k": .., "nngp_kt": ..,
    "nngp_ktt": .., "y": .., "diag_reg": R, "mean": OUT.npy, "cov": OUT.npy}
       nt.predict.gp_inference(Kernel(nngp, ntk), Y, R)(get, Kernel(..test-train..),
@@ -44,16 +45,16 @@ def main():
         if job["kind"] == "gd":
             fn = predict.gradient_descent_mse(load("k"), y, learning_rate=job["lr"], diag_reg=job["diag_reg"],
                                               diag_reg_absolute_scale=job["absolute"])
-            kt = load("kt")
+            k, kt = load("k"), load("kt")
             finite = [t for t in job["times"] if t != "inf"]
             trains, tests = {}, {}
             if finite:
-                tr, te = fn(jnp.asarray(finite, dtype=jnp.float64), 0., 0., kt)
+                ts = jnp.asarray(finite, dtype=jnp.float64)
+                te, tr = fn(ts, 0., 0., kt)[1], fn(ts, 0., 0., k)[1]
                 for i, t in enumerate(finite):
                     trains[t], tests[t] = np.asarray(tr[i]), np.asarray(te[i])
             if "inf" in job["times"]:
-                tr, te = fn(None, 0., 0., kt)
-                trains["inf"], tests["inf"] = np.asarray(tr), np.asarray(te)
+                trains["inf"], tests["inf"] = np.asarray(fn(None, 0., 0., k)[1]), np.asarray(fn(None, 0., 0., kt)[1])
             np.save(job["train"], np.stack([trains[t] for t in job["times"]]))
             np.save(job["test"], np.stack([tests[t] for t in job["times"]]))
         else:

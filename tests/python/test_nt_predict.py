@@ -3,8 +3,9 @@
 neural-tangents lives in its own venv (scripts/install-nt.sh -> build-nt/venv); these tests skip
 when it is missing, exactly as test_nt_kernels.py does. On random float64 kernels (Gram matrices
 of random features: positive definite, and one of rank 5 < N) and float targets:
-  - gradient_descent_mse: train and test predictions at t = 0, finite times and inf (nt's t=None),
-    with a learning rate, a relative and an absolute diag_reg;
+  - gradient_descent_mse: test predictions at t = 0, finite times and inf (nt's t=None), with a
+    learning rate, a relative and an absolute diag_reg, and train predictions (ntk's are the
+    in-sample outputs, nt's "regularized train predictions": k_test_train = k_train_train);
   - gp_inference: posterior mean and covariance for get='nngp' and get='ntk' (the NTK posterior
     takes both kernels).
 All of neural-tangents' side runs in one process (tests/python/nt_predict.py --jobs).
