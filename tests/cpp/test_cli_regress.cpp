@@ -110,6 +110,12 @@ TEST_F(CliRegress, BadInputIsOneErrorLineAndNoOutput) {
   write_labels("neg.npy", std::vector<std::int64_t>(size_t(n), -1));
   r = expect_failure(base() + " --y-train " + q(path("neg.npy")) + o_flag, 1, out);
   EXPECT_NE(r.err.find("integers >= 0"), std::string::npos) << r.err;
+  // Non-integer labels: an IDX file is labels whatever its element type (here float32, big-endian).
+  std::string idx{0, 0, 0x0D, 1, 0, 0, 0, char(n)};
+  for (index_t i = 0; i < n; ++i) idx += i == 4 ? std::string{0x3F, char(0xC0), 0, 0} : std::string{0, 0, 0, 0};  // 1.5, 0
+  std::ofstream(path("float-labels-idx1"), std::ios::binary) << idx;
+  r = expect_failure(base() + " --y-train " + q(path("float-labels-idx1")) + o_flag, 1, out);
+  EXPECT_NE(r.err.find("label 1.5"), std::string::npos) << r.err;
   expect_failure(base() + " --y-train " + q(path("L.npy")) + " --classes 2" + o_flag, 1, out);
   expect_failure(base() + " --y-train " + q(path("L.npy")) + " --y-test " + q(path("YT.npy")) + o_flag, 1, out);
   // The covariance without its test-test kernel; test-test kernels without --covariance.
