@@ -3,6 +3,7 @@
 // are not numerically positive definite (neural-tangents' users hit NaN there: issues #128, #76).
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <limits>
 #include <type_traits>
 #include <vector>
@@ -12,10 +13,11 @@
 #include "ntk/error.hpp"
 #include "ntk/parallel.hpp"
 #include "ntk/solve.hpp"
+#include "solve_detail.hpp"
 
 
 namespace ntk {
-namespace {
+namespace detail {
 
 template <class T>
 void check_finite(const Array<T>& a, const char* what) {
@@ -36,24 +38,114 @@ void check_train(const Array<T>& k, const Array<double>& y) {
   check_finite(y, "the targets");
 }
 
-// x (n × o) = V diag(g) Vᵀ y, V's eigenvectors the rows of `vecs` (row-major n × n).
-void apply_spectral(const std::vector<double>& vecs, const std::vector<double>& g, index_t n, const double* y, index_t o,
-                    double* x) {
-  std::vector<double> z(size_t(n * o));
-  detail::gemm(false, false, n, o, n, 1.0, vecs.data(), n, y, o, 0.0, z.data(), o);  // Vᵀ y
-  for (index_t i = 0; i < n; ++i)
-    for (index_t c = 0; c < o; ++c) z[size_t(i * o + c)] *= g[size_t(i)];
-  detail::gemm(true, false, n, o, n, 1.0, vecs.data(), n, z.data(), o, 0.0, x, o);
+template <class T>
+double mean_diagonal(const Array<T>& k) {
+  const index_t n = k.dim(0);
+  double trace = 0;
+  for (index_t i = 0; i < n; ++i) trace += double(k[i * n + i]);
+  return trace / double(n);
 }
 
-// Eigenvalues at or below this are treated as zero: the rounding level of the largest.
-double tolerance(const std::vector<double>& w, index_t n) {
+template <class T>
+std::vector<double> shifted_kernel(const Array<T>& k, double lambda) {
+  const index_t n = k.dim(0);
+  std::vector<double> a(size_t(n * n));
+  for (index_t e = 0; e < n * n; ++e) a[size_t(e)] = double(k[e]);
+  for (index_t i = 0; i < n; ++i) a[size_t(i * n + i)] += lambda;
+  return a;
+}
+
+template <class T>
+Eigensystem eigensystem(const Array<T>& k, double lambda) {
+  Eigensystem e;
+  e.vecs = shifted_kernel(k, lambda);
+  eigh(e.vecs, k.dim(0), e.w);
+  return e;
+}
+
+void apply_spectral(const std::vector<double>& vecs, const std::vector<double>& g, index_t n, const double* y,
+                    index_t o, double* x) {
+  std::vector<double> z(size_t(n * o));
+  gemm(false, false, n, o, n, 1.0, vecs.data(), n, y, o, 0.0, z.data(), o);  // Vᵀ y
+  for (index_t i = 0; i < n; ++i)
+    for (index_t c = 0; c < o; ++c) z[size_t(i * o + c)] *= g[size_t(i)];
+  gemm(true, false, n, o, n, 1.0, vecs.data(), n, z.data(), o, 0.0, x, o);
+}
+
+std::string short_number(double v) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.3g", v);
+  return b;
+}
+
+double eigen_tolerance(const std::vector<double>& w, index_t n) {
   double top = 0;
   for (double v : w) top = std::max(top, std::abs(v));
   return double(n) * std::numeric_limits<double>::epsilon() * top;
 }
 
-}  // namespace
+template <class T>
+Array<double> solve_shifted(const Array<T>& k, double lambda, const double* b, index_t o, RidgeFit& fit,
+                            const Eigensystem* eig) {
+  const index_t n = k.dim(0);
+  Array<double> x(Shape{n, o});
+  std::vector<double> a = shifted_kernel(k, lambda);
+  // Symmetric, so row-major is column-major; B (n × o) row-major is o × n column-major: solve the
+  // transposed right-hand sides column by column of a column-major copy.
+  const int N = int(n), O = int(o);
+  int info = cholesky_upper(a.data(), n);
+  fit.cholesky = info == 0;
+  if (info == 0) {
+    std::vector<double> bt(size_t(n * o));
+    for (index_t i = 0; i < n; ++i)
+      for (index_t c = 0; c < o; ++c) bt[size_t(c * n + i)] = b[i * o + c];
+    dpotrs_("L", &N, &O, a.data(), &N, bt.data(), &N, &info);
+    for (index_t i = 0; i < n; ++i)
+      for (index_t c = 0; c < o; ++c) x[i * o + c] = bt[size_t(c * n + i)];
+    return x;
+  }
+  // Not numerically positive definite: solve on the eigen-directions that are.
+  a.clear();
+  Eigensystem own;
+  if (!eig) {
+    own = eigensystem(k, lambda);
+    eig = &own;
+  }
+  const std::vector<double>& w = eig->w;
+  const double tol = eigen_tolerance(w, n);
+  std::vector<double> g(static_cast<size_t>(n));
+  fit.dropped_directions = 0;
+  for (index_t i = 0; i < n; ++i) {
+    const bool keep = w[size_t(i)] > tol;
+    g[size_t(i)] = keep ? 1.0 / w[size_t(i)] : 0.0;
+    fit.dropped_directions += keep ? 0 : 1;
+  }
+  apply_spectral(eig->vecs, g, n, b, o, x.data());
+  fit.min_eigenvalue = w.front();
+  fit.warning = "the kernel plus ridge is not numerically positive definite (smallest eigenvalue " +
+                short_number(w.front()) + "); solved by eigendecomposition with " +
+                std::to_string(fit.dropped_directions) + " of " + std::to_string(n) +
+                " directions (eigenvalue <= " + short_number(tol) + ") left out; a larger ridge avoids this";
+  return x;
+}
+
+#define NTK_SOLVE_DETAIL(T)                                                                        \
+  template void check_finite(const Array<T>&, const char*);                                        \
+  template void check_train(const Array<T>&, const Array<double>&);                                \
+  template double mean_diagonal(const Array<T>&);                                                  \
+  template std::vector<double> shifted_kernel(const Array<T>&, double);                            \
+  template Eigensystem eigensystem(const Array<T>&, double);                                       \
+  template Array<double> solve_shifted(const Array<T>&, double, const double*, index_t, RidgeFit&, \
+                                       const Eigensystem*);
+NTK_SOLVE_DETAIL(float)
+NTK_SOLVE_DETAIL(double)
+#undef NTK_SOLVE_DETAIL
+
+}  // namespace detail
+
+using detail::check_finite;
+using detail::check_train;
+using detail::outputs_of;
 
 template <class T>
 RidgeFit kernel_ridge(const Array<T>& k_train, const Array<double>& y_train, const RidgeOptions& options) {
@@ -61,51 +153,9 @@ RidgeFit kernel_ridge(const Array<T>& k_train, const Array<double>& y_train, con
   check_train(k_train, y_train);
   if (!(options.ridge >= 0) || !std::isfinite(options.ridge))
     throw InvalidArgument("the ridge must be a finite number >= 0, got " + std::to_string(options.ridge));
-  const index_t n = k_train.dim(0), o = outputs_of(y_train);
-  double mean_diag = 0;
-  for (index_t i = 0; i < n; ++i) mean_diag += double(k_train[i * n + i]) / double(n);
   RidgeFit fit;
-  fit.lambda = options.relative ? options.ridge * mean_diag : options.ridge;
-  fit.alpha = Array<double>(Shape{n, o});
-  // K + λI in float64 (dpotrf overwrites it, so the fallback forms it again).
-  std::vector<double> a(size_t(n * n));
-  auto shifted_kernel = [&] {
-    for (index_t e = 0; e < n * n; ++e) a[size_t(e)] = double(k_train[e]);
-    for (index_t i = 0; i < n; ++i) a[size_t(i * n + i)] += fit.lambda;
-  };
-  shifted_kernel();
-  // Symmetric, so row-major is column-major; Y (n × o) row-major is o × n column-major: solve the
-  // transposed right-hand sides column by column of a column-major copy.
-  const int N = int(n), O = int(o);
-  int info = 0;
-  info = detail::cholesky_upper(a.data(), n);
-  if (info == 0) {
-    std::vector<double> b(size_t(n * o));
-    for (index_t i = 0; i < n; ++i)
-      for (index_t c = 0; c < o; ++c) b[size_t(c * n + i)] = y_train[i * o + c];
-    dpotrs_("L", &N, &O, a.data(), &N, b.data(), &N, &info);
-    for (index_t i = 0; i < n; ++i)
-      for (index_t c = 0; c < o; ++c) fit.alpha[i * o + c] = b[size_t(c * n + i)];
-    return fit;
-  }
-  // Not numerically positive definite: solve on the eigen-directions that are.
-  shifted_kernel();
-  std::vector<double> w;
-  detail::eigh(a, n, w);
-  const double tol = tolerance(w, n);
-  std::vector<double> g(static_cast<size_t>(n));
-  for (index_t i = 0; i < n; ++i) {
-    const bool keep = w[size_t(i)] > tol;
-    g[size_t(i)] = keep ? 1.0 / w[size_t(i)] : 0.0;
-    fit.dropped_directions += keep ? 0 : 1;
-  }
-  apply_spectral(a, g, n, y_train.data(), o, fit.alpha.data());
-  fit.cholesky = false;
-  fit.min_eigenvalue = w.front();
-  fit.warning = "the kernel plus ridge is not numerically positive definite (smallest eigenvalue " +
-                std::to_string(w.front()) + "); solved by eigendecomposition with " +
-                std::to_string(fit.dropped_directions) + " of " + std::to_string(n) +
-                " directions (eigenvalue <= " + std::to_string(tol) + ") left out; a larger ridge avoids this";
+  fit.lambda = options.relative ? options.ridge * detail::mean_diagonal(k_train) : options.ridge;
+  fit.alpha = detail::solve_shifted(k_train, fit.lambda, y_train.data(), outputs_of(y_train), fit);
   return fit;
 }
 
@@ -148,7 +198,7 @@ RidgeSelection select_ridge(const Array<T>& k, const Array<double>& y, index_t v
   }
   std::vector<double> w;
   detail::eigh(a, nt, w);  // rows of a: eigenvectors of the training block
-  const double tol = tolerance(w, nt);
+  const double tol = detail::eigen_tolerance(w, nt);
   // P = K_vt V (validation × nt) and Q = Vᵀ Y_t (nt × o), once; each candidate is P diag(g) Q.
   std::vector<double> kvt(size_t(validation * nt)), q(size_t(nt * o));
   for (index_t i = 0; i < validation; ++i)
