@@ -239,7 +239,7 @@ NystromFit nystrom_ridge(const KernelBlocks& k, const Array<double>& y, const Ny
     detail::trsm_upper(true, m, o, a.data(), v.data());
     for (double& e : v) e *= scale;
   };
-  std::vector<double> u, hz(size_t(m * o));
+  std::vector<double> u;  // K_nM z, N × O
   auto apply_system = [&](const std::vector<double>& p, std::vector<double>& q) {  // q <- Bᵀ H B p
     std::vector<double> z = p;
     apply_b(z);
