@@ -48,4 +48,13 @@ void gemm(bool trans_a, bool trans_b, index_t m, index_t n, index_t kk, T alpha,
   }
 }
 
+// Solves op(U) X = B in place: U (n × n) upper triangular, row-major; B (n × nrhs) row-major.
+// OpenBLAS runs it on one thread; the solvers call it on M × O right-hand sides, a small part of
+// their work.
+inline void trsm_upper(bool trans, index_t n, index_t nrhs, const double* u, double* b) {
+  if (n == 0 || nrhs == 0) return;
+  cblas_dtrsm(CblasRowMajor, CblasLeft, CblasUpper, trans ? CblasTrans : CblasNoTrans, CblasNonUnit, blasint(n),
+              blasint(nrhs), 1.0, u, blasint(n), b, blasint(nrhs));
+}
+
 }  // namespace ntk::detail

@@ -52,6 +52,39 @@ std::vector<std::byte> npy_header(const RawArray& a);
 std::vector<std::byte> npy_header(DType dtype, const Shape& shape);
 // Parses a .npy file held in buf, reusing buf's storage for the array data. Error messages start
 // with prefix (which names the file).
+// Where the array of a .npy file held in data[0, size) is: its header validated, the data size
+// checked against size (a truncated or padded file is an IoError), C order.
+struct NpyLayout {
+  DType dtype = DType::float64;
+  Shape shape;
+  size_t data_offset = 0;
+  size_t data_bytes = 0;
+};
+NpyLayout parse_npy_layout(const std::byte* data, size_t size, const std::string& prefix);
+
+// A .npy file memory-mapped read-only, for arrays larger than memory read a few rows at a time:
+// pages come from the page cache on demand and nothing is copied up front.
+class MappedNpyReader {
+ public:
+  explicit MappedNpyReader(const std::string& path);  // IoError naming the file
+  ~MappedNpyReader();
+  MappedNpyReader(const MappedNpyReader&) = delete;
+  MappedNpyReader& operator=(const MappedNpyReader&) = delete;
+
+  const std::string& path() const { return path_; }
+  DType dtype() const { return layout_.dtype; }
+  const Shape& shape() const { return layout_.shape; }
+  // Start of the data, C order, little-endian; not necessarily aligned for its type (NumPy before
+  // 1.13 padded headers to 16 bytes only), so read it with memcpy.
+  const std::byte* data() const { return map_ + layout_.data_offset; }
+
+ private:
+  std::string path_;
+  std::byte* map_ = nullptr;
+  size_t map_len_ = 0;
+  NpyLayout layout_;
+};
+
 RawArray parse_npy_owned(std::vector<std::byte>&& buf, const std::string& prefix);
 RawArray parse_npy_prefixed(const std::byte* data, size_t size, const std::string& prefix);
 

@@ -258,6 +258,11 @@ std::string npy_prefix(const std::string& what) { return "cannot read .npy file 
 
 namespace detail {
 
+NpyLayout parse_npy_layout(const std::byte* data, size_t size, const std::string& prefix) {
+  const NpyHeader h = parse_header(data, size, prefix);
+  return NpyLayout{h.dtype, h.shape, h.data_offset, h.data_bytes};
+}
+
 RawArray parse_npy_prefixed(const std::byte* data, size_t size, const std::string& prefix) {
   const NpyHeader h = parse_header(data, size, prefix);
   RawArray a;

@@ -11,6 +11,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <type_traits>
 
 #include "ntk/array.hpp"
 #include "ntk/empirical.hpp"
@@ -28,6 +29,10 @@ class KernelBlocks {
   // out (ri.size(), ci.size()), C order, float64 = K[ri, ci]. Indices in range, in any order,
   // repeats allowed. threads = 0: num_threads(). Throws NumericalError if an entry is not finite.
   virtual void block(std::span<const index_t> ri, std::span<const index_t> ci, double* out, int threads = 0) const = 0;
+  // K[i, i] for every i of idx into out (idx.size()), for a kernel whose rows and columns are the
+  // same examples (symmetric()); InvalidArgument otherwise. The default takes the diagonals of small
+  // diagonal blocks; kernels with a cheaper way (arrays, feature norms) override it.
+  virtual void diagonal(std::span<const index_t> idx, double* out, int threads = 0) const;
   // One line: what the kernel is, e.g. "infinite-width NTK of 'Dense(512), Relu, Dense(1)' on 1000 x 1000".
   virtual std::string describe() const = 0;
 };
@@ -43,19 +48,22 @@ std::unique_ptr<KernelBlocks> npy_kernel_blocks(const std::string& path, bool sy
 // F_rows · F_colsᵀ for feature matrices (n_rows, m) and (n_cols, m), borrowed; f_cols == nullptr:
 // F_rows itself (symmetric).
 template <class T>
-std::unique_ptr<KernelBlocks> feature_kernel_blocks(const Array<T>& f_rows, const Array<T>* f_cols = nullptr);
+std::unique_ptr<KernelBlocks> feature_kernel_blocks(const Array<T>& f_rows, const std::type_identity_t<Array<T>>* f_cols = nullptr);
 
 // The infinite-width kernel of net between x_rows and x_cols (nullptr: x_rows, symmetric), both
-// borrowed, computed block by block with options (get, threads, offset path).
+// borrowed, computed block by block with options (get, threads, offset path, max_memory per block;
+// progress is not forwarded: a solver reports its own). A block whose row and column index lists
+// are identical takes the symmetric path.
 template <class T>
 std::unique_ptr<KernelBlocks> infinite_kernel_blocks(const Network& net, const Array<T>& x_rows,
-                                                     const Array<T>* x_cols, const KernelOptions& options = {});
+                                                     const std::type_identity_t<Array<T>>* x_cols, const KernelOptions& options = {});
 
 // The empirical kernel of net at theta in a scalar mode (every mode but full and diagonal), between
-// x_rows and x_cols (nullptr: symmetric); net, theta and the inputs borrowed.
+// x_rows and x_cols (nullptr: symmetric); net, theta and the inputs borrowed. InvalidArgument for
+// the full and diagonal modes, whose entries are blocks, not numbers.
 template <class T>
 std::unique_ptr<KernelBlocks> empirical_kernel_blocks(const Network& net, const std::vector<T>& theta,
-                                                      const Array<T>& x_rows, const Array<T>* x_cols,
+                                                      const Array<T>& x_rows, const std::type_identity_t<Array<T>>* x_cols,
                                                       const EntkOptions& options);
 
 }  // namespace ntk

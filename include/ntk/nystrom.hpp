@@ -1,0 +1,92 @@
+// Kernel ridge regression without the N × N kernel (REFERENCE.md section 6):
+//   - Nyström kernel ridge on M centers, solved by Falkon's preconditioned conjugate gradient
+//     (Rudi, Carratino, Rosasco 2017; Meanti et al. 2020) over any KernelBlocks: memory O(N·M)
+//     with K_nM cached, O(row block · M + M²) when it is recomputed every iteration;
+//   - ridge regression on explicit features F (n, m), through FᵀF (m × m), never F Fᵀ.
+// Both use kernel_ridge's regularizer convention: λ = ridge · mean(diag K) when relative, so the
+// same ridge means the same model as the exact solver.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "ntk/array.hpp"
+#include "ntk/kernel_block.hpp"
+
+namespace ntk {
+
+struct NystromOptions {
+  index_t centers = 1000;  // M; more than N uses all N training examples (with a warning)
+  std::uint64_t seed = 0;  // the centers: M of N drawn uniformly without replacement
+  // λ = ridge · mean(diag K over all N training examples) when relative, else ridge; the solved
+  // problem is (K_nMᵀ K_nM + λ K_MM) α = K_nMᵀ Y, which for M = N is exact kernel ridge.
+  double ridge = 0.0;
+  bool relative = true;
+  index_t max_iterations = 100;
+  // Every output column stops when its preconditioned residual, relative to its right-hand side,
+  // is at most this.
+  double tolerance = 1e-7;
+  // Bytes for the solver's matrices; 0 = no limit. K_nM (N × M float64) is cached when it fits
+  // beside K_MM and the preconditioner, else recomputed in row blocks every iteration.
+  std::uint64_t max_memory = 0;
+  index_t row_block = 0;  // rows of K_nM per kernel call; 0: blocks of about 64 MiB
+  int threads = 0;        // threads for this call; 0 = num_threads()
+  // After every iteration: (iteration, max_iterations, largest relative residual over outputs).
+  std::function<void(index_t, index_t, double)> progress;
+};
+
+struct NystromFit {
+  std::vector<index_t> centers;         // M training indices, ascending
+  Array<double> alpha;                  // (M, O): f(x) = Σ_j K(x, x_centers[j]) α_j
+  index_t n_train = 0;                  // N, the kernel's columns at prediction
+  double lambda = 0.0;                  // the absolute regularizer applied
+  index_t iterations = 0;
+  std::vector<double> residual_history; // per iteration, largest relative residual over outputs
+  bool knm_cached = false;              // K_nM held in memory (else recomputed per iteration)
+  double kmm_jitter = 0.0;              // added to K_MM's diagonal for the preconditioner only
+  std::vector<std::string> warnings;
+};
+
+// k_train: the (N, N) symmetric train kernel; y_train (N, O) or (N,). Throws InvalidArgument on
+// shapes that do not match, non-finite targets, a negative ridge or M < 1; MemoryBudgetError
+// (naming --max-memory) when K_MM, the preconditioner and one row block of K_nM do not fit.
+NystromFit nystrom_ridge(const KernelBlocks& k_train, const Array<double>& y_train, const NystromOptions& options = {});
+
+// k_test: rows the test examples, columns the N training examples -> (N_test, O) predictions in
+// float64, K_test[:, centers] · α computed in row blocks.
+Array<double> nystrom_predict(const KernelBlocks& k_test, const NystromFit& fit, int threads = 0);
+
+// ---------------------------------------------------------------------------------------------
+// Ridge regression on features: W = (FᵀF + λI)⁻¹ FᵀY, which predicts exactly what kernel ridge
+// with K = F Fᵀ does (F_test W = K_test (K + λI)⁻¹ Y) at O(n·m²) time and O(m²) memory.
+
+struct FeatureRidgeOptions {
+  // λ = ridge · mean ‖f_i‖² (= mean(diag F Fᵀ)) when relative, else ridge.
+  double ridge = 0.0;
+  bool relative = true;
+  index_t batch_rows = 0;  // rows of F per accumulation step; 0: batches of about 64 MiB
+  int threads = 0;         // threads for this call; 0 = num_threads()
+};
+
+struct FeatureRidgeFit {
+  Array<double> weights;           // (m, O)
+  double lambda = 0.0;             // the absolute regularizer applied
+  bool cholesky = true;            // false: FᵀF + λI was not numerically positive definite
+  index_t dropped_directions = 0;  // of the eigendecomposition fallback
+  std::string warning;             // non-empty when the fallback ran
+};
+
+// features (n, m) in memory, y (n, O) or (n,). InvalidArgument on shapes that do not match,
+// non-finite values or a negative ridge.
+template <class T>
+FeatureRidgeFit feature_ridge(const Array<T>& features, const Array<double>& y, const FeatureRidgeOptions& options = {});
+// The same from a 2-D float32 / float64 .npy file, memory-mapped and read in row batches.
+FeatureRidgeFit feature_ridge(const std::string& features_npy, const Array<double>& y,
+                              const FeatureRidgeOptions& options = {});
+
+// features (n_test, m) · weights (m, O) -> (n_test, O) in float64.
+template <class T>
+Array<double> feature_ridge_predict(const Array<T>& features, const Array<double>& weights, int threads = 0);
+
+}  // namespace ntk

@@ -1,0 +1,151 @@
+// Ridge regression on features: FᵀF and FᵀY accumulated in float64 over row batches of F (SYRK and
+// GEMM), then (FᵀF + λI) W = FᵀY solved by kernel_ridge on the m × m Gram matrix of the features,
+// which brings its Cholesky factor and eigendecomposition fallback.
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "blas.hpp"
+#include "io_detail.hpp"
+#include "lapack.hpp"
+#include "ntk/error.hpp"
+#include "ntk/nystrom.hpp"
+#include "ntk/parallel.hpp"
+#include "ntk/solve.hpp"
+
+namespace ntk {
+namespace {
+
+index_t outputs_of(const Array<double>& y) { return y.ndim() == 1 ? 1 : y.size() / std::max<index_t>(y.dim(0), 1); }
+
+// Rows [begin, begin + count) of the features, as float64, into out (count × m).
+using RowReader = std::function<void(index_t begin, index_t count, double* out)>;
+
+FeatureRidgeFit solve_features(index_t n, index_t m, const RowReader& read_rows, const Array<double>& y,
+                               const FeatureRidgeOptions& options, const std::string& what) {
+  ThreadScope scope(options.threads);
+  if (n < 1 || m < 1)
+    throw InvalidArgument(what + " must have at least one row and one column, got (" + std::to_string(n) + ", " +
+                          std::to_string(m) + ")");
+  if (y.ndim() < 1 || y.ndim() > 2 || y.dim(0) != n)
+    throw InvalidArgument("the targets must be (n,) or (n, O) with n = " + std::to_string(n) + " (the rows of " + what +
+                          "), got " + shape_string(y.shape()));
+  if (const index_t bad = first_non_finite(y); bad >= 0)
+    throw InvalidArgument("the targets have a non-finite value (NaN or Inf) at flat index " + std::to_string(bad));
+  if (!(options.ridge >= 0) || !std::isfinite(options.ridge))
+    throw InvalidArgument("the ridge must be a finite number >= 0, got " + std::to_string(options.ridge));
+  if (options.batch_rows < 0) throw InvalidArgument("batch_rows must be >= 0 (0: automatic)");
+  const index_t o = outputs_of(y);
+  const index_t batch = std::clamp<index_t>(
+      options.batch_rows > 0 ? options.batch_rows : index_t((std::uint64_t{64} << 20) / (8 * std::uint64_t(m))), 1, n);
+
+  Array<double> gram(Shape{m, m}), fty(Shape{m, o});
+  std::vector<double> f(size_t(batch * m));
+  {
+    // SYRK has no split over ntkit's threads (detail::gemm's): it runs on OpenBLAS's, as LAPACK does.
+    detail::LapackThreads blas_threads;
+    for (index_t begin = 0; begin < n; begin += batch) {
+      const index_t rows = std::min(batch, n - begin);
+      read_rows(begin, rows, f.data());
+      if (const index_t bad = first_non_finite(f.data(), rows * m); bad >= 0)
+        throw InvalidArgument(what + " has a non-finite value (NaN or Inf) in row " + std::to_string(begin + bad / m) +
+                              ", column " + std::to_string(bad % m));
+      cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, blasint(m), blasint(rows), 1.0, f.data(), blasint(m), 1.0,
+                  gram.data(), blasint(m));
+      detail::gemm_serial(true, false, m, o, rows, 1.0, f.data(), m, y.data() + begin * o, o, 1.0, fty.data(), o);
+    }
+  }
+  double trace = 0;
+  for (index_t i = 0; i < m; ++i) {
+    trace += gram[i * m + i];
+    for (index_t j = 0; j < i; ++j) gram[i * m + j] = gram[j * m + i];
+  }
+  // mean(diag F Fᵀ) = mean ‖f_i‖² = trace(FᵀF) / n: kernel_ridge's relative ridge on K = F Fᵀ.
+  FeatureRidgeFit fit;
+  fit.lambda = options.relative ? options.ridge * trace / double(n) : options.ridge;
+  RidgeOptions ridge;
+  ridge.ridge = fit.lambda;
+  ridge.relative = false;
+  RidgeFit solved = kernel_ridge(gram, fty, ridge);
+  fit.weights = std::move(solved.alpha);
+  fit.cholesky = solved.cholesky;
+  fit.dropped_directions = solved.dropped_directions;
+  if (!solved.warning.empty()) {
+    const size_t verb = solved.warning.find("is not");
+    fit.warning = "ridge on features: FᵀF + λI (" + std::to_string(m) + " x " + std::to_string(m) + ") " +
+                  (verb == std::string::npos ? solved.warning : solved.warning.substr(verb));
+  }
+  return fit;
+}
+
+}  // namespace
+
+template <class T>
+FeatureRidgeFit feature_ridge(const Array<T>& features, const Array<double>& y, const FeatureRidgeOptions& options) {
+  if (features.ndim() != 2)
+    throw InvalidArgument("the features must be 2-D (examples, features), got " + shape_string(features.shape()));
+  const index_t m = features.dim(1);
+  const RowReader read = [&](index_t begin, index_t count, double* out) {
+    std::copy(features.data() + begin * m, features.data() + (begin + count) * m, out);
+  };
+  return solve_features(features.dim(0), m, read, y, options, "the features");
+}
+
+FeatureRidgeFit feature_ridge(const std::string& features_npy, const Array<double>& y, const FeatureRidgeOptions& options) {
+  const detail::MappedNpyReader file(features_npy);
+  const std::string what = "the features in '" + features_npy + "'";
+  if (file.shape().size() != 2)
+    throw InvalidArgument(what + " must be 2-D (examples, features), got shape " + shape_string(file.shape()));
+  if (file.dtype() != DType::float32 && file.dtype() != DType::float64)
+    throw InvalidArgument(what + " must be float32 or float64, got " + dtype_name(file.dtype()));
+  const index_t m = file.shape()[1];
+  const RowReader read = [&](index_t begin, index_t count, double* out) {
+    const size_t first = size_t(begin * m), len = size_t(count * m);
+    if (file.dtype() == DType::float64) {
+      std::memcpy(out, file.data() + first * sizeof(double), len * sizeof(double));
+      return;
+    }
+    std::vector<float> rows(len);
+    std::memcpy(rows.data(), file.data() + first * sizeof(float), len * sizeof(float));
+    std::copy(rows.begin(), rows.end(), out);
+  };
+  return solve_features(file.shape()[0], m, read, y, options, what);
+}
+
+template <class T>
+Array<double> feature_ridge_predict(const Array<T>& features, const Array<double>& weights, int threads) {
+  ThreadScope scope(threads);
+  if (weights.ndim() != 2)
+    throw InvalidArgument("the weights must be (m, O), got " + shape_string(weights.shape()));
+  if (features.ndim() != 2 || features.dim(1) != weights.dim(0))
+    throw InvalidArgument("the test features must be (n, " + std::to_string(weights.dim(0)) +
+                          "), as wide as the features the weights were fitted on, got " + shape_string(features.shape()));
+  if (const index_t bad = first_non_finite(features); bad >= 0)
+    throw InvalidArgument("the test features have a non-finite value (NaN or Inf) at flat index " + std::to_string(bad));
+  const index_t n = features.dim(0), m = features.dim(1), o = weights.dim(1);
+  Array<double> out(Shape{n, o});
+  if constexpr (std::is_same_v<T, double>) {
+    detail::gemm(false, false, n, o, m, 1.0, features.data(), m, weights.data(), o, 0.0, out.data(), o);
+  } else {  // float features are multiplied in float64, a batch of rows at a time
+    const index_t batch = std::clamp<index_t>(index_t((std::uint64_t{64} << 20) / (8 * std::uint64_t(m))), 1, std::max<index_t>(n, 1));
+    std::vector<double> f(size_t(std::min(batch, n) * m));
+    for (index_t begin = 0; begin < n; begin += batch) {
+      const index_t rows = std::min(batch, n - begin);
+      std::copy(features.data() + begin * m, features.data() + (begin + rows) * m, f.begin());
+      detail::gemm(false, false, rows, o, m, 1.0, f.data(), m, weights.data(), o, 0.0, out.data() + begin * o, o);
+    }
+  }
+  return out;
+}
+
+template FeatureRidgeFit feature_ridge(const Array<float>&, const Array<double>&, const FeatureRidgeOptions&);
+template FeatureRidgeFit feature_ridge(const Array<double>&, const Array<double>&, const FeatureRidgeOptions&);
+template Array<double> feature_ridge_predict(const Array<float>&, const Array<double>&, int);
+template Array<double> feature_ridge_predict(const Array<double>&, const Array<double>&, int);
+
+}  // namespace ntk

@@ -1,0 +1,336 @@
+// Nyström kernel ridge by Falkon's preconditioned conjugate gradient (Rudi et al. 2017, Meanti et
+// al. 2020). With H = K_nMᵀK_nM + λ K_MM, Falkon approximates K_nMᵀK_nM by (N/M) K_MM² (exact when
+// the centers are all N examples) and so H by
+//   P = (N/M) K_MM² + λ K_MM = N Tᵀ (T Tᵀ/M + (λ/N) I) T = N Tᵀ AᵀA T,   K_MM = TᵀT,
+// and runs CG on Bᵀ H B β = Bᵀ K_nMᵀ Y with B = T⁻¹A⁻¹/√N (so BBᵀ = P⁻¹), α = Bβ. Falkon's own
+// λ is per example: its T Tᵀ/M + λ I is our T Tᵀ/M + (λ/N) I. For M = N, BᵀHB = I up to the jitter
+// and CG stops after one iteration at exact kernel ridge.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <vector>
+
+#include "blas.hpp"
+#include "check.hpp"
+#include "lapack.hpp"
+#include "ntk/empirical.hpp"
+#include "ntk/error.hpp"
+#include "ntk/nystrom.hpp"
+#include "ntk/parallel.hpp"
+#include "ntk/rng.hpp"
+
+namespace ntk {
+namespace {
+
+constexpr std::uint64_t kAutoBlockBytes = std::uint64_t{64} << 20;
+
+index_t rows_per_block(index_t requested, index_t width, index_t n) {
+  const index_t auto_rows = std::max<index_t>(1, index_t(kAutoBlockBytes / (8 * std::uint64_t(std::max<index_t>(width, 1)))));
+  return std::clamp<index_t>(requested > 0 ? requested : auto_rows, 1, std::max<index_t>(n, 1));
+}
+
+// M of n indices uniformly without replacement (a partial Fisher-Yates shuffle on the counter-based
+// generator, so the centers depend on the seed only), ascending so that memory-mapped kernels are
+// read in file order.
+std::vector<index_t> sample_centers(index_t n, index_t m, std::uint64_t seed) {
+  std::vector<index_t> perm(static_cast<size_t>(n));
+  std::iota(perm.begin(), perm.end(), index_t{0});
+  if (m < n) {
+    const std::uint64_t stream = stream_id("nystrom.centers");
+    for (index_t i = 0; i < m; ++i) {
+      const auto offset = index_t(uniform(seed, stream, std::uint64_t(i)) * double(n - i));
+      std::swap(perm[size_t(i)], perm[size_t(i + std::min(offset, n - i - 1))]);
+    }
+    perm.resize(size_t(m));
+    std::sort(perm.begin(), perm.end());
+  }
+  return perm;
+}
+
+// Cholesky factor U (row-major upper, strict lower zeroed) of s + jitter·I for the first jitter of
+// first, then start, 10·start, 100·start, ... that factors; returns it. NumericalError past limit.
+double factor_with_jitter(const std::vector<double>& s, index_t m, double first, double start, double limit,
+                          std::vector<double>& u, const char* what) {
+  double jitter = first;
+  for (;;) {
+    u = s;
+    for (index_t i = 0; i < m; ++i) u[size_t(i * m + i)] += jitter;
+    if (detail::cholesky_upper(u.data(), m) == 0) break;
+    if (jitter >= limit)
+      throw NumericalError(std::string("the Nyström preconditioner could not factor ") + what +
+                           " even with a jitter of " + std::to_string(jitter) +
+                           " on its diagonal; the kernel is not positive semi-definite on the centers (check it, or "
+                           "use fewer centers)");
+    jitter = jitter > 0 ? jitter * 10 : start;
+  }
+  for (index_t i = 0; i < m; ++i)
+    for (index_t j = 0; j < i; ++j) u[size_t(i * m + j)] = 0;
+  return jitter;
+}
+
+// Applies K_nM or K_nMᵀK_nM from a cache of K_nM or from row blocks computed on demand.
+class KnmOperator {
+ public:
+  KnmOperator(const KernelBlocks& k, const std::vector<index_t>& centers, bool cached, index_t block_rows)
+      : k_(k), centers_(centers), n_(k.rows()), m_(index_t(centers.size())), block_rows_(block_rows) {
+    if (cached) {
+      cache_.resize(size_t(n_ * m_));
+      // In row blocks, so that one kernel call never holds more than a block of working memory.
+      for (index_t begin = 0; begin < n_; begin += block_rows_)
+        kernel_rows(begin, std::min(block_rows_, n_ - begin), cache_.data() + begin * m_);
+    } else {
+      block_.resize(size_t(block_rows_ * m_));
+    }
+  }
+  bool cached() const { return !cache_.empty(); }
+
+  // out (M × o) = K_nMᵀ y, y (n × o).
+  void transpose_times(const double* y, index_t o, double* out) {
+    std::fill(out, out + m_ * o, 0.0);
+    for_each_block([&](index_t begin, index_t rows) {
+      detail::gemm(true, false, m_, o, rows, 1.0, rows_of(begin, rows), m_, y + begin * o, o, 1.0, out, o);
+    });
+  }
+  // out (M × o) = K_nMᵀ K_nM z, z (M × o); u: scratch of n × o.
+  void gram_times(const double* z, index_t o, double* out, std::vector<double>& u) {
+    u.resize(size_t(n_ * o));
+    std::fill(out, out + m_ * o, 0.0);
+    for_each_block([&](index_t begin, index_t rows) {
+      const double* kb = rows_of(begin, rows);
+      double* ub = u.data() + begin * o;
+      detail::gemm(false, false, rows, o, m_, 1.0, kb, m_, z, o, 0.0, ub, o);
+      detail::gemm(true, false, m_, o, rows, 1.0, kb, m_, ub, o, 1.0, out, o);
+    });
+  }
+
+ private:
+  template <class F>
+  void for_each_block(const F& f) {
+    // One block covering every row when cached: the GEMMs then split over all rows at once.
+    const index_t step = cached() ? n_ : block_rows_;
+    for (index_t begin = 0; begin < n_; begin += step) f(begin, std::min(step, n_ - begin));
+  }
+  void kernel_rows(index_t begin, index_t rows, double* out) {
+    std::vector<index_t> idx(static_cast<size_t>(rows));
+    std::iota(idx.begin(), idx.end(), begin);
+    k_.block(idx, centers_, out);
+  }
+  const double* rows_of(index_t begin, index_t rows) {
+    if (cached()) return cache_.data() + begin * m_;
+    kernel_rows(begin, rows, block_.data());
+    return block_.data();
+  }
+
+  const KernelBlocks& k_;
+  const std::vector<index_t>& centers_;
+  index_t n_, m_, block_rows_;
+  std::vector<double> cache_, block_;
+};
+
+index_t outputs_of(const Array<double>& y) { return y.ndim() == 1 ? 1 : y.size() / std::max<index_t>(y.dim(0), 1); }
+
+double mean_diagonal(const KernelBlocks& k) {
+  const index_t n = k.rows(), chunk = 4096;
+  std::vector<index_t> idx;
+  std::vector<double> d;
+  double sum = 0;
+  for (index_t begin = 0; begin < n; begin += chunk) {
+    const index_t len = std::min(chunk, n - begin);
+    idx.resize(size_t(len));
+    d.resize(size_t(len));
+    std::iota(idx.begin(), idx.end(), begin);
+    k.diagonal(idx, d.data());
+    for (double v : d) sum += v;
+  }
+  return sum / double(n);
+}
+
+}  // namespace
+
+NystromFit nystrom_ridge(const KernelBlocks& k, const Array<double>& y, const NystromOptions& options) {
+  ThreadScope scope(options.threads);
+  const index_t n = k.rows();
+  if (!k.symmetric() || k.cols() != n || n == 0)
+    throw InvalidArgument("Nyström ridge needs the train kernel (rows and columns the N > 0 training examples), got the " +
+                          k.describe());
+  if (y.ndim() < 1 || y.ndim() > 2 || y.dim(0) != n)
+    throw InvalidArgument("the targets must be (N,) or (N, O) with N = " + std::to_string(n) +
+                          " (the kernel's rows), got " + shape_string(y.shape()));
+  if (const index_t bad = first_non_finite(y); bad >= 0)
+    throw InvalidArgument("the targets have a non-finite value (NaN or Inf) at flat index " + std::to_string(bad));
+  if (!(options.ridge >= 0) || !std::isfinite(options.ridge))
+    throw InvalidArgument("the ridge must be a finite number >= 0, got " + std::to_string(options.ridge));
+  if (options.centers < 1) throw InvalidArgument("Nyström needs at least one center, got " + std::to_string(options.centers));
+  if (options.max_iterations < 1)
+    throw InvalidArgument("max_iterations must be at least 1, got " + std::to_string(options.max_iterations));
+  if (!(options.tolerance >= 0) || !std::isfinite(options.tolerance))
+    throw InvalidArgument("the tolerance must be a finite number >= 0, got " + std::to_string(options.tolerance));
+  if (options.row_block < 0) throw InvalidArgument("the row block must be >= 0 (0: automatic)");
+
+  NystromFit fit;
+  fit.n_train = n;
+  const index_t m = std::min(options.centers, n), o = outputs_of(y);
+  if (options.centers > n)
+    fit.warnings.push_back(std::to_string(options.centers) + " centers asked for but there are " + std::to_string(n) +
+                           " training examples: all of them are centers (exact kernel ridge)");
+
+  // Memory, before anything large: K_MM and its two factors, the CG state (8 M × O), K_nM z (N × O),
+  // the sampling permutation (N), then K_nM whole or one block of it.
+  const std::uint64_t fixed = 8 * (3 * std::uint64_t(m * m) + 8 * std::uint64_t(m * o) + std::uint64_t(n * o) +
+                                   std::uint64_t(n) + std::uint64_t(m));
+  const std::uint64_t row_bytes = 8 * std::uint64_t(m), budget = options.max_memory;
+  if (budget && fixed + row_bytes > budget)
+    throw MemoryBudgetError("Nyström with M = " + std::to_string(m) + " centers needs at least " + format_bytes(fixed + row_bytes) +
+                            " (K_MM, its preconditioner and one row of K_nM) but --max-memory is " +
+                            format_bytes(budget) + "; raise --max-memory or use fewer centers");
+  const bool cache = !budget || fixed + row_bytes * std::uint64_t(n) <= budget;
+  index_t block_rows = rows_per_block(options.row_block, m, n);
+  if (!cache) block_rows = std::min(block_rows, index_t((budget - fixed) / row_bytes));
+  fit.knm_cached = cache;
+  if (!cache)
+    fit.warnings.push_back("K_nM (" + format_bytes(row_bytes * std::uint64_t(n)) + ") does not fit --max-memory " +
+                           format_bytes(budget) + ": it is recomputed in blocks of " + std::to_string(block_rows) +
+                           " rows every iteration");
+
+  fit.centers = sample_centers(n, m, options.seed);
+  fit.lambda = options.relative ? options.ridge * mean_diagonal(k) : options.ridge;
+  const double lambda = fit.lambda;
+
+  std::vector<double> kmm(size_t(m * m));
+  k.block(fit.centers, fit.centers, kmm.data());
+  double mean_diag_mm = 0;
+  for (index_t i = 0; i < m; ++i) mean_diag_mm += kmm[size_t(i * m + i)] / double(m);
+  if (!(mean_diag_mm > 0))
+    throw NumericalError("the " + k.describe() + " is zero (or negative) on the diagonal at the centers; it cannot be a kernel");
+
+  // Jitter on K_MM for its factor only (the solved problem keeps K_MM exact): Falkon's M·ε relative
+  // to the diagonal covers rounding of a float64 kernel; it grows by 10× per try for kernels
+  // rounded to float32 or not quite positive semi-definite.
+  const double eps = std::numeric_limits<double>::epsilon();
+  std::vector<double> t, a;
+  const double base_jitter = double(m) * eps * mean_diag_mm;
+  fit.kmm_jitter = factor_with_jitter(kmm, m, base_jitter, base_jitter, 1e-2 * mean_diag_mm, t, "K_MM");
+  if (fit.kmm_jitter > base_jitter * 1.5)
+    fit.warnings.push_back("K_MM is not numerically positive definite: its preconditioner factor needed a jitter of " +
+                           std::to_string(fit.kmm_jitter / mean_diag_mm) +
+                           " times its mean diagonal; CG may need more iterations");
+  // A: T Tᵀ/M + (λ/N) I.
+  std::vector<double> ttm(size_t(m * m));
+  detail::gemm(false, true, m, m, m, 1.0 / double(m), t.data(), m, t.data(), m, 0.0, ttm.data(), m);
+  for (index_t i = 0; i < m; ++i) ttm[size_t(i * m + i)] += lambda / double(n);
+  double mean_diag_a = 0;
+  for (index_t i = 0; i < m; ++i) mean_diag_a += ttm[size_t(i * m + i)] / double(m);
+  // λ/N on the diagonal usually makes it positive definite as it is; λ = 0 needs the jitter.
+  const double start_a = double(m) * eps * mean_diag_a;
+  factor_with_jitter(ttm, m, lambda > 0 ? 0.0 : start_a, start_a, 1e-2 * mean_diag_a, a, "T Tᵀ/M + λ/N I");
+  ttm.clear();
+  ttm.shrink_to_fit();
+
+  KnmOperator knm(k, fit.centers, cache, block_rows);
+  const double scale = 1.0 / std::sqrt(double(n));
+  auto apply_b = [&](std::vector<double>& v) {  // v <- B v
+    detail::trsm_upper(false, m, o, a.data(), v.data());
+    detail::trsm_upper(false, m, o, t.data(), v.data());
+    for (double& e : v) e *= scale;
+  };
+  auto apply_bt = [&](std::vector<double>& v) {  // v <- Bᵀ v
+    detail::trsm_upper(true, m, o, t.data(), v.data());
+    detail::trsm_upper(true, m, o, a.data(), v.data());
+    for (double& e : v) e *= scale;
+  };
+  std::vector<double> u;  // K_nM z, N × O
+  auto apply_system = [&](const std::vector<double>& p, std::vector<double>& q) {  // q <- Bᵀ H B p
+    std::vector<double> z = p;
+    apply_b(z);
+    knm.gram_times(z.data(), o, q.data(), u);
+    if (lambda != 0) detail::gemm(false, false, m, o, m, lambda, kmm.data(), m, z.data(), o, 1.0, q.data(), o);
+    apply_bt(q);
+  };
+
+  // CG on every output column at once: one pass over K_nM per iteration serves all of them, each
+  // column with its own step sizes, stopping on its own residual.
+  std::vector<double> b(size_t(m * o));
+  knm.transpose_times(y.data(), o, b.data());
+  apply_bt(b);
+  std::vector<double> x(size_t(m * o), 0.0), r = b, p = b, q(size_t(m * o));
+  auto column_dot = [&](const std::vector<double>& v, const std::vector<double>& w, index_t c) {
+    double s = 0;
+    for (index_t i = 0; i < m; ++i) s += v[size_t(i * o + c)] * w[size_t(i * o + c)];
+    return s;
+  };
+  const auto outs = static_cast<size_t>(o);
+  std::vector<double> rs(outs), b_norm(outs), rel(outs, 0.0);
+  std::vector<char> active(static_cast<size_t>(o));
+  for (index_t c = 0; c < o; ++c) {
+    rs[size_t(c)] = column_dot(r, r, c);
+    b_norm[size_t(c)] = std::sqrt(rs[size_t(c)]);
+    rel[size_t(c)] = b_norm[size_t(c)] > 0 ? 1.0 : 0.0;
+    active[size_t(c)] = b_norm[size_t(c)] > 0 && rel[size_t(c)] > options.tolerance;
+  }
+  for (index_t it = 0; it < options.max_iterations && std::count(active.begin(), active.end(), 1) > 0; ++it) {
+    apply_system(p, q);
+    for (index_t c = 0; c < o; ++c) {
+      if (!active[size_t(c)]) continue;
+      const double pq = column_dot(p, q, c);
+      if (!(pq > 0)) {  // the system is exactly solved in the directions left (or broke down)
+        active[size_t(c)] = 0;
+        continue;
+      }
+      const double step = rs[size_t(c)] / pq;
+      for (index_t i = 0; i < m; ++i) {
+        x[size_t(i * o + c)] += step * p[size_t(i * o + c)];
+        r[size_t(i * o + c)] -= step * q[size_t(i * o + c)];
+      }
+      const double rs_new = column_dot(r, r, c);
+      rel[size_t(c)] = std::sqrt(rs_new) / b_norm[size_t(c)];
+      if (rel[size_t(c)] <= options.tolerance) {
+        active[size_t(c)] = 0;
+        continue;
+      }
+      const double beta = rs_new / rs[size_t(c)];
+      rs[size_t(c)] = rs_new;
+      for (index_t i = 0; i < m; ++i) p[size_t(i * o + c)] = r[size_t(i * o + c)] + beta * p[size_t(i * o + c)];
+    }
+    fit.iterations = it + 1;
+    fit.residual_history.push_back(*std::max_element(rel.begin(), rel.end()));
+    if (options.progress) options.progress(fit.iterations, options.max_iterations, fit.residual_history.back());
+  }
+  const double final_residual = *std::max_element(rel.begin(), rel.end());
+  if (final_residual > options.tolerance)
+    fit.warnings.push_back("conjugate gradient stopped after " + std::to_string(fit.iterations) +
+                           " iterations at a relative residual of " + std::to_string(final_residual) + " (tolerance " +
+                           std::to_string(options.tolerance) + "); raise max_iterations for a closer solution");
+  apply_b(x);
+  if (const index_t bad = first_non_finite(x.data(), index_t(x.size())); bad >= 0)
+    throw NumericalError("Nyström ridge produced a non-finite coefficient from the " + k.describe() +
+                         "; use a larger ridge");
+  fit.alpha = Array<double>(Shape{m, o}, std::move(x));
+  return fit;
+}
+
+Array<double> nystrom_predict(const KernelBlocks& k_test, const NystromFit& fit, int threads) {
+  ThreadScope scope(threads);
+  const index_t m = index_t(fit.centers.size());
+  if (fit.alpha.ndim() != 2 || fit.alpha.dim(0) != m || m == 0)
+    throw InvalidArgument("the Nyström fit is malformed: alpha " + shape_string(fit.alpha.shape()) + " for " +
+                          std::to_string(m) + " centers");
+  if (k_test.cols() != fit.n_train)
+    throw InvalidArgument("the test kernel's columns must be the " + std::to_string(fit.n_train) +
+                          " training examples of the fit, got the " + k_test.describe());
+  const index_t nt = k_test.rows(), o = fit.alpha.dim(1);
+  Array<double> out(Shape{nt, o});
+  const index_t step = rows_per_block(0, m, nt);
+  std::vector<double> kb(size_t(std::min(step, nt) * m));
+  std::vector<index_t> idx;
+  for (index_t begin = 0; begin < nt; begin += step) {
+    const index_t rows = std::min(step, nt - begin);
+    idx.resize(size_t(rows));
+    std::iota(idx.begin(), idx.end(), begin);
+    k_test.block(idx, fit.centers, kb.data());
+    detail::gemm(false, false, rows, o, m, 1.0, kb.data(), m, fit.alpha.data(), o, 0.0, out.data() + begin * o, o);
+  }
+  return out;
+}
+
+}  // namespace ntk
