@@ -3,10 +3,18 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
+#include <numeric>
+#include <memory>
 #include <utility>
+#include <variant>
 
+#include "io_detail.hpp"
 #include "jobs_detail.hpp"
 #include "ntk/error.hpp"
+#include "ntk/kernel_block.hpp"
+#include "ntk/nystrom.hpp"
+#include "ntk/parallel.hpp"
 #include "ntk/regress.hpp"
 #include "ntk/solve.hpp"
 
@@ -79,6 +87,8 @@ struct SolveOutcome {
   Array<double> covariance;   // (M, M) when asked
   double lambda = 0;
   bool cholesky = true;
+  index_t centers = 0, iterations = 0;  // Nyström
+  bool kernel_cached = false;
   std::string warning;
 };
 
@@ -140,6 +150,220 @@ SolveOutcome solve_exact_kernel(const RegressJob& job, const Array<double>& k_tr
   s.cholesky = post.cholesky;
   s.warning = std::move(post.warning);
   return s;
+}
+
+
+// ---------------------------------------------------------------------------------------------
+// Kernels read block by block: a network's, or kernel files memory-mapped, for Nyström (and a
+// network's kernel formed whole for the exact solver).
+
+// What a network kernel's blocks borrow, kept at a stable address for as long as they live.
+template <class T>
+struct NetworkData {
+  std::optional<Network> net;
+  std::vector<T> theta;
+  Array<T> x_train;
+  std::optional<Array<T>> x_test;
+};
+
+struct BlockSource {
+  std::variant<std::monostate, std::unique_ptr<NetworkData<float>>, std::unique_ptr<NetworkData<double>>> owner;
+  std::vector<std::unique_ptr<Array<double>>> arrays;  // kernels given in memory
+  std::unique_ptr<KernelBlocks> train, test;
+  bool network = false;  // its blocks recompute the column side per call: few, large row blocks
+};
+
+// The kernel's working memory for n training examples (0: no limit).
+using BlockBudget = std::function<std::uint64_t(index_t)>;
+
+template <class T>
+void open_network_blocks(const NetworkKernel& nk, detail::LoadedInput& x_in, int threads, const BlockBudget& budget,
+                         BlockSource& src) {
+  auto d = std::make_unique<NetworkData<T>>();
+  d->x_train = x_in.take<T>();
+  const std::uint64_t block_budget = budget(d->x_train.dim(0));
+  d->net.emplace(detail::make_network(nk.net, drop_first(d->x_train.shape()), x_in.name()));
+  d->net->check_inputs(d->x_train, x_in.name().c_str());
+  if (nk.x_test) {
+    detail::LoadedInput t_in(*nk.x_test, nk.input);
+    d->x_test = t_in.take<T>();
+    d->net->check_inputs(*d->x_test, t_in.name().c_str());
+  }
+  const Array<T>* x_test = d->x_test ? &*d->x_test : nullptr;
+  if (nk.empirical) {
+    d->theta = detail::resolve_params<T>(*d->net, nk.params, threads);
+    EntkOptions o;
+    o.mode = nk.mode;
+    o.threads = threads;
+    o.max_memory = block_budget;
+    src.train = empirical_kernel_blocks(*d->net, d->theta, d->x_train, nullptr, o);
+    if (x_test) src.test = empirical_kernel_blocks(*d->net, d->theta, *x_test, &d->x_train, o);
+  } else {
+    KernelOptions o;
+    o.get = nk.get;
+    o.threads = threads;
+    o.max_memory = block_budget;
+    src.train = infinite_kernel_blocks(*d->net, d->x_train, nullptr, o);
+    if (x_test) src.test = infinite_kernel_blocks(*d->net, *x_test, &d->x_train, o);
+  }
+  src.network = true;
+  src.owner = std::move(d);
+}
+
+BlockSource open_blocks(const RegressJob& job, const BlockBudget& block_budget) {
+  BlockSource src;
+  if (job.network) {
+    const NetworkKernel& nk = *job.network;
+    detail::LoadedInput x_in(nk.x_train, nk.input);
+    const bool f64 = nk.empirical ? detail::computes_in_float64(nk.dtype, x_in.dtype())
+                                  : !nk.dtype || *nk.dtype == DType::float64;
+    if (f64)
+      open_network_blocks<double>(nk, x_in, job.threads, block_budget, src);
+    else
+      open_network_blocks<float>(nk, x_in, job.threads, block_budget, src);
+    return src;
+  }
+  auto open = [&](const JobInput& in, bool symmetric) {
+    if (!in.array) return detail::with_context(name_of(in) + ": ", [&] { return npy_kernel_blocks(in.path, symmetric); });
+    src.arrays.push_back(std::make_unique<Array<double>>(load_kernel(in)));
+    return array_kernel_blocks(*src.arrays.back(), symmetric);
+  };
+  src.train = open(*job.k_train, true);
+  if (job.k_test) src.test = open(*job.k_test, false);
+  return src;
+}
+
+// The whole (rows, cols) kernel of a block source, for the exact solver.
+Array<double> whole(const KernelBlocks& k, int threads) {
+  std::vector<index_t> ri(static_cast<size_t>(k.rows())), ci(static_cast<size_t>(k.cols()));
+  std::iota(ri.begin(), ri.end(), index_t{0});
+  std::iota(ci.begin(), ci.end(), index_t{0});
+  Array<double> out(Shape{k.rows(), k.cols()});
+  k.block(ri, ci, out.data(), threads);
+  return out;
+}
+
+// How a budget is split for Nyström: the solver's matrices (K_MM, its factors, the CG state) first;
+// then K_nM whole if that leaves the kernel at least min(a quarter of the rest, 1 GiB) of working
+// memory per block, else K_nM in blocks recomputed every iteration.
+struct NystromMemory {
+  std::uint64_t solver_budget = 0, block_budget = 0;  // 0: no limit
+};
+
+NystromMemory nystrom_memory(const RegressJob& job, index_t n, index_t o) {
+  NystromMemory mem;
+  const std::uint64_t budget = job.max_memory;
+  if (!budget) return mem;
+  const index_t centers = std::min(job.centers, n);
+  const std::uint64_t fixed = nystrom_fixed_bytes(n, centers, o);
+  if (fixed >= budget)
+    throw MemoryBudgetError("Nyström with " + std::to_string(centers) + " centers needs " + format_bytes(fixed) +
+                            " for K_MM and its preconditioner alone, more than --max-memory " + format_bytes(budget) +
+                            "; use fewer centers or raise --max-memory");
+  const std::uint64_t rest = budget - fixed, knm = 8 * std::uint64_t(n) * std::uint64_t(centers);
+  const std::uint64_t reserve = std::min<std::uint64_t>(rest / 4, std::uint64_t{1} << 30);
+  mem.block_budget = knm + reserve <= rest ? rest - knm : rest / 2;
+  mem.solver_budget = budget - mem.block_budget;
+  return mem;
+}
+
+// Nyström on the block source: the centers' columns of the train kernel (cached when the budget
+// allows) and of the test kernel.
+SolveOutcome solve_nystrom(const RegressJob& job, const Array<double>& y, const BlockSource& src, const NystromMemory& mem) {
+  const index_t n = src.train->rows(), m = src.test ? src.test->rows() : 0, o = y.dim(1);
+  const index_t centers = std::min(job.centers, n);
+  NystromOptions opt;
+  opt.centers = job.centers;
+  opt.seed = job.center_seed;
+  opt.ridge = job.ridge;
+  opt.relative = !job.ridge_absolute;
+  opt.max_memory = mem.solver_budget;
+  opt.threads = job.threads;
+  opt.train_predictions = true;
+  if (job.progress) opt.progress = [&](index_t it, index_t total, double) { job.progress(it, total); };
+  index_t row_block = 0;
+  if (src.network) {
+    // Every call recomputes the centers' side: blocks of an eighth of the rows, as memory allows
+    // (the block's values in the compute type beside it).
+    row_block = std::max<index_t>(1, (n + 7) / 8);
+    if (mem.block_budget)
+      row_block = std::clamp<index_t>(index_t(mem.block_budget / 4 / (8 * std::uint64_t(centers))), 1, row_block);
+    opt.row_block = row_block;
+  }
+  SolveOutcome s;
+  NystromFit fit;
+  try {
+    fit = nystrom_ridge(*src.train, y, opt);
+    if (src.test) s.test = nystrom_predict(*src.test, fit, job.threads, row_block);
+  } catch (const MemoryBudgetError& e) {
+    if (!src.network || !mem.block_budget) throw;
+    // The kernel names --max-memory for the share it was given; say how that share came about.
+    throw MemoryBudgetError("--max-memory " + format_bytes(job.max_memory) + " leaves " + format_bytes(mem.block_budget) +
+                            " per kernel block beside Nyström's matrices, and " + e.what());
+  }
+  s.train = std::move(fit.train_predictions);
+  s.train.reshape(Shape{1, n, o});
+  if (src.test) s.test.reshape(Shape{1, m, o});
+  s.lambda = fit.lambda;
+  s.iterations = fit.iterations;
+  s.centers = index_t(fit.centers.size());
+  s.kernel_cached = fit.knm_cached;
+  for (const std::string& w : fit.warnings) s.warning += (s.warning.empty() ? "" : "; ") + w;
+  return s;
+}
+
+// The exact solver holds the train kernel in float64 and a factor (three N × N for finite times:
+// eigenvectors and the joined kernels), refused up front when that exceeds the budget.
+void check_exact_memory(const RegressJob& job, index_t n, index_t m) {
+  if (!job.max_memory) return;
+  const bool finite_time = std::any_of(job.times.begin(), job.times.end(), [](double t) { return std::isfinite(t); });
+  const std::uint64_t nn = 8 * std::uint64_t(n) * std::uint64_t(n);
+  const std::uint64_t need = nn * (finite_time ? 4 : 2) + 8 * std::uint64_t(m) * std::uint64_t(n) * (finite_time ? 2 : 1);
+  if (need > job.max_memory)
+    throw MemoryBudgetError("the exact solve of N = " + std::to_string(n) + " training examples needs about " +
+                            format_bytes(need) + " but --max-memory is " + format_bytes(job.max_memory) +
+                            "; use Nyström (--centers M) or raise --max-memory");
+}
+
+// Ridge on features: W = (FᵀF + λI)⁻¹ FᵀY, F read from its file in row batches.
+SolveOutcome solve_features(const RegressJob& job, const Array<double>& y, index_t n, index_t m) {
+  FeatureRidgeOptions opt;
+  opt.ridge = job.ridge;
+  opt.relative = !job.ridge_absolute;
+  opt.threads = job.threads;
+  const FeatureRidgeFit fit = detail::with_context(name_of(*job.f_train) + ": ", [&] {
+    return job.f_train->array ? feature_ridge(load_kernel(*job.f_train), y, opt) : feature_ridge(job.f_train->path, y, opt);
+  });
+  const index_t o = y.dim(1);
+  SolveOutcome s;
+  s.train = feature_ridge_predict(load_kernel(*job.f_train), fit.weights, job.threads);
+  s.train.reshape(Shape{1, n, o});
+  if (job.f_test) {
+    const Array<double> ft = load_kernel(*job.f_test);
+    if (ft.dim(1) != fit.weights.dim(0))
+      throw InvalidArgument(name_of(*job.f_test) + " has " + std::to_string(ft.dim(1)) + " features per example but " +
+                            name_of(*job.f_train) + " has " + std::to_string(fit.weights.dim(0)) +
+                            "; compute both with the same feature map");
+    s.test = feature_ridge_predict(ft, fit.weights, job.threads);
+    s.test.reshape(Shape{1, m, o});
+  }
+  s.lambda = fit.lambda;
+  s.cholesky = fit.cholesky;
+  s.warning = fit.warning;
+  return s;
+}
+
+// (rows, cols) of a 2-D .npy (or an array in memory) without reading its data.
+std::pair<index_t, index_t> matrix_shape(const JobInput& in) {
+  Shape shape;
+  if (in.array) {
+    shape = in.array->shape;
+  } else {
+    shape = detail::with_context(name_of(in) + ": ", [&] { return detail::MappedNpyReader(in.path).shape(); });
+  }
+  if (shape.size() != 2)
+    throw InvalidArgument(name_of(in) + " has shape " + shape_string(shape) + "; expected a matrix (examples, features)");
+  return {shape[0], shape[1]};
 }
 
 }  // namespace
@@ -233,43 +457,18 @@ RegressResult run_regress(const RegressJob& job) {
   }
   for (const std::string* p : {&job.output_path, &job.train_output_path, &job.covariance_path})
     if (!p->empty()) detail::check_output_path(*p);
-  if (!job.output_path.empty() && !job.k_test)
-    throw InvalidArgument("test predictions need the test kernel (test examples × training examples)");
 
-  // The solver's inputs. Exact kernel; a features or Nyström solver is another branch here and
-  // below, producing the same SolveOutcome.
-  if (!job.k_train) throw InvalidArgument("give the train kernel");
-  const Array<double> k_train = load_kernel(*job.k_train);
-  if (k_train.dim(0) != k_train.dim(1) || k_train.dim(0) == 0)
-    throw InvalidArgument(name_of(*job.k_train) + " is " + shape_string(k_train.shape()) +
-                          "; the train kernel must be square (N, N), training examples by training examples");
-  const index_t n = k_train.dim(0);
-  std::optional<Array<double>> k_test;
-  if (job.k_test) {
-    k_test = load_kernel(*job.k_test);
-    if (k_test->dim(1) != n)
-      throw InvalidArgument(name_of(*job.k_test) + " is " + shape_string(k_test->shape()) + " but must have " +
-                            std::to_string(n) + " columns, one per training example (test × train)");
-  }
-  const index_t m = k_test ? k_test->dim(0) : 0;
-
-  // Targets.
+  // Targets, checked against the solver's examples once those are known.
   Targets train = load_targets(job.y_train);
-  if (train.rows() != n)
-    throw InvalidArgument(name_of(job.y_train) + " has " + std::to_string(train.rows()) + " targets but the train kernel " +
-                          name_of(*job.k_train) + " has " + std::to_string(n) + " rows; give one target per training example");
   std::optional<Targets> test;
   if (job.y_test) {
-    if (!job.k_test) throw InvalidArgument("test targets need the test kernel");
     test = load_targets(*job.y_test);
-    if (test->rows() != m)
-      throw InvalidArgument(name_of(*job.y_test) + " has " + std::to_string(test->rows()) + " targets but the test kernel " +
-                            name_of(*job.k_test) + " has " + std::to_string(m) + " rows; give one per test example");
     if (test->is_labels != train.is_labels)
       throw InvalidArgument(name_of(*job.y_test) + (test->is_labels ? " holds class labels" : " holds float targets") +
                             " but " + name_of(job.y_train) + (train.is_labels ? " class labels" : " float targets") +
                             "; give both in the same form");
   }
+  const index_t train_rows = train.rows(), test_rows = test ? test->rows() : 0;
   RegressResult r;
   Array<double> y, y_test;
   if (train.is_labels) {
@@ -292,6 +491,85 @@ RegressResult run_regress(const RegressJob& job) {
       y_test = std::move(test->values);
     }
   }
+
+  // The solver's inputs: exactly one source; features and Nyström give the converged solution at a
+  // fixed ridge only.
+  const int sources = int(job.k_train.has_value()) + int(job.network.has_value()) + int(job.f_train.has_value());
+  if (sources != 1)
+    throw InvalidArgument(sources ? "give one of: the train kernel, a network with its inputs, or features"
+                                  : "give the train kernel, a network with its inputs, or features");
+  if (job.k_test && !job.k_train) throw InvalidArgument("the test kernel goes with the train kernel");
+  if (job.f_test && !job.f_train) throw InvalidArgument("the test features go with the training features");
+  if (job.centers < 0) throw InvalidArgument("the number of Nyström centers must be >= 1, got " + std::to_string(job.centers));
+  if (job.f_train && job.centers)
+    throw InvalidArgument("Nyström centers are for kernels; features are solved exactly through FᵀF (drop the centers)");
+  const bool iterative = job.f_train || job.centers > 0;
+  const char* solver_name = job.f_train ? "ridge regression on features" : "Nyström";
+  if (iterative && gp) throw InvalidArgument(std::string(solver_name) + " gives no posterior covariance; solve the kernel exactly");
+  if (iterative && job.ridge_auto)
+    throw InvalidArgument(std::string(solver_name) + " takes a fixed ridge; choose it with an exact solve on a subset");
+  if (iterative && (job.times.size() != 1 || !std::isinf(job.times[0])))
+    throw InvalidArgument(std::string(solver_name) + " gives the converged solution (t = inf) only; drop the finite times");
+  const bool has_test = job.k_test || job.f_test || (job.network && job.network->x_test);
+  if (!job.output_path.empty() && !has_test)
+    throw InvalidArgument("test predictions need the test examples (the test kernel, test features or test inputs)");
+
+  index_t n = 0, m = 0;
+  std::string source;  // how messages name the training side
+  std::optional<Array<double>> k_train, k_test;
+  BlockSource blocks;
+  if (job.k_train && !job.centers) {
+    k_train = load_kernel(*job.k_train);
+    if (k_train->dim(0) != k_train->dim(1) || k_train->dim(0) == 0)
+      throw InvalidArgument(name_of(*job.k_train) + " is " + shape_string(k_train->shape()) +
+                            "; the train kernel must be square (N, N), training examples by training examples");
+    n = k_train->dim(0);
+    if (job.k_test) {
+      k_test = load_kernel(*job.k_test);
+      if (k_test->dim(1) != n)
+        throw InvalidArgument(name_of(*job.k_test) + " is " + shape_string(k_test->shape()) + " but must have " +
+                              std::to_string(n) + " columns, one per training example (test × train)");
+      m = k_test->dim(0);
+    }
+    source = "the train kernel " + name_of(*job.k_train);
+  } else if (job.f_train) {
+    const auto [rows, width] = matrix_shape(*job.f_train);
+    n = rows;
+    if (job.f_test) {
+      const auto [test_rows, test_width] = matrix_shape(*job.f_test);
+      if (test_width != width)
+        throw InvalidArgument(name_of(*job.f_test) + " has " + std::to_string(test_width) + " features per example but " +
+                              name_of(*job.f_train) + " has " + std::to_string(width) +
+                              "; compute both with the same feature map");
+      m = test_rows;
+    }
+    source = "the training features " + name_of(*job.f_train);
+  } else {
+    // Block by block: memory-mapped kernel files or a network's kernel.
+    const index_t o_guess = y.dim(1);
+    blocks = open_blocks(job, [&](index_t rows) { return nystrom_memory(job, rows, o_guess).block_budget; });
+    n = blocks.train->rows();
+    if (n == 0 || blocks.train->cols() != n)
+      throw InvalidArgument("the " + blocks.train->describe() + " must be square (N, N) with N > 0");
+    if (blocks.test) {
+      if (blocks.test->cols() != n)
+        throw InvalidArgument("the " + blocks.test->describe() + " must have " + std::to_string(n) +
+                              " columns, one per training example (test × train)");
+      m = blocks.test->rows();
+    }
+    source = job.network ? "the training inputs " + name_of(job.network->x_train) : "the train kernel " + name_of(*job.k_train);
+    if (!job.centers) {  // a network's kernel, formed whole for the exact solver
+      k_train = whole(*blocks.train, job.threads);
+      if (blocks.test) k_test = whole(*blocks.test, job.threads);
+    }
+  }
+  if (train_rows != n)
+    throw InvalidArgument(name_of(job.y_train) + " has " + std::to_string(train_rows) + " targets but " + source +
+                          " has " + std::to_string(n) + " rows; give one target per training example");
+  if (test && !has_test) throw InvalidArgument("test targets need the test examples (the test kernel, test features or test inputs)");
+  if (test && test_rows != m)
+    throw InvalidArgument(name_of(*job.y_test) + " has " + std::to_string(test_rows) + " targets but there are " +
+                          std::to_string(m) + " test examples; give one per test example");
   const index_t o = y.dim(1);
   r.n_train = n;
   r.n_test = m;
@@ -307,15 +585,26 @@ RegressResult run_regress(const RegressJob& job) {
     if (n < 2 || v >= n)
       throw InvalidArgument("choosing the ridge holds out " + std::to_string(v) + " of the " + std::to_string(n) +
                             " training examples; give a smaller validation split or a fixed ridge");
-    r.selection = select_ridge(k_train, y, v, job.ridge_grid.empty() ? default_ridge_grid() : job.ridge_grid, job.threads);
+    r.selection = select_ridge(*k_train, y, v, job.ridge_grid.empty() ? default_ridge_grid() : job.ridge_grid, job.threads);
     r.validation = v;
     reg.diag_reg = r.selection->best_ridge;
   }
   r.ridge = reg.diag_reg;
   r.ridge_absolute = reg.diag_reg_absolute_scale;
 
-  SolveOutcome s = solve_exact_kernel(job, k_train, k_test ? &*k_test : nullptr, y, reg);
-  r.solver = s.cholesky ? "cholesky" : "eigh";
+  SolveOutcome s;
+  if (job.f_train) {
+    s = solve_features(job, y, n, m);
+  } else if (job.centers) {
+    s = solve_nystrom(job, y, blocks, nystrom_memory(job, n, o));
+  } else {
+    check_exact_memory(job, n, m);
+    s = solve_exact_kernel(job, *k_train, k_test ? &*k_test : nullptr, y, reg);
+  }
+  r.centers = s.centers;
+  r.iterations = s.iterations;
+  r.kernel_cached = s.kernel_cached;
+  r.solver = job.centers ? "nystrom-pcg" : s.cholesky ? "cholesky" : "eigh";
   r.lambda = s.lambda;
   r.warning = std::move(s.warning);
 
@@ -336,7 +625,7 @@ RegressResult run_regress(const RegressJob& job) {
   }
 
   r.train_predictions = squeeze_time(std::move(s.train), nt);
-  if (k_test) r.test_predictions = squeeze_time(std::move(s.test), nt);
+  if (has_test) r.test_predictions = squeeze_time(std::move(s.test), nt);
   r.covariance = std::move(s.covariance);
   // Written last, each atomically, so a failure above leaves no file.
   if (!job.output_path.empty()) write_npy(job.output_path, r.test_predictions);

@@ -21,6 +21,12 @@
 #include "ntk/rng.hpp"
 
 namespace ntk {
+
+std::uint64_t nystrom_fixed_bytes(index_t n, index_t m, index_t o) {
+  return 8 * (3 * std::uint64_t(m * m) + 8 * std::uint64_t(m * o) + std::uint64_t(n * o) + std::uint64_t(n) +
+              std::uint64_t(m));
+}
+
 namespace {
 
 constexpr std::uint64_t kAutoBlockBytes = std::uint64_t{64} << 20;
@@ -90,6 +96,12 @@ class KnmOperator {
     std::fill(out, out + m_ * o, 0.0);
     for_each_block([&](index_t begin, index_t rows) {
       detail::gemm(true, false, m_, o, rows, 1.0, rows_of(begin, rows), m_, y + begin * o, o, 1.0, out, o);
+    });
+  }
+  // out (n × o) = K_nM z, z (M × o).
+  void times(const double* z, index_t o, double* out) {
+    for_each_block([&](index_t begin, index_t rows) {
+      detail::gemm(false, false, rows, o, m_, 1.0, rows_of(begin, rows), m_, z, o, 0.0, out + begin * o, o);
     });
   }
   // out (M × o) = K_nMᵀ K_nM z, z (M × o); u: scratch of n × o.
@@ -177,8 +189,7 @@ NystromFit nystrom_ridge(const KernelBlocks& k, const Array<double>& y, const Ny
 
   // Memory, before anything large: K_MM and its two factors, the CG state (8 M × O), K_nM z (N × O),
   // the sampling permutation (N), then K_nM whole or one block of it.
-  const std::uint64_t fixed = 8 * (3 * std::uint64_t(m * m) + 8 * std::uint64_t(m * o) + std::uint64_t(n * o) +
-                                   std::uint64_t(n) + std::uint64_t(m));
+  const std::uint64_t fixed = nystrom_fixed_bytes(n, m, o);
   const std::uint64_t row_bytes = 8 * std::uint64_t(m), budget = options.max_memory;
   if (budget && fixed + row_bytes > budget)
     throw MemoryBudgetError("Nyström with M = " + std::to_string(m) + " centers needs at least " + format_bytes(fixed + row_bytes) +
@@ -306,10 +317,14 @@ NystromFit nystrom_ridge(const KernelBlocks& k, const Array<double>& y, const Ny
     throw NumericalError("Nyström ridge produced a non-finite coefficient from the " + k.describe() +
                          "; use a larger ridge");
   fit.alpha = Array<double>(Shape{m, o}, std::move(x));
+  if (options.train_predictions) {
+    fit.train_predictions = Array<double>(Shape{n, o});
+    knm.times(fit.alpha.data(), o, fit.train_predictions.data());
+  }
   return fit;
 }
 
-Array<double> nystrom_predict(const KernelBlocks& k_test, const NystromFit& fit, int threads) {
+Array<double> nystrom_predict(const KernelBlocks& k_test, const NystromFit& fit, int threads, index_t row_block) {
   ThreadScope scope(threads);
   const index_t m = index_t(fit.centers.size());
   if (fit.alpha.ndim() != 2 || fit.alpha.dim(0) != m || m == 0)
@@ -320,7 +335,8 @@ Array<double> nystrom_predict(const KernelBlocks& k_test, const NystromFit& fit,
                           " training examples of the fit, got the " + k_test.describe());
   const index_t nt = k_test.rows(), o = fit.alpha.dim(1);
   Array<double> out(Shape{nt, o});
-  const index_t step = rows_per_block(0, m, nt);
+  if (row_block < 0) throw InvalidArgument("the row block must be >= 0 (0: automatic)");
+  const index_t step = rows_per_block(row_block, m, nt);
   std::vector<double> kb(size_t(std::min(step, nt) * m));
   std::vector<index_t> idx;
   for (index_t begin = 0; begin < nt; begin += step) {

@@ -141,10 +141,10 @@ NetworkRequest NetworkFlags::request() const {
   return r;
 }
 
-void add_network_flags(CLI::App* sub, NetworkFlags& f) {
-  sub->add_option("--net", f.spec, "Network spec, e.g. 'Dense(512), Relu, Dense(10)' (quote it)")
-      ->required()
-      ->type_name("SPEC");
+void add_network_flags(CLI::App* sub, NetworkFlags& f, bool required) {
+  CLI::Option* net = sub->add_option("--net", f.spec, "Network spec, e.g. 'Dense(512), Relu, Dense(10)' (quote it)")
+                         ->type_name("SPEC");
+  if (required) net->required();
   sub->add_option("--W-std", f.W_std, "Default weight standard deviation of Dense/Conv layers")
       ->check(kFiniteNumber)
       ->type_name("NUMBER")

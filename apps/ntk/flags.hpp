@@ -61,7 +61,8 @@ struct NetworkFlags {
 
   NetworkRequest request() const;
 };
-void add_network_flags(CLI::App* sub, NetworkFlags& f);
+// --net (required unless said otherwise) and the network-wide defaults.
+void add_network_flags(CLI::App* sub, NetworkFlags& f, bool required = true);
 
 // --dtype float32|float64; an empty string means the subcommand's default.
 void add_dtype_flag(CLI::App* sub, std::string& dtype, const std::string& what);

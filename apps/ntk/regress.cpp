@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <sstream>
 
 #include "flags.hpp"
@@ -14,6 +15,13 @@ namespace {
 
 struct RegressArgs {
   std::string k_train, k_test, y_train, y_test, out, train_out;
+  std::string f_train, f_test;
+  // A network's kernel instead of kernel files.
+  NetworkFlags net;
+  std::string x_train, x_test, get = "ntk", mode, params, dtype, idx_scale = "unit", max_memory;
+  std::optional<std::uint64_t> seed;
+  long long centers = 0;
+  std::uint64_t center_seed = 0;
   std::string ridge = "0", time = "inf", learning_rate = "1";
   std::string k_test_test, covariance, nngp_train, nngp_test, nngp_test_test;
   long long classes = 0, validation = 0;
@@ -69,6 +77,9 @@ void print(const RegressResult& r, const RegressJob& job, bool json) {
     o << "{\"n_train\": " << r.n_train << ", \"n_test\": " << r.n_test << ", \"outputs\": " << r.outputs
       << ", \"classes\": " << r.classes << ", \"solver\": " << json_string(r.solver) << ", \"ridge\": " << json_num(r.ridge)
       << ", \"ridge_absolute\": " << (r.ridge_absolute ? "true" : "false") << ", \"lambda\": " << json_num(r.lambda);
+    if (r.centers)
+      o << ", \"centers\": " << r.centers << ", \"iterations\": " << r.iterations
+        << ", \"kernel_cached\": " << (r.kernel_cached ? "true" : "false");
     if (r.selection) {
       o << ", \"ridge_selection\": {\"validation\": " << r.validation << ", \"ridges\": [";
       for (size_t i = 0; i < r.selection->ridges.size(); ++i) o << (i ? ", " : "") << json_num(r.selection->ridges[i]);
@@ -95,7 +106,10 @@ void print(const RegressResult& r, const RegressJob& job, bool json) {
                             num(r.lambda) +
                             (r.selection ? ", chosen on " + std::to_string(r.validation) + " held-out examples" : "") + ")";
   // Finite times always evolve in the eigenbasis; t = inf is a Cholesky solve unless it fell back.
-  const std::string at_inf = r.solver == "cholesky" ? "Cholesky" : "eigh fallback";
+  const std::string at_inf = r.solver == "cholesky"      ? "Cholesky"
+                             : r.solver == "nystrom-pcg" ? "Nystrom, " + std::to_string(r.centers) + " centers, " +
+                                                               std::to_string(r.iterations) + " CG iterations"
+                                                         : "eigh fallback";
   for (const RegressMetrics& m : r.metrics) {
     std::string line = "t=" + num(m.time) + ": train MSE " + num(m.train_mse);
     if (m.train_accuracy) line += ", train accuracy " + num(*m.train_accuracy);
@@ -107,7 +121,39 @@ void print(const RegressResult& r, const RegressJob& job, bool json) {
 
 void run(const RegressArgs& a) {
   RegressJob job;
-  job.k_train = JobInput::file(a.k_train, "--k-train '" + a.k_train + "'");
+  const int sources = int(!a.k_train.empty()) + int(!a.f_train.empty()) + int(!a.net.spec.empty());
+  if (sources != 1)
+    throw CLI::ValidationError("--k-train", "give exactly one of --k-train K.npy, --f-train F.npy or --net SPEC with --x-train");
+  if (!a.net.spec.empty()) {
+    if (a.x_train.empty()) throw CLI::ValidationError("--x-train", "--net needs the training inputs --x-train");
+    NetworkKernel nk;
+    nk.net = a.net.request();
+    nk.x_train = JobInput::file(a.x_train, "--x-train '" + a.x_train + "'");
+    if (!a.x_test.empty()) nk.x_test = JobInput::file(a.x_test, "--x-test '" + a.x_test + "'");
+    nk.empirical = !a.mode.empty();
+    if (nk.empirical) {
+      nk.mode = parse_entk_mode(a.mode);
+      if (a.params.empty() == !a.seed.has_value())
+        throw CLI::ValidationError("--mode", "the empirical kernel needs exactly one of --params FILE or --seed S");
+      nk.params.path = a.params;
+      nk.params.seed = a.seed;
+    } else if (!a.params.empty() || a.seed) {
+      throw CLI::ValidationError("--params", "parameters are for the empirical kernel: give its --mode (e.g. pntk)");
+    }
+    nk.get = a.get == "nngp" ? KernelOptions::nngp : KernelOptions::ntk;
+    nk.dtype = dtype_or_default(a.dtype);
+    nk.input.idx_scale = parse_idx_scale(a.idx_scale);
+    job.network = std::move(nk);
+  } else if (!a.x_train.empty() || !a.x_test.empty()) {
+    throw CLI::ValidationError("--x-train", "inputs are for a network's kernel: give --net SPEC");
+  }
+  if (!a.k_train.empty()) job.k_train = JobInput::file(a.k_train, "--k-train '" + a.k_train + "'");
+  if (!a.f_train.empty()) job.f_train = JobInput::file(a.f_train, "--f-train '" + a.f_train + "'");
+  if (!a.f_test.empty()) job.f_test = JobInput::file(a.f_test, "--f-test '" + a.f_test + "'");
+  job.centers = index_t(a.centers);
+  job.center_seed = a.center_seed;
+  job.max_memory = max_memory_bytes(a.max_memory);
+  if (!a.quiet && job.centers) job.progress = terminal_progress("nystrom", "iterations", true);
   if (!a.k_test.empty()) job.k_test = JobInput::file(a.k_test, "--k-test '" + a.k_test + "'");
   job.y_train = JobInput::file(a.y_train, "--y-train '" + a.y_train + "'");
   if (!a.y_test.empty()) job.y_test = JobInput::file(a.y_test, "--y-test '" + a.y_test + "'");
@@ -175,15 +221,48 @@ Subcommand add_regress(CLI::App& app) {
       "is the Bayesian posterior; with --nngp-train/--nngp-test/--nngp-test-test, K / KT are the NTK and this is the "
       "covariance of the infinite ensemble of networks trained to convergence. The predictions are the posterior "
       "mean.\n\n"
+      "Beyond memory: --f-train F.npy / --f-test FT.npy are feature matrices (N, m) / (M, m) (e.g. 'ntk features'): "
+      "ridge regression on features through F^T F (m x m, accumulated over row batches of the memory-mapped file), "
+      "never the N x N kernel, with the ridge relative to mean ||f_i||^2. --centers M solves the kernel by Nystrom "
+      "kernel ridge on M centers drawn uniformly (--center-seed), (K_nM^T K_nM + lambda K_MM) a = K_nM^T Y, by "
+      "Falkon's preconditioned conjugate gradient: the kernel files are memory-mapped and only their centers' columns "
+      "read. --net SPEC --x-train X [--x-test XT] computes the kernel from the network instead of files, block by "
+      "block: the infinite-width --get ntk|nngp, or with --mode (pntk, trace, ...) the empirical kernel at --params / "
+      "--seed; without --centers it is formed whole and solved exactly. --max-memory bounds kernels and solver.\n\n"
       "Output: -o PRED.npy the test predictions (M, O), or (T, M, O) for several times; --train-predictions likewise "
       "(N, O) / (T, N, O). One line per time on stdout, or one JSON object with --json.\n\n"
       "Example:\n"
       "  ntk kernel --net 'Dense(512), Relu, Dense(1)' --x1 X.npy -o K.npy\n"
       "  ntk kernel --net 'Dense(512), Relu, Dense(1)' --x1 XT.npy --x2 X.npy -o KT.npy\n"
       "  ntk regress --k-train K.npy --k-test KT.npy --y-train train-labels-idx1-ubyte.gz --y-test "
-      "t10k-labels-idx1-ubyte.gz --ridge auto -o PRED.npy");
-  sub->add_option("--k-train", a->k_train, "Train kernel (N, N), .npy")->required()->type_name("FILE");
+      "t10k-labels-idx1-ubyte.gz --ridge auto -o PRED.npy\n"
+      "  ntk regress --net 'Dense(512, W_std=1.41, b_std=0.05), Relu, Dense(1)' --x-train train-images-idx3-ubyte.gz "
+      "--x-test t10k-images-idx3-ubyte.gz --y-train train-labels-idx1-ubyte.gz --y-test t10k-labels-idx1-ubyte.gz "
+      "--centers 10000 --ridge 1e-3 --max-memory 8G");
+  sub->add_option("--k-train", a->k_train, "Train kernel (N, N), .npy")->type_name("FILE");
   sub->add_option("--k-test", a->k_test, "Test-by-train kernel (M, N), .npy")->type_name("FILE");
+  sub->add_option("--f-train", a->f_train, "Training features (N, m), .npy: ridge on features, never N x N")->type_name("FILE");
+  sub->add_option("--f-test", a->f_test, "Test features (M, m), .npy")->type_name("FILE");
+  add_network_flags(sub, a->net, false);
+  sub->add_option("--x-train", a->x_train, "With --net: training inputs (N, ...), .npy or IDX")->type_name("FILE");
+  sub->add_option("--x-test", a->x_test, "With --net: test inputs (M, ...)")->type_name("FILE");
+  add_get_flag(sub, a->get, "With --net: the infinite-width ntk or nngp (unless --mode)");
+  sub->add_option("--mode", a->mode, "With --net: the empirical kernel in this mode (pntk, trace, trace-sum, logit=K) "
+                                     "at --params or --seed, instead of the infinite-width one")
+      ->type_name("MODE");
+  sub->add_option("--params", a->params, "With --mode: parameter file (.npz)")->type_name("FILE");
+  sub->add_option("--seed", a->seed, "With --mode: draw the parameters as 'ntk init --seed S'")->check(kUnsigned)->type_name("S");
+  add_dtype_flag(sub, a->dtype, "With --net: the kernel's compute type (default: float64 for the infinite-width kernel, "
+                                "the inputs' for the empirical one)");
+  add_idx_scale_flag(sub, a->idx_scale);
+  sub->add_option("--centers", a->centers, "Nyström on M centers with Falkon's preconditioned CG (t = inf, fixed ridge): "
+                                           "only K(X, C), K(C, C) and K(X_test, C) are formed")
+      ->check(CLI::Range(1LL, 1LL << 40).description(""))
+      ->type_name("M");
+  sub->add_option("--center-seed", a->center_seed, "Seed of the centers' choice")->check(kUnsigned)->type_name("S");
+  add_max_memory_flag(sub, a->max_memory,
+                      "Memory budget for kernels and solver, e.g. 8G; an exact solve that does not fit is refused "
+                      "(use --centers), Nyström recomputes K(X, C) per iteration when it does not fit");
   sub->add_option("--y-train", a->y_train, "Train targets (N,) / (N, O) float .npy, or class labels (int .npy, IDX)")
       ->required()
       ->type_name("FILE");

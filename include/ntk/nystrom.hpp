@@ -30,7 +30,11 @@ struct NystromOptions {
   // Bytes for the solver's matrices; 0 = no limit. K_nM (N × M float64) is cached when it fits
   // beside K_MM and the preconditioner, else recomputed in row blocks every iteration.
   std::uint64_t max_memory = 0;
-  index_t row_block = 0;  // rows of K_nM per kernel call; 0: blocks of about 64 MiB
+  // Rows of K_nM per kernel call; 0: blocks of about 64 MiB. Network kernels recompute the centers'
+  // side in every call (their Jacobians, say), so for them fewer, larger blocks pay.
+  index_t row_block = 0;
+  // Also K_nM α, the fit's outputs on the training examples (from the cache, else one more pass).
+  bool train_predictions = false;
   int threads = 0;        // threads for this call; 0 = num_threads()
   // After every iteration: (iteration, max_iterations, largest relative residual over outputs).
   std::function<void(index_t, index_t, double)> progress;
@@ -46,7 +50,12 @@ struct NystromFit {
   bool knm_cached = false;              // K_nM held in memory (else recomputed per iteration)
   double kmm_jitter = 0.0;              // added to K_MM's diagonal for the preconditioner only
   std::vector<std::string> warnings;
+  Array<double> train_predictions;      // (N, O) with options.train_predictions
 };
+
+// Bytes nystrom_ridge holds beside K_nM (whole, 8·N·M, or one block of rows): K_MM and its two
+// factors, the CG state, K_nM z, the sampling state. For callers that split a budget.
+std::uint64_t nystrom_fixed_bytes(index_t n, index_t m, index_t o);
 
 // k_train: the (N, N) symmetric train kernel; y_train (N, O) or (N,). Throws InvalidArgument on
 // shapes that do not match, non-finite targets, a negative ridge or M < 1; MemoryBudgetError
@@ -54,8 +63,8 @@ struct NystromFit {
 NystromFit nystrom_ridge(const KernelBlocks& k_train, const Array<double>& y_train, const NystromOptions& options = {});
 
 // k_test: rows the test examples, columns the N training examples -> (N_test, O) predictions in
-// float64, K_test[:, centers] · α computed in row blocks.
-Array<double> nystrom_predict(const KernelBlocks& k_test, const NystromFit& fit, int threads = 0);
+// float64, K_test[:, centers] · α computed in blocks of row_block rows (0: about 64 MiB).
+Array<double> nystrom_predict(const KernelBlocks& k_test, const NystromFit& fit, int threads = 0, index_t row_block = 0);
 
 // ---------------------------------------------------------------------------------------------
 // Ridge regression on features: W = (FᵀF + λI)⁻¹ FᵀY, which predicts exactly what kernel ridge

@@ -10,6 +10,8 @@
 #include <vector>
 
 #include "ntk/dynamics.hpp"
+#include "ntk/empirical.hpp"
+#include "ntk/infinite.hpp"
 #include "ntk/jobs.hpp"
 #include "ntk/solve.hpp"
 
@@ -53,12 +55,43 @@ struct NngpInputs {
   JobInput test_test;  // (M, M)
 };
 
+// A kernel computed from a network, block by block (kernel_block.hpp), instead of read from files:
+// the infinite-width NTK / NNGP, or an empirical kernel in a scalar mode at given parameters.
+struct NetworkKernel {
+  NetworkRequest net;
+  JobInput x_train;
+  std::optional<JobInput> x_test;
+  bool empirical = false;                       // false: the infinite-width kernel `get`
+  KernelOptions::Get get = KernelOptions::ntk;  // infinite width
+  EntkMode mode{EntkMode::pntk};                // empirical: every mode but full and diagonal
+  ParamSource params;                           // empirical
+  // The compute type; nullopt: float64 for the infinite-width kernel; for the empirical one float64
+  // if x_train is float64, else float32 (as `ntk kernel` / `ntk entk` decide).
+  std::optional<DType> dtype;
+  InputOptions input;
+};
+
 struct RegressJob {
-  // The solver's inputs. Exact kernel solver: k_train (N, N), k_test (M, N) (no test predictions
-  // without it). Another solver (ridge on features, Nyström) adds its inputs here and its branch in
-  // run_regress; everything else (targets, times, metrics, outputs) is shared.
+  // The solver's inputs, exactly one of:
+  //   - k_train (N, N) and k_test (M, N) kernel files (no test predictions without k_test);
+  //   - network: the kernel computed from a network on x_train / x_test;
+  //   - f_train (N, m) and f_test (M, m) features: ridge regression on features, never the N × N
+  //     kernel (t = ∞, a fixed ridge).
+  // With centers > 0 the kernel (files memory-mapped, or the network's) is solved by Nyström on that
+  // many centers with Falkon's preconditioned CG (t = ∞, a fixed ridge); only K(X, C), K(C, C) and
+  // K(X_test, C) are formed. Without, a network's kernel is formed whole and solved exactly.
+  // Everything else (targets, times, metrics, outputs) is shared.
   std::optional<JobInput> k_train;
   std::optional<JobInput> k_test;
+  std::optional<NetworkKernel> network;
+  std::optional<JobInput> f_train;
+  std::optional<JobInput> f_test;
+  index_t centers = 0;
+  std::uint64_t center_seed = 0;
+  // Bytes for the kernels and the solver's matrices; 0 = no limit. Exact solves that do not fit are
+  // refused (naming Nyström's centers); Nyström recomputes K(X, C) per iteration when it does not fit.
+  std::uint64_t max_memory = 0;
+  ProgressFn progress;  // Nyström: (iteration, maximum iterations)
 
   JobInput y_train;                // targets or class labels (load_targets)
   std::optional<JobInput> y_test;  // for the test metrics
@@ -106,7 +139,11 @@ struct RegressMetrics {
 struct RegressResult {
   index_t n_train = 0, n_test = 0, outputs = 0;
   index_t classes = 0;              // 0: float targets
-  std::string solver;               // "cholesky" or "eigh" (the eigendecomposition fallback)
+  // "cholesky" or "eigh" (the eigendecomposition fallback) for exact kernels and features;
+  // "nystrom-pcg" for Nyström.
+  std::string solver;
+  index_t centers = 0, iterations = 0;  // Nyström
+  bool kernel_cached = false;           // Nyström: K(X, C) held in memory
   double ridge = 0.0;               // as applied: relative unless ridge_absolute
   bool ridge_absolute = false;
   double lambda = 0.0;              // the absolute value added to the diagonal

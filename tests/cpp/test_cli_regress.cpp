@@ -221,3 +221,93 @@ TEST_F(CliRegress, GpCovarianceMatchesTheLibrary) {
 
 }  // namespace
 }  // namespace ntk
+
+namespace ntk {
+namespace {
+
+// The solvers beyond the exact kernel file, through the CLI: Nyström with every example a center is
+// exact kernel ridge; ridge on features predicts what kernel ridge on their inner products does (the
+// kernel files written here by a plain loop); a network's kernel computed block by block equals the
+// same kernel computed by `ntk kernel` and read from files.
+TEST_F(CliRegress, NystromFeaturesAndNetworkKernelsAgreeWithTheExactSolve) {
+  const std::string y = " --y-train " + q(path("L.npy")) + " --y-test " + q(path("LT.npy")) + " --ridge 1e-2";
+  auto predictions = [&](const std::string& args, const std::string& name) {
+    const Result r = run(args + y + " -q -o " + q(path(name)));
+    EXPECT_EQ(r.status, 0) << r.err;
+    return read_npy(path(name)).as<double>();
+  };
+  const Array<double> exact = predictions(base(), "exact.npy");
+  EXPECT_LT(max_diff(predictions(base() + " --centers " + std::to_string(n), "nys.npy"), exact), 1e-6);
+  EXPECT_LT(max_diff(predictions(base() + " --centers 1000 --center-seed 5", "nys_all.npy"), exact), 1e-6);
+  // Fewer centers: a different, still finite, model.
+  const Array<double> few = predictions(base() + " --centers 4", "nys4.npy");
+  EXPECT_GT(max_diff(few, exact), 1e-6);
+
+  // Features F (n + m, f) and the kernel of their inner products.
+  const index_t f = 5;
+  const std::vector<double> feats = test::random_vector<double>((n + m) * f, 11);
+  Array<double> ftr(Shape{n, f}, std::vector<double>(feats.begin(), feats.begin() + n * f));
+  Array<double> fte(Shape{m, f}, std::vector<double>(feats.begin() + n * f, feats.end()));
+  Array<double> kf(Shape{n, n}), kft(Shape{m, n});
+  for (index_t i = 0; i < n + m; ++i)
+    for (index_t j = 0; j < n; ++j) {
+      double s = 0;
+      for (index_t c = 0; c < f; ++c) s += feats[size_t(i * f + c)] * feats[size_t(j * f + c)];
+      (i < n ? kf[i * n + j] : kft[(i - n) * n + j]) = s;
+    }
+  write_npy(path("F.npy"), ftr);
+  write_npy(path("FT.npy"), fte);
+  write_npy(path("KF.npy"), kf);
+  write_npy(path("KFT.npy"), kft);
+  const Array<double> by_features =
+      predictions("regress --f-train " + q(path("F.npy")) + " --f-test " + q(path("FT.npy")), "pf.npy");
+  const Array<double> by_kernel =
+      predictions("regress --k-train " + q(path("KF.npy")) + " --k-test " + q(path("KFT.npy")), "pk.npy");
+  EXPECT_LT(max_diff(by_features, by_kernel), 1e-8);
+
+  // A network's infinite-width kernel, from the inputs or from `ntk kernel`'s files.
+  const std::string spec = "Dense(16, W_std=1.4, b_std=0.1), Relu, Dense(1)";
+  Array<double> x(Shape{n, 4}, test::random_vector<double>(n * 4, 21));
+  Array<double> xt(Shape{m, 4}, test::random_vector<double>(m * 4, 22));
+  write_npy(path("X.npy"), x);
+  write_npy(path("XT.npy"), xt);
+  ASSERT_EQ(run("kernel --net " + q(spec) + " --x1 " + q(path("X.npy")) + " -q -o " + q(path("KN.npy"))).status, 0);
+  ASSERT_EQ(run("kernel --net " + q(spec) + " --x1 " + q(path("XT.npy")) + " --x2 " + q(path("X.npy")) + " -q -o " +
+                q(path("KNT.npy")))
+                .status,
+            0);
+  const std::string net = "regress --net " + q(spec) + " --x-train " + q(path("X.npy")) + " --x-test " + q(path("XT.npy"));
+  const Array<double> from_files =
+      predictions("regress --k-train " + q(path("KN.npy")) + " --k-test " + q(path("KNT.npy")), "pkn.npy");
+  EXPECT_LT(max_diff(predictions(net, "pn.npy"), from_files), 1e-12);
+  EXPECT_LT(max_diff(predictions(net + " --centers " + std::to_string(n), "pnn.npy"), from_files), 1e-6);
+  // The empirical kernel in pntk mode, exactly and with all examples as centers.
+  const Array<double> pntk = predictions(net + " --mode pntk --seed 3", "pe.npy");
+  EXPECT_LT(max_diff(predictions(net + " --mode pntk --seed 3 --centers " + std::to_string(n), "pen.npy"), pntk), 1e-6);
+  EXPECT_GT(max_diff(pntk, from_files), 1e-6);  // a finite network is not its infinite-width limit
+}
+
+TEST_F(CliRegress, SolverChoicesThatDoNotFitAreRefused) {
+  const std::string out = path("P.npy"), o_flag = " -o " + q(out), y = " --y-train " + q(path("L.npy"));
+  write_npy(path("F.npy"), Array<double>(Shape{n, 3}, test::random_vector<double>(n * 3, 1)));
+  write_npy(path("FT2.npy"), Array<double>(Shape{m, 2}, test::random_vector<double>(m * 2, 2)));
+  // Features of different widths.
+  Result r = expect_failure("regress --f-train " + q(path("F.npy")) + " --f-test " + q(path("FT2.npy")) + y + o_flag, 1, out);
+  EXPECT_NE(r.err.find("features per example"), std::string::npos) << r.err;
+  // Two sources at once; inputs without a network.
+  expect_failure(base() + " --f-train " + q(path("F.npy")) + y + o_flag, 2, out);
+  expect_failure(base() + " --x-train " + q(path("F.npy")) + y + o_flag, 2, out);
+  // Nyström and features give the converged solution at a fixed ridge only.
+  for (const char* flag : {" --centers 3 --time 1", " --centers 3 --ridge auto"}) {
+    r = expect_failure(base() + y + flag + o_flag, 1, out);
+    EXPECT_NE(r.err.find("Nyström"), std::string::npos) << r.err;
+  }
+  r = expect_failure("regress --f-train " + q(path("F.npy")) + y + " --ridge auto --train-predictions " + q(out), 1, out);
+  EXPECT_NE(r.err.find("features"), std::string::npos) << r.err;
+  // An exact solve beyond the budget names Nyström's knob.
+  r = expect_failure(base() + y + " --max-memory 1000" + o_flag, 1, out);
+  EXPECT_NE(r.err.find("--centers"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace ntk
