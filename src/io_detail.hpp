@@ -55,4 +55,13 @@ std::vector<std::byte> npy_header(DType dtype, const Shape& shape);
 RawArray parse_npy_owned(std::vector<std::byte>&& buf, const std::string& prefix);
 RawArray parse_npy_prefixed(const std::byte* data, size_t size, const std::string& prefix);
 
+// Where the array of a whole .npy file in memory (e.g. memory-mapped) lies: validated exactly as
+// parse_npy does, without copying the data.
+struct NpyLayout {
+  DType dtype = DType::float64;
+  Shape shape;
+  size_t data_offset = 0;
+};
+NpyLayout npy_layout(const std::byte* data, size_t size, const std::string& prefix);
+
 }  // namespace ntk::detail

@@ -267,6 +267,11 @@ RawArray parse_npy_prefixed(const std::byte* data, size_t size, const std::strin
   return a;
 }
 
+NpyLayout npy_layout(const std::byte* data, size_t size, const std::string& prefix) {
+  const NpyHeader h = parse_header(data, size, prefix);
+  return {h.dtype, h.shape, h.data_offset};
+}
+
 RawArray parse_npy_owned(std::vector<std::byte>&& buf, const std::string& prefix) {
   const NpyHeader h = parse_header(buf.data(), buf.size(), prefix);
   RawArray a;
