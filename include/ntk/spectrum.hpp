@@ -118,7 +118,9 @@ struct KernelComparison {
   double condition_a = 0, condition_b = 0, condition_ratio = 0;  // +inf condition: λmin ≤ 0
 };
 
-// Throws InvalidArgument on shapes that cannot be compared or non-finite values.
+// The spectra assume symmetric kernels (LAPACK reads one triangle); rectangular kernels (test by
+// train) get distances only. Throws InvalidArgument on shapes that cannot be compared or
+// non-finite values.
 template <class T>
 KernelComparison compare(const Array<T>& a, const Array<T>& b, const CompareOptions& options = {});
 
@@ -134,7 +136,9 @@ struct PntkReportOptions {
 
 // One kernel computation: wall time, the planner's memory estimate (kernel + working memory), and
 // the measured growth of the process's peak resident memory during the call (Linux: VmHWM after
-// resetting it; 0 where that is not available).
+// resetting it; 0 where that is not available). The measurement is a lower bound: memory that an
+// earlier call freed and the allocator kept resident (keep_freed_memory_for_reuse) is reused
+// without growth, so a pNTK computed after the full eNTK often shows 0.
 struct KernelCost {
   Shape shape;
   double seconds = 0;
