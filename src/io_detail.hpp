@@ -88,4 +88,5 @@ class MappedNpyReader {
 RawArray parse_npy_owned(std::vector<std::byte>&& buf, const std::string& prefix);
 RawArray parse_npy_prefixed(const std::byte* data, size_t size, const std::string& prefix);
 
+
 }  // namespace ntk::detail

@@ -420,6 +420,13 @@ Array<double> one_hot(const std::vector<std::int64_t>& labels, index_t classes) 
   return y;
 }
 
+Array<double> targets_matrix(const JobInput& input, index_t classes) {
+  Targets t = load_targets(input);
+  if (!t.is_labels) return std::move(t.values);
+  if (classes == 0) classes = index_t(*std::max_element(t.labels.begin(), t.labels.end())) + 1;
+  return detail::with_context(name_of(input) + ": ", [&] { return one_hot(t.labels, classes); });
+}
+
 std::vector<std::int64_t> argmax_rows(const Array<double>& p) {
   const index_t rows = p.ndim() ? p.dim(0) : 0, o = rows ? p.size() / rows : 0;
   std::vector<std::int64_t> out(static_cast<size_t>(rows));

@@ -33,6 +33,11 @@ class LapackThreads {
 // NumericalError if LAPACK does not converge.
 void eigh(std::vector<double>& a, index_t n, std::vector<double>& w);
 
+// Eigenvalues only (dsyevd with jobz = 'N': no eigenvectors, a fraction of eigh's time and no
+// second n × n workspace), ascending in w; a (n × n, symmetric) is destroyed. Throws
+// NumericalError if LAPACK does not converge.
+void eigvalsh(std::vector<double>& a, index_t n, std::vector<double>& w);
+
 // In-place Cholesky factorization (dpotrf) of a symmetric a (n × n, row-major): on success a's
 // upper triangle holds U with a = Uᵀ U (row-major terms); the strict lower triangle is untouched.
 // Returns LAPACK's info: 0 on success, k > 0 when the leading minor of order k is not positive.

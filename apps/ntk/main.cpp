@@ -96,7 +96,9 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   const ntk::cli::Subcommand subcommands[] = {ntk::cli::add_init(app), ntk::cli::add_apply(app),
                                               ntk::cli::add_entk(app), ntk::cli::add_kernel(app),
-                                              ntk::cli::add_regress(app)};
+                                              ntk::cli::add_regress(app),
+                                              ntk::cli::add_spectrum(app), ntk::cli::add_compare(app),
+                                              ntk::cli::add_pntk_report(app)};
 
   try {
     app.parse(argc, argv);

@@ -40,6 +40,10 @@ Targets load_targets(const JobInput& input);
 // that argmax ignores). Throws InvalidArgument if a label is >= classes.
 Array<double> one_hot(const std::vector<std::int64_t>& labels, index_t classes);
 
+// Targets as a matrix (N, O): float targets as they are ((N,) as one column), class labels one-hot
+// over `classes` columns (0: the largest label + 1).
+Array<double> targets_matrix(const JobInput& input, index_t classes = 0);
+
 // The class with the largest prediction, first on ties, per row of predictions (N, O).
 std::vector<std::int64_t> argmax_rows(const Array<double>& predictions);
 
