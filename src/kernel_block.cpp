@@ -3,12 +3,16 @@
 #include "ntk/kernel_block.hpp"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
+#include <memory>
+#include <mutex>
 #include <type_traits>
 #include <vector>
 
 #include "blas.hpp"
 #include "check.hpp"
+#include "entk_detail.hpp"
 #include "io_detail.hpp"
 #include "ntk/error.hpp"
 #include "ntk/parallel.hpp"
@@ -274,6 +278,105 @@ class EmpiricalBlocks final : public BlocksBase {
   EntkOptions options_;
 };
 
+
+// Modes with one output direction per example (pntk: Σ_a f_a / √O; logit=k: f_k) are inner products
+// of per-example gradients g(x) = J(x)ᵀc: K[i, j] = g(x_i)·g(x_j). A solver asks for the same
+// columns over and over (Nyström: every row block against the centers), so the columns' gradients
+// are kept from one call to the next when they fit max_memory / 2 (else recomputed per call), and
+// each row's gradient is computed once per call; the generic path would recompute both sides per
+// tile of the eNTK.
+template <class T>
+class GradientBlocks final : public BlocksBase {
+ public:
+  GradientBlocks(const Network& net, const std::vector<T>& theta, const Array<T>& x_rows, const Array<T>& x_cols,
+                 bool symmetric, const EntkOptions& options)
+      : BlocksBase(x_rows.dim(0), x_cols.dim(0), symmetric), net_(net), theta_(theta), x_rows_(x_rows),
+        x_cols_(x_cols), options_(options), dirs_(detail::directions_for<T>(options.mode, net.output_size())) {}
+  std::string describe() const override {
+    return "empirical NTK (" + to_string(options_.mode) + ") of '" + net_.describe() + "' on " + dims(rows_, cols_);
+  }
+  void diagonal(std::span<const index_t> idx, double* out, int threads) const override {
+    if (!symmetric_) KernelBlocks::diagonal(idx, out, threads);  // throws
+    check_indices(idx, rows_, "row", *this);
+    ThreadScope scope(threads);
+    const index_t P = net_.num_params();
+    for_each_chunk(idx, [&](size_t begin, const std::vector<T>& g, index_t n) {
+      for (index_t i = 0; i < n; ++i) {
+        double s = 0;
+        for (index_t p = 0; p < P; ++p) s += double(g[size_t(i * P + p)]) * double(g[size_t(i * P + p)]);
+        out[begin + size_t(i)] = s;
+      }
+    });
+    check_block_finite(out, index_t(idx.size()), *this);
+  }
+
+ private:
+  // Examples per gradient chunk: about 256 MiB of gradients, at least one.
+  index_t chunk_rows() const {
+    const std::uint64_t row = std::uint64_t(net_.num_params()) * sizeof(T);
+    return std::max<index_t>(1, index_t((std::uint64_t{256} << 20) / std::max<std::uint64_t>(row, 1)));
+  }
+  // Gradients (n × P) of the examples idx of x, computed in parallel over small groups.
+  std::vector<T> gradients(const Array<T>& x, std::span<const index_t> idx) const {
+    const index_t n = index_t(idx.size()), P = net_.num_params(), d = net_.input_size();
+    std::vector<T> g(size_t(n * P));
+    constexpr index_t kGroup = 16;
+    parallel_for((n + kGroup - 1) / kGroup, [&](index_t b, index_t e) {
+      std::vector<T> xs;
+      for (index_t grp = b; grp < e; ++grp) {
+        const index_t lo = grp * kGroup, cnt = std::min(kGroup, n - lo);
+        xs.resize(size_t(cnt * d));
+        for (index_t i = 0; i < cnt; ++i)
+          std::copy(x.data() + idx[size_t(lo + i)] * d, x.data() + (idx[size_t(lo + i)] + 1) * d, xs.data() + i * d);
+        detail::jacobian_rows(net_, theta_.data(), xs.data(), cnt, dirs_, g.data() + lo * P);
+      }
+    });
+    return g;
+  }
+  template <class F>
+  void for_each_chunk(std::span<const index_t> idx, const F& f) const {
+    const index_t step = chunk_rows();
+    for (size_t begin = 0; begin < idx.size(); begin += size_t(step)) {
+      const index_t n = std::min<index_t>(step, index_t(idx.size() - begin));
+      f(begin, gradients(x_rows_, idx.subspan(begin, size_t(n))), n);
+    }
+  }
+  // The columns' gradients: the kept ones when ci is the kept column list.
+  std::shared_ptr<const std::vector<T>> column_gradients(std::span<const index_t> ci) const {
+    {
+      std::lock_guard<std::mutex> lock(cache_mutex_);
+      if (cached_ && same_indices(ci, cached_columns_)) return cached_;
+    }
+    auto g = std::make_shared<const std::vector<T>>(gradients(x_cols_, ci));
+    const std::uint64_t bytes = g->size() * sizeof(T);
+    if (!options_.max_memory || bytes <= options_.max_memory / 2) {
+      std::lock_guard<std::mutex> lock(cache_mutex_);
+      cached_columns_.assign(ci.begin(), ci.end());
+      cached_ = g;
+    }
+    return g;
+  }
+  void fill(std::span<const index_t> ri, std::span<const index_t> ci, double* out, int) const override {
+    const index_t P = net_.num_params(), nc = index_t(ci.size());
+    const auto gc = column_gradients(ci);
+    std::vector<T> k;
+    for_each_chunk(ri, [&](size_t begin, const std::vector<T>& gr, index_t n) {
+      k.resize(size_t(n * nc));
+      detail::gemm(false, true, n, nc, P, T(1), gr.data(), P, gc->data(), P, T(0), k.data(), nc);
+      std::copy(k.begin(), k.end(), out + begin * size_t(nc));
+    });
+  }
+  const Network& net_;
+  const std::vector<T>& theta_;
+  const Array<T>& x_rows_;
+  const Array<T>& x_cols_;
+  EntkOptions options_;
+  detail::Directions<T> dirs_;
+  mutable std::mutex cache_mutex_;
+  mutable std::vector<index_t> cached_columns_;
+  mutable std::shared_ptr<const std::vector<T>> cached_;
+};
+
 }  // namespace
 
 void KernelBlocks::diagonal(std::span<const index_t> idx, double* out, int threads) const {
@@ -351,6 +454,10 @@ std::unique_ptr<KernelBlocks> empirical_kernel_blocks(const Network& net, const 
                           std::to_string(net.num_params()) + " parameters");
   check_inputs(net, x_rows, "the row inputs");
   if (x_cols) check_inputs(net, *x_cols, "the column inputs");
+  const bool one_direction = options.mode.kind == EntkMode::pntk || options.mode.kind == EntkMode::logit;
+  if (one_direction && options.layers.empty() &&
+      (options.method == EntkMethod::automatic || options.method == EntkMethod::jc))
+    return std::make_unique<GradientBlocks<T>>(net, theta, x_rows, x_cols ? *x_cols : x_rows, x_cols == nullptr, options);
   return std::make_unique<EmpiricalBlocks<T>>(net, theta, x_rows, x_cols ? *x_cols : x_rows, x_cols == nullptr, options);
 }
 

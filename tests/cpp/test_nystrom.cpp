@@ -221,6 +221,11 @@ TEST(KernelBlocks, EmpiricalKernelInScalarModes) {
     EXPECT_LT(rel(block_of(*sym, kCols, kRows), pick(self, kCols, kRows)), 1e-12) << mode;
     const auto cb = empirical_kernel_blocks(net, theta, xr, &xc, opt);
     EXPECT_LT(rel(block_of(*cb, kRows, kCols), pick(cross, kRows, kCols)), 1e-12) << mode;
+    // Again with the same columns (pntk and logit keep the columns' gradients between calls).
+    EXPECT_LT(rel(block_of(*cb, kCols, kCols), pick(cross, kCols, kCols)), 1e-12) << mode;
+    std::vector<double> d(3);
+    sym->diagonal(std::vector<index_t>{5, 0, 5}, d.data());
+    EXPECT_LT(rel(d, {self[5 * 7 + 5], self[0], self[5 * 7 + 5]}), 1e-12) << mode;
   }
   for (const std::string mode : {"full", "diagonal"}) {
     EntkOptions opt;
