@@ -440,7 +440,7 @@ TEST(Nystrom, CenterSelectionNames) {
   for (const auto s : {CenterSelection::uniform, CenterSelection::rpcholesky, CenterSelection::greedy})
     EXPECT_EQ(parse_center_selection(center_selection_name(s)), s);
   EXPECT_THROW(parse_center_selection("kmeans"), InvalidArgument);
-  EXPECT_EQ(NystromOptions{}.selection, CenterSelection::rpcholesky);
+  EXPECT_EQ(NystromOptions{}.selection, CenterSelection::uniform);
 }
 
 TEST(Nystrom, CachedAndRecomputedKnmAgree) {
