@@ -9,6 +9,12 @@
 //   nystrom_fmnist [--n 10000] [--test 2000] [--centers 2000,4000] [--ridges 1e-3,1e-2] [--threads 2]
 //                  [--selection uniform,rpcholesky,greedy] [--seeds 0,1,2] [--selection-block 128]
 //                  [--data /usr/share/datasets/fashion-mnist] [--max-memory BYTES]
+//
+// Measured (2 threads; `nystrom_fmnist --n 10000 --test 2000 --centers 2000 --ridges 1e-3,1e-4
+// --selection uniform,rpcholesky,greedy --seeds 0,1`): exact 88.50% (ridge 1e-3), 88.55% (1e-4);
+// M = 2000, points vs exact over seeds 0 / 1, both ridges alike: uniform −1.55 / −1.70 (prediction
+// rel. error 0.18, fit 4-6 s, 1.2 N·M kernel entries), rpcholesky −2.15 / −2.05 (0.20, 7-10 s,
+// 1.014 N·M), greedy −1.95 (0.26, 12 s, 1.029 N·M). Center choice does not close the gap at M = 2000.
 #include <algorithm>
 #include <chrono>
 #include <cmath>

@@ -268,7 +268,9 @@ TEST(Nystrom, AllCentersIsExactKernelRidge) {
     opt.centers = n;
     opt.ridge = 1e-3;
     opt.tolerance = 1e-12;
+    opt.selection = o == 3 ? CenterSelection::rpcholesky : CenterSelection::greedy;  // M = N: no selection
     const NystromFit fit = nystrom_ridge(*blocks, y, opt);
+    EXPECT_EQ(fit.selection, CenterSelection::uniform);
     EXPECT_DOUBLE_EQ(fit.lambda, exact.lambda);
     ASSERT_EQ(index_t(fit.centers.size()), n);
     EXPECT_LE(fit.iterations, 3) << "the preconditioner is exact for M = N";
