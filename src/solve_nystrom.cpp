@@ -54,6 +54,213 @@ std::vector<index_t> sample_centers(index_t n, index_t m, std::uint64_t seed) {
   return perm;
 }
 
+// Pivoted Cholesky selection (nystrom.hpp, CenterSelection): the centers in ascending order and
+// K(X, centers) (N × M', row-major, columns in the order of the centers), M' <= m when the kernel
+// is exhausted first.
+struct PivotedCenters {
+  std::vector<index_t> centers;
+  std::vector<double> knm;
+  index_t rounds = 0;
+};
+
+PivotedCenters pivoted_centers(const KernelBlocks& k, const std::vector<double>& diag, index_t m, bool randomized,
+                               std::uint64_t seed, index_t block, index_t row_block, std::uint64_t& evaluations) {
+  const index_t n = k.rows();
+  const double tol = 1e-10 * *std::max_element(diag.begin(), diag.end());
+  // d: the residual diagonal, 0 where it is numerically exhausted (and at the centers).
+  std::vector<double> d(diag);
+  for (double& v : d) v = v > tol ? v : 0.0;
+  // F (N × m, row-major, leading dimension m): the pivoted Cholesky factor, K ≈ F Fᵀ; its first
+  // `have` columns are filled, and its rows at the pivots form a lower triangle in pivot order.
+  std::vector<double> f(size_t(n * m), 0.0);
+  std::vector<index_t> pivots;
+  pivots.reserve(size_t(m));
+  std::vector<double> cdf(randomized ? size_t(n) : 0), g, r, fb;
+  std::vector<index_t> candidates, order;
+  const std::uint64_t draw_stream = stream_id("nystrom.rpcholesky.draw"),
+                      accept_stream = stream_id("nystrom.rpcholesky.accept");
+  std::uint64_t draws = 0, accept_draws = 0;
+  index_t have = 0, rounds = 0;
+  while (have < m) {
+    const index_t want = std::min(block, m - have);
+    candidates.clear();
+    double outside_max = 0;  // greedy: the largest residual outside this round's candidates
+    if (randomized) {
+      double total = 0;
+      for (index_t i = 0; i < n; ++i) cdf[size_t(i)] = total += d[size_t(i)];
+      if (!(total > 0)) break;
+      for (index_t t = 0; t < want; ++t) {
+        const double x = uniform(seed, draw_stream, draws++) * total;
+        auto i = index_t(std::upper_bound(cdf.begin(), cdf.end(), x) - cdf.begin());
+        if (i >= n) {  // x rounded up to total: the last example with a residual
+          i = n - 1;
+          while (d[size_t(i)] == 0) --i;
+        }
+        if (std::find(candidates.begin(), candidates.end(), i) == candidates.end()) candidates.push_back(i);
+      }
+    } else {
+      order.clear();
+      for (index_t i = 0; i < n; ++i)
+        if (d[size_t(i)] > 0) order.push_back(i);
+      if (order.empty()) break;
+      const auto larger = [&](index_t a, index_t b) { return d[size_t(a)] > d[size_t(b)] || (d[size_t(a)] == d[size_t(b)] && a < b); };
+      const auto take = std::min<index_t>(want, index_t(order.size()));
+      if (take < index_t(order.size())) {
+        std::nth_element(order.begin(), order.begin() + take, order.end(), larger);
+        outside_max = d[size_t(order[size_t(take)])];
+        for (size_t j = size_t(take) + 1; j < order.size(); ++j) outside_max = std::max(outside_max, d[size_t(order[j])]);
+      }
+      candidates.assign(order.begin(), order.begin() + take);
+      std::sort(candidates.begin(), candidates.end(), larger);
+    }
+    ++rounds;
+
+    // The candidates' residual block R = K_BB − F_B F_Bᵀ, eliminated one accepted candidate at a time.
+    const auto b = index_t(candidates.size());
+    r.resize(size_t(b * b));
+    k.block(candidates, candidates, r.data());
+    evaluations += std::uint64_t(b * b);
+    if (have > 0) {
+      fb.resize(size_t(b * m));
+      for (index_t j = 0; j < b; ++j)
+        std::copy_n(f.data() + candidates[size_t(j)] * m, m, fb.data() + j * m);
+      detail::gemm(false, true, b, b, have, -1.0, fb.data(), m, fb.data(), m, 1.0, r.data(), b);
+    }
+    std::vector<double> start(static_cast<size_t>(b));
+    for (index_t j = 0; j < b; ++j) start[size_t(j)] = r[size_t(j * b + j)];
+    std::vector<char> done(static_cast<size_t>(b), 0);
+    std::vector<index_t> accepted;  // positions in candidates
+    auto eliminate = [&](index_t j) {
+      done[size_t(j)] = 1;
+      const double p = r[size_t(j * b + j)];
+      for (index_t l = 0; l < b; ++l) {
+        if (done[size_t(l)]) continue;
+        const double c = r[size_t(l * b + j)] / p;
+        for (index_t q = 0; q < b; ++q)
+          if (!done[size_t(q)]) r[size_t(l * b + q)] -= c * r[size_t(j * b + q)];
+      }
+    };
+    if (randomized) {
+      // Rejection: candidate j stands with probability (its residual given the centers accepted so
+      // far) / (its residual when it was drawn), as if drawn after them.
+      for (index_t j = 0; j < b; ++j) {
+        const double now = r[size_t(j * b + j)];
+        if (!(now > tol)) {
+          done[size_t(j)] = 1;
+          if (accepted.empty()) d[size_t(candidates[size_t(j)])] = 0;  // exhausted: never draw it again
+          continue;
+        }
+        if (uniform(seed, accept_stream, accept_draws++) * start[size_t(j)] < now) {
+          accepted.push_back(j);
+          eliminate(j);
+        }
+      }
+    } else {
+      for (;;) {
+        index_t best = -1;
+        for (index_t j = 0; j < b; ++j)
+          if (!done[size_t(j)] && (best < 0 || r[size_t(j * b + j)] > r[size_t(best * b + best)])) best = j;
+        if (best < 0) break;
+        const double now = r[size_t(best * b + best)];
+        if (!(now > tol)) {
+          if (accepted.empty()) d[size_t(candidates[size_t(best)])] = 0;
+          done[size_t(best)] = 1;
+          continue;
+        }
+        if (!accepted.empty() && now < outside_max) break;  // no longer the largest residual of all
+        accepted.push_back(best);
+        eliminate(best);
+      }
+    }
+    if (accepted.empty()) continue;
+
+    // Their columns, G = K(X, A) − F Fᵀ_A, in row blocks of the kernel.
+    const auto a = index_t(accepted.size());
+    std::vector<index_t> cols(static_cast<size_t>(a));
+    for (index_t j = 0; j < a; ++j) cols[size_t(j)] = candidates[size_t(accepted[size_t(j)])];
+    g.resize(size_t(n * a));
+    const index_t step = rows_per_block(row_block, a, n);
+    std::vector<index_t> idx;
+    for (index_t begin = 0; begin < n; begin += step) {
+      const index_t rows = std::min(step, n - begin);
+      idx.resize(size_t(rows));
+      std::iota(idx.begin(), idx.end(), begin);
+      k.block(idx, cols, g.data() + begin * a);
+    }
+    evaluations += std::uint64_t(n * a);
+    if (have > 0) {
+      fb.resize(size_t(a * m));
+      for (index_t j = 0; j < a; ++j) std::copy_n(f.data() + cols[size_t(j)] * m, m, fb.data() + j * m);
+      detail::gemm(false, true, n, a, have, -1.0, f.data(), m, fb.data(), m, 1.0, g.data(), a);
+    }
+    // L: the Cholesky factor (lower, a × a) of G's rows at A, dropping a column whose pivot rounds
+    // to nothing; then each row of the new factor columns solves L x = g_i[kept].
+    std::vector<double> l(size_t(a * a), 0.0);
+    for (index_t j = 0; j < a; ++j)
+      for (index_t q = 0; q < a; ++q) l[size_t(j * a + q)] = g[size_t(cols[size_t(j)] * a + q)];
+    std::vector<index_t> kept;
+    for (index_t j = 0; j < a; ++j) {
+      // Row j of L against the kept columns so far, then its pivot.
+      for (size_t c = 0; c < kept.size(); ++c) {
+        const index_t q = kept[c];
+        double s = l[size_t(j * a + q)];
+        for (size_t e = 0; e < c; ++e) s -= l[size_t(j * a + kept[e])] * l[size_t(q * a + kept[e])];
+        l[size_t(j * a + q)] = s / l[size_t(q * a + q)];
+      }
+      double p = l[size_t(j * a + j)];
+      for (const index_t q : kept) p -= l[size_t(j * a + q)] * l[size_t(j * a + q)];
+      if (!(p > tol)) {
+        d[size_t(cols[size_t(j)])] = 0;
+        continue;
+      }
+      l[size_t(j * a + j)] = std::sqrt(p);
+      kept.push_back(j);
+    }
+    const auto kk = index_t(kept.size());
+    parallel_for(n, [&](std::int64_t begin, std::int64_t end) {
+      for (index_t i = begin; i < end; ++i) {
+        double* fi = f.data() + i * m + have;
+        const double* gi = g.data() + i * a;
+        double sum = 0;
+        for (index_t c = 0; c < kk; ++c) {
+          const index_t q = kept[size_t(c)];
+          double s = gi[q];
+          for (index_t e = 0; e < c; ++e) s -= l[size_t(q * a + kept[size_t(e)])] * fi[e];
+          fi[c] = s / l[size_t(q * a + q)];
+          sum += fi[c] * fi[c];
+        }
+        const double left = d[size_t(i)] - sum;
+        d[size_t(i)] = left > tol ? left : 0.0;
+      }
+    });
+    for (const index_t q : kept) {
+      d[size_t(cols[size_t(q)])] = 0;
+      pivots.push_back(cols[size_t(q)]);
+    }
+    have += kk;
+  }
+
+  // K(X, S) = F F_Sᵀ, with S in ascending order, built over F's rows in place.
+  PivotedCenters out;
+  out.rounds = rounds;
+  out.centers = pivots;
+  std::sort(out.centers.begin(), out.centers.end());
+  std::vector<double> fs(size_t(have * have));
+  for (index_t s = 0; s < have; ++s) std::copy_n(f.data() + out.centers[size_t(s)] * m, have, fs.data() + s * have);
+  const index_t step = std::clamp<index_t>(index_t((8 << 20) / (8 * std::max<index_t>(m, 1))), 1, std::max<index_t>(n, 1));
+  std::vector<double> tmp(size_t(std::min(step, n) * have));
+  for (index_t begin = 0; begin < n; begin += step) {
+    const index_t rows = std::min(step, n - begin);
+    for (index_t i = 0; i < rows; ++i) std::copy_n(f.data() + (begin + i) * m, have, tmp.data() + i * have);
+    // Rows [begin, begin + rows) of the result overwrite F's rows no later than these, read above.
+    detail::gemm(false, true, rows, have, have, 1.0, tmp.data(), have, fs.data(), have, 0.0, f.data() + begin * have, have);
+  }
+  f.resize(size_t(n * have));
+  f.shrink_to_fit();
+  out.knm = std::move(f);
+  return out;
+}
+
 // Cholesky factor U (row-major upper, strict lower zeroed) of s + jitter·I for the first jitter of
 // first, then start, 10·start, 100·start, ... that factors; returns it. NumericalError past limit.
 double factor_with_jitter(const std::vector<double>& s, index_t m, double first, double start, double limit,
@@ -78,9 +285,14 @@ double factor_with_jitter(const std::vector<double>& s, index_t m, double first,
 // Applies K_nM or K_nMᵀK_nM from a cache of K_nM or from row blocks computed on demand.
 class KnmOperator {
  public:
-  KnmOperator(const KernelBlocks& k, const std::vector<index_t>& centers, bool cached, index_t block_rows)
-      : k_(k), centers_(centers), n_(k.rows()), m_(index_t(centers.size())), block_rows_(block_rows) {
-    if (cached) {
+  // prebuilt: K_nM already computed (N × M), taken over; else computed here when cached.
+  KnmOperator(const KernelBlocks& k, const std::vector<index_t>& centers, bool cached, index_t block_rows,
+              std::vector<double>&& prebuilt, std::uint64_t& evaluations)
+      : k_(k), centers_(centers), n_(k.rows()), m_(index_t(centers.size())), block_rows_(block_rows),
+        evaluations_(evaluations) {
+    if (!prebuilt.empty()) {
+      cache_ = std::move(prebuilt);
+    } else if (cached) {
       cache_.resize(size_t(n_ * m_));
       // In row blocks, so that one kernel call never holds more than a block of working memory.
       for (index_t begin = 0; begin < n_; begin += block_rows_)
@@ -127,6 +339,7 @@ class KnmOperator {
     std::vector<index_t> idx(static_cast<size_t>(rows));
     std::iota(idx.begin(), idx.end(), begin);
     k_.block(idx, centers_, out);
+    evaluations_ += std::uint64_t(rows * m_);
   }
   const double* rows_of(index_t begin, index_t rows) {
     if (cached()) return cache_.data() + begin * m_;
@@ -137,28 +350,41 @@ class KnmOperator {
   const KernelBlocks& k_;
   const std::vector<index_t>& centers_;
   index_t n_, m_, block_rows_;
+  std::uint64_t& evaluations_;
   std::vector<double> cache_, block_;
 };
 
 index_t outputs_of(const Array<double>& y) { return y.ndim() == 1 ? 1 : y.size() / std::max<index_t>(y.dim(0), 1); }
 
-double mean_diagonal(const KernelBlocks& k) {
+std::vector<double> kernel_diagonal(const KernelBlocks& k) {
   const index_t n = k.rows(), chunk = 4096;
   std::vector<index_t> idx;
-  std::vector<double> d;
-  double sum = 0;
+  std::vector<double> d(static_cast<size_t>(n));
   for (index_t begin = 0; begin < n; begin += chunk) {
     const index_t len = std::min(chunk, n - begin);
     idx.resize(size_t(len));
-    d.resize(size_t(len));
     std::iota(idx.begin(), idx.end(), begin);
-    k.diagonal(idx, d.data());
-    for (double v : d) sum += v;
+    k.diagonal(idx, d.data() + begin);
   }
-  return sum / double(n);
+  return d;
 }
 
 }  // namespace
+
+const char* center_selection_name(CenterSelection selection) {
+  switch (selection) {
+    case CenterSelection::uniform: return "uniform";
+    case CenterSelection::rpcholesky: return "rpcholesky";
+    case CenterSelection::greedy: return "greedy";
+  }
+  return "?";
+}
+
+CenterSelection parse_center_selection(const std::string& name) {
+  for (const auto s : {CenterSelection::uniform, CenterSelection::rpcholesky, CenterSelection::greedy})
+    if (name == center_selection_name(s)) return s;
+  throw InvalidArgument("unknown center selection '" + name + "': choose uniform, rpcholesky or greedy");
+}
 
 NystromFit nystrom_ridge(const KernelBlocks& k, const Array<double>& y, const NystromOptions& options) {
   ThreadScope scope(options.threads);
@@ -179,10 +405,12 @@ NystromFit nystrom_ridge(const KernelBlocks& k, const Array<double>& y, const Ny
   if (!(options.tolerance >= 0) || !std::isfinite(options.tolerance))
     throw InvalidArgument("the tolerance must be a finite number >= 0, got " + std::to_string(options.tolerance));
   if (options.row_block < 0) throw InvalidArgument("the row block must be >= 0 (0: automatic)");
+  if (options.selection_block < 0) throw InvalidArgument("the selection block must be >= 0 (0: automatic)");
 
   NystromFit fit;
   fit.n_train = n;
-  const index_t m = std::min(options.centers, n), o = outputs_of(y);
+  index_t m = std::min(options.centers, n);
+  const index_t o = outputs_of(y);
   if (options.centers > n)
     fit.warnings.push_back(std::to_string(options.centers) + " centers asked for but there are " + std::to_string(n) +
                            " training examples: all of them are centers (exact kernel ridge)");
@@ -204,12 +432,54 @@ NystromFit nystrom_ridge(const KernelBlocks& k, const Array<double>& y, const Ny
                            format_bytes(budget) + ": it is recomputed in blocks of " + std::to_string(block_rows) +
                            " rows every iteration");
 
-  fit.centers = sample_centers(n, m, options.seed);
-  fit.lambda = options.relative ? options.ridge * mean_diagonal(k) : options.ridge;
+  const std::vector<double> diag = kernel_diagonal(k);
+  fit.kernel_evaluations += std::uint64_t(n);
+  double mean_diag = 0;
+  for (const double v : diag) mean_diag += v;
+  mean_diag /= double(n);
+  fit.lambda = options.relative ? options.ridge * mean_diag : options.ridge;
   const double lambda = fit.lambda;
 
+  // Centers; pivoted selections also give K_nM, built in the place of their Cholesky factor.
+  fit.selection = m < n ? options.selection : CenterSelection::uniform;
+  const index_t selection_block = std::min(options.selection_block > 0 ? options.selection_block : index_t{128}, m);
+  std::vector<double> prebuilt;
+  if (fit.selection != CenterSelection::uniform) {
+    // The factor (N × M, in K_nM's place), one round's columns (N × block) and the sampling CDF.
+    const std::uint64_t need = fixed + row_bytes * std::uint64_t(n) + 8 * std::uint64_t(n) * std::uint64_t(selection_block + 2);
+    if (!cache || (budget && need > budget)) {
+      fit.warnings.push_back(std::string(center_selection_name(fit.selection)) + " center selection needs " +
+                             format_bytes(need) + " (the N x M Cholesky factor) but --max-memory is " +
+                             format_bytes(budget) + ": the centers are uniform instead");
+      fit.selection = CenterSelection::uniform;
+    }
+  }
+  if (fit.selection == CenterSelection::uniform) {
+    fit.centers = sample_centers(n, m, options.seed);
+  } else {
+    PivotedCenters picked = pivoted_centers(k, diag, m, fit.selection == CenterSelection::rpcholesky, options.seed,
+                                            selection_block, options.row_block, fit.kernel_evaluations);
+    fit.selection_rounds = picked.rounds;
+    fit.centers = std::move(picked.centers);
+    prebuilt = std::move(picked.knm);
+    if (index_t(fit.centers.size()) < m)
+      fit.warnings.push_back("the kernel is numerically exhausted after " + std::to_string(fit.centers.size()) +
+                             " centers (every residual diagonal below 1e-10 of the largest K_ii): using those " +
+                             std::to_string(fit.centers.size()) + " instead of " + std::to_string(m) +
+                             "; they span the kernel, so this is kernel ridge on all N to that precision");
+  }
+  m = index_t(fit.centers.size());
+
   std::vector<double> kmm(size_t(m * m));
-  k.block(fit.centers, fit.centers, kmm.data());
+  if (!prebuilt.empty()) {  // K_MM: K_nM's rows at the centers, symmetrized
+    for (index_t a = 0; a < m; ++a)
+      for (index_t b = 0; b < m; ++b)
+        kmm[size_t(a * m + b)] =
+            0.5 * (prebuilt[size_t(fit.centers[size_t(a)] * m + b)] + prebuilt[size_t(fit.centers[size_t(b)] * m + a)]);
+  } else {
+    k.block(fit.centers, fit.centers, kmm.data());
+    fit.kernel_evaluations += std::uint64_t(m * m);
+  }
   double mean_diag_mm = 0;
   for (index_t i = 0; i < m; ++i) mean_diag_mm += kmm[size_t(i * m + i)] / double(m);
   if (!(mean_diag_mm > 0))
@@ -238,7 +508,7 @@ NystromFit nystrom_ridge(const KernelBlocks& k, const Array<double>& y, const Ny
   ttm.clear();
   ttm.shrink_to_fit();
 
-  KnmOperator knm(k, fit.centers, cache, block_rows);
+  KnmOperator knm(k, fit.centers, cache, block_rows, std::move(prebuilt), fit.kernel_evaluations);
   const double scale = 1.0 / std::sqrt(double(n));
   auto apply_b = [&](std::vector<double>& v) {  // v <- B v
     detail::trsm_upper(false, m, o, a.data(), v.data());

@@ -16,9 +16,60 @@
 
 namespace ntk {
 
+// How the M centers are chosen among the N training examples (all of them when M >= N).
+//   uniform:    M of N uniformly without replacement. Kernel work: the solve's own, K_nM (N·M
+//               entries, once when cached) and K_MM (M²).
+//   rpcholesky: randomized pivoted Cholesky (Chen, Epperly, Tropp, Webber 2023, "Randomly pivoted
+//               Cholesky"; blocked by rejection sampling as in Epperly, Tropp, Webber 2024,
+//               "Embrace rejection"): each center is drawn with probability proportional to the
+//               residual diagonal K_ii − k_iSᵀ K_SS⁻¹ k_iS of the kernel given the centers S so far,
+//               i.e. to how badly the current Nyström approximation misses example i (D² sampling
+//               in the kernel's feature space). Each round draws `selection_block` candidates
+//               i.i.d. from the round's residual diagonal, accepts them one by one with probability
+//               (residual given the centers accepted so far, this round's included) / (residual at
+//               the round's start) — which decides from the candidates' small block K_BB alone, and
+//               gives sequential RPCholesky's distribution (but for a candidate drawn twice in a
+//               round, which is tried once) — and only then computes
+//               the accepted centers' columns K(X, accepted) and updates the residual diagonal.
+//               Those columns are the columns of K_nM, reused by the solver (never recomputed when
+//               K_nM is cached). Kernel work: diag K (N entries, also needed for λ), K_nM (N·M, the
+//               solve's own; K_MM is read from it), plus |B|² per round (about M·selection_block
+//               in all; measured 1.014·N·M in all for N = 10000, M = 2000, against uniform's
+//               1.2·N·M). Extra arithmetic:
+//               about 3·N·M² flops (the factor's updates, N·M², and K_nM = F F_Sᵀ rebuilt from the
+//               factor F, 2·N·M²): on a cheap kernel such as the FCN NTK this, not the kernel,
+//               dominates and the fit takes about 1.5-2x uniform's time. Extra
+//               memory: none beyond the cached K_nM (the factor is built in its place) plus
+//               N·selection_block for one round's columns. Near-duplicates of a chosen center have
+//               residual ~0 and are not drawn again, so M centers span more of the kernel (smaller
+//               trace of K − K̂) than M uniform ones, and a kernel of rank r is spanned by r centers.
+//               Measured on Fashion-MNIST with the README FCN NTK (N = 10000, M = 2000, relative
+//               ridge 1e-3 and 1e-4; bench/tools/nystrom_fmnist.cpp): no better than uniform in test
+//               accuracy or in distance to the exact solve's predictions (it favours unusual
+//               images, of large residual), so it is not the default.
+//   greedy:     deterministic pivoted Cholesky: always the example of largest residual diagonal
+//               (ties to the lower index), blocked so that each round takes the largest candidates
+//               while they still beat every residual outside the round (exactly the sequential
+//               greedy order). Same costs as rpcholesky; the seed is not used. Favours outliers
+//               (largest residual) even more: worse than uniform on Fashion-MNIST; kept for
+//               comparison and for kernels of low exact rank.
+// When the kernel is numerically exhausted (every residual ≤ 1e-10 · max K_ii) before M centers
+// are found, the pivoted selections stop there: fewer centers, with a warning (the kernel restricted
+// to the examples has numerical rank < M, and Nyström on those centers is then exact kernel ridge).
+// Pivoted selection keeps the N × M factor in memory: when K_nM would not be cached under
+// max_memory, they fall back to uniform with a warning.
+enum class CenterSelection { uniform, rpcholesky, greedy };
+// "uniform", "rpcholesky", "greedy"; parse: InvalidArgument naming the choices for anything else.
+const char* center_selection_name(CenterSelection selection);
+CenterSelection parse_center_selection(const std::string& name);
+
 struct NystromOptions {
   index_t centers = 1000;  // M; more than N uses all N training examples (with a warning)
-  std::uint64_t seed = 0;  // the centers: M of N drawn uniformly without replacement
+  // How the centers are chosen (above); all random draws are Philox streams of `seed`, so the
+  // centers depend on the seed and the kernel only, never on the thread count.
+  CenterSelection selection = CenterSelection::uniform;
+  std::uint64_t seed = 0;
+  index_t selection_block = 0;  // pivoted selections: candidates per round; 0: 128
   // λ = ridge · mean(diag K over all N training examples) when relative, else ridge; the solved
   // problem is (K_nMᵀ K_nM + λ K_MM) α = K_nMᵀ Y, which for M = N is exact kernel ridge.
   double ridge = 0.0;
@@ -42,6 +93,11 @@ struct NystromOptions {
 
 struct NystromFit {
   std::vector<index_t> centers;         // M training indices, ascending
+  CenterSelection selection = CenterSelection::uniform;  // the one used (uniform after a fallback)
+  index_t selection_rounds = 0;         // pivoted selections: rounds of candidates drawn
+  // Kernel entries asked of k_train during the fit: diagonal, selection blocks, K_MM, K_nM (every
+  // pass when it is recomputed per iteration).
+  std::uint64_t kernel_evaluations = 0;
   Array<double> alpha;                  // (M, O): f(x) = Σ_j K(x, x_centers[j]) α_j
   index_t n_train = 0;                  // N, the kernel's columns at prediction
   double lambda = 0.0;                  // the absolute regularizer applied

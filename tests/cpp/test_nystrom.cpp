@@ -273,7 +273,9 @@ TEST(Nystrom, AllCentersIsExactKernelRidge) {
     opt.centers = n;
     opt.ridge = 1e-3;
     opt.tolerance = 1e-12;
+    opt.selection = o == 3 ? CenterSelection::rpcholesky : CenterSelection::greedy;  // M = N: no selection
     const NystromFit fit = nystrom_ridge(*blocks, y, opt);
+    EXPECT_EQ(fit.selection, CenterSelection::uniform);
     EXPECT_DOUBLE_EQ(fit.lambda, exact.lambda);
     ASSERT_EQ(index_t(fit.centers.size()), n);
     EXPECT_LE(fit.iterations, 3) << "the preconditioner is exact for M = N";
@@ -317,9 +319,13 @@ TEST(Nystrom, FewerCentersSolveTheNystromNormalEquations) {
   const Array<double> k = ntk_kernel(n, 30);
   const Array<double> y = targets(n, o, 31);
   const auto blocks = array_kernel_blocks(k, true);
+  for (const auto selection : {CenterSelection::uniform, CenterSelection::rpcholesky, CenterSelection::greedy})
   for (const bool relative : {true, false}) {
+    SCOPED_TRACE(center_selection_name(selection));
     NystromOptions opt;
     opt.centers = m;
+    opt.selection = selection;
+    opt.selection_block = 5;  // several rounds
     opt.seed = 5;
     opt.ridge = relative ? 1e-2 : 0.05;
     opt.relative = relative;
@@ -333,6 +339,9 @@ TEST(Nystrom, FewerCentersSolveTheNystromNormalEquations) {
     EXPECT_EQ(std::adjacent_find(fit.centers.begin(), fit.centers.end()), fit.centers.end());
     EXPECT_GE(fit.centers.front(), 0);
     EXPECT_LT(fit.centers.back(), n);
+    EXPECT_EQ(fit.selection, selection);
+    EXPECT_EQ(fit.selection_rounds > 0, selection != CenterSelection::uniform);
+    // For the pivoted selections this checks K_nM rebuilt from the Cholesky factor as well.
     EXPECT_LT(rel(fit.alpha.vector(), dense_nystrom(k, fit.centers, y, lambda)), 1e-6);
     EXPECT_FALSE(fit.residual_history.empty());
     EXPECT_EQ(index_t(fit.residual_history.size()), fit.iterations);
@@ -340,20 +349,105 @@ TEST(Nystrom, FewerCentersSolveTheNystromNormalEquations) {
 }
 
 TEST(Nystrom, CentersDependOnTheSeedOnly) {
-  const Array<double> k = ntk_kernel(60, 40);
+  // Large enough that the selection's GEMMs split over threads.
+  const index_t n = 600, m = 150;
+  const Array<double> k = ntk_kernel(n, 40);
   const auto blocks = array_kernel_blocks(k, true);
-  const Array<double> y = targets(60, 1, 41);
-  NystromOptions opt;
-  opt.centers = 15;
-  opt.ridge = 1e-2;
-  opt.seed = 9;
-  const NystromFit a = nystrom_ridge(*blocks, y, opt);
-  opt.threads = 1;
-  const NystromFit b = nystrom_ridge(*blocks, y, opt);
-  opt.seed = 10;
-  const NystromFit c = nystrom_ridge(*blocks, y, opt);
-  EXPECT_EQ(a.centers, b.centers);
-  EXPECT_NE(a.centers, c.centers);
+  const Array<double> y = targets(n, 1, 41);
+  for (const auto selection : {CenterSelection::uniform, CenterSelection::rpcholesky, CenterSelection::greedy}) {
+    SCOPED_TRACE(center_selection_name(selection));
+    NystromOptions opt;
+    opt.centers = m;
+    opt.ridge = 1e-2;
+    opt.seed = 9;
+    opt.selection = selection;
+    opt.selection_block = 32;
+    opt.threads = 4;
+    const NystromFit a = nystrom_ridge(*blocks, y, opt);
+    opt.threads = 1;
+    const NystromFit b = nystrom_ridge(*blocks, y, opt);
+    opt.threads = 3;
+    const NystromFit b3 = nystrom_ridge(*blocks, y, opt);
+    opt.seed = 10;
+    const NystromFit c = nystrom_ridge(*blocks, y, opt);
+    ASSERT_EQ(index_t(a.centers.size()), m);
+    EXPECT_TRUE(std::is_sorted(a.centers.begin(), a.centers.end()));
+    EXPECT_EQ(std::adjacent_find(a.centers.begin(), a.centers.end()), a.centers.end()) << "a duplicate center";
+    EXPECT_EQ(a.centers, b.centers);
+    EXPECT_EQ(a.centers, b3.centers);
+    EXPECT_LT(rel(a.alpha.vector(), b.alpha.vector()), 1e-8);  // LAPACK threads round differently
+    if (selection == CenterSelection::greedy)
+      EXPECT_EQ(a.centers, c.centers) << "greedy does not use the seed";
+    else
+      EXPECT_NE(a.centers, c.centers);
+  }
+}
+
+// Features of `clusters` random, linearly independent points in R^clusters; example i is a copy of
+// point cluster_of[i], so K = Φ Φᵀ has rank `clusters` exactly and duplicated rows.
+Array<double> clustered_features(const std::vector<index_t>& cluster_of, index_t clusters, std::uint64_t seed) {
+  const std::vector<double> points = test::random_vector<double>(clusters * clusters, seed);
+  Array<double> f(Shape{index_t(cluster_of.size()), clusters});
+  for (size_t i = 0; i < cluster_of.size(); ++i)
+    for (index_t c = 0; c < clusters; ++c) f[index_t(i) * clusters + c] = points[size_t(cluster_of[i] * clusters + c)];
+  return f;
+}
+
+// The oracle: on a kernel of rank r whose examples are r points with very unequal multiplicities,
+// a pivoted selection takes one copy of each point (a chosen point's copies have residual 0), so
+// Nyström with M = r spans the kernel and predicts what exact kernel ridge does; uniform centers
+// take mostly copies of the big cluster and do not.
+TEST(Nystrom, PivotedSelectionSpansALowRankKernelOfDuplicates) {
+  const index_t r = 6, n = 80, o = 2;
+  std::vector<index_t> cluster_of(static_cast<size_t>(n), 0);  // 75 copies of point 0
+  for (index_t c = 1; c < r; ++c) cluster_of[size_t(10 * c)] = c;  // one copy of each other point
+  const Array<double> f = clustered_features(cluster_of, r, 90);
+  Array<double> k(Shape{n, n}, naive_abt(f, f));
+  const auto blocks = array_kernel_blocks(k, true);
+  const Array<double> y = targets(n, o, 91);
+  RidgeOptions exact_opt;
+  exact_opt.ridge = 1e-3;
+  const RidgeFit exact = kernel_ridge(k, y, exact_opt);
+  const std::vector<double> want = kernel_ridge_predict(k, exact.alpha).vector();
+  auto fit_with = [&](CenterSelection selection, std::uint64_t seed, index_t m) {
+    NystromOptions opt;
+    opt.centers = m;
+    opt.ridge = 1e-3;
+    opt.selection = selection;
+    opt.seed = seed;
+    opt.tolerance = 1e-12;
+    opt.max_iterations = 200;
+    opt.selection_block = 4;  // candidates repeat within a round and across rounds
+    return nystrom_ridge(*blocks, y, opt);
+  };
+  for (const auto selection : {CenterSelection::rpcholesky, CenterSelection::greedy})
+    for (const std::uint64_t seed : {0, 1, 2, 3}) {
+      SCOPED_TRACE(std::string(center_selection_name(selection)) + " seed " + std::to_string(seed));
+      const NystromFit fit = fit_with(selection, seed, r);
+      ASSERT_EQ(index_t(fit.centers.size()), r);
+      std::vector<index_t> hit;
+      for (const index_t c : fit.centers) hit.push_back(cluster_of[size_t(c)]);
+      std::sort(hit.begin(), hit.end());
+      EXPECT_EQ(hit, (std::vector<index_t>{0, 1, 2, 3, 4, 5})) << "one center per distinct point";
+      EXPECT_LT(rel(nystrom_predict(*blocks, fit).vector(), want), 1e-6);
+      // More centers than the rank: the selection stops at r, with a warning, and is still exact.
+      const NystromFit more = fit_with(selection, seed, r + 4);
+      EXPECT_EQ(index_t(more.centers.size()), r);
+      EXPECT_FALSE(more.warnings.empty());
+      EXPECT_LT(rel(nystrom_predict(*blocks, more).vector(), want), 1e-6);
+    }
+  const NystromFit uniform = fit_with(CenterSelection::uniform, 0, r);
+  std::vector<index_t> hit;
+  for (const index_t c : uniform.centers) hit.push_back(cluster_of[size_t(c)]);
+  EXPECT_LT(std::count(hit.begin(), hit.end(), 0), r) << "uniform centers here are mostly copies of point 0";
+  EXPECT_GT(rel(nystrom_predict(*blocks, uniform).vector(), want), 1e-2) << "so uniform Nyström is not exact";
+}
+
+TEST(Nystrom, CenterSelectionNames) {
+  for (const auto s : {CenterSelection::uniform, CenterSelection::rpcholesky, CenterSelection::greedy})
+    EXPECT_EQ(parse_center_selection(center_selection_name(s)), s);
+  EXPECT_THROW(parse_center_selection("kmeans"), InvalidArgument);
+  EXPECT_EQ(NystromOptions{}.selection, CenterSelection::uniform);
 }
 
 TEST(Nystrom, CachedAndRecomputedKnmAgree) {
@@ -366,6 +460,7 @@ TEST(Nystrom, CachedAndRecomputedKnmAgree) {
   opt.ridge = 1e-2;
   opt.tolerance = 1e-12;
   opt.max_iterations = 300;
+  opt.selection = CenterSelection::uniform;  // pivoted selections need K_nM in memory (below)
   index_t progress_calls = 0;
   opt.progress = [&](index_t it, index_t max_it, double residual) {
     ++progress_calls;
@@ -383,6 +478,20 @@ TEST(Nystrom, CachedAndRecomputedKnmAgree) {
   EXPECT_FALSE(recomputed.warnings.empty());
   EXPECT_EQ(cached.centers, recomputed.centers);
   EXPECT_LT(rel(recomputed.alpha.vector(), cached.alpha.vector()), 1e-10);
+
+  // A pivoted selection under the same budget falls back to uniform centers, with a warning.
+  opt.selection = CenterSelection::rpcholesky;
+  const NystromFit fallback = nystrom_ridge(*blocks, y, opt);
+  EXPECT_EQ(fallback.selection, CenterSelection::uniform);
+  EXPECT_EQ(fallback.centers, cached.centers);
+  EXPECT_GE(fallback.warnings.size(), 2u);
+  opt.max_memory = 0;
+  const NystromFit pivoted = nystrom_ridge(*blocks, y, opt);
+  EXPECT_EQ(pivoted.selection, CenterSelection::rpcholesky);
+  EXPECT_TRUE(pivoted.knm_cached);
+  // K_nM and K_MM come from the selection: the diagonal, the candidate blocks and K_nM only.
+  EXPECT_LT(pivoted.kernel_evaluations, std::uint64_t(n * m + n + m * m));
+  EXPECT_EQ(cached.kernel_evaluations, std::uint64_t(n * m + n + m * m));
 
   opt.max_memory = 1000;
   try {
