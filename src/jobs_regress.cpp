@@ -157,6 +157,44 @@ SolveOutcome solve_exact_kernel(const RegressJob& job, const Array<double>& k_tr
 // Kernels read block by block: a network's, or kernel files memory-mapped, for Nyström (and a
 // network's kernel formed whole for the exact solver).
 
+// How a budget is split for Nyström: what is already resident (the inputs) and the solver's
+// matrices (K_MM, its factors, the CG state) first; then K_nM whole, in float64 or else in float32
+// (always float32 for a kernel computed in float32: nothing to lose), if that leaves the kernel at
+// least min(a quarter of the rest, 512 MiB) of working memory per block; else K_nM in blocks,
+// recomputed every iteration.
+struct NystromMemory {
+  std::uint64_t solver_budget = 0, block_budget = 0;  // 0: no limit
+  bool cache_float32 = false;
+};
+
+NystromMemory nystrom_memory(const RegressJob& job, index_t n, index_t o, std::uint64_t resident, bool kernel_float32) {
+  NystromMemory mem;
+  mem.cache_float32 = kernel_float32;
+  const std::uint64_t budget = job.max_memory;
+  if (!budget) return mem;
+  const index_t centers = std::min(job.centers, n);
+  const std::uint64_t fixed = nystrom_fixed_bytes(n, centers, o) + resident;
+  if (fixed >= budget)
+    throw MemoryBudgetError("Nyström with " + std::to_string(centers) + " centers needs " + format_bytes(fixed) +
+                            " for the inputs, K_MM and its preconditioner alone, more than --max-memory " +
+                            format_bytes(budget) + "; use fewer centers or raise --max-memory");
+  const std::uint64_t rest = budget - fixed, nm = std::uint64_t(n) * std::uint64_t(centers);
+  const std::uint64_t reserve = std::min<std::uint64_t>(rest / 4, std::uint64_t{512} << 20);
+  // The float32 cache converts a block of rows (the kernel's own row block, at most an eighth of
+  // K_nM in float64) back to float64 for each product.
+  const std::uint64_t knm64 = 8 * nm, knm32 = 4 * nm + 8 * nm / 8;
+  if (!kernel_float32 && knm64 + reserve <= rest) {
+    mem.block_budget = rest - knm64;
+  } else if (knm32 + reserve <= rest) {
+    mem.cache_float32 = true;
+    mem.block_budget = rest - knm32;
+  } else {
+    mem.block_budget = rest / 2;
+  }
+  mem.solver_budget = budget - resident - mem.block_budget;
+  return mem;
+}
+
 // What a network kernel's blocks borrow, kept at a stable address for as long as they live.
 template <class T>
 struct NetworkData {
@@ -171,17 +209,18 @@ struct BlockSource {
   std::vector<std::unique_ptr<Array<double>>> arrays;  // kernels given in memory
   std::unique_ptr<KernelBlocks> train, test;
   bool network = false;  // its blocks recompute the column side per call: few, large row blocks
+  NystromMemory memory;  // how the budget was split (Nyström)
 };
 
-// The kernel's working memory for n training examples (0: no limit).
-using BlockBudget = std::function<std::uint64_t(index_t)>;
+// The split of the budget for n training examples, given the bytes already resident (the inputs)
+// and whether the kernel is computed in float32.
+using BlockBudget = std::function<NystromMemory(index_t n, std::uint64_t resident, bool kernel_float32)>;
 
 template <class T>
 void open_network_blocks(const NetworkKernel& nk, detail::LoadedInput& x_in, int threads, const BlockBudget& budget,
                          BlockSource& src) {
   auto d = std::make_unique<NetworkData<T>>();
   d->x_train = x_in.take<T>();
-  const std::uint64_t block_budget = budget(d->x_train.dim(0));
   d->net.emplace(detail::make_network(nk.net, drop_first(d->x_train.shape()), x_in.name()));
   d->net->check_inputs(d->x_train, x_in.name().c_str());
   if (nk.x_test) {
@@ -190,6 +229,9 @@ void open_network_blocks(const NetworkKernel& nk, detail::LoadedInput& x_in, int
     d->net->check_inputs(*d->x_test, t_in.name().c_str());
   }
   const Array<T>* x_test = d->x_test ? &*d->x_test : nullptr;
+  const std::uint64_t resident = std::uint64_t(d->x_train.size() + (x_test ? x_test->size() : 0)) * sizeof(T);
+  src.memory = budget(d->x_train.dim(0), resident, nk.empirical && sizeof(T) == 4);
+  const std::uint64_t block_budget = src.memory.block_budget;
   if (nk.empirical) {
     d->theta = detail::resolve_params<T>(*d->net, nk.params, threads);
     EntkOptions o;
@@ -230,6 +272,9 @@ BlockSource open_blocks(const RegressJob& job, const BlockBudget& block_budget) 
   };
   src.train = open(*job.k_train, true);
   if (job.k_test) src.test = open(*job.k_test, false);
+  std::uint64_t resident = 0;
+  for (const auto& a : src.arrays) resident += std::uint64_t(a->size()) * 8;
+  src.memory = block_budget(src.train->rows(), resident, false);
   return src;
 }
 
@@ -243,33 +288,10 @@ Array<double> whole(const KernelBlocks& k, int threads) {
   return out;
 }
 
-// How a budget is split for Nyström: the solver's matrices (K_MM, its factors, the CG state) first;
-// then K_nM whole if that leaves the kernel at least min(a quarter of the rest, 1 GiB) of working
-// memory per block, else K_nM in blocks recomputed every iteration.
-struct NystromMemory {
-  std::uint64_t solver_budget = 0, block_budget = 0;  // 0: no limit
-};
-
-NystromMemory nystrom_memory(const RegressJob& job, index_t n, index_t o) {
-  NystromMemory mem;
-  const std::uint64_t budget = job.max_memory;
-  if (!budget) return mem;
-  const index_t centers = std::min(job.centers, n);
-  const std::uint64_t fixed = nystrom_fixed_bytes(n, centers, o);
-  if (fixed >= budget)
-    throw MemoryBudgetError("Nyström with " + std::to_string(centers) + " centers needs " + format_bytes(fixed) +
-                            " for K_MM and its preconditioner alone, more than --max-memory " + format_bytes(budget) +
-                            "; use fewer centers or raise --max-memory");
-  const std::uint64_t rest = budget - fixed, knm = 8 * std::uint64_t(n) * std::uint64_t(centers);
-  const std::uint64_t reserve = std::min<std::uint64_t>(rest / 4, std::uint64_t{1} << 30);
-  mem.block_budget = knm + reserve <= rest ? rest - knm : rest / 2;
-  mem.solver_budget = budget - mem.block_budget;
-  return mem;
-}
-
 // Nyström on the block source: the centers' columns of the train kernel (cached when the budget
 // allows) and of the test kernel.
-SolveOutcome solve_nystrom(const RegressJob& job, const Array<double>& y, const BlockSource& src, const NystromMemory& mem) {
+SolveOutcome solve_nystrom(const RegressJob& job, const Array<double>& y, const BlockSource& src) {
+  const NystromMemory& mem = src.memory;
   const index_t n = src.train->rows(), m = src.test ? src.test->rows() : 0, o = y.dim(1);
   const index_t centers = std::min(job.centers, n);
   NystromOptions opt;
@@ -278,6 +300,7 @@ SolveOutcome solve_nystrom(const RegressJob& job, const Array<double>& y, const 
   opt.ridge = job.ridge;
   opt.relative = !job.ridge_absolute;
   opt.max_memory = mem.solver_budget;
+  opt.cache_float32 = mem.cache_float32;
   opt.threads = job.threads;
   opt.train_predictions = true;
   if (job.progress) opt.progress = [&](index_t it, index_t total, double) { job.progress(it, total); };
@@ -554,7 +577,9 @@ RegressResult run_regress(const RegressJob& job) {
   } else {
     // Block by block: memory-mapped kernel files or a network's kernel.
     const index_t o_guess = y.dim(1);
-    blocks = open_blocks(job, [&](index_t rows) { return nystrom_memory(job, rows, o_guess).block_budget; });
+    blocks = open_blocks(job, [&](index_t rows, std::uint64_t resident, bool kernel_float32) {
+      return job.centers ? nystrom_memory(job, rows, o_guess, resident, kernel_float32) : NystromMemory{};
+    });
     n = blocks.train->rows();
     if (n == 0 || blocks.train->cols() != n)
       throw InvalidArgument("the " + blocks.train->describe() + " must be square (N, N) with N > 0");
@@ -603,7 +628,7 @@ RegressResult run_regress(const RegressJob& job) {
   if (job.f_train) {
     s = solve_features(job, y, n, m);
   } else if (job.centers) {
-    s = solve_nystrom(job, y, blocks, nystrom_memory(job, n, o));
+    s = solve_nystrom(job, y, blocks);
   } else {
     check_exact_memory(job, n, m);
     s = solve_exact_kernel(job, *k_train, k_test ? &*k_test : nullptr, y, reg);

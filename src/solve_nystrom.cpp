@@ -286,12 +286,21 @@ double factor_with_jitter(const std::vector<double>& s, index_t m, double first,
 class KnmOperator {
  public:
   // prebuilt: K_nM already computed (N × M), taken over; else computed here when cached.
-  KnmOperator(const KernelBlocks& k, const std::vector<index_t>& centers, bool cached, index_t block_rows,
-              std::vector<double>&& prebuilt, std::uint64_t& evaluations)
+  // cache_float32: cached in float32, converted back a block of rows at a time for the products.
+  KnmOperator(const KernelBlocks& k, const std::vector<index_t>& centers, bool cached, bool cache_float32,
+              index_t block_rows, std::vector<double>&& prebuilt, std::uint64_t& evaluations)
       : k_(k), centers_(centers), n_(k.rows()), m_(index_t(centers.size())), block_rows_(block_rows),
         evaluations_(evaluations) {
     if (!prebuilt.empty()) {
       cache_ = std::move(prebuilt);
+    } else if (cached && cache_float32) {
+      cache32_.resize(size_t(n_ * m_));
+      block_.resize(size_t(std::min(block_rows_, n_) * m_));
+      for (index_t begin = 0; begin < n_; begin += block_rows_) {
+        const index_t rows = std::min(block_rows_, n_ - begin);
+        kernel_rows(begin, rows, block_.data());
+        std::copy(block_.begin(), block_.begin() + rows * m_, cache32_.begin() + begin * m_);
+      }
     } else if (cached) {
       cache_.resize(size_t(n_ * m_));
       // In row blocks, so that one kernel call never holds more than a block of working memory.
@@ -301,7 +310,7 @@ class KnmOperator {
       block_.resize(size_t(block_rows_ * m_));
     }
   }
-  bool cached() const { return !cache_.empty(); }
+  bool cached() const { return !cache_.empty() || !cache32_.empty(); }
 
   // out (M × o) = K_nMᵀ y, y (n × o).
   void transpose_times(const double* y, index_t o, double* out) {
@@ -332,7 +341,7 @@ class KnmOperator {
   template <class F>
   void for_each_block(const F& f) {
     // One block covering every row when cached: the GEMMs then split over all rows at once.
-    const index_t step = cached() ? n_ : block_rows_;
+    const index_t step = cache_.empty() ? block_rows_ : n_;
     for (index_t begin = 0; begin < n_; begin += step) f(begin, std::min(step, n_ - begin));
   }
   void kernel_rows(index_t begin, index_t rows, double* out) {
@@ -342,7 +351,11 @@ class KnmOperator {
     evaluations_ += std::uint64_t(rows * m_);
   }
   const double* rows_of(index_t begin, index_t rows) {
-    if (cached()) return cache_.data() + begin * m_;
+    if (!cache_.empty()) return cache_.data() + begin * m_;
+    if (!cache32_.empty()) {
+      std::copy(cache32_.begin() + begin * m_, cache32_.begin() + (begin + rows) * m_, block_.begin());
+      return block_.data();
+    }
     kernel_rows(begin, rows, block_.data());
     return block_.data();
   }
@@ -352,6 +365,7 @@ class KnmOperator {
   index_t n_, m_, block_rows_;
   std::uint64_t& evaluations_;
   std::vector<double> cache_, block_;
+  std::vector<float> cache32_;
 };
 
 index_t outputs_of(const Array<double>& y) { return y.ndim() == 1 ? 1 : y.size() / std::max<index_t>(y.dim(0), 1); }
@@ -423,8 +437,12 @@ NystromFit nystrom_ridge(const KernelBlocks& k, const Array<double>& y, const Ny
     throw MemoryBudgetError("Nyström with M = " + std::to_string(m) + " centers needs at least " + format_bytes(fixed + row_bytes) +
                             " (K_MM, its preconditioner and one row of K_nM) but --max-memory is " +
                             format_bytes(budget) + "; raise --max-memory or use fewer centers");
-  const bool cache = !budget || fixed + row_bytes * std::uint64_t(n) <= budget;
   index_t block_rows = rows_per_block(options.row_block, m, n);
+  // A float32 cache also holds one float64 block of rows to convert into.
+  const std::uint64_t cached_bytes = options.cache_float32
+                                         ? 4 * std::uint64_t(m) * std::uint64_t(n) + row_bytes * std::uint64_t(block_rows)
+                                         : row_bytes * std::uint64_t(n);
+  const bool cache = !budget || fixed + cached_bytes <= budget;
   if (!cache) block_rows = std::min(block_rows, index_t((budget - fixed) / row_bytes));
   fit.knm_cached = cache;
   if (!cache)
@@ -508,7 +526,7 @@ NystromFit nystrom_ridge(const KernelBlocks& k, const Array<double>& y, const Ny
   ttm.clear();
   ttm.shrink_to_fit();
 
-  KnmOperator knm(k, fit.centers, cache, block_rows, std::move(prebuilt), fit.kernel_evaluations);
+  KnmOperator knm(k, fit.centers, cache, options.cache_float32, block_rows, std::move(prebuilt), fit.kernel_evaluations);
   const double scale = 1.0 / std::sqrt(double(n));
   auto apply_b = [&](std::vector<double>& v) {  // v <- B v
     detail::trsm_upper(false, m, o, a.data(), v.data());

@@ -86,6 +86,9 @@ struct NystromOptions {
   index_t row_block = 0;
   // Also K_nM α, the fit's outputs on the training examples (from the cache, else one more pass).
   bool train_predictions = false;
+  // Keep K_nM in float32: half the memory, and nothing lost for a kernel computed in float32 (an
+  // eNTK of float32 parameters); the CG products convert it back to float64 a block of rows at a time.
+  bool cache_float32 = false;
   int threads = 0;        // threads for this call; 0 = num_threads()
   // After every iteration: (iteration, max_iterations, largest relative residual over outputs).
   std::function<void(index_t, index_t, double)> progress;

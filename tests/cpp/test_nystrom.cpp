@@ -478,6 +478,20 @@ TEST(Nystrom, CachedAndRecomputedKnmAgree) {
   EXPECT_FALSE(recomputed.warnings.empty());
   EXPECT_EQ(cached.centers, recomputed.centers);
   EXPECT_LT(rel(recomputed.alpha.vector(), cached.alpha.vector()), 1e-10);
+  // K_nM kept in float32: the same centers, and the solution of the kernel rounded to float32, which
+  // for a kernel already in float32 is the kernel itself.
+  Array<float> k32 = cast<float>(k);
+  const auto blocks32 = array_kernel_blocks(k32, true);
+  NystromOptions opt32 = opt;
+  opt32.max_memory = 0;
+  const NystromFit in_double = nystrom_ridge(*blocks32, y, opt32);
+  opt32.cache_float32 = true;
+  opt32.row_block = 9;
+  const NystromFit in_single = nystrom_ridge(*blocks32, y, opt32);
+  EXPECT_TRUE(in_single.knm_cached);
+  EXPECT_EQ(in_single.centers, cached.centers);
+  EXPECT_LT(rel(in_single.alpha.vector(), in_double.alpha.vector()), 1e-10);
+  EXPECT_GT(rel(in_single.alpha.vector(), cached.alpha.vector()), 0.0);  // the float32 kernel is another kernel
 
   // A pivoted selection under the same budget falls back to uniform centers, with a warning.
   opt.selection = CenterSelection::rpcholesky;
