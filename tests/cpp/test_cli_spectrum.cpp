@@ -2,8 +2,6 @@
 // the library, JSON that Python's json module parses, and bad inputs that fail with the exit
 // status of DESIGN.md, one "error:" line and no output file.
 #include <gtest/gtest.h>
-#include <stdlib.h>
-#include <sys/wait.h>
 
 #include <algorithm>
 #include <cmath>
@@ -15,6 +13,7 @@
 #include <sstream>
 #include <string>
 
+#include "cli_fixture.hpp"
 #include "harness.hpp"
 #include "ntk/empirical.hpp"
 #include "ntk/io.hpp"
@@ -24,69 +23,8 @@
 namespace ntk {
 namespace {
 
-namespace fs = std::filesystem;
-
-struct Result {
-  int status = -1;
-  std::string out, err;
-};
-
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
-std::string q(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
-
-class CliSpectrum : public ::testing::Test {
+class CliSpectrum : public Cli {
  protected:
-  void SetUp() override {
-    std::string tmpl = (fs::temp_directory_path() / "ntk_cli_spectrum_XXXXXX").string();
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
-    io_ = dir_ / ".io";
-    fs::create_directory(io_);
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
-
-  Result run(const std::string& args) const {
-    const std::string cmd =
-        q(NTK_BIN) + " " + args + " >" + q((io_ / "out").string()) + " 2>" + q((io_ / "err").string());
-    Result r;
-    const int rc = std::system(cmd.c_str());
-    r.status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-    r.out = slurp(io_ / "out");
-    r.err = slurp(io_ / "err");
-    return r;
-  }
-
-  std::set<std::string> listing() const {
-    std::set<std::string> names;
-    for (const auto& e : fs::directory_iterator(dir_))
-      if (e.path() != io_) names.insert(e.path().filename().string());
-    return names;
-  }
-
-  void expect_failure(const std::string& args, int status) const {
-    const auto before = listing();
-    const Result r = run(args);
-    EXPECT_EQ(r.status, status) << "ntk " << args << "\nstderr: " << r.err;
-    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "stderr: " << r.err;
-    EXPECT_TRUE(r.err.starts_with("error: ")) << "stderr: " << r.err;
-    EXPECT_TRUE(r.out.empty()) << "stdout: " << r.out;
-    EXPECT_EQ(listing(), before) << "ntk " << args << " left files behind";
-  }
-
   // Runs a Python check on a JSON document (bound to `j`); true if the assertions hold.
   bool python_json(const std::string& json, const std::string& body) const {
     std::ofstream(io_ / "doc.json") << json;
@@ -107,7 +45,6 @@ class CliSpectrum : public ::testing::Test {
     return k;
   }
 
-  fs::path dir_, io_;
 };
 
 TEST_F(CliSpectrum, SpectrumAgreesWithLibraryAndJsonParses) {
