@@ -1,5 +1,5 @@
 // ntk: the command-line face of ntkit. Deliberately thin: each subcommand (init.cpp, apply.cpp,
-// entk.cpp, kernel.cpp) maps its flags onto a job of ntk/jobs.hpp, which holds all run policy;
+// entk.cpp, kernel.cpp, regress.cpp, spectrum.cpp, compare.cpp, pntk_report.cpp) maps its flags onto a job of ntk/jobs.hpp, which holds all run policy;
 // this file dispatches and turns every failure into one "error: ..." line on stderr with the exit
 // status of DESIGN.md (0 success, 2 usage error, 1 anything else). Outputs are written only after
 // the computation succeeded, through the library's atomic writers, so a failed command leaves no
@@ -84,7 +84,8 @@ int main(int argc, char** argv) {
   ntk::cli::set_long_description(
       &app,
       "ntk computes with neural networks given as a one-line spec: it initializes their parameters, applies them to "
-      "data and computes their empirical neural tangent kernels. Arrays are NumPy .npy files (float32 or float64, "
+      "data, computes their empirical and infinite-width neural tangent kernels, and uses kernels: regression and "
+      "training dynamics (regress), spectra (spectrum), comparisons (compare, pntk-report). Arrays are NumPy .npy files (float32 or float64, "
       "examples along the first axis, images NHWC) or IDX files (MNIST style; bytes scaled to [0, 1] unless "
       "--idx-scale raw); parameters are .npz files with one array per parameter ('<layer index>.W', "
       "'<layer index>.b'). Exit status: 0 success, 1 failure, 2 usage error; errors are one line on stderr starting "
