@@ -159,7 +159,9 @@ SolveOutcome solve_exact_kernel(const RegressJob& job, const Array<double>& k_tr
 
 // How a budget is split for Nyström: what is already resident (the inputs) and the solver's
 // matrices (K_MM, its factors, the CG state) first; then K_nM whole, in float64 or else in float32
-// (always float32 for a kernel computed in float32: nothing to lose), if that leaves the kernel at
+// (always float32 for a kernel computed from float32 values, such as an eNTK of float32 gradients:
+// its entries are only that accurate, and K_nM stays a Gram matrix whatever its rounding, so the
+// solved system stays positive definite), if that leaves the kernel at
 // least min(a quarter of the rest, 512 MiB) of working memory per block; else K_nM in blocks,
 // recomputed every iteration.
 struct NystromMemory {

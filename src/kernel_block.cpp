@@ -282,7 +282,7 @@ class EmpiricalBlocks final : public BlocksBase {
 // Modes with one output direction per example (pntk: Σ_a f_a / √O; logit=k: f_k) are inner products
 // of per-example gradients g(x) = J(x)ᵀc: K[i, j] = g(x_i)·g(x_j). A solver asks for the same
 // columns over and over (Nyström: every row block against the centers), so the columns' gradients
-// are kept from one call to the next when they fit max_memory / 2 (else recomputed per call), and
+// are kept from one call to the next (max_memory bounds them and a call's chunks), and
 // each row's gradient is computed once per call; the generic path would recompute both sides per
 // tile of the eNTK.
 template <class T>
@@ -311,10 +311,10 @@ class GradientBlocks final : public BlocksBase {
   }
 
  private:
-  // Examples per gradient chunk: about 256 MiB of gradients, at least one.
+  // Examples per gradient chunk: about 128 MiB of gradients in float64, at least one.
   index_t chunk_rows() const {
-    const std::uint64_t row = std::uint64_t(net_.num_params()) * sizeof(T);
-    return std::max<index_t>(1, index_t((std::uint64_t{256} << 20) / std::max<std::uint64_t>(row, 1)));
+    const std::uint64_t row = std::uint64_t(net_.num_params()) * 8;
+    return std::max<index_t>(1, index_t((std::uint64_t{128} << 20) / std::max<std::uint64_t>(row, 1)));
   }
   // Gradients (n × P) of the examples idx of x, computed in parallel over small groups.
   std::vector<T> gradients(const Array<T>& x, std::span<const index_t> idx) const {
@@ -347,24 +347,43 @@ class GradientBlocks final : public BlocksBase {
       std::lock_guard<std::mutex> lock(cache_mutex_);
       if (cached_ && same_indices(ci, cached_columns_)) return cached_;
     }
+    // Beside the columns' gradients a call holds a chunk of row gradients in T and in float64 and a
+    // chunk of column gradients in float64.
+    const std::uint64_t bytes = std::uint64_t(ci.size()) * std::uint64_t(net_.num_params()) * sizeof(T);
+    const std::uint64_t working = 3 * (std::uint64_t{128} << 20);
+    if (options_.max_memory && bytes + working > options_.max_memory)
+      throw MemoryBudgetError("the per-example gradients of " + std::to_string(ci.size()) + " columns of the " +
+                              describe() + " need " + format_bytes(bytes + working) + ", more than --max-memory " +
+                              format_bytes(options_.max_memory) + " leaves for them; raise --max-memory or use fewer columns (centers)");
     auto g = std::make_shared<const std::vector<T>>(gradients(x_cols_, ci));
-    const std::uint64_t bytes = g->size() * sizeof(T);
-    if (!options_.max_memory || bytes <= options_.max_memory / 2) {
-      std::lock_guard<std::mutex> lock(cache_mutex_);
-      cached_columns_.assign(ci.begin(), ci.end());
-      cached_ = g;
-    }
+    std::lock_guard<std::mutex> lock(cache_mutex_);
+    cached_columns_.assign(ci.begin(), ci.end());
+    cached_ = g;
     return g;
   }
+  // The products in float64 whatever T: then a block is the exact Gram matrix of the (rounded)
+  // gradients, positive semi-definite to float64 rounding. A float32 GEMM's rounding, about √P·ε
+  // relative, makes a large pNTK indefinite at the 1e-4 level of its mean diagonal, and Nyström's
+  // conjugate gradient breaks down on that.
   void fill(std::span<const index_t> ri, std::span<const index_t> ci, double* out, int) const override {
     const index_t P = net_.num_params(), nc = index_t(ci.size());
     const auto gc = column_gradients(ci);
-    std::vector<T> k;
-    for_each_chunk(ri, [&](size_t begin, const std::vector<T>& gr, index_t n) {
-      k.resize(size_t(n * nc));
-      detail::gemm(false, true, n, nc, P, T(1), gr.data(), P, gc->data(), P, T(0), k.data(), nc);
-      std::copy(k.begin(), k.end(), out + begin * size_t(nc));
-    });
+    if constexpr (std::is_same_v<T, double>) {
+      for_each_chunk(ri, [&](size_t begin, const std::vector<T>& gr, index_t n) {
+        detail::gemm(false, true, n, nc, P, 1.0, gr.data(), P, gc->data(), P, 0.0, out + begin * size_t(nc), nc);
+      });
+    } else {
+      std::vector<double> r64, c64;
+      const index_t col_step = chunk_rows();
+      for_each_chunk(ri, [&](size_t begin, const std::vector<T>& gr, index_t n) {
+        r64.assign(gr.begin(), gr.end());
+        for (index_t c0 = 0; c0 < nc; c0 += col_step) {
+          const index_t cols = std::min(col_step, nc - c0);
+          c64.assign(gc->begin() + c0 * P, gc->begin() + (c0 + cols) * P);
+          detail::gemm(false, true, n, cols, P, 1.0, r64.data(), P, c64.data(), P, 0.0, out + begin * size_t(nc) + c0, nc);
+        }
+      });
+    }
   }
   const Network& net_;
   const std::vector<T>& theta_;
