@@ -49,15 +49,6 @@ SHAPES = [(5, 6, 6, 3), (4, 7, 5, 2), (3, 5, 7, 1)]  # (N, H, W, C), NHWC
 DEPTHS = [1, 2, 3, 4]
 
 
-@pytest.fixture(scope="module")
-def ntk_bin():
-    if not (NTK_BIN.is_file() and os.access(NTK_BIN, os.X_OK)):
-        if "NTK_BIN" in os.environ:
-            pytest.fail(f"NTK_BIN={NTK_BIN} is not an executable")
-        pytest.skip(f"ntk binary not found at {NTK_BIN}: build the `ntk` target "
-                    "(cmake --build build --target ntk) or point NTK_BIN at it")
-    return NTK_BIN
-
 
 def rel_err(a, b):
     return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))

@@ -55,14 +55,6 @@ def rel_err(a, b):
     return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
 
 
-@pytest.fixture(scope="module")
-def ntk_bin():
-    if not (NTK_BIN.is_file() and os.access(NTK_BIN, os.X_OK)):
-        if "NTK_BIN" in os.environ:
-            pytest.fail(f"NTK_BIN={NTK_BIN} is not an executable")
-        pytest.skip(f"ntk binary not found at {NTK_BIN}: build the `ntk` target or point NTK_BIN at it")
-    return NTK_BIN
-
 
 @pytest.fixture(scope="module")
 def nt_python():

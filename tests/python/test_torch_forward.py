@@ -43,15 +43,6 @@ CNN = ("Conv({W}, 3, padding=SAME, b_std=0), Relu, Conv({W}, 3, padding=SAME, b_
 STANDARD = {"parameterization": "standard"}
 
 
-@pytest.fixture(scope="module")
-def ntk_bin():
-    if not (NTK_BIN.is_file() and os.access(NTK_BIN, os.X_OK)):
-        if "NTK_BIN" in os.environ:  # the test scripts name it: a missing binary is a failure there
-            pytest.fail(f"NTK_BIN={NTK_BIN} is not an executable")
-        pytest.skip(f"ntk binary not found at {NTK_BIN}: build the `ntk` target "
-                    "(cmake --build build --target ntk) or point NTK_BIN at it")
-    return NTK_BIN
-
 
 # ---------------------------------------------------------------------------------------------
 # Running the CLI
