@@ -299,6 +299,8 @@ SolveOutcome solve_nystrom(const RegressJob& job, const Array<double>& y, const 
   NystromOptions opt;
   opt.centers = job.centers;
   opt.seed = job.center_seed;
+  opt.max_iterations = job.max_iterations;
+  opt.tolerance = job.tolerance;
   opt.ridge = job.ridge;
   opt.relative = !job.ridge_absolute;
   opt.max_memory = mem.solver_budget;

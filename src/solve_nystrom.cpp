@@ -9,6 +9,7 @@
 #include <cmath>
 #include <limits>
 #include <numeric>
+#include <span>
 #include <vector>
 
 #include "blas.hpp"
@@ -495,7 +496,11 @@ NystromFit nystrom_ridge(const KernelBlocks& k, const Array<double>& y, const Ny
         kmm[size_t(a * m + b)] =
             0.5 * (prebuilt[size_t(fit.centers[size_t(a)] * m + b)] + prebuilt[size_t(fit.centers[size_t(b)] * m + a)]);
   } else {
-    k.block(fit.centers, fit.centers, kmm.data());
+    // In blocks of rows like K_nM: one call never holds more than a block's working memory (a
+    // network kernel's own result array, say). One call, on the symmetric path, when it fits.
+    const std::span<const index_t> centers(fit.centers);
+    for (index_t begin = 0; begin < m; begin += block_rows)
+      k.block(centers.subspan(size_t(begin), size_t(std::min(block_rows, m - begin))), centers, kmm.data() + begin * m);
     fit.kernel_evaluations += std::uint64_t(m * m);
   }
   double mean_diag_mm = 0;

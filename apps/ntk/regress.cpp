@@ -20,7 +20,8 @@ struct RegressArgs {
   NetworkFlags net;
   std::string x_train, x_test, get = "ntk", mode, params, dtype, idx_scale = "unit", max_memory;
   std::optional<std::uint64_t> seed;
-  long long centers = 0;
+  long long centers = 0, max_iterations = 100;
+  double tolerance = 1e-7;
   std::uint64_t center_seed = 0;
   std::string ridge = "0", time = "inf", learning_rate = "1";
   std::string k_test_test, covariance, nngp_train, nngp_test, nngp_test_test;
@@ -152,6 +153,8 @@ void run(const RegressArgs& a) {
   if (!a.f_test.empty()) job.f_test = JobInput::file(a.f_test, "--f-test '" + a.f_test + "'");
   job.centers = index_t(a.centers);
   job.center_seed = a.center_seed;
+  job.max_iterations = index_t(a.max_iterations);
+  job.tolerance = a.tolerance;
   job.max_memory = max_memory_bytes(a.max_memory);
   if (!a.quiet && job.centers) job.progress = terminal_progress("nystrom", "iterations", true);
   if (!a.k_test.empty()) job.k_test = JobInput::file(a.k_test, "--k-test '" + a.k_test + "'");
@@ -260,6 +263,14 @@ Subcommand add_regress(CLI::App& app) {
       ->check(CLI::Range(1LL, 1LL << 40).description(""))
       ->type_name("M");
   sub->add_option("--center-seed", a->center_seed, "Seed of the centers' choice")->check(kUnsigned)->type_name("S");
+  sub->add_option("--max-iterations", a->max_iterations, "Nystrom: most conjugate-gradient iterations")
+      ->check(CLI::Range(1LL, 1LL << 30).description(""))
+      ->type_name("N")
+      ->capture_default_str();
+  sub->add_option("--tolerance", a->tolerance, "Nystrom: relative residual at which CG stops")
+      ->check(CLI::Range(0.0, 1.0).description(""))
+      ->type_name("TOL")
+      ->capture_default_str();
   add_max_memory_flag(sub, a->max_memory,
                       "Memory budget for kernels and solver, e.g. 8G; an exact solve that does not fit is refused "
                       "(use --centers), Nyström recomputes K(X, C) per iteration when it does not fit");

@@ -92,6 +92,8 @@ struct RegressJob {
   std::optional<JobInput> f_test;
   index_t centers = 0;
   std::uint64_t center_seed = 0;
+  index_t max_iterations = 100;  // Nyström's conjugate gradient
+  double tolerance = 1e-7;       // its relative residual
   // Bytes for the kernels and the solver's matrices; 0 = no limit. Exact solves that do not fit are
   // refused (naming Nyström's centers); Nyström recomputes K(X, C) per iteration when it does not fit.
   std::uint64_t max_memory = 0;
