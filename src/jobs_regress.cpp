@@ -175,7 +175,9 @@ NystromMemory nystrom_memory(const RegressJob& job, index_t n, index_t o, std::u
   const std::uint64_t budget = job.max_memory;
   if (!budget) return mem;
   const index_t centers = std::min(job.centers, n);
-  const std::uint64_t fixed = nystrom_fixed_bytes(n, centers, o) + resident;
+  // The program itself, targets and predictions: what no estimate below counts.
+  const std::uint64_t overhead = std::max<std::uint64_t>(budget / 64, std::uint64_t{64} << 20);
+  const std::uint64_t fixed = nystrom_fixed_bytes(n, centers, o) + resident + overhead;
   if (fixed >= budget)
     throw MemoryBudgetError("Nyström with " + std::to_string(centers) + " centers needs " + format_bytes(fixed) +
                             " for the inputs, K_MM and its preconditioner alone, more than --max-memory " +
@@ -193,7 +195,7 @@ NystromMemory nystrom_memory(const RegressJob& job, index_t n, index_t o, std::u
   } else {
     mem.block_budget = rest / 2;
   }
-  mem.solver_budget = budget - resident - mem.block_budget;
+  mem.solver_budget = budget - resident - overhead - mem.block_budget;
   return mem;
 }
 

@@ -7,6 +7,7 @@
 // and CG stops after one iteration at exact kernel ridge.
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <numeric>
 #include <span>
@@ -262,13 +263,14 @@ PivotedCenters pivoted_centers(const KernelBlocks& k, const std::vector<double>&
   return out;
 }
 
-// Cholesky factor U (row-major upper, strict lower zeroed) of s + jitter·I for the first jitter of
-// first, then start, 10·start, 100·start, ... that factors; returns it. NumericalError past limit.
-double factor_with_jitter(const std::vector<double>& s, index_t m, double first, double start, double limit,
-                          std::vector<double>& u, const char* what) {
+// Cholesky factor U (row-major upper, strict lower zeroed) of S + jitter·I, S formed by build, for
+// the first jitter of first, then start, 10·start, 100·start, ... that factors; returns it.
+// NumericalError past limit.
+double factor_with_jitter(const std::function<void(std::vector<double>&)>& build, index_t m, double first, double start,
+                          double limit, std::vector<double>& u, const char* what) {
   double jitter = first;
   for (;;) {
-    u = s;
+    build(u);  // formed afresh for every try, so that no second M × M copy is held
     for (index_t i = 0; i < m; ++i) u[size_t(i * m + i)] += jitter;
     if (detail::cholesky_upper(u.data(), m) == 0) break;
     if (jitter >= limit)
@@ -514,22 +516,24 @@ NystromFit nystrom_ridge(const KernelBlocks& k, const Array<double>& y, const Ny
   const double eps = std::numeric_limits<double>::epsilon();
   std::vector<double> t, a;
   const double base_jitter = double(m) * eps * mean_diag_mm;
-  fit.kmm_jitter = factor_with_jitter(kmm, m, base_jitter, base_jitter, 1e-2 * mean_diag_mm, t, "K_MM");
+  fit.kmm_jitter = factor_with_jitter([&](std::vector<double>& u) { u = kmm; }, m, base_jitter, base_jitter,
+                                      1e-2 * mean_diag_mm, t, "K_MM");
   if (fit.kmm_jitter > base_jitter * 1.5)
     fit.warnings.push_back("K_MM is not numerically positive definite: its preconditioner factor needed a jitter of " +
                            std::to_string(fit.kmm_jitter / mean_diag_mm) +
                            " times its mean diagonal; CG may need more iterations");
-  // A: T Tᵀ/M + (λ/N) I.
-  std::vector<double> ttm(size_t(m * m));
-  detail::gemm(false, true, m, m, m, 1.0 / double(m), t.data(), m, t.data(), m, 0.0, ttm.data(), m);
-  for (index_t i = 0; i < m; ++i) ttm[size_t(i * m + i)] += lambda / double(n);
+  // A: T Tᵀ/M + (λ/N) I, formed in A's own storage.
+  auto build_a = [&](std::vector<double>& u) {
+    u.resize(size_t(m * m));
+    detail::gemm(false, true, m, m, m, 1.0 / double(m), t.data(), m, t.data(), m, 0.0, u.data(), m);
+    for (index_t i = 0; i < m; ++i) u[size_t(i * m + i)] += lambda / double(n);
+  };
+  build_a(a);
   double mean_diag_a = 0;
-  for (index_t i = 0; i < m; ++i) mean_diag_a += ttm[size_t(i * m + i)] / double(m);
+  for (index_t i = 0; i < m; ++i) mean_diag_a += a[size_t(i * m + i)] / double(m);
   // λ/N on the diagonal usually makes it positive definite as it is; λ = 0 needs the jitter.
   const double start_a = double(m) * eps * mean_diag_a;
-  factor_with_jitter(ttm, m, lambda > 0 ? 0.0 : start_a, start_a, 1e-2 * mean_diag_a, a, "T Tᵀ/M + λ/N I");
-  ttm.clear();
-  ttm.shrink_to_fit();
+  factor_with_jitter(build_a, m, lambda > 0 ? 0.0 : start_a, start_a, 1e-2 * mean_diag_a, a, "T Tᵀ/M + λ/N I");
 
   KnmOperator knm(k, fit.centers, cache, options.cache_float32, block_rows, std::move(prebuilt), fit.kernel_evaluations);
   const double scale = 1.0 / std::sqrt(double(n));
