@@ -206,6 +206,20 @@ TEST(KernelBlocks, EmpiricalKernelInScalarModes) {
     sym->diagonal(std::vector<index_t>{5, 0, 5}, d.data());
     EXPECT_LT(rel(d, {self[5 * 7 + 5], self[0], self[5 * 7 + 5]}), 1e-12) << mode;
   }
+  {
+    // The columns' gradients must fit max_memory: refused, naming the knob, before any is computed.
+    EntkOptions tight;
+    tight.mode = parse_entk_mode("pntk");
+    tight.max_memory = 1 << 20;
+    const auto blocks = empirical_kernel_blocks(net, theta, xr, &xc, tight);
+    std::vector<double> out(kRows.size() * kCols.size());
+    try {
+      blocks->block(kRows, kCols, out.data());
+      ADD_FAILURE() << "no MemoryBudgetError";
+    } catch (const MemoryBudgetError& e) {
+      EXPECT_NE(std::string(e.what()).find("--max-memory"), std::string::npos) << e.what();
+    }
+  }
   for (const std::string mode : {"full", "diagonal"}) {
     EntkOptions opt;
     opt.mode = parse_entk_mode(mode);
