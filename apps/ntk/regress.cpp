@@ -263,11 +263,11 @@ Subcommand add_regress(CLI::App& app) {
       ->check(CLI::Range(1LL, 1LL << 40).description(""))
       ->type_name("M");
   sub->add_option("--center-seed", a->center_seed, "Seed of the centers' choice")->check(kUnsigned)->type_name("S");
-  sub->add_option("--max-iterations", a->max_iterations, "Nystrom: most conjugate-gradient iterations")
+  sub->add_option("--max-iterations", a->max_iterations, "Nyström: most conjugate-gradient iterations")
       ->check(CLI::Range(1LL, 1LL << 30).description(""))
       ->type_name("N")
       ->capture_default_str();
-  sub->add_option("--tolerance", a->tolerance, "Nystrom: relative residual at which CG stops")
+  sub->add_option("--tolerance", a->tolerance, "Nyström: relative residual at which CG stops")
       ->check(CLI::Range(0.0, 1.0).description(""))
       ->type_name("TOL")
       ->capture_default_str();
