@@ -107,6 +107,28 @@ TEST(Sketch, SrhtUnbiasedForInnerProduct) {
   }
 }
 
+// Uniform frequency sampling alone is already unbiased (Parseval), so the tests above cannot see the
+// random signs D; their job is to spread a spiky spectrum. The constant vector has all its energy at
+// frequency 0: without D one complex sample estimates ‖x‖² by L·‖x‖² or 0 (relative variance L − 1 =
+// 7); with D every frequency carries ‖x‖² in expectation and the relative variance is at most ≈ 1.75.
+TEST(Sketch, SrhtRandomSignsSpreadASpikySpectrum) {
+  const index_t d = 8, m = 2;
+  const Vec x(static_cast<size_t>(d), 1.0);
+  const int seeds = 1600;
+  double sum = 0, sum2 = 0;
+  for (int s = 0; s < seeds; ++s) {
+    Vec f(static_cast<size_t>(m));
+    Srht({d, m, std::uint64_t(s), 0}).apply(x.data(), 1, f.data());
+    const double r = (f[0] * f[0] + f[1] * f[1]) / double(d);  // ‖S(x)‖² / ‖x‖²
+    sum += r;
+    sum2 += r * r;
+  }
+  const double mean = sum / seeds, var = sum2 / seeds - mean * mean;
+  std::cout << "[ info ] constant vector, one complex sample: mean " << mean << ", relative variance " << var << "\n";
+  EXPECT_NEAR(mean, 1.0, 0.1);
+  EXPECT_LT(var, 2.5);
+}
+
 TEST(Sketch, TensorSrhtUnbiasedForProductOfInnerProducts) {
   const index_t d1 = 5, d2 = 3, m = 8;
   const Vec x = test::random_vector<double>(kN * d1, 21), y = test::random_vector<double>(kN * d2, 22);
