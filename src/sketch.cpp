@@ -170,6 +170,67 @@ void TensorSrht::apply(const double* x, const double* y, index_t n, double* out)
   });
 }
 
+// ---- PolySketch ----
+
+PolySketch::PolySketch(const PolySketchParams& p) : d_(p.input_dim), m_(p.output_dim), q_(p.degree) {
+  if (q_ < 1 || (q_ & (q_ - 1)) != 0)
+    throw InvalidArgument("PolySketch: degree must be a power of two (1, 2, 4, ...), got " + std::to_string(q_));
+  check_dims("PolySketch", d_, m_, true);
+  // Children get indices hashed from this sketch's index, so their streams differ from those of any
+  // stand-alone SRHT / TensorSRHT under the same seed.
+  auto child = [&](const char* kind, int i) {
+    return stream_id(("polysketch." + std::to_string(p.index) + "." + kind + "." + std::to_string(i)).c_str());
+  };
+  std::vector<double> e1(static_cast<size_t>(d_), 0.0);
+  e1[0] = 1.0;
+  leaf_e1_.resize(static_cast<size_t>(q_ * m_));
+  for (int i = 0; i < q_; ++i) {
+    leaves_.emplace_back(SketchParams{d_, m_, p.seed, child("leaf", i)});
+    leaves_.back().apply(e1.data(), 1, leaf_e1_.data() + i * m_);
+  }
+  for (int i = 0; i + 1 < q_; ++i) nodes_.emplace_back(TensorSketchParams{m_, m_, m_, p.seed, child("node", i)});
+}
+
+void PolySketch::row(const double* x, int j, double* out) const {
+  // Leaves: x for the first j, e1 for the rest; then pairwise TensorSRHTs up the tree. Calls on one
+  // row run serially (nested in the caller's parallel loop).
+  std::vector<double> level(static_cast<size_t>(q_ * m_)), next(level.size());
+  for (int i = 0; i < q_; ++i) {
+    double* o = level.data() + i * m_;
+    if (i < j)
+      leaves_[size_t(i)].apply(x, 1, o);
+    else
+      std::copy(leaf_e1_.begin() + i * m_, leaf_e1_.begin() + (i + 1) * m_, o);
+  }
+  size_t node = 0;
+  for (int width = q_; width > 1; width /= 2) {
+    for (int k = 0; k < width / 2; ++k)
+      nodes_[node++].apply(level.data() + 2 * k * m_, level.data() + (2 * k + 1) * m_, 1, next.data() + k * m_);
+    std::swap(level, next);
+  }
+  std::copy(level.begin(), level.begin() + m_, out);
+}
+
+void PolySketch::apply(const double* x, index_t n, double* out) const {
+  check_batch("PolySketch", n);
+  parallel_for(n, [&](std::int64_t begin, std::int64_t end) {
+    for (index_t i = begin; i < end; ++i) {
+      check_row("PolySketch", x + i * d_, d_, i);
+      row(x + i * d_, q_, out + i * m_);
+    }
+  });
+}
+
+void PolySketch::apply_degrees(const double* x, index_t n, double* out) const {
+  check_batch("PolySketch", n);
+  parallel_for(n, [&](std::int64_t begin, std::int64_t end) {
+    for (index_t i = begin; i < end; ++i) {
+      check_row("PolySketch", x + i * d_, d_, i);
+      for (int j = 0; j <= q_; ++j) row(x + i * d_, j, out + (i * (q_ + 1) + j) * m_);
+    }
+  });
+}
+
 // ---- CountSketch ----
 
 CountSketch::CountSketch(const SketchParams& p) : d_(p.input_dim), m_(p.output_dim) {

@@ -85,6 +85,38 @@ class TensorSrht {
   std::shared_ptr<const detail::Fft> fft1_, fft2_;
 };
 
+// PolySketch (Ahle et al. 2020) of x^⊗q, q a power of two: q leaf SRHTs (d -> m) combined pairwise by
+// a binary tree of TensorSRHTs (m, m -> m) of depth log2 q; E⟨P(x), P(y)⟩ = ⟨x, y⟩^q. Lower degrees
+// j < q reuse the same tree with leaves j..q−1 fed the sketch of e1 = (1, 0, ..., 0) instead of x,
+// so E⟨P_j(x), P_j(y)⟩ = ⟨x, y⟩^j (and P_0 is one fixed vector with E‖P_0‖² = 1).
+struct PolySketchParams {
+  index_t input_dim = 0;
+  index_t output_dim = 0;  // even
+  int degree = 2;          // q, a power of two ≥ 1
+  std::uint64_t seed = 0;
+  std::uint64_t index = 0;
+};
+
+class PolySketch {
+ public:
+  explicit PolySketch(const PolySketchParams& p);
+  index_t input_dim() const { return d_; }
+  index_t output_dim() const { return m_; }
+  int degree() const { return q_; }
+  // out (n, m): the sketch of x^⊗q.
+  void apply(const double* x, index_t n, double* out) const;
+  // out (n, q + 1, m): the sketches of x^⊗j for j = 0..q, from the one tree.
+  void apply_degrees(const double* x, index_t n, double* out) const;
+
+ private:
+  void row(const double* x, int j, double* out) const;  // degree j of one checked row
+  index_t d_, m_;
+  int q_;
+  std::vector<Srht> leaves_;        // q
+  std::vector<double> leaf_e1_;     // (q, m): leaf i applied to e1
+  std::vector<TensorSrht> nodes_;   // q − 1, level by level from the leaves up
+};
+
 // CountSketch (Charikar et al.): out[h(j)] += s(j)·x[j], h uniform in [0, m), s = ±1.
 class CountSketch {
  public:

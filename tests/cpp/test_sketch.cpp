@@ -2,6 +2,7 @@
 // error of the mean shrinking like 1/√seeds), determinism across threads and batch splits, bad input.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <functional>
@@ -202,6 +203,35 @@ TEST(Sketch, ArcCosineFeaturesUnbiasedForArcCosineKernels) {
   }
 }
 
+TEST(Sketch, PolySketchUnbiasedForPowersOfInnerProduct) {
+  const index_t d = 5, m = 32;
+  const int q = 4;
+  const Vec x = test::random_vector<double>(kN * d, 71, 1.0 / std::sqrt(double(d)));  // ⟨x, y⟩ of order 1
+  const Vec lin = linear_gram(x, kN, d);
+  for (int j = 0; j <= q; ++j) {
+    SCOPED_TRACE(j);
+    Vec exact(lin.size());
+    for (size_t k = 0; k < lin.size(); ++k) exact[k] = std::pow(lin[k], j);
+    check_unbiased(
+        [&](std::uint64_t seed) {
+          PolySketch s({d, m, q, seed, 0});
+          Vec all(static_cast<size_t>(kN * (q + 1) * m)), f(static_cast<size_t>(kN * m));
+          s.apply_degrees(x.data(), kN, all.data());
+          for (index_t i = 0; i < kN; ++i)
+            std::copy_n(all.begin() + (i * (q + 1) + j) * m, m, f.begin() + i * m);
+          return gram(f, kN, m);
+        },
+        exact, 0.1);
+  }
+  // apply() is the top degree of apply_degrees().
+  PolySketch s({d, m, q, 3, 0});
+  Vec all(static_cast<size_t>(kN * (q + 1) * m)), top(static_cast<size_t>(kN * m));
+  s.apply_degrees(x.data(), kN, all.data());
+  s.apply(x.data(), kN, top.data());
+  for (index_t i = 0; i < kN; ++i)
+    for (index_t k = 0; k < m; ++k) EXPECT_EQ(top[size_t(i * m + k)], all[size_t((i * (q + 1) + q) * m + k)]);
+}
+
 // Bit-identical output for 1 and 2 threads and for a batch split [0, k) + [k, n).
 template <class Apply>
 void check_deterministic(index_t n, index_t m, Apply apply) {
@@ -232,6 +262,8 @@ TEST(Sketch, OutputDependsOnlyOnSeedAndRow) {
   check_deterministic(n, m, [&](index_t r, index_t c, double* o) { cs.apply(x.data() + r * d, c, o); });
   TensorSketch ts({d, d2, m, 5, 0});
   check_deterministic(n, m, [&](index_t r, index_t c, double* o) { ts.apply(x.data() + r * d, y.data() + r * d2, c, o); });
+  PolySketch ps({d, m, 4, 5, 0});
+  check_deterministic(n, m, [&](index_t r, index_t c, double* o) { ps.apply(x.data() + r * d, c, o); });
   for (int order : {0, 1}) {
     ArcCosineFeatures rf({d, m, order, 5, 0});
     check_deterministic(n, m, [&](index_t r, index_t c, double* o) { rf.apply(x.data() + r * d, c, o); });
@@ -256,6 +288,9 @@ TEST(Sketch, BadInputThrows) {
   EXPECT_THROW(CountSketch({0, 4, 1, 0}), InvalidArgument);
   EXPECT_THROW(TensorSketch({2, 2, 0, 1, 0}), InvalidArgument);
   EXPECT_THROW(ArcCosineFeatures({3, 4, 2, 1, 0}), InvalidArgument);
+  EXPECT_THROW(PolySketch({3, 8, 3, 1, 0}), InvalidArgument);  // degree not a power of two
+  EXPECT_THROW(PolySketch({3, 8, 0, 1, 0}), InvalidArgument);
+  EXPECT_THROW(PolySketch({3, 7, 2, 1, 0}), InvalidArgument);
   EXPECT_THROW(ArcCosineFeatures({0, 4, 1, 1, 0}), InvalidArgument);
 
   const double nan = std::numeric_limits<double>::quiet_NaN();
@@ -265,6 +300,7 @@ TEST(Sketch, BadInputThrows) {
   EXPECT_THROW(ArcCosineFeatures({3, 4, 1, 1, 0}).apply(x.data(), 2, out.data()), InvalidArgument);
   EXPECT_THROW(TensorSrht({3, 3, 4, 1, 0}).apply(y.data(), x.data(), 2, out.data()), InvalidArgument);
   EXPECT_THROW(TensorSketch({3, 3, 4, 1, 0}).apply(x.data(), y.data(), 2, out.data()), InvalidArgument);
+  EXPECT_THROW(PolySketch({3, 4, 2, 1, 0}).apply(x.data(), 2, out.data()), InvalidArgument);
   EXPECT_NO_THROW(Srht({3, 4, 1, 0}).apply(y.data(), 2, out.data()));
 }
 
