@@ -56,6 +56,7 @@ Vec arccos_gram(const Vec& x, index_t n, index_t d, int order) {
 void check_unbiased(const std::function<Vec(std::uint64_t)>& sketched_gram, const Vec& exact, double max_rel_error) {
   const int seeds = 1600;
   const size_t e = exact.size();
+  ThreadScope serial(1);  // batches of 6 rows: waking the pool per seed would cost more than the work
   std::vector<Vec> g(seeds);
   for (int s = 0; s < seeds; ++s) g[size_t(s)] = sketched_gram(std::uint64_t(s));
 
