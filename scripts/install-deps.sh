@@ -6,7 +6,7 @@
 set -euo pipefail
 profile=${1:-build}
 
-build_pkgs=(g++ cmake make pkg-config libopenblas-dev liblapacke-dev zlib1g-dev libzip-dev libcli11-dev libeigen3-dev libspectra-dev
+build_pkgs=(g++ cmake make pkg-config libopenblas-dev liblapacke-dev zlib1g-dev libzip-dev libcli11-dev libeigen3-dev libspectra-dev libkissfft-dev
             dataset-fashion-mnist)
 test_pkgs=(libgtest-dev libbenchmark-dev python3 python3-numpy python3-torch python3-pytest python3-venv clang)
 

@@ -1,0 +1,331 @@
+// Sketch operators and random features (see ntk/sketch.hpp for the contracts).
+//
+// Scaling of the complex SRHT: with F = FFT_L (unnormalized) and D i.i.d. ±1,
+//   E_D[F(x∘D)_k · conj F(y∘D)_k] = Σ_{j,j'} x_j y_j' E[D_j D_j'] ω^{(j−j')k} = Σ_j x_j y_j = ⟨x, y⟩
+// for every frequency k (zero padding adds nothing). So with s = m/2 samples k ∈ P and z = F[P]/√s,
+// E Σ_k z_k(x) conj z_k(y) = ⟨x, y⟩, and the real features [Re z, Im z] have
+// ⟨S(x), S(y)⟩ = Re Σ_k z_k(x) conj z_k(y), unbiased for the real ⟨x, y⟩. TensorSRHT multiplies two
+// independent such transforms, whence ⟨x, x'⟩⟨y, y'⟩.
+#include "ntk/sketch.hpp"
+
+#include <kissfft.hh>
+
+#include <algorithm>
+#include <cmath>
+#include <complex>
+#include <string>
+
+#include "ntk/error.hpp"
+#include "ntk/parallel.hpp"
+#include "ntk/rng.hpp"
+
+namespace ntk {
+
+using cplx = std::complex<double>;
+
+namespace detail {
+struct Fft {
+  Fft(index_t n, bool inverse) : length(n), plan(static_cast<std::size_t>(n), inverse) {}
+  index_t length;
+  kissfft<double> plan;  // transform() is const and, for radices 2..5 only, touches no shared state
+};
+}  // namespace detail
+
+namespace {
+
+// The smallest 2^a 3^b 5^c ≥ n. kissfft handles any length, but a prime factor > 5 goes through its
+// generic butterfly, which is O(p²) and writes a scratch buffer inside the (shared) plan, so it is
+// neither fast nor thread-safe: padding to these lengths avoids it, and zero padding keeps the SRHT
+// unbiased (see above).
+index_t fft_length(index_t n) {
+  index_t best = 1;
+  while (best < n) best *= 2;  // a power of two always works; look for a smaller 5-smooth one
+  for (index_t p5 = 1; p5 < best; p5 *= 5)
+    for (index_t p35 = p5; p35 < best; p35 *= 3) {
+      index_t v = p35;
+      while (v < n) v *= 2;
+      if (v < best) best = v;
+    }
+  return best;
+}
+
+std::shared_ptr<const detail::Fft> make_fft(index_t n, bool inverse = false) {
+  return std::make_shared<const detail::Fft>(n, inverse);
+}
+
+// The random stream of one purpose ("srht.D") of operator `index`.
+std::uint64_t stream(const char* purpose, std::uint64_t index) {
+  return stream_id((std::string(purpose) + "." + std::to_string(index)).c_str());
+}
+
+std::vector<double> random_signs(std::uint64_t seed, std::uint64_t s, index_t count) {
+  std::vector<double> v(static_cast<size_t>(count));
+  for (index_t j = 0; j < count; ++j) v[size_t(j)] = uniform(seed, s, std::uint64_t(j)) < 0.5 ? -1.0 : 1.0;
+  return v;
+}
+
+// `count` indices uniform in [0, range), with replacement.
+std::vector<index_t> random_indices(std::uint64_t seed, std::uint64_t s, index_t count, index_t range) {
+  std::vector<index_t> v(static_cast<size_t>(count));
+  for (index_t k = 0; k < count; ++k) {
+    const auto i = static_cast<index_t>(uniform(seed, s, std::uint64_t(k)) * double(range));
+    v[size_t(k)] = i < range ? i : range - 1;  // uniform() < 1, but guard the rounding of the product
+  }
+  return v;
+}
+
+void check_dims(const char* what, index_t d, index_t m, bool even) {
+  if (d < 1) throw InvalidArgument(std::string(what) + ": input dimension must be >= 1, got " + std::to_string(d));
+  if (m < 1) throw InvalidArgument(std::string(what) + ": output dimension must be >= 1, got " + std::to_string(m));
+  if (even && m % 2 != 0)
+    throw InvalidArgument(std::string(what) + ": output dimension must be even (real and imaginary parts of m/2 complex samples), got " +
+                          std::to_string(m));
+}
+
+void check_batch(const char* what, index_t n) {
+  if (n < 0) throw InvalidArgument(std::string(what) + ": negative row count " + std::to_string(n));
+}
+
+void check_row(const char* what, const double* x, index_t d, index_t row) {
+  for (index_t j = 0; j < d; ++j)
+    if (!std::isfinite(x[j]))
+      throw InvalidArgument(std::string(what) + ": row " + std::to_string(row) + " has a NaN or infinite entry (column " +
+                            std::to_string(j) + ")");
+}
+
+// buf = FFT(x ∘ sign), x zero-padded to the FFT length; out = FFT.
+void signed_fft(const detail::Fft& fft, const double* x, const std::vector<double>& sign, std::vector<cplx>& buf,
+                std::vector<cplx>& out) {
+  const auto d = static_cast<index_t>(sign.size());
+  for (index_t j = 0; j < d; ++j) buf[size_t(j)] = cplx(x[j] * sign[size_t(j)], 0.0);
+  for (index_t j = d; j < fft.length; ++j) buf[size_t(j)] = 0.0;
+  fft.plan.transform(buf.data(), out.data());
+}
+
+}  // namespace
+
+// ---- Srht ----
+
+Srht::Srht(const SketchParams& p) : d_(p.input_dim), m_(p.output_dim) {
+  check_dims("SRHT", d_, m_, true);
+  fft_ = make_fft(fft_length(d_));
+  sign_ = random_signs(p.seed, stream("srht.D", p.index), d_);
+  pick_ = random_indices(p.seed, stream("srht.P", p.index), m_ / 2, fft_->length);
+}
+
+void Srht::apply(const double* x, index_t n, double* out) const {
+  check_batch("SRHT", n);
+  const index_t s = m_ / 2;
+  const double scale = 1.0 / std::sqrt(double(s));
+  parallel_for(n, [&](std::int64_t begin, std::int64_t end) {
+    std::vector<cplx> buf(static_cast<size_t>(fft_->length)), f(static_cast<size_t>(fft_->length));
+    for (index_t i = begin; i < end; ++i) {
+      const double* xi = x + i * d_;
+      check_row("SRHT", xi, d_, i);
+      signed_fft(*fft_, xi, sign_, buf, f);
+      double* o = out + i * m_;
+      for (index_t k = 0; k < s; ++k) {
+        const cplx z = f[size_t(pick_[size_t(k)])];
+        o[k] = scale * z.real();
+        o[s + k] = scale * z.imag();
+      }
+    }
+  });
+}
+
+// ---- TensorSrht ----
+
+TensorSrht::TensorSrht(const TensorSketchParams& p) : d1_(p.input_dim1), d2_(p.input_dim2), m_(p.output_dim) {
+  check_dims("TensorSRHT", d1_, m_, true);
+  check_dims("TensorSRHT", d2_, m_, true);
+  fft1_ = make_fft(fft_length(d1_));
+  fft2_ = d2_ == d1_ ? fft1_ : make_fft(fft_length(d2_));
+  sign1_ = random_signs(p.seed, stream("tensor_srht.D1", p.index), d1_);
+  sign2_ = random_signs(p.seed, stream("tensor_srht.D2", p.index), d2_);
+  pick1_ = random_indices(p.seed, stream("tensor_srht.P1", p.index), m_ / 2, fft1_->length);
+  pick2_ = random_indices(p.seed, stream("tensor_srht.P2", p.index), m_ / 2, fft2_->length);
+}
+
+void TensorSrht::apply(const double* x, const double* y, index_t n, double* out) const {
+  check_batch("TensorSRHT", n);
+  const index_t s = m_ / 2;
+  const double scale = 1.0 / std::sqrt(double(s));
+  parallel_for(n, [&](std::int64_t begin, std::int64_t end) {
+    const index_t len = std::max(fft1_->length, fft2_->length);
+    std::vector<cplx> buf(static_cast<size_t>(len)), f1(static_cast<size_t>(len)), f2(static_cast<size_t>(len));
+    for (index_t i = begin; i < end; ++i) {
+      const double* xi = x + i * d1_;
+      const double* yi = y + i * d2_;
+      check_row("TensorSRHT (first input)", xi, d1_, i);
+      check_row("TensorSRHT (second input)", yi, d2_, i);
+      signed_fft(*fft1_, xi, sign1_, buf, f1);
+      signed_fft(*fft2_, yi, sign2_, buf, f2);
+      double* o = out + i * m_;
+      for (index_t k = 0; k < s; ++k) {
+        const cplx z = f1[size_t(pick1_[size_t(k)])] * f2[size_t(pick2_[size_t(k)])];
+        o[k] = scale * z.real();
+        o[s + k] = scale * z.imag();
+      }
+    }
+  });
+}
+
+// ---- PolySketch ----
+
+PolySketch::PolySketch(const PolySketchParams& p) : d_(p.input_dim), m_(p.output_dim), q_(p.degree) {
+  if (q_ < 1 || (q_ & (q_ - 1)) != 0)
+    throw InvalidArgument("PolySketch: degree must be a power of two (1, 2, 4, ...), got " + std::to_string(q_));
+  check_dims("PolySketch", d_, m_, true);
+  // Children get indices hashed from this sketch's index, so their streams differ from those of any
+  // stand-alone SRHT / TensorSRHT under the same seed.
+  auto child = [&](const char* kind, int i) {
+    return stream_id(("polysketch." + std::to_string(p.index) + "." + kind + "." + std::to_string(i)).c_str());
+  };
+  std::vector<double> e1(static_cast<size_t>(d_), 0.0);
+  e1[0] = 1.0;
+  leaf_e1_.resize(static_cast<size_t>(q_ * m_));
+  for (int i = 0; i < q_; ++i) {
+    leaves_.emplace_back(SketchParams{d_, m_, p.seed, child("leaf", i)});
+    leaves_.back().apply(e1.data(), 1, leaf_e1_.data() + i * m_);
+  }
+  for (int i = 0; i + 1 < q_; ++i) nodes_.emplace_back(TensorSketchParams{m_, m_, m_, p.seed, child("node", i)});
+}
+
+void PolySketch::row(const double* x, int j, double* out) const {
+  // Leaves: x for the first j, e1 for the rest; then pairwise TensorSRHTs up the tree. Calls on one
+  // row run serially (nested in the caller's parallel loop).
+  std::vector<double> level(static_cast<size_t>(q_ * m_)), next(level.size());
+  for (int i = 0; i < q_; ++i) {
+    double* o = level.data() + i * m_;
+    if (i < j)
+      leaves_[size_t(i)].apply(x, 1, o);
+    else
+      std::copy(leaf_e1_.begin() + i * m_, leaf_e1_.begin() + (i + 1) * m_, o);
+  }
+  size_t node = 0;
+  for (int width = q_; width > 1; width /= 2) {
+    for (int k = 0; k < width / 2; ++k)
+      nodes_[node++].apply(level.data() + 2 * k * m_, level.data() + (2 * k + 1) * m_, 1, next.data() + k * m_);
+    std::swap(level, next);
+  }
+  std::copy(level.begin(), level.begin() + m_, out);
+}
+
+void PolySketch::apply(const double* x, index_t n, double* out) const {
+  check_batch("PolySketch", n);
+  parallel_for(n, [&](std::int64_t begin, std::int64_t end) {
+    for (index_t i = begin; i < end; ++i) {
+      check_row("PolySketch", x + i * d_, d_, i);
+      row(x + i * d_, q_, out + i * m_);
+    }
+  });
+}
+
+void PolySketch::apply_degrees(const double* x, index_t n, double* out) const {
+  check_batch("PolySketch", n);
+  parallel_for(n, [&](std::int64_t begin, std::int64_t end) {
+    for (index_t i = begin; i < end; ++i) {
+      check_row("PolySketch", x + i * d_, d_, i);
+      for (int j = 0; j <= q_; ++j) row(x + i * d_, j, out + (i * (q_ + 1) + j) * m_);
+    }
+  });
+}
+
+// ---- CountSketch ----
+
+CountSketch::CountSketch(const SketchParams& p) : d_(p.input_dim), m_(p.output_dim) {
+  check_dims("CountSketch", d_, m_, false);
+  bucket_ = random_indices(p.seed, stream("count_sketch.h", p.index), d_, m_);
+  sign_ = random_signs(p.seed, stream("count_sketch.s", p.index), d_);
+}
+
+void CountSketch::apply_row(const double* x, double* out) const {
+  for (index_t k = 0; k < m_; ++k) out[k] = 0.0;
+  for (index_t j = 0; j < d_; ++j) out[bucket_[size_t(j)]] += sign_[size_t(j)] * x[j];
+}
+
+void CountSketch::apply(const double* x, index_t n, double* out) const {
+  check_batch("CountSketch", n);
+  parallel_for(n, [&](std::int64_t begin, std::int64_t end) {
+    for (index_t i = begin; i < end; ++i) {
+      check_row("CountSketch", x + i * d_, d_, i);
+      apply_row(x + i * d_, out + i * m_);
+    }
+  });
+}
+
+// ---- TensorSketch ----
+
+namespace {
+SketchParams half(const TensorSketchParams& p, int which) {
+  // Two independent CountSketches under the same (seed, index): distinct purposes via the index.
+  return SketchParams{which == 1 ? p.input_dim1 : p.input_dim2, p.output_dim, p.seed, 2 * p.index + std::uint64_t(which - 1)};
+}
+}  // namespace
+
+TensorSketch::TensorSketch(const TensorSketchParams& p) : m_(p.output_dim), cs1_(half(p, 1)), cs2_(half(p, 2)) {
+  // Linear convolution of two length-m vectors has 2m − 1 terms; a cyclic FFT at least that long
+  // computes it exactly, and folding index k onto k mod m gives the circular convolution for any m.
+  const index_t len = fft_length(2 * m_ - 1);
+  fft_ = make_fft(len, false);
+  ifft_ = make_fft(len, true);
+}
+
+void TensorSketch::apply(const double* x, const double* y, index_t n, double* out) const {
+  check_batch("TensorSketch", n);
+  const index_t d1 = cs1_.d_, d2 = cs2_.d_, len = fft_->length;
+  parallel_for(n, [&](std::int64_t begin, std::int64_t end) {
+    std::vector<double> a(static_cast<size_t>(m_)), b(static_cast<size_t>(m_));
+    std::vector<cplx> buf(static_cast<size_t>(len)), fa(static_cast<size_t>(len)), fb(static_cast<size_t>(len));
+    for (index_t i = begin; i < end; ++i) {
+      check_row("TensorSketch (first input)", x + i * d1, d1, i);
+      check_row("TensorSketch (second input)", y + i * d2, d2, i);
+      cs1_.apply_row(x + i * d1, a.data());
+      cs2_.apply_row(y + i * d2, b.data());
+      for (index_t k = 0; k < len; ++k) buf[size_t(k)] = k < m_ ? cplx(a[size_t(k)], 0.0) : cplx(0.0);
+      fft_->plan.transform(buf.data(), fa.data());
+      for (index_t k = 0; k < len; ++k) buf[size_t(k)] = k < m_ ? cplx(b[size_t(k)], 0.0) : cplx(0.0);
+      fft_->plan.transform(buf.data(), fb.data());
+      for (index_t k = 0; k < len; ++k) fa[size_t(k)] *= fb[size_t(k)];
+      ifft_->plan.transform(fa.data(), buf.data());  // unnormalized inverse: divide by len
+      double* o = out + i * m_;
+      for (index_t k = 0; k < m_; ++k) o[k] = 0.0;
+      for (index_t k = 0; k < 2 * m_ - 1; ++k) o[k % m_] += buf[size_t(k)].real() / double(len);
+    }
+  });
+}
+
+// ---- ArcCosineFeatures ----
+
+ArcCosineFeatures::ArcCosineFeatures(const ArcCosineParams& p) : d_(p.input_dim), m_(p.output_dim), order_(p.order) {
+  check_dims("arc-cosine features", d_, m_, false);
+  if (order_ != 0 && order_ != 1)
+    throw InvalidArgument("arc-cosine features: order must be 0 or 1, got " + std::to_string(order_));
+  const std::uint64_t s = stream("arccos.W", p.index);
+  w_.resize(size_t(m_ * d_));
+  for (index_t k = 0; k < m_ * d_; ++k) w_[size_t(k)] = normal(p.seed, s, std::uint64_t(k));
+}
+
+void ArcCosineFeatures::apply(const double* x, index_t n, double* out) const {
+  check_batch("arc-cosine features", n);
+  // E[1[w·x > 0] 1[w·y > 0]] = (π − θ)/(2π) and E[relu(w·x) relu(w·y)] = ‖x‖‖y‖(sin θ + (π − θ) cos θ)/(2π)
+  // for w ~ N(0, I) (Cho & Saul 2009): the factor 2/m makes the mean of m features κ0 resp. ‖x‖‖y‖κ1.
+  const double scale = std::sqrt(2.0 / double(m_));
+  parallel_for(n, [&](std::int64_t begin, std::int64_t end) {
+    for (index_t i = begin; i < end; ++i) {
+      const double* xi = x + i * d_;
+      check_row("arc-cosine features", xi, d_, i);
+      double* o = out + i * m_;
+      // A plain loop per row, not a GEMM over the batch: the summation order, hence every bit of the
+      // output, is then independent of the batch split.
+      for (index_t k = 0; k < m_; ++k) {
+        const double* w = w_.data() + k * d_;
+        double t = 0.0;
+        for (index_t j = 0; j < d_; ++j) t += w[j] * xi[j];
+        o[k] = order_ == 0 ? (t > 0.0 ? scale : 0.0) : (t > 0.0 ? scale * t : 0.0);
+      }
+    }
+  });
+}
+
+}  // namespace ntk
