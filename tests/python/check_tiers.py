@@ -5,6 +5,11 @@ left CI green while the oracles checked nothing. scripts/test.sh runs pytest wit
 then this script over that report:
 
   check_tiers.py REPORT.xml --tests-dir tests/python --nt-status STATUS
+  check_tiers.py --ctest CTEST.xml --expected-skips tests/cpp/expected_skips.txt
+
+The second form checks the C++ tier from ctest's --output-junit report: at least one test ran, and
+every skipped test (GTEST_SKIP, e.g. NumPy missing for an oracle) is one of the by-design skips
+listed in the expected-skips file.
 
 Rules, per test module (tests/python/test_*.py):
   - every module must appear in the report with at least one test that ran, and none skipped;
@@ -16,6 +21,7 @@ Rules, per test module (tests/python/test_*.py):
 Exit status 0 when every rule holds, 1 otherwise (each violation printed on stderr).
 """
 import argparse
+import re
 import sys
 import xml.etree.ElementTree as ET
 from collections import defaultdict
@@ -35,12 +41,37 @@ def module_of(case):
     return key
 
 
+def check_ctest(report, expected_skips):
+    """The C++ tier: tests ran, and nothing skipped that is not expected to."""
+    patterns = [line.strip() for line in Path(expected_skips).read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
+    ran, unexpected = 0, []
+    for case in ET.parse(report).getroot().iter("testcase"):
+        name = case.get("name", "")
+        if case.find("skipped") is None and case.get("status") != "notrun":
+            ran += 1
+        elif not any(re.fullmatch(p, name) for p in patterns):
+            unexpected.append(name)
+    print(f"check_tiers: C++ (ctest): {ran} ran, {len(unexpected)} skipped unexpectedly", file=sys.stderr)
+    for name in unexpected:
+        print(f"check_tiers: FAIL: C++ test skipped: {name[:160]}", file=sys.stderr)
+    if ran == 0:
+        print("check_tiers: FAIL: C++ (ctest): no test ran", file=sys.stderr)
+    return 1 if unexpected or ran == 0 else 0
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("report")
+    ap.add_argument("report", nargs="?")
+    ap.add_argument("--ctest", help="ctest --output-junit report: check the C++ tier instead")
+    ap.add_argument("--expected-skips", default=str(Path(__file__).resolve().parents[1] / "cpp" / "expected_skips.txt"))
     ap.add_argument("--tests-dir", default=str(Path(__file__).resolve().parent))
     ap.add_argument("--nt-status", default="missing", help="first word of build-nt/status (ok, offline, failed...)")
     args = ap.parse_args(argv)
+    if args.ctest:
+        return check_ctest(args.ctest, args.expected_skips)
+    if not args.report:
+        ap.error("give the pytest junit report (or --ctest)")
 
     counts = defaultdict(lambda: {"ran": 0, "skipped": 0, "reasons": []})
     root = ET.parse(args.report).getroot()
