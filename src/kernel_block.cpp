@@ -300,7 +300,7 @@ class GradientBlocks final : public BlocksBase {
     check_indices(idx, rows_, "row", *this);
     ThreadScope scope(threads);
     const index_t P = net_.num_params();
-    for_each_chunk(idx, [&](size_t begin, const std::vector<T>& g, index_t n) {
+    for_each_chunk(idx, [&](size_t begin, const T* g, index_t n) {
       for (index_t i = 0; i < n; ++i) {
         double s = 0;
         for (index_t p = 0; p < P; ++p) s += double(g[size_t(i * P + p)]) * double(g[size_t(i * P + p)]);
@@ -333,12 +333,19 @@ class GradientBlocks final : public BlocksBase {
     });
     return g;
   }
+  // f(begin, gradients of the rows idx[begin, begin + n), n), chunk by chunk; `known`: the
+  // gradients of all of idx, already computed (a symmetric block's columns).
   template <class F>
-  void for_each_chunk(std::span<const index_t> idx, const F& f) const {
-    const index_t step = chunk_rows();
+  void for_each_chunk(std::span<const index_t> idx, const F& f, const T* known = nullptr) const {
+    const index_t step = chunk_rows(), P = net_.num_params();
     for (size_t begin = 0; begin < idx.size(); begin += size_t(step)) {
       const index_t n = std::min<index_t>(step, index_t(idx.size() - begin));
-      f(begin, gradients(x_rows_, idx.subspan(begin, size_t(n))), n);
+      if (known) {
+        f(begin, known + begin * size_t(P), n);
+      } else {
+        const std::vector<T> g = gradients(x_rows_, idx.subspan(begin, size_t(n)));
+        f(begin, g.data(), n);
+      }
     }
   }
   // The columns' gradients: the kept ones when ci is the kept column list.
@@ -368,21 +375,22 @@ class GradientBlocks final : public BlocksBase {
   void fill(std::span<const index_t> ri, std::span<const index_t> ci, double* out, int) const override {
     const index_t P = net_.num_params(), nc = index_t(ci.size());
     const auto gc = column_gradients(ci);
+    const T* rows_known = symmetric_ && same_indices(ri, ci) ? gc->data() : nullptr;
     if constexpr (std::is_same_v<T, double>) {
-      for_each_chunk(ri, [&](size_t begin, const std::vector<T>& gr, index_t n) {
-        detail::gemm(false, true, n, nc, P, 1.0, gr.data(), P, gc->data(), P, 0.0, out + begin * size_t(nc), nc);
-      });
+      for_each_chunk(ri, [&](size_t begin, const T* gr, index_t n) {
+        detail::gemm(false, true, n, nc, P, 1.0, gr, P, gc->data(), P, 0.0, out + begin * size_t(nc), nc);
+      }, rows_known);
     } else {
       std::vector<double> r64, c64;
       const index_t col_step = chunk_rows();
-      for_each_chunk(ri, [&](size_t begin, const std::vector<T>& gr, index_t n) {
-        r64.assign(gr.begin(), gr.end());
+      for_each_chunk(ri, [&](size_t begin, const T* gr, index_t n) {
+        r64.assign(gr, gr + n * P);
         for (index_t c0 = 0; c0 < nc; c0 += col_step) {
           const index_t cols = std::min(col_step, nc - c0);
           c64.assign(gc->begin() + c0 * P, gc->begin() + (c0 + cols) * P);
           detail::gemm(false, true, n, cols, P, 1.0, r64.data(), P, c64.data(), P, 0.0, out + begin * size_t(nc) + c0, nc);
         }
-      });
+      }, rows_known);
     }
   }
   const Network& net_;

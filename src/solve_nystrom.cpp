@@ -453,8 +453,13 @@ NystromFit nystrom_ridge(const KernelBlocks& k, const Array<double>& y, const Ny
                            format_bytes(budget) + ": it is recomputed in blocks of " + std::to_string(block_rows) +
                            " rows every iteration");
 
-  const std::vector<double> diag = kernel_diagonal(k);
-  fit.kernel_evaluations += std::uint64_t(n);
+  // The diagonal (N kernel entries: a full pass over the examples for a network kernel) only when
+  // something reads it: the relative ridge or a pivoted selection.
+  std::vector<double> diag;
+  if (options.relative || (m < n && options.selection != CenterSelection::uniform)) {
+    diag = kernel_diagonal(k);
+    fit.kernel_evaluations += std::uint64_t(n);
+  }
   double mean_diag = 0;
   for (const double v : diag) mean_diag += v;
   mean_diag /= double(n);
