@@ -101,6 +101,19 @@ void keep_freed_memory_for_reuse() {
 
 namespace detail {
 
+std::string input_name(const JobInput& in, const std::string& array_name) {
+  if (!in.label.empty()) return in.label;
+  return in.array ? array_name : "'" + in.path + "'";
+}
+
+RawArray raw_input(const JobInput& in) {
+  if (!in.array) return load_input(in.path, InputOptions{IdxScale::raw});
+  RawArray r{in.array->dtype, in.array->shape, {}};
+  const auto* bytes = static_cast<const std::byte*>(in.array->data);
+  r.bytes.assign(bytes, bytes + numel(r.shape) * index_t(dtype_size(r.dtype)));
+  return r;
+}
+
 LoadedInput::LoadedInput(const JobInput& input, const InputOptions& options) : view_(input.array), name_(input.label) {
   if (name_.empty()) name_ = view_ ? std::string("input array") : "input '" + input.path + "'";
   if (!view_) file_ = load_input(input.path, options);

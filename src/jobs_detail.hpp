@@ -29,6 +29,15 @@ class LoadedInput {
   std::string name_;
 };
 
+// How messages name an input: its label, else "'<path>'", or array_name for an array in memory.
+std::string input_name(const JobInput& in, const std::string& array_name = "input array");
+
+// An input's stored array, unconverted and never rescaled (labels and kernels are numbers already):
+// a file read by content (.npy or IDX), or a copy of an array in memory.
+RawArray raw_input(const JobInput& in);
+
+inline bool is_float(DType d) { return d == DType::float32 || d == DType::float64; }
+
 // float64 when asked, or when not asked and the input is float64; float32 otherwise.
 inline bool computes_in_float64(const std::optional<DType>& asked, DType input) {
   return asked ? *asked == DType::float64 : input == DType::float64;

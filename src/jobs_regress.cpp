@@ -21,28 +21,15 @@
 namespace ntk {
 namespace {
 
-std::string name_of(const JobInput& in) {
-  if (!in.label.empty()) return in.label;
-  return in.array ? std::string("input array") : "'" + in.path + "'";
-}
-
-// The stored array of a file or a view, unconverted (IDX values never rescaled: labels and kernels
-// are numbers already).
-RawArray raw_of(const JobInput& in) {
-  if (!in.array) return load_input(in.path, InputOptions{IdxScale::raw});
-  RawArray r{in.array->dtype, in.array->shape, {}};
-  const auto* bytes = static_cast<const std::byte*>(in.array->data);
-  r.bytes.assign(bytes, bytes + numel(r.shape) * index_t(dtype_size(r.dtype)));
-  return r;
-}
-
-bool is_float(DType d) { return d == DType::float32 || d == DType::float64; }
+using detail::input_name;
+using detail::is_float;
+using detail::raw_input;
 
 // A kernel as float64, (rows, cols) checked by the caller; non-finite values refused here, with
 // the input's name (the solvers would refuse them too, but without saying which file).
 Array<double> load_kernel(const JobInput& in) {
-  const std::string name = name_of(in);
-  RawArray raw = raw_of(in);
+  const std::string name = input_name(in);
+  RawArray raw = raw_input(in);
   if (raw.shape.size() != 2)
     throw InvalidArgument(name + " has shape " + shape_string(raw.shape) + "; a kernel is a matrix (rows, columns)");
   Array<double> k = raw.as<double>();
@@ -54,7 +41,7 @@ Array<double> load_kernel(const JobInput& in) {
 
 void check_rows(const Array<double>& k, index_t rows, index_t cols, const JobInput& in, const std::string& why) {
   if (k.dim(0) != rows || k.dim(1) != cols)
-    throw InvalidArgument(name_of(in) + " is " + shape_string(k.shape()) + " but must be (" + std::to_string(rows) +
+    throw InvalidArgument(input_name(in) + " is " + shape_string(k.shape()) + " but must be (" + std::to_string(rows) +
                           ", " + std::to_string(cols) + ")" + why);
 }
 
@@ -270,7 +257,7 @@ BlockSource open_blocks(const RegressJob& job, const BlockBudget& block_budget) 
     return src;
   }
   auto open = [&](const JobInput& in, bool symmetric) {
-    if (!in.array) return detail::with_context(name_of(in) + ": ", [&] { return npy_kernel_blocks(in.path, symmetric); });
+    if (!in.array) return detail::with_context(input_name(in) + ": ", [&] { return npy_kernel_blocks(in.path, symmetric); });
     src.arrays.push_back(std::make_unique<Array<double>>(load_kernel(in)));
     return array_kernel_blocks(*src.arrays.back(), symmetric);
   };
@@ -360,7 +347,7 @@ SolveOutcome solve_features(const RegressJob& job, const Array<double>& y, index
   opt.ridge = job.ridge;
   opt.relative = !job.ridge_absolute;
   opt.threads = job.threads;
-  const FeatureRidgeFit fit = detail::with_context(name_of(*job.f_train) + ": ", [&] {
+  const FeatureRidgeFit fit = detail::with_context(input_name(*job.f_train) + ": ", [&] {
     return job.f_train->array ? feature_ridge(load_kernel(*job.f_train), y, opt) : feature_ridge(job.f_train->path, y, opt);
   });
   const index_t o = y.dim(1);
@@ -370,8 +357,8 @@ SolveOutcome solve_features(const RegressJob& job, const Array<double>& y, index
   if (job.f_test) {
     const Array<double> ft = load_kernel(*job.f_test);
     if (ft.dim(1) != fit.weights.dim(0))
-      throw InvalidArgument(name_of(*job.f_test) + " has " + std::to_string(ft.dim(1)) + " features per example but " +
-                            name_of(*job.f_train) + " has " + std::to_string(fit.weights.dim(0)) +
+      throw InvalidArgument(input_name(*job.f_test) + " has " + std::to_string(ft.dim(1)) + " features per example but " +
+                            input_name(*job.f_train) + " has " + std::to_string(fit.weights.dim(0)) +
                             "; compute both with the same feature map");
     s.test = feature_ridge_predict(ft, fit.weights, job.threads);
     s.test.reshape(Shape{1, m, o});
@@ -388,17 +375,17 @@ std::pair<index_t, index_t> matrix_shape(const JobInput& in) {
   if (in.array) {
     shape = in.array->shape;
   } else {
-    shape = detail::with_context(name_of(in) + ": ", [&] { return detail::MappedNpyReader(in.path).shape(); });
+    shape = detail::with_context(input_name(in) + ": ", [&] { return detail::MappedNpyReader(in.path).shape(); });
   }
   if (shape.size() != 2)
-    throw InvalidArgument(name_of(in) + " has shape " + shape_string(shape) + "; expected a matrix (examples, features)");
+    throw InvalidArgument(input_name(in) + " has shape " + shape_string(shape) + "; expected a matrix (examples, features)");
   return {shape[0], shape[1]};
 }
 
 }  // namespace
 
 Targets load_targets(const JobInput& input) {
-  const std::string name = name_of(input);
+  const std::string name = input_name(input);
   // An IDX file is labels whatever its element type; load_input reads any file that is not .npy as IDX.
   const bool idx = !input.array && [&] {
     char head[6] = {};
@@ -408,7 +395,7 @@ Targets load_targets(const JobInput& input) {
     std::fclose(f);
     return !(got == 6 && std::memcmp(head, "\x93NUMPY", 6) == 0);
   }();
-  RawArray raw = raw_of(input);
+  RawArray raw = raw_input(input);
   Targets t;
   if (numel(raw.shape) == 0 || raw.shape.empty() || raw.shape[0] == 0)
     throw InvalidArgument(name + " holds no targets (shape " + shape_string(raw.shape) + ")");
@@ -453,7 +440,7 @@ Array<double> targets_matrix(const JobInput& input, index_t classes) {
   Targets t = load_targets(input);
   if (!t.is_labels) return std::move(t.values);
   if (classes == 0) classes = index_t(*std::max_element(t.labels.begin(), t.labels.end())) + 1;
-  return detail::with_context(name_of(input) + ": ", [&] { return one_hot(t.labels, classes); });
+  return detail::with_context(input_name(input) + ": ", [&] { return one_hot(t.labels, classes); });
 }
 
 std::vector<std::int64_t> argmax_rows(const Array<double>& p) {
@@ -500,8 +487,8 @@ RegressResult run_regress(const RegressJob& job) {
   if (job.y_test) {
     test = load_targets(*job.y_test);
     if (test->is_labels != train.is_labels)
-      throw InvalidArgument(name_of(*job.y_test) + (test->is_labels ? " holds class labels" : " holds float targets") +
-                            " but " + name_of(job.y_train) + (train.is_labels ? " class labels" : " float targets") +
+      throw InvalidArgument(input_name(*job.y_test) + (test->is_labels ? " holds class labels" : " holds float targets") +
+                            " but " + input_name(job.y_train) + (train.is_labels ? " class labels" : " float targets") +
                             "; give both in the same form");
   }
   const index_t train_rows = train.rows(), test_rows = test ? test->rows() : 0;
@@ -514,16 +501,16 @@ RegressResult run_regress(const RegressJob& job) {
       if (test) top = std::max(top, *std::max_element(test->labels.begin(), test->labels.end()));
       classes = index_t(top) + 1;
     }
-    y = detail::with_context(name_of(job.y_train) + ": ", [&] { return one_hot(train.labels, classes); });
-    if (test) y_test = detail::with_context(name_of(*job.y_test) + ": ", [&] { return one_hot(test->labels, classes); });
+    y = detail::with_context(input_name(job.y_train) + ": ", [&] { return one_hot(train.labels, classes); });
+    if (test) y_test = detail::with_context(input_name(*job.y_test) + ": ", [&] { return one_hot(test->labels, classes); });
     r.classes = classes;
   } else {
     if (job.classes) throw InvalidArgument("a number of classes is for class labels, and the targets are floats");
     y = std::move(train.values);
     if (test) {
       if (test->values.dim(1) != y.dim(1))
-        throw InvalidArgument(name_of(*job.y_test) + " has " + std::to_string(test->values.dim(1)) + " outputs but " +
-                              name_of(job.y_train) + " has " + std::to_string(y.dim(1)));
+        throw InvalidArgument(input_name(*job.y_test) + " has " + std::to_string(test->values.dim(1)) + " outputs but " +
+                              input_name(job.y_train) + " has " + std::to_string(y.dim(1)));
       y_test = std::move(test->values);
     }
   }
@@ -557,29 +544,29 @@ RegressResult run_regress(const RegressJob& job) {
   if (job.k_train && !job.centers) {
     k_train = load_kernel(*job.k_train);
     if (k_train->dim(0) != k_train->dim(1) || k_train->dim(0) == 0)
-      throw InvalidArgument(name_of(*job.k_train) + " is " + shape_string(k_train->shape()) +
+      throw InvalidArgument(input_name(*job.k_train) + " is " + shape_string(k_train->shape()) +
                             "; the train kernel must be square (N, N), training examples by training examples");
     n = k_train->dim(0);
     if (job.k_test) {
       k_test = load_kernel(*job.k_test);
       if (k_test->dim(1) != n)
-        throw InvalidArgument(name_of(*job.k_test) + " is " + shape_string(k_test->shape()) + " but must have " +
+        throw InvalidArgument(input_name(*job.k_test) + " is " + shape_string(k_test->shape()) + " but must have " +
                               std::to_string(n) + " columns, one per training example (test × train)");
       m = k_test->dim(0);
     }
-    source = "the train kernel " + name_of(*job.k_train);
+    source = "the train kernel " + input_name(*job.k_train);
   } else if (job.f_train) {
     const auto [rows, width] = matrix_shape(*job.f_train);
     n = rows;
     if (job.f_test) {
       const auto [test_rows, test_width] = matrix_shape(*job.f_test);
       if (test_width != width)
-        throw InvalidArgument(name_of(*job.f_test) + " has " + std::to_string(test_width) + " features per example but " +
-                              name_of(*job.f_train) + " has " + std::to_string(width) +
+        throw InvalidArgument(input_name(*job.f_test) + " has " + std::to_string(test_width) + " features per example but " +
+                              input_name(*job.f_train) + " has " + std::to_string(width) +
                               "; compute both with the same feature map");
       m = test_rows;
     }
-    source = "the training features " + name_of(*job.f_train);
+    source = "the training features " + input_name(*job.f_train);
   } else {
     // Block by block: memory-mapped kernel files or a network's kernel.
     const index_t o_guess = y.dim(1);
@@ -595,18 +582,18 @@ RegressResult run_regress(const RegressJob& job) {
                               " columns, one per training example (test × train)");
       m = blocks.test->rows();
     }
-    source = job.network ? "the training inputs " + name_of(job.network->x_train) : "the train kernel " + name_of(*job.k_train);
+    source = job.network ? "the training inputs " + input_name(job.network->x_train) : "the train kernel " + input_name(*job.k_train);
     if (!job.centers) {  // a network's kernel, formed whole for the exact solver
       k_train = whole(*blocks.train, job.threads);
       if (blocks.test) k_test = whole(*blocks.test, job.threads);
     }
   }
   if (train_rows != n)
-    throw InvalidArgument(name_of(job.y_train) + " has " + std::to_string(train_rows) + " targets but " + source +
+    throw InvalidArgument(input_name(job.y_train) + " has " + std::to_string(train_rows) + " targets but " + source +
                           " has " + std::to_string(n) + " rows; give one target per training example");
   if (test && !has_test) throw InvalidArgument("test targets need the test examples (the test kernel, test features or test inputs)");
   if (test && test_rows != m)
-    throw InvalidArgument(name_of(*job.y_test) + " has " + std::to_string(test_rows) + " targets but there are " +
+    throw InvalidArgument(input_name(*job.y_test) + " has " + std::to_string(test_rows) + " targets but there are " +
                           std::to_string(m) + " test examples; give one per test example");
   const index_t o = y.dim(1);
   r.n_train = n;

@@ -19,20 +19,8 @@
 namespace ntk {
 namespace {
 
-std::string name_of(const JobInput& in, const std::string& fallback) {
-  if (!in.label.empty()) return in.label;
-  return in.array ? fallback : "'" + in.path + "'";
-}
-
-RawArray load_raw(const JobInput& in) {
-  if (!in.array) return load_input(in.path, InputOptions{IdxScale::raw});
-  RawArray raw{in.array->dtype, in.array->shape, {}};
-  const auto* bytes = static_cast<const std::byte*>(in.array->data);
-  raw.bytes.assign(bytes, bytes + numel(in.array->shape) * index_t(dtype_size(in.array->dtype)));
-  return raw;
-}
-
-bool is_integer(DType d) { return d != DType::float32 && d != DType::float64; }
+using detail::input_name;
+using detail::raw_input;
 
 // ---------------------------------------------------------------------------------------------
 // Rendering
@@ -184,11 +172,11 @@ SpectrumJobResult run_spectrum(const SpectrumJob& job) {
   if (job.y) y = targets_matrix(*job.y);
   std::vector<double> written;
   if (job.top == 0 && job.bottom == 0) {
-    const RawArray raw = load_raw(job.k);
-    if (is_integer(raw.dtype))
-      throw InvalidArgument("kernel " + name_of(job.k, "array") + " is " + dtype_name(raw.dtype) + "; a kernel is float32 or float64");
+    const RawArray raw = raw_input(job.k);
+    if (!detail::is_float(raw.dtype))
+      throw InvalidArgument("kernel " + input_name(job.k, "array") + " is " + dtype_name(raw.dtype) + "; a kernel is float32 or float64");
     const Array<double> k = raw.as<double>();
-    r.spectrum = detail::with_context(name_of(job.k, "the kernel") + ": ",
+    r.spectrum = detail::with_context(input_name(job.k, "the kernel") + ": ",
                                       [&] { return spectrum(k, y ? &*y : nullptr); });
     written = r.spectrum.eigenvalues;
   } else {
@@ -232,14 +220,14 @@ std::string CompareJobResult::json() const { return comparison_json(comparison).
 CompareJobResult run_compare(const CompareJob& job) {
   ThreadScope threads(job.threads);
   auto load = [](const JobInput& in, const std::string& what) {
-    const RawArray raw = load_raw(in);
-    if (is_integer(raw.dtype))
-      throw InvalidArgument(what + " " + name_of(in, "array") + " is " + dtype_name(raw.dtype) + "; a kernel is float32 or float64");
+    const RawArray raw = raw_input(in);
+    if (!detail::is_float(raw.dtype))
+      throw InvalidArgument(what + " " + input_name(in, "array") + " is " + dtype_name(raw.dtype) + "; a kernel is float32 or float64");
     return raw.as<double>();
   };
   const Array<double> a = load(job.a, "kernel"), b = load(job.b, "reference kernel");
   CompareJobResult r;
-  r.comparison = detail::with_context(name_of(job.a, "kernel A") + " vs " + name_of(job.b, "reference B") + ": ",
+  r.comparison = detail::with_context(input_name(job.a, "kernel A") + " vs " + input_name(job.b, "reference B") + ": ",
                                       [&] { return compare(a, b, CompareOptions{job.spectra, job.threads}); });
   return r;
 }
@@ -274,7 +262,7 @@ PntkReportJobResult run_pntk_report_as(const PntkReportJob& job, detail::LoadedI
   const Array<double> y_train = targets_matrix(job.y_train, o), y_test = targets_matrix(job.y_test, o);
   auto check_y = [&](const Array<double>& y, index_t n, const JobInput& in, const char* what) {
     if (y.ndim() != 2 || y.dim(0) != n || y.dim(1) != o)
-      throw InvalidArgument(std::string(what) + " " + name_of(in, "array") + " has shape " + shape_string(y.shape()) +
+      throw InvalidArgument(std::string(what) + " " + input_name(in, "array") + " has shape " + shape_string(y.shape()) +
                             "; it needs " + std::to_string(n) + " rows (one per example) of " + std::to_string(o) +
                             " targets (the network's outputs), or " + std::to_string(n) + " integer class labels");
   };
