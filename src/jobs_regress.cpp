@@ -9,6 +9,7 @@
 #include <utility>
 #include <variant>
 
+#include "blas.hpp"
 #include "io_detail.hpp"
 #include "jobs_detail.hpp"
 #include "ntk/error.hpp"
@@ -129,7 +130,9 @@ SolveOutcome solve_exact_kernel(const RegressJob& job, const Array<double>& k_tr
     nngp = {&k_train, k_test, &ktt};
   }
   GpPosterior post = gp_inference(get, y, nngp, ntk, reg);
-  s.train = gradient_descent_mse(k_train, y, {kInfiniteTime}, o_gd, &k_train).test;  // the in-sample mean
+  // The in-sample mean from the posterior's own solve: K (K + λI)⁻¹ y.
+  s.train = Array<double>(Shape{1, n, o});
+  detail::gemm(false, false, n, o, n, 1.0, k_train.data(), n, post.alpha.data(), o, 0.0, s.train.data(), o);
   s.test = Array<double>(Shape{1, m, o});
   std::copy(post.mean.data(), post.mean.data() + post.mean.size(), s.test.data());
   s.covariance = std::move(post.covariance);

@@ -227,6 +227,8 @@ GpPosterior gp_inference(GpGet get, const Array<double>& y_train, const GpKernel
   // mean = K_td X_y: GEMM on the first o columns of X (leading dimension `width`).
   post.mean = Array<double>(Shape{m, o});
   detail::gemm(false, false, m, o, n, 1.0, td, n, x.data(), width, 0.0, post.mean.data(), o);
+  post.alpha = Array<double>(Shape{n, o});
+  for (index_t i = 0; i < n; ++i) std::copy(x.data() + i * width, x.data() + i * width + o, post.alpha.data() + i * o);
   if (!covariance) return post;
   std::vector<double> ktt_storage;
   const double* ktt = as_double(*nngp.test_test, ktt_storage);

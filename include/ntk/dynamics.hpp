@@ -79,6 +79,7 @@ struct GpKernels {
 
 struct GpPosterior {
   Array<double> mean;        // (M, O)
+  Array<double> alpha;       // (N, O) = (K + λI)⁻¹ y: the mean at other examples x is K(x, X)·alpha
   Array<double> covariance;  // (M, M), the same for every output; empty when not asked
   double lambda = 0.0;       // the absolute regularizer of the solved kernel
   bool cholesky = true;      // false: the eigendecomposition fallback ran
