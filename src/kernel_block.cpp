@@ -198,13 +198,6 @@ Array<T> gather_examples(const Array<T>& x, std::span<const index_t> idx) {
   return out;
 }
 
-template <class T>
-void check_inputs(const Network& net, const Array<T>& x, const char* which) {
-  if (x.ndim() < 1 || drop_first(x.shape()) != net.input_shape())
-    throw InvalidArgument(std::string(which) + " must be " + batch_shape_string(net.input_shape()) +
-                          " for this network, got " + shape_string(x.shape()));
-}
-
 // The one loop both network kernels share: gather the examples, call compute (x2 == nullptr on the
 // symmetric path), copy out in float64.
 template <class T, class Compute>
@@ -462,8 +455,8 @@ std::unique_ptr<KernelBlocks> feature_kernel_blocks(const Array<T>& f_rows, cons
 template <class T>
 std::unique_ptr<KernelBlocks> infinite_kernel_blocks(const Network& net, const Array<T>& x_rows, const std::type_identity_t<Array<T>>* x_cols,
                                                      const KernelOptions& options) {
-  check_inputs(net, x_rows, "the row inputs");
-  if (x_cols) check_inputs(net, *x_cols, "the column inputs");
+  net.check_inputs(x_rows, "the row inputs");
+  if (x_cols) net.check_inputs(*x_cols, "the column inputs");
   return std::make_unique<InfiniteBlocks<T>>(net, x_rows, x_cols ? *x_cols : x_rows, x_cols == nullptr, options);
 }
 
@@ -479,8 +472,8 @@ std::unique_ptr<KernelBlocks> empirical_kernel_blocks(const Network& net, const 
   if (index_t(theta.size()) != net.num_params())
     throw InvalidArgument("theta has " + std::to_string(theta.size()) + " values, the network has " +
                           std::to_string(net.num_params()) + " parameters");
-  check_inputs(net, x_rows, "the row inputs");
-  if (x_cols) check_inputs(net, *x_cols, "the column inputs");
+  net.check_inputs(x_rows, "the row inputs");
+  if (x_cols) net.check_inputs(*x_cols, "the column inputs");
   const bool one_direction = options.mode.kind == EntkMode::pntk || options.mode.kind == EntkMode::logit;
   if (one_direction && options.layers.empty() &&
       (options.method == EntkMethod::automatic || options.method == EntkMethod::jc))

@@ -87,10 +87,9 @@ void check_batch(const char* what, index_t n) {
 }
 
 void check_row(const char* what, const double* x, index_t d, index_t row) {
-  for (index_t j = 0; j < d; ++j)
-    if (!std::isfinite(x[j]))
-      throw InvalidArgument(std::string(what) + ": row " + std::to_string(row) + " has a NaN or infinite entry (column " +
-                            std::to_string(j) + ")");
+  if (const index_t j = first_non_finite(x, d); j >= 0)
+    throw InvalidArgument(std::string(what) + ": row " + std::to_string(row) + " has a NaN or infinite entry (column " +
+                          std::to_string(j) + ")");
 }
 
 // buf = FFT(x ∘ sign), x zero-padded to the FFT length; out = FFT.

@@ -13,6 +13,7 @@
 #include "blas.hpp"
 #include "io_detail.hpp"
 #include "lapack.hpp"
+#include "solve_detail.hpp"
 #include "ntk/error.hpp"
 #include "ntk/nystrom.hpp"
 #include "ntk/parallel.hpp"
@@ -21,7 +22,7 @@
 namespace ntk {
 namespace {
 
-index_t outputs_of(const Array<double>& y) { return y.ndim() == 1 ? 1 : y.size() / std::max<index_t>(y.dim(0), 1); }
+using detail::outputs_of;
 
 // Rows [begin, begin + count) of the features, as float64, into out (count × m).
 using RowReader = std::function<void(index_t begin, index_t count, double* out)>;

@@ -16,6 +16,7 @@
 #include "blas.hpp"
 #include "check.hpp"
 #include "lapack.hpp"
+#include "solve_detail.hpp"
 #include "ntk/empirical.hpp"
 #include "ntk/error.hpp"
 #include "ntk/nystrom.hpp"
@@ -371,7 +372,7 @@ class KnmOperator {
   std::vector<float> cache32_;
 };
 
-index_t outputs_of(const Array<double>& y) { return y.ndim() == 1 ? 1 : y.size() / std::max<index_t>(y.dim(0), 1); }
+using detail::outputs_of;
 
 std::vector<double> kernel_diagonal(const KernelBlocks& k) {
   const index_t n = k.rows(), chunk = 4096;
