@@ -50,8 +50,6 @@ std::vector<std::byte> npy_header(const RawArray& a);
 // The same for an array of this type and shape (validated with numel; a's bytes are not needed).
 // Its length is a multiple of 64, so the data that follows it is 64-byte aligned, as in NumPy.
 std::vector<std::byte> npy_header(DType dtype, const Shape& shape);
-// Parses a .npy file held in buf, reusing buf's storage for the array data. Error messages start
-// with prefix (which names the file).
 // Where the array of a .npy file held in data[0, size) is: its header validated, the data size
 // checked against size (a truncated or padded file is an IoError), C order.
 struct NpyLayout {
@@ -85,6 +83,8 @@ class MappedNpyReader {
   NpyLayout layout_;
 };
 
+// Parses a .npy file held in buf, reusing buf's storage for the array data. Error messages start
+// with prefix (which names the file).
 RawArray parse_npy_owned(std::vector<std::byte>&& buf, const std::string& prefix);
 RawArray parse_npy_prefixed(const std::byte* data, size_t size, const std::string& prefix);
 

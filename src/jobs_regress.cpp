@@ -63,10 +63,8 @@ double accuracy(const double* pred, index_t rows, index_t o, const std::vector<s
 
 // (T, R, O) -> (R, O) when there is one time.
 Array<double> squeeze_time(Array<double> a, index_t times) {
-  if (times != 1 || a.ndim() != 3) return a;
-  Array<double> b(Shape{a.dim(1), a.dim(2)});
-  std::copy(a.data(), a.data() + a.size(), b.data());
-  return b;
+  if (times == 1 && a.ndim() == 3) a.reshape(Shape{a.dim(1), a.dim(2)});
+  return a;
 }
 
 // What a solver hands back: predictions at every time and how it got them.
@@ -332,7 +330,8 @@ SolveOutcome solve_nystrom(const RegressJob& job, const Array<double>& y, const 
 }
 
 // The exact solver holds the train kernel in float64 and a factor (three N × N for finite times:
-// eigenvectors and the joined kernels), refused up front when that exceeds the budget.
+// eigenvectors and the joined kernels), refused before any kernel is read or formed when that
+// exceeds the budget.
 void check_exact_memory(const RegressJob& job, index_t n, index_t m) {
   if (!job.max_memory) return;
   const bool finite_time = std::any_of(job.times.begin(), job.times.end(), [](double t) { return std::isfinite(t); });
@@ -545,6 +544,8 @@ RegressResult run_regress(const RegressJob& job) {
   std::optional<Array<double>> k_train, k_test;
   BlockSource blocks;
   if (job.k_train && !job.centers) {
+    if (job.max_memory)  // refused from the headers, before the kernels are read
+      check_exact_memory(job, matrix_shape(*job.k_train).first, job.k_test ? matrix_shape(*job.k_test).first : 0);
     k_train = load_kernel(*job.k_train);
     if (k_train->dim(0) != k_train->dim(1) || k_train->dim(0) == 0)
       throw InvalidArgument(input_name(*job.k_train) + " is " + shape_string(k_train->shape()) +
@@ -587,6 +588,7 @@ RegressResult run_regress(const RegressJob& job) {
     }
     source = job.network ? "the training inputs " + input_name(job.network->x_train) : "the train kernel " + input_name(*job.k_train);
     if (!job.centers) {  // a network's kernel, formed whole for the exact solver
+      check_exact_memory(job, n, m);
       k_train = whole(*blocks.train, job.threads);
       if (blocks.test) k_test = whole(*blocks.test, job.threads);
     }
@@ -626,7 +628,6 @@ RegressResult run_regress(const RegressJob& job) {
   } else if (job.centers) {
     s = solve_nystrom(job, y, blocks);
   } else {
-    check_exact_memory(job, n, m);
     s = solve_exact_kernel(job, *k_train, k_test ? &*k_test : nullptr, y, reg);
   }
   r.centers = s.centers;
