@@ -349,20 +349,26 @@ SolveOutcome solve_features(const RegressJob& job, const Array<double>& y, index
   opt.ridge = job.ridge;
   opt.relative = !job.ridge_absolute;
   opt.threads = job.threads;
+  // Files are read in row batches through a memory map, for the fit and the predictions alike;
+  // arrays in memory are converted once. The widths were checked against each other already.
+  std::optional<Array<double>> f_train;
+  if (job.f_train->array) f_train = load_kernel(*job.f_train);
   const FeatureRidgeFit fit = detail::with_context(input_name(*job.f_train) + ": ", [&] {
-    return job.f_train->array ? feature_ridge(load_kernel(*job.f_train), y, opt) : feature_ridge(job.f_train->path, y, opt);
+    return f_train ? feature_ridge(*f_train, y, opt) : feature_ridge(job.f_train->path, y, opt);
   });
+  auto predict = [&](const JobInput& in, const std::optional<Array<double>>& loaded) {
+    return detail::with_context(input_name(in) + ": ", [&] {
+      if (loaded) return feature_ridge_predict(*loaded, fit.weights, job.threads);
+      if (in.array) return feature_ridge_predict(load_kernel(in), fit.weights, job.threads);
+      return feature_ridge_predict(in.path, fit.weights, job.threads);
+    });
+  };
   const index_t o = y.dim(1);
   SolveOutcome s;
-  s.train = feature_ridge_predict(load_kernel(*job.f_train), fit.weights, job.threads);
+  s.train = predict(*job.f_train, f_train);
   s.train.reshape(Shape{1, n, o});
   if (job.f_test) {
-    const Array<double> ft = load_kernel(*job.f_test);
-    if (ft.dim(1) != fit.weights.dim(0))
-      throw InvalidArgument(input_name(*job.f_test) + " has " + std::to_string(ft.dim(1)) + " features per example but " +
-                            input_name(*job.f_train) + " has " + std::to_string(fit.weights.dim(0)) +
-                            "; compute both with the same feature map");
-    s.test = feature_ridge_predict(ft, fit.weights, job.threads);
+    s.test = predict(*job.f_test, std::nullopt);
     s.test.reshape(Shape{1, m, o});
   }
   s.lambda = fit.lambda;

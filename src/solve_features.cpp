@@ -97,15 +97,14 @@ FeatureRidgeFit feature_ridge(const Array<T>& features, const Array<double>& y, 
   return solve_features(features.dim(0), m, read, y, options, "the features");
 }
 
-FeatureRidgeFit feature_ridge(const std::string& features_npy, const Array<double>& y, const FeatureRidgeOptions& options) {
-  const detail::MappedNpyReader file(features_npy);
-  const std::string what = "the features in '" + features_npy + "'";
+// Rows of a 2-D float32 / float64 .npy file, memory-mapped, as float64.
+RowReader mapped_rows(const detail::MappedNpyReader& file, const std::string& what) {
   if (file.shape().size() != 2)
     throw InvalidArgument(what + " must be 2-D (examples, features), got shape " + shape_string(file.shape()));
   if (file.dtype() != DType::float32 && file.dtype() != DType::float64)
     throw InvalidArgument(what + " must be float32 or float64, got " + dtype_name(file.dtype()));
   const index_t m = file.shape()[1];
-  const RowReader read = [&](index_t begin, index_t count, double* out) {
+  return [&file, m](index_t begin, index_t count, double* out) {
     const size_t first = size_t(begin * m), len = size_t(count * m);
     if (file.dtype() == DType::float64) {
       std::memcpy(out, file.data() + first * sizeof(double), len * sizeof(double));
@@ -115,7 +114,38 @@ FeatureRidgeFit feature_ridge(const std::string& features_npy, const Array<doubl
     std::memcpy(rows.data(), file.data() + first * sizeof(float), len * sizeof(float));
     std::copy(rows.begin(), rows.end(), out);
   };
-  return solve_features(file.shape()[0], m, read, y, options, what);
+}
+
+FeatureRidgeFit feature_ridge(const std::string& features_npy, const Array<double>& y, const FeatureRidgeOptions& options) {
+  const detail::MappedNpyReader file(features_npy);
+  const std::string what = "the features in '" + features_npy + "'";
+  const RowReader read = mapped_rows(file, what);
+  return solve_features(file.shape()[0], file.shape()[1], read, y, options, what);
+}
+
+Array<double> feature_ridge_predict(const std::string& features_npy, const Array<double>& weights, int threads) {
+  ThreadScope scope(threads);
+  const detail::MappedNpyReader file(features_npy);
+  const std::string what = "the features in '" + features_npy + "'";
+  const RowReader read = mapped_rows(file, what);
+  const index_t n = file.shape()[0], m = file.shape()[1];
+  if (weights.ndim() != 2 || weights.dim(0) != m)
+    throw InvalidArgument(what + " have " + std::to_string(m) + " features per example but the weights were fitted on " +
+                          (weights.ndim() == 2 ? std::to_string(weights.dim(0)) : std::string("other")) + "; compute both with the same feature map");
+  const index_t o = weights.dim(1);
+  Array<double> out(Shape{n, o});
+  // Batches of about 64 MiB of rows in float64, read from the mapping and multiplied in float64.
+  const index_t batch = std::clamp<index_t>(index_t((std::uint64_t{64} << 20) / (8 * std::uint64_t(std::max<index_t>(m, 1)))), 1,
+                                            std::max<index_t>(n, 1));
+  std::vector<double> f(size_t(std::min(batch, n) * m));
+  for (index_t begin = 0; begin < n; begin += batch) {
+    const index_t rows = std::min(batch, n - begin);
+    read(begin, rows, f.data());
+    if (const index_t bad = first_non_finite(f.data(), rows * m); bad >= 0)
+      throw InvalidArgument(what + " have a non-finite value (NaN or Inf) in row " + std::to_string(begin + bad / m));
+    detail::gemm(false, false, rows, o, m, 1.0, f.data(), m, weights.data(), o, 0.0, out.data() + begin * o, o);
+  }
+  return out;
 }
 
 template <class T>

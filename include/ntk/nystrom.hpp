@@ -156,5 +156,7 @@ FeatureRidgeFit feature_ridge(const std::string& features_npy, const Array<doubl
 // features (n_test, m) · weights (m, O) -> (n_test, O) in float64.
 template <class T>
 Array<double> feature_ridge_predict(const Array<T>& features, const Array<double>& weights, int threads = 0);
+// The same from a 2-D float32 / float64 .npy file, memory-mapped and read in row batches.
+Array<double> feature_ridge_predict(const std::string& features_npy, const Array<double>& weights, int threads = 0);
 
 }  // namespace ntk

@@ -597,6 +597,10 @@ TEST_F(FeatureRidgeFile, BatchesFloat32AndMappedFilesGiveTheSameWeights) {
   EXPECT_LT(rel(feature_ridge(path("f32.npy"), y, opt).weights.vector(), in_memory32.weights.vector()), 1e-12);
   EXPECT_LT(rel(in_memory32.weights.vector(), whole.weights.vector()), 1e-4);
   EXPECT_LT(rel(feature_ridge_predict(f32, whole.weights).vector(), feature_ridge_predict(f, whole.weights).vector()), 1e-5);
+  // Predictions from the mapped files equal those from the arrays.
+  EXPECT_LT(rel(feature_ridge_predict(path("f64.npy"), whole.weights).vector(), feature_ridge_predict(f, whole.weights).vector()), 1e-14);
+  EXPECT_LT(rel(feature_ridge_predict(path("f32.npy"), whole.weights).vector(), feature_ridge_predict(f32, whole.weights).vector()), 1e-14);
+  EXPECT_THROW(feature_ridge_predict(path("f64.npy"), Array<double>(Shape{m + 1, o})), InvalidArgument);
 
   write_npy(path("f1d.npy"), Array<double>(Shape{n}));
   EXPECT_THROW(feature_ridge(path("f1d.npy"), y, opt), InvalidArgument);
