@@ -22,6 +22,15 @@ namespace {
 using detail::input_name;
 using detail::raw_input;
 
+// A kernel input as float64, refused unless stored as float32 / float64 (what: how messages call
+// it). The stored bytes are gone on return, so the caller holds the kernel once.
+Array<double> load_float_kernel(const JobInput& in, const std::string& what) {
+  const RawArray raw = raw_input(in);
+  if (!detail::is_float(raw.dtype))
+    throw InvalidArgument(what + " " + input_name(in, "array") + " is " + dtype_name(raw.dtype) + "; a kernel is float32 or float64");
+  return raw.as<double>();
+}
+
 // ---------------------------------------------------------------------------------------------
 // Rendering
 
@@ -172,10 +181,7 @@ SpectrumJobResult run_spectrum(const SpectrumJob& job) {
   if (job.y) y = targets_matrix(*job.y);
   std::vector<double> written;
   if (job.top == 0 && job.bottom == 0) {
-    const RawArray raw = raw_input(job.k);
-    if (!detail::is_float(raw.dtype))
-      throw InvalidArgument("kernel " + input_name(job.k, "array") + " is " + dtype_name(raw.dtype) + "; a kernel is float32 or float64");
-    const Array<double> k = raw.as<double>();
+    const Array<double> k = load_float_kernel(job.k, "kernel");
     r.spectrum = detail::with_context(input_name(job.k, "the kernel") + ": ",
                                       [&] { return spectrum(k, y ? &*y : nullptr); });
     written = r.spectrum.eigenvalues;
@@ -219,13 +225,7 @@ std::string CompareJobResult::json() const { return comparison_json(comparison).
 
 CompareJobResult run_compare(const CompareJob& job) {
   ThreadScope threads(job.threads);
-  auto load = [](const JobInput& in, const std::string& what) {
-    const RawArray raw = raw_input(in);
-    if (!detail::is_float(raw.dtype))
-      throw InvalidArgument(what + " " + input_name(in, "array") + " is " + dtype_name(raw.dtype) + "; a kernel is float32 or float64");
-    return raw.as<double>();
-  };
-  const Array<double> a = load(job.a, "kernel"), b = load(job.b, "reference kernel");
+  const Array<double> a = load_float_kernel(job.a, "kernel"), b = load_float_kernel(job.b, "reference kernel");
   CompareJobResult r;
   r.comparison = detail::with_context(input_name(job.a, "kernel A") + " vs " + input_name(job.b, "reference B") + ": ",
                                       [&] { return compare(a, b, CompareOptions{job.spectra, job.threads}); });
