@@ -200,7 +200,8 @@ struct BlockSource {
   std::variant<std::monostate, std::unique_ptr<NetworkData<float>>, std::unique_ptr<NetworkData<double>>> owner;
   std::vector<std::unique_ptr<Array<double>>> arrays;  // kernels given in memory
   std::unique_ptr<KernelBlocks> train, test;
-  bool network = false;  // its blocks recompute the column side per call: few, large row blocks
+  // A network's kernel: its blocks recompute the column side per call, so few, large row blocks.
+  bool network() const { return owner.index() != 0; }
   NystromMemory memory;  // how the budget was split (Nyström)
 };
 
@@ -240,7 +241,6 @@ void open_network_blocks(const NetworkKernel& nk, detail::LoadedInput& x_in, int
     src.train = infinite_kernel_blocks(*d->net, d->x_train, nullptr, o);
     if (x_test) src.test = infinite_kernel_blocks(*d->net, *x_test, &d->x_train, o);
   }
-  src.network = true;
   src.owner = std::move(d);
 }
 
@@ -299,7 +299,7 @@ SolveOutcome solve_nystrom(const RegressJob& job, const Array<double>& y, const 
   opt.train_predictions = true;
   if (job.progress) opt.progress = [&](index_t it, index_t total, double) { job.progress(it, total); };
   index_t row_block = 0;
-  if (src.network) {
+  if (src.network()) {
     // Every call recomputes the centers' side: blocks of an eighth of the rows, as memory allows
     // (the block's values in the compute type beside it).
     row_block = std::max<index_t>(1, (n + 7) / 8);
@@ -313,7 +313,7 @@ SolveOutcome solve_nystrom(const RegressJob& job, const Array<double>& y, const 
     fit = nystrom_ridge(*src.train, y, opt);
     if (src.test) s.test = nystrom_predict(*src.test, fit, job.threads, row_block);
   } catch (const MemoryBudgetError& e) {
-    if (!src.network || !mem.block_budget) throw;
+    if (!src.network() || !mem.block_budget) throw;
     // The kernel names --max-memory for the share it was given; say how that share came about.
     throw MemoryBudgetError("--max-memory " + format_bytes(job.max_memory) + " leaves " + format_bytes(mem.block_budget) +
                             " per kernel block beside Nyström's matrices, and " + e.what());
