@@ -15,6 +15,7 @@
 #include <complex>
 #include <string>
 
+#include "blas.hpp"
 #include "ntk/error.hpp"
 #include "ntk/parallel.hpp"
 #include "ntk/rng.hpp"
@@ -171,10 +172,11 @@ void TensorSrht::apply(const double* x, const double* y, index_t n, double* out)
 
 // ---- PolySketch ----
 
-PolySketch::PolySketch(const PolySketchParams& p) : d_(p.input_dim), m_(p.output_dim), q_(p.degree) {
+PolySketch::PolySketch(const PolySketchParams& p) : d_(p.input_dim), m_(p.output_dim), q_(p.degree), levels_(0) {
   if (q_ < 1 || (q_ & (q_ - 1)) != 0)
     throw InvalidArgument("PolySketch: degree must be a power of two (1, 2, 4, ...), got " + std::to_string(q_));
   check_dims("PolySketch", d_, m_, true);
+  while ((1 << levels_) < q_) ++levels_;
   // Children get indices hashed from this sketch's index, so their streams differ from those of any
   // stand-alone SRHT / TensorSRHT under the same seed.
   auto child = [&](const char* kind, int i) {
@@ -182,32 +184,92 @@ PolySketch::PolySketch(const PolySketchParams& p) : d_(p.input_dim), m_(p.output
   };
   std::vector<double> e1(static_cast<size_t>(d_), 0.0);
   e1[0] = 1.0;
-  leaf_e1_.resize(static_cast<size_t>(q_ * m_));
-  for (int i = 0; i < q_; ++i) {
-    leaves_.emplace_back(SketchParams{d_, m_, p.seed, child("leaf", i)});
-    leaves_.back().apply(e1.data(), 1, leaf_e1_.data() + i * m_);
+  if (q_ == 1) {
+    single_ = std::make_unique<Srht>(SketchParams{d_, m_, p.seed, child("leaf", 0)});
+    std::vector<double> v(static_cast<size_t>(m_));
+    single_->apply(e1.data(), 1, v.data());
+    node_e1_ = {e1, v};
+    return;
   }
-  for (int i = 0; i + 1 < q_; ++i) nodes_.emplace_back(TensorSketchParams{m_, m_, m_, p.seed, child("node", i)});
+  for (int l = 1, i = 0; l <= levels_; ++l)
+    for (int k = 0; k < (q_ >> l); ++k, ++i) {
+      const index_t in = l == 1 ? d_ : m_;
+      nodes_.emplace_back(TensorSketchParams{in, in, m_, p.seed, child("node", i)});
+    }
+  std::vector<double> leaves;
+  for (int k = 0; k < q_; ++k) leaves.insert(leaves.end(), e1.begin(), e1.end());
+  node_e1_.push_back(std::move(leaves));
+  size_t node = 0;
+  for (int l = 1; l <= levels_; ++l) {
+    const index_t in = l == 1 ? d_ : m_;
+    const std::vector<double>& below = node_e1_.back();
+    std::vector<double> level(static_cast<size_t>((q_ >> l) * m_));
+    for (int k = 0; k < (q_ >> l); ++k)
+      nodes_[node++].apply(below.data() + 2 * k * in, below.data() + (2 * k + 1) * in, 1, level.data() + k * m_);
+    node_e1_.push_back(std::move(level));
+  }
 }
 
-void PolySketch::row(const double* x, int j, double* out) const {
-  // Leaves: x for the first j, e1 for the rest; then pairwise TensorSRHTs up the tree. Calls on one
-  // row run serially (nested in the caller's parallel loop).
-  std::vector<double> level(static_cast<size_t>(q_ * m_)), next(level.size());
-  for (int i = 0; i < q_; ++i) {
-    double* o = level.data() + i * m_;
-    if (i < j)
-      leaves_[size_t(i)].apply(x, 1, o);
-    else
-      std::copy(leaf_e1_.begin() + i * m_, leaf_e1_.begin() + (i + 1) * m_, o);
+void PolySketch::row_degrees(const double* x, int lo, int hi, double* out) const {
+  // Degree j feeds x to leaves 0..j−1 and e1 to the rest, so a node is "all x" (the same for every j
+  // that covers it), "all e1" (a constant) or mixed; each level has at most one mixed node per degree.
+  // The all-x tree is computed once and only the mixed nodes per degree: (q − 1) + Σ_j #mixed(j)
+  // TensorSRHTs instead of (q + 1)(q − 1).
+  if (q_ == 1) {
+    for (int j = lo; j <= hi; ++j) {
+      double* o = out + (j - lo) * m_;
+      if (j == 1)
+        single_->apply(x, 1, o);
+      else
+        std::copy(node_e1_[1].begin(), node_e1_[1].end(), o);
+    }
+    return;
   }
-  size_t node = 0;
-  for (int width = q_; width > 1; width /= 2) {
-    for (int k = 0; k < width / 2; ++k)
-      nodes_[node++].apply(level.data() + 2 * k * m_, level.data() + (2 * k + 1) * m_, 1, next.data() + k * m_);
-    std::swap(level, next);
+  // xs[l]: level l's all-x nodes (level 0: the leaves, all x). Only the nodes some degree needs are
+  // computed: node k of level l is all x for degree j when (k + 1)·2^l ≤ j.
+  std::vector<std::vector<double>> xs(static_cast<size_t>(levels_ + 1));
+  std::vector<double> mixed(static_cast<size_t>(m_)), left(static_cast<size_t>(std::max(d_, m_))), right(left);
+  size_t first = 0;  // index in nodes_ of the first node of level l
+  for (int l = 1; l <= levels_; ++l) {
+    const index_t in = l == 1 ? d_ : m_;
+    const int needed = hi >> l;  // all-x nodes 0..needed−1 of this level are used
+    xs[size_t(l)].resize(static_cast<size_t>(std::max(needed, 0) * m_));
+    for (int k = 0; k < needed; ++k) {
+      const double* a = l == 1 ? x : xs[size_t(l - 1)].data() + 2 * k * in;
+      const double* b = l == 1 ? x : xs[size_t(l - 1)].data() + (2 * k + 1) * in;
+      nodes_[first + size_t(k)].apply(a, b, 1, xs[size_t(l)].data() + k * m_);
+    }
+    first += size_t(q_ >> l);
   }
-  std::copy(level.begin(), level.begin() + m_, out);
+  for (int j = lo; j <= hi; ++j) {
+    double* o = out + (j - lo) * m_;
+    if (j == 0 || j == q_) {
+      const double* src = j == 0 ? node_e1_[size_t(levels_)].data() : xs[size_t(levels_)].data();
+      std::copy(src, src + m_, o);
+      continue;
+    }
+    bool have = false;  // whether level l − 1 has a mixed node (then it is node j >> (l − 1))
+    first = 0;
+    for (int l = 1; l <= levels_; ++l) {
+      const index_t in = l == 1 ? d_ : m_;
+      if ((j & ((1 << l) - 1)) != 0) {  // node j >> l of level l is mixed
+        const int k = j >> l, boundary = j >> (l - 1);
+        auto child = [&](int c) -> const double* {
+          if (c < boundary) return l == 1 ? x : xs[size_t(l - 1)].data() + c * in;
+          if (c == boundary && have) return mixed.data();
+          return node_e1_[size_t(l - 1)].data() + c * in;
+        };
+        const double* a = child(2 * k);
+        const double* b = child(2 * k + 1);
+        std::copy(a, a + in, left.begin());
+        std::copy(b, b + in, right.begin());
+        nodes_[first + size_t(k)].apply(left.data(), right.data(), 1, mixed.data());
+        have = true;
+      }
+      first += size_t(q_ >> l);
+    }
+    std::copy(mixed.begin(), mixed.end(), o);
+  }
 }
 
 void PolySketch::apply(const double* x, index_t n, double* out) const {
@@ -215,7 +277,7 @@ void PolySketch::apply(const double* x, index_t n, double* out) const {
   parallel_for(n, [&](std::int64_t begin, std::int64_t end) {
     for (index_t i = begin; i < end; ++i) {
       check_row("PolySketch", x + i * d_, d_, i);
-      row(x + i * d_, q_, out + i * m_);
+      row_degrees(x + i * d_, q_, q_, out + i * m_);
     }
   });
 }
@@ -225,7 +287,7 @@ void PolySketch::apply_degrees(const double* x, index_t n, double* out) const {
   parallel_for(n, [&](std::int64_t begin, std::int64_t end) {
     for (index_t i = begin; i < end; ++i) {
       check_row("PolySketch", x + i * d_, d_, i);
-      for (int j = 0; j <= q_; ++j) row(x + i * d_, j, out + (i * (q_ + 1) + j) * m_);
+      row_degrees(x + i * d_, 0, q_, out + i * (q_ + 1) * m_);
     }
   });
 }
@@ -300,28 +362,46 @@ ArcCosineFeatures::ArcCosineFeatures(const ArcCosineParams& p) : d_(p.input_dim)
   check_dims("arc-cosine features", d_, m_, false);
   if (order_ != 0 && order_ != 1)
     throw InvalidArgument("arc-cosine features: order must be 0 or 1, got " + std::to_string(order_));
+  if (p.leverage && order_ != 1)
+    throw InvalidArgument("arc-cosine features: leverage-score sampling is defined for order 1 only");
   const std::uint64_t s = stream("arccos.W", p.index);
   w_.resize(size_t(m_ * d_));
   for (index_t k = 0; k < m_ * d_; ++k) w_[size_t(k)] = normal(p.seed, s, std::uint64_t(k));
+  // E[1[w·x > 0] 1[w·y > 0]] = (π − θ)/(2π) and E[relu(w·x) relu(w·y)] = ‖x‖‖y‖(sin θ + (π − θ) cos θ)/(2π)
+  // for w ~ N(0, I) (Cho & Saul 2009): the factor 2/m makes the mean of m features κ0 resp. ‖x‖‖y‖κ1.
+  scale_.assign(size_t(m_), std::sqrt(2.0 / double(m_)));
+  if (p.leverage) {
+    // Importance sampling from q(w) = ‖w‖²·N(w; 0, I)/d: the weight N/q = d/‖w‖² splits as √d/‖w‖ on each
+    // side of the product. Under q, w = r·u with u uniform on the sphere (the direction of the row
+    // just drawn) and r² ~ χ²_{d+2}, a sum of d + 2 squared normals.
+    const std::uint64_t sr = stream("arccos.radius", p.index);
+    for (index_t k = 0; k < m_; ++k) {
+      double* w = w_.data() + k * d_;
+      double norm2 = 0.0, r2 = 0.0;
+      for (index_t j = 0; j < d_; ++j) norm2 += w[j] * w[j];
+      for (index_t j = 0; j < d_ + 2; ++j) {
+        const double g = normal(p.seed, sr, std::uint64_t(k * (d_ + 2) + j));
+        r2 += g * g;
+      }
+      const double norm = std::sqrt(norm2), r = std::sqrt(r2);
+      for (index_t j = 0; j < d_; ++j) w[j] *= r / norm;
+      scale_[size_t(k)] = std::sqrt(2.0 * double(d_) / double(m_)) / r;
+    }
+  }
 }
 
 void ArcCosineFeatures::apply(const double* x, index_t n, double* out) const {
   check_batch("arc-cosine features", n);
-  // E[1[w·x > 0] 1[w·y > 0]] = (π − θ)/(2π) and E[relu(w·x) relu(w·y)] = ‖x‖‖y‖(sin θ + (π − θ) cos θ)/(2π)
-  // for w ~ N(0, I) (Cho & Saul 2009): the factor 2/m makes the mean of m features κ0 resp. ‖x‖‖y‖κ1.
-  const double scale = std::sqrt(2.0 / double(m_));
+  for (index_t i = 0; i < n; ++i) check_row("arc-cosine features", x + i * d_, d_, i);
+  // Row blocks of one GEMM each, XWᵀ: every output is one dot product over the full d whatever the
+  // block (see blas.hpp), so a row's features do not depend on the batch split or the threads.
   parallel_for(n, [&](std::int64_t begin, std::int64_t end) {
+    detail::gemm_serial(false, true, end - begin, m_, d_, 1.0, x + begin * d_, d_, w_.data(), d_, 0.0, out + begin * m_, m_);
     for (index_t i = begin; i < end; ++i) {
-      const double* xi = x + i * d_;
-      check_row("arc-cosine features", xi, d_, i);
       double* o = out + i * m_;
-      // A plain loop per row, not a GEMM over the batch: the summation order, hence every bit of the
-      // output, is then independent of the batch split.
       for (index_t k = 0; k < m_; ++k) {
-        const double* w = w_.data() + k * d_;
-        double t = 0.0;
-        for (index_t j = 0; j < d_; ++j) t += w[j] * xi[j];
-        o[k] = order_ == 0 ? (t > 0.0 ? scale : 0.0) : (t > 0.0 ? scale * t : 0.0);
+        const double t = o[k];
+        o[k] = t > 0.0 ? (order_ == 0 ? scale_[size_t(k)] : scale_[size_t(k)] * t) : 0.0;
       }
     }
   });

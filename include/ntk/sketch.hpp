@@ -48,6 +48,9 @@ struct ArcCosineParams {
   int order = 1;  // 0 (step) or 1 (ReLU)
   std::uint64_t seed = 0;
   std::uint64_t index = 0;
+  // Order 1 only: draw w from the density ∝ ‖w‖²·N(w; 0, I) (the order-1 features' leverage scores,
+  // Zandieh et al. 2021) and weight each feature by √(d)/‖w‖ -- still unbiased, lower variance.
+  bool leverage = false;
 };
 
 // Complex subsampled randomized Fourier transform of any input length d:
@@ -85,10 +88,11 @@ class TensorSrht {
   std::shared_ptr<const detail::Fft> fft1_, fft2_;
 };
 
-// PolySketch (Ahle et al. 2020) of x^⊗q, q a power of two: q leaf SRHTs (d -> m) combined pairwise by
-// a binary tree of TensorSRHTs (m, m -> m) of depth log2 q; E⟨P(x), P(y)⟩ = ⟨x, y⟩^q. Lower degrees
-// j < q reuse the same tree with leaves j..q−1 fed the sketch of e1 = (1, 0, ..., 0) instead of x,
-// so E⟨P_j(x), P_j(y)⟩ = ⟨x, y⟩^j (and P_0 is one fixed vector with E‖P_0‖² = 1).
+// PolySketch (Ahle et al. 2020) of x^⊗q, q a power of two: a binary tree of TensorSRHTs of depth log2 q
+// whose q leaves are the input itself (level 1: TensorSRHT(x, x), d, d -> m; above: m, m -> m); for q = 1
+// one SRHT. E⟨P(x), P(y)⟩ = ⟨x, y⟩^q. Lower degrees j < q reuse the same tree with leaves j..q−1 fed
+// e1 = (1, 0, ..., 0) instead of x, so E⟨P_j(x), P_j(y)⟩ = ⟨x, y⟩^j (P_0 is one fixed vector with
+// E‖P_0‖² = 1). Nodes whose leaves are all e1 are constants, computed once.
 struct PolySketchParams {
   index_t input_dim = 0;
   index_t output_dim = 0;  // even
@@ -109,12 +113,15 @@ class PolySketch {
   void apply_degrees(const double* x, index_t n, double* out) const;
 
  private:
-  void row(const double* x, int j, double* out) const;  // degree j of one checked row
+  // Degrees [lo, hi] of one checked row into out (hi − lo + 1, m); scratch per calling thread.
+  void row_degrees(const double* x, int lo, int hi, double* out) const;
   index_t d_, m_;
-  int q_;
-  std::vector<Srht> leaves_;        // q
-  std::vector<double> leaf_e1_;     // (q, m): leaf i applied to e1
-  std::vector<TensorSrht> nodes_;   // q − 1, level by level from the leaves up
+  int q_, levels_;
+  std::unique_ptr<Srht> single_;   // q = 1
+  std::vector<TensorSrht> nodes_;  // q − 1, level by level from the leaves up
+  // node_e1_[l]: the values of level l's nodes when fed only e1 (l = 0: the q leaves, e1 itself, each of
+  // dimension d; l ≥ 1: q/2^l vectors of dimension m).
+  std::vector<std::vector<double>> node_e1_;
 };
 
 // CountSketch (Charikar et al.): out[h(j)] += s(j)·x[j], h uniform in [0, m), s = ±1.
@@ -149,8 +156,10 @@ class TensorSketch {
   std::shared_ptr<const detail::Fft> fft_, ifft_;  // length ≥ 2m − 1: linear convolution, then folded
 };
 
-// Arc-cosine random features with plain Gaussian sampling, W (m, d) i.i.d. N(0, 1):
-//   order 0: √(2/m)·1[Wx > 0];   order 1: √(2/m)·max(Wx, 0).
+// Arc-cosine random features, W (m, d) with rows w_k:
+//   plain sampling, w_k i.i.d. N(0, I):  order 0: √(2/m)·1[w_k·x > 0];   order 1: √(2/m)·max(w_k·x, 0);
+//   leverage sampling (order 1): w_k = r·u, u uniform on the sphere, r ~ χ_{d+2} (exactly the density
+//   ∝ ‖w‖²·N(w; 0, I)), feature √(2d/m)·max(w_k·x, 0)/‖w_k‖.
 class ArcCosineFeatures {
  public:
   explicit ArcCosineFeatures(const ArcCosineParams& p);
@@ -162,7 +171,8 @@ class ArcCosineFeatures {
  private:
   index_t d_, m_;
   int order_;
-  std::vector<double> w_;  // (m, d) row-major
+  std::vector<double> w_;      // (m, d) row-major
+  std::vector<double> scale_;  // (m): the factor of each feature
 };
 
 }  // namespace ntk

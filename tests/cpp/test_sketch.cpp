@@ -11,6 +11,7 @@
 #include <numbers>
 
 #include "harness.hpp"
+#include "sketch_oracle.hpp"
 #include "ntk/error.hpp"
 #include "ntk/parallel.hpp"
 #include "ntk/sketch.hpp"
@@ -18,18 +19,11 @@
 namespace ntk {
 namespace {
 
+using test::gram;
+using test::linear_gram;
+using test::check_unbiased;
+using test::check_deterministic;
 using Vec = std::vector<double>;
-
-// F·Fᵀ of n rows of m features.
-Vec gram(const Vec& f, index_t n, index_t m) {
-  Vec g(size_t(n * n), 0.0);
-  for (index_t i = 0; i < n; ++i)
-    for (index_t j = 0; j < n; ++j)
-      for (index_t k = 0; k < m; ++k) g[size_t(i * n + j)] += f[size_t(i * m + k)] * f[size_t(j * m + k)];
-  return g;
-}
-
-Vec linear_gram(const Vec& x, index_t n, index_t d) { return gram(x, n, d); }
 
 double kappa0(double t) { return (std::numbers::pi - std::acos(t)) / std::numbers::pi; }
 double kappa1(double t) { return (std::sqrt(1 - t * t) + t * (std::numbers::pi - std::acos(t))) / std::numbers::pi; }
@@ -45,51 +39,6 @@ Vec arccos_gram(const Vec& x, index_t n, index_t d, int order) {
       g[size_t(i * n + j)] = order == 0 ? kappa0(t) : ni * nj * kappa1(t);
     }
   return g;
-}
-
-// Runs the sketched Gram of seeds [0, seeds) and checks it against the exact one:
-//  - every entry of the mean over all seeds within 5 standard errors of the exact value, and the
-//    relative Frobenius error of the mean small;
-//  - the root-mean-square Frobenius error of a mean over 50 seeds (32 disjoint groups) is about twice
-//    that of a mean over 200 seeds (8 groups): the 1/√seeds rate of an unbiased estimator (a biased
-//    one stalls at its bias, ratio → 1).
-void check_unbiased(const std::function<Vec(std::uint64_t)>& sketched_gram, const Vec& exact, double max_rel_error) {
-  const int seeds = 1600;
-  const size_t e = exact.size();
-  ThreadScope serial(1);  // batches of 6 rows: waking the pool per seed would cost more than the work
-  std::vector<Vec> g(seeds);
-  for (int s = 0; s < seeds; ++s) g[size_t(s)] = sketched_gram(std::uint64_t(s));
-
-  Vec mean(e, 0.0), var(e, 0.0);
-  for (const Vec& gs : g)
-    for (size_t k = 0; k < e; ++k) mean[k] += gs[k] / seeds;
-  for (const Vec& gs : g)
-    for (size_t k = 0; k < e; ++k) var[k] += (gs[k] - mean[k]) * (gs[k] - mean[k]) / (seeds - 1);
-  double err2 = 0, ref2 = 0;
-  for (size_t k = 0; k < e; ++k) {
-    EXPECT_LE(std::abs(mean[k] - exact[k]), 5 * std::sqrt(var[k] / seeds) + 1e-12)
-        << "entry " << k << ": mean " << mean[k] << " exact " << exact[k];
-    err2 += (mean[k] - exact[k]) * (mean[k] - exact[k]);
-    ref2 += exact[k] * exact[k];
-  }
-  EXPECT_LE(std::sqrt(err2 / ref2), max_rel_error);
-
-  auto rms_error = [&](int group) {
-    double sum = 0;
-    const int groups = seeds / group;
-    for (int q = 0; q < groups; ++q) {
-      Vec m(e, 0.0);
-      for (int s = q * group; s < (q + 1) * group; ++s)
-        for (size_t k = 0; k < e; ++k) m[k] += g[size_t(s)][k] / group;
-      for (size_t k = 0; k < e; ++k) sum += (m[k] - exact[k]) * (m[k] - exact[k]);
-    }
-    return std::sqrt(sum / groups);
-  };
-  const double ratio = rms_error(50) / rms_error(200);
-  std::cout << "[ info ] mean over " << seeds << " seeds: relative Frobenius error " << std::sqrt(err2 / ref2)
-            << "; RMS error of 50-seed means / 200-seed means = " << ratio << "\n";
-  EXPECT_GT(ratio, 1.4) << "error of the mean over 50 seeds / over 200 seeds";
-  EXPECT_LT(ratio, 2.8) << "error of the mean over 50 seeds / over 200 seeds";
 }
 
 const index_t kN = 6;  // points per Gram
@@ -191,11 +140,12 @@ TEST(Sketch, TensorSketchOfScalarsIsExact) {
 TEST(Sketch, ArcCosineFeaturesUnbiasedForArcCosineKernels) {
   const index_t d = 4, m = 8;
   const Vec x = test::random_vector<double>(kN * d, 51);
-  for (int order : {0, 1}) {
-    SCOPED_TRACE(order);
+  for (int variant : {0, 1, 2}) {  // order 0, order 1, order 1 by leverage-score sampling
+    SCOPED_TRACE(variant);
+    const int order = variant == 0 ? 0 : 1;
     check_unbiased(
         [&](std::uint64_t seed) {
-          ArcCosineFeatures s({d, m, order, seed, 0});
+          ArcCosineFeatures s({d, m, order, seed, 0, variant == 2});
           Vec f(size_t(kN * m));
           s.apply(x.data(), kN, f.data());
           return gram(f, kN, m);
@@ -233,25 +183,6 @@ TEST(Sketch, PolySketchUnbiasedForPowersOfInnerProduct) {
     for (index_t k = 0; k < m; ++k) EXPECT_EQ(top[size_t(i * m + k)], all[size_t((i * (q + 1) + q) * m + k)]);
 }
 
-// Bit-identical output for 1 and 2 threads and for a batch split [0, k) + [k, n).
-template <class Apply>
-void check_deterministic(index_t n, index_t m, Apply apply) {
-  Vec one(size_t(n * m)), two(size_t(n * m)), split(size_t(n * m));
-  {
-    ThreadScope t(1);
-    apply(index_t(0), n, one.data());
-  }
-  {
-    ThreadScope t(2);
-    apply(index_t(0), n, two.data());
-    const index_t k = 13;
-    apply(index_t(0), k, split.data());
-    apply(k, n - k, split.data() + k * m);
-  }
-  EXPECT_EQ(std::memcmp(one.data(), two.data(), one.size() * sizeof(double)), 0);
-  EXPECT_EQ(std::memcmp(one.data(), split.data(), one.size() * sizeof(double)), 0);
-}
-
 TEST(Sketch, OutputDependsOnlyOnSeedAndRow) {
   const index_t n = 37, d = 10, d2 = 6, m = 12;
   const Vec x = test::random_vector<double>(n * d, 61), y = test::random_vector<double>(n * d2, 62);
@@ -265,8 +196,8 @@ TEST(Sketch, OutputDependsOnlyOnSeedAndRow) {
   check_deterministic(n, m, [&](index_t r, index_t c, double* o) { ts.apply(x.data() + r * d, y.data() + r * d2, c, o); });
   PolySketch ps({d, m, 4, 5, 0});
   check_deterministic(n, m, [&](index_t r, index_t c, double* o) { ps.apply(x.data() + r * d, c, o); });
-  for (int order : {0, 1}) {
-    ArcCosineFeatures rf({d, m, order, 5, 0});
+  for (int variant : {0, 1, 2}) {
+    ArcCosineFeatures rf({d, m, variant == 0 ? 0 : 1, 5, 0, variant == 2});
     check_deterministic(n, m, [&](index_t r, index_t c, double* o) { rf.apply(x.data() + r * d, c, o); });
   }
   // The same parameters give the same operator; another seed or index another one.
@@ -293,6 +224,7 @@ TEST(Sketch, BadInputThrows) {
   EXPECT_THROW(PolySketch({3, 8, 0, 1, 0}), InvalidArgument);
   EXPECT_THROW(PolySketch({3, 7, 2, 1, 0}), InvalidArgument);
   EXPECT_THROW(ArcCosineFeatures({0, 4, 1, 1, 0}), InvalidArgument);
+  EXPECT_THROW(ArcCosineFeatures({3, 4, 0, 1, 0, true}), InvalidArgument);  // leverage sampling is for order 1
 
   const double nan = std::numeric_limits<double>::quiet_NaN();
   Vec x{1, 2, 3, 4, nan, 6}, y{1, 2, 3, 4, 5, 6}, out(16);

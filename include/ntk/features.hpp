@@ -1,0 +1,78 @@
+// Feature maps whose inner products approximate the infinite-width NTK of a ReLU network (Zandieh et al.,
+// NeurIPS 2021), built from the operators of sketch.hpp.
+//
+// Kernel and scale: both maps approximate, in neural-tangents' convention, the NTK of
+//     [Dense(k, W_std=√2, no bias), Relu] × L, Dense(k, no bias)      (NTK parameterization, k → ∞)
+// which equals the arc-cosine NTK of the papers over the input dimension, Θᴸ(x, y)/d, with
+// Θᴸ(x, y) = ‖x‖‖y‖·K_L(cos θ) (polyfit.hpp, REFERENCE.md section 4). Features F satisfy F·Fᵀ ≈ that
+// kernel with no extra factor.
+//
+// Both are fixed random maps drawn at construction from (seed, their parameters): a row's features
+// depend only on that row and the parameters, never on threads or on how rows are batched.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "ntk/array.hpp"
+#include "ntk/sketch.hpp"
+
+namespace ntk {
+
+struct NtkSketchParams {
+  index_t input_dim = 0;
+  index_t output_dim = 0;  // m, even
+  int depth = 1;           // L ≥ 1 hidden ReLU layers
+  int degree = 8;          // q: the degree of the polynomial fitted to K_L, a power of two
+  index_t poly_dim = 0;    // width of the PolySketch tree; 0: m/4 rounded up to even (as the papers' code)
+  std::uint64_t seed = 0;
+};
+
+// NTKSketch, the one-pass variant: K_L ≈ Σ_j c_j t^j (fit_polynomial: c_j ≥ 0, monotone, weighted toward
+// t = 1), PolySketch of x/‖x‖ for every degree from one tree, features
+//     ‖x‖/√d · SRHT_m([√c_0, √c_1·P_1(x̂), ..., √c_q·P_q(x̂)]),
+// so E[F(x)·F(y)] = ‖x‖‖y‖·p(cos θ)/d: unbiased for the polynomial, whose fit error is the only bias.
+class NtkSketch {
+ public:
+  explicit NtkSketch(const NtkSketchParams& p);
+  index_t input_dim() const { return d_; }
+  index_t output_dim() const { return m_; }
+  const std::vector<double>& coefficients() const { return coef_; }
+  // x (n, input_dim) -> out (n, output_dim), row-major.
+  void transform(const double* x, index_t n, double* out) const;
+
+ private:
+  index_t d_, m_, mp_;
+  int q_;
+  std::vector<double> coef_;
+  PolySketch poly_;
+  Srht combine_;
+};
+
+struct NtkRandomFeaturesParams {
+  index_t input_dim = 0;
+  index_t output_dim = 0;  // m = m1 + ms
+  int depth = 1;
+  index_t relu_dim = 0;    // m1, order-1 (NNGP) features per layer; 0: m/2
+  index_t step_dim = 0;    // m0, order-0 (derivative) features per layer; 0: m1
+  bool leverage = true;    // order-1 features by leverage-score sampling (lower variance)
+  std::uint64_t seed = 0;
+};
+
+// NTKRF (the paper's Algorithm 2): z⁰ = ψ⁰ = x; per layer h, φ̇ = ArcCos₀(zʰ⁻¹) (m0), zʰ = ArcCos₁(zʰ⁻¹)
+// (m1), ψʰ = [zʰ, TensorSRHT(ψʰ⁻¹, φ̇)] (m1 + ms); features ψᴸ/√d. ⟨zʰ, z'ʰ⟩ ≈ Σʰ and ⟨ψʰ, ψ'ʰ⟩ ≈
+// Σʰ + Θʰ⁻¹·Σ̇ʰ = Θʰ; exact in expectation at depth 1, consistent (bias O(1/m1)) deeper.
+class NtkRandomFeatures {
+ public:
+  explicit NtkRandomFeatures(const NtkRandomFeaturesParams& p);
+  index_t input_dim() const { return d_; }
+  index_t output_dim() const { return m1_ + ms_; }
+  void transform(const double* x, index_t n, double* out) const;
+
+ private:
+  index_t d_, m1_, m0_, ms_;
+  std::vector<ArcCosineFeatures> step_, relu_;
+  std::vector<TensorSrht> mix_;
+};
+
+}  // namespace ntk

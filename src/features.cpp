@@ -1,0 +1,156 @@
+// NTKSketch and NTKRF feature maps (see ntk/features.hpp).
+#include "ntk/features.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "ntk/error.hpp"
+#include "ntk/parallel.hpp"
+#include "ntk/polyfit.hpp"
+#include "ntk/rng.hpp"
+
+namespace ntk {
+
+namespace {
+
+// Rows per internal batch: the intermediate sketches of a batch are (batch, (q + 1)·poly_dim), so this
+// bounds the working memory whatever n is, and still gives every thread rows to work on.
+constexpr index_t kBatch = 256;
+
+std::uint64_t child(const char* map, const char* part, std::uint64_t seed_index) {
+  return stream_id((std::string(map) + "." + part + "." + std::to_string(seed_index)).c_str());
+}
+
+void check_rows(const char* what, const double* x, index_t n, index_t d) {
+  if (n < 0) throw InvalidArgument(std::string(what) + ": negative row count");
+  for (index_t i = 0; i < n; ++i)
+    if (const index_t j = first_non_finite(x + i * d, d); j >= 0)
+      throw InvalidArgument(std::string(what) + ": row " + std::to_string(i) + " has a NaN or infinite entry (column " +
+                            std::to_string(j) + ")");
+}
+
+void check_common(const char* what, index_t d, index_t m, int depth) {
+  if (d < 1) throw InvalidArgument(std::string(what) + ": input dimension must be >= 1, got " + std::to_string(d));
+  if (depth < 1) throw InvalidArgument(std::string(what) + ": depth must be >= 1, got " + std::to_string(depth));
+  if (m < 2 || m % 2 != 0)
+    throw InvalidArgument(std::string(what) + ": feature dimension must be even and >= 2, got " + std::to_string(m));
+}
+
+int checked_degree(int q) {
+  if (q < 1 || q > 64 || (q & (q - 1)) != 0)
+    throw InvalidArgument("NTKSketch: degree must be a power of two between 1 and 64, got " + std::to_string(q));
+  return q;
+}
+
+index_t poly_width(const NtkSketchParams& p) {
+  if (p.poly_dim < 0 || p.poly_dim % 2 != 0)
+    throw InvalidArgument("NTKSketch: the PolySketch width must be even, got " + std::to_string(p.poly_dim));
+  if (p.poly_dim > 0) return p.poly_dim;
+  const index_t w = (p.output_dim / 4 + 1) / 2 * 2;
+  return std::max<index_t>(2, w);
+}
+
+}  // namespace
+
+// ---- NtkSketch ----
+
+NtkSketch::NtkSketch(const NtkSketchParams& p)
+    : d_(p.input_dim),
+      m_(p.output_dim),
+      mp_((check_common("NTKSketch", p.input_dim, p.output_dim, p.depth), poly_width(p))),
+      q_(checked_degree(p.degree)),
+      coef_(fit_polynomial([depth = p.depth](double t) { return relu_ntk_unit(t, depth); }, q_)),
+      poly_(PolySketchParams{d_, mp_, q_, p.seed, child("ntk_sketch", "poly", 0)}),
+      combine_(SketchParams{1 + q_ * mp_, m_, p.seed, child("ntk_sketch", "combine", 0)}) {}
+
+void NtkSketch::transform(const double* x, index_t n, double* out) const {
+  check_rows("NTKSketch", x, n, d_);
+  const index_t wide = 1 + q_ * mp_;
+  std::vector<double> unit, degrees, stacked;
+  std::vector<double> norms;
+  for (index_t b0 = 0; b0 < n; b0 += kBatch) {
+    const index_t nb = std::min(kBatch, n - b0);
+    unit.assign(size_t(nb * d_), 0.0);
+    norms.assign(size_t(nb), 0.0);
+    for (index_t i = 0; i < nb; ++i) {
+      const double* xi = x + (b0 + i) * d_;
+      double s = 0.0;
+      for (index_t j = 0; j < d_; ++j) s += xi[j] * xi[j];
+      s = std::sqrt(s);
+      norms[size_t(i)] = s;
+      if (s > 0.0)
+        for (index_t j = 0; j < d_; ++j) unit[size_t(i * d_ + j)] = xi[j] / s;
+    }
+    degrees.resize(size_t(nb * (q_ + 1) * mp_));
+    poly_.apply_degrees(unit.data(), nb, degrees.data());
+    stacked.resize(size_t(nb * wide));
+    for (index_t i = 0; i < nb; ++i) {
+      double* v = stacked.data() + i * wide;
+      const double* dg = degrees.data() + i * (q_ + 1) * mp_;
+      v[0] = std::sqrt(coef_[0]);
+      for (int j = 1; j <= q_; ++j) {
+        const double c = std::sqrt(coef_[size_t(j)]);
+        for (index_t k = 0; k < mp_; ++k) v[1 + (j - 1) * mp_ + k] = c * dg[j * mp_ + k];
+      }
+    }
+    double* o = out + b0 * m_;
+    combine_.apply(stacked.data(), nb, o);
+    // The kernel is homogeneous of degree one in each argument: scale back by ‖x‖, and by 1/√d for
+    // neural-tangents' convention. A zero row has zero features (its kernel with anything is 0).
+    for (index_t i = 0; i < nb; ++i) {
+      const double s = norms[size_t(i)] / std::sqrt(double(d_));
+      for (index_t k = 0; k < m_; ++k) o[i * m_ + k] *= s;
+    }
+  }
+}
+
+// ---- NtkRandomFeatures ----
+
+NtkRandomFeatures::NtkRandomFeatures(const NtkRandomFeaturesParams& p) : d_(p.input_dim) {
+  check_common("NTKRF", p.input_dim, p.output_dim, p.depth);
+  m1_ = p.relu_dim > 0 ? p.relu_dim : p.output_dim / 2;
+  ms_ = p.output_dim - m1_;
+  m0_ = p.step_dim > 0 ? p.step_dim : m1_;
+  if (m1_ < 1 || ms_ < 2 || ms_ % 2 != 0)
+    throw InvalidArgument("NTKRF: the feature dimension " + std::to_string(p.output_dim) + " minus the ReLU features " +
+                          std::to_string(m1_) + " must leave an even number >= 2 for the tensor sketch");
+  index_t z_dim = d_, psi_dim = d_;
+  for (int h = 0; h < p.depth; ++h) {
+    const auto layer = std::uint64_t(h);
+    step_.emplace_back(ArcCosineParams{z_dim, m0_, 0, p.seed, child("ntkrf", "step", layer)});
+    relu_.emplace_back(ArcCosineParams{z_dim, m1_, 1, p.seed, child("ntkrf", "relu", layer), p.leverage});
+    mix_.emplace_back(TensorSketchParams{psi_dim, m0_, ms_, p.seed, child("ntkrf", "mix", layer)});
+    z_dim = m1_;
+    psi_dim = m1_ + ms_;
+  }
+}
+
+void NtkRandomFeatures::transform(const double* x, index_t n, double* out) const {
+  check_rows("NTKRF", x, n, d_);
+  const index_t m = m1_ + ms_;
+  std::vector<double> z, psi, step, next_z, mixed;
+  for (index_t b0 = 0; b0 < n; b0 += kBatch) {
+    const index_t nb = std::min(kBatch, n - b0);
+    z.assign(x + b0 * d_, x + (b0 + nb) * d_);
+    psi = z;
+    for (size_t h = 0; h < relu_.size(); ++h) {
+      step.resize(size_t(nb * m0_));
+      step_[h].apply(z.data(), nb, step.data());
+      next_z.resize(size_t(nb * m1_));
+      relu_[h].apply(z.data(), nb, next_z.data());
+      mixed.resize(size_t(nb * ms_));
+      mix_[h].apply(psi.data(), step.data(), nb, mixed.data());
+      psi.resize(size_t(nb * m));
+      for (index_t i = 0; i < nb; ++i) {
+        std::copy(next_z.begin() + i * m1_, next_z.begin() + (i + 1) * m1_, psi.begin() + i * m);
+        std::copy(mixed.begin() + i * ms_, mixed.begin() + (i + 1) * ms_, psi.begin() + i * m + m1_);
+      }
+      std::swap(z, next_z);
+    }
+    const double s = 1.0 / std::sqrt(double(d_));
+    for (index_t k = 0; k < nb * m; ++k) out[b0 * m + k] = s * psi[size_t(k)];
+  }
+}
+
+}  // namespace ntk
