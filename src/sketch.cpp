@@ -366,7 +366,11 @@ ArcCosineFeatures::ArcCosineFeatures(const ArcCosineParams& p) : d_(p.input_dim)
     throw InvalidArgument("arc-cosine features: leverage-score sampling is defined for order 1 only");
   const std::uint64_t s = stream("arccos.W", p.index);
   w_.resize(size_t(m_ * d_));
-  for (index_t k = 0; k < m_ * d_; ++k) w_[size_t(k)] = normal(p.seed, s, std::uint64_t(k));
+  // Each draw is a function of (seed, stream, index) alone, so filling rows on several threads gives the
+  // same W; at m = d = 8192 these are 67M draws.
+  parallel_for(m_, [&](std::int64_t begin, std::int64_t end) {
+    for (index_t k = begin * d_; k < end * d_; ++k) w_[size_t(k)] = normal(p.seed, s, std::uint64_t(k));
+  });
   // E[1[w·x > 0] 1[w·y > 0]] = (π − θ)/(2π) and E[relu(w·x) relu(w·y)] = ‖x‖‖y‖(sin θ + (π − θ) cos θ)/(2π)
   // for w ~ N(0, I) (Cho & Saul 2009): the factor 2/m makes the mean of m features κ0 resp. ‖x‖‖y‖κ1.
   scale_.assign(size_t(m_), std::sqrt(2.0 / double(m_)));
@@ -375,7 +379,8 @@ ArcCosineFeatures::ArcCosineFeatures(const ArcCosineParams& p) : d_(p.input_dim)
     // side of the product. Under q, w = r·u with u uniform on the sphere (the direction of the row
     // just drawn) and r² ~ χ²_{d+2}, a sum of d + 2 squared normals.
     const std::uint64_t sr = stream("arccos.radius", p.index);
-    for (index_t k = 0; k < m_; ++k) {
+    parallel_for(m_, [&](std::int64_t begin, std::int64_t end) {
+    for (index_t k = begin; k < end; ++k) {
       double* w = w_.data() + k * d_;
       double norm2 = 0.0, r2 = 0.0;
       for (index_t j = 0; j < d_; ++j) norm2 += w[j] * w[j];
@@ -387,6 +392,7 @@ ArcCosineFeatures::ArcCosineFeatures(const ArcCosineParams& p) : d_(p.input_dim)
       for (index_t j = 0; j < d_; ++j) w[j] *= r / norm;
       scale_[size_t(k)] = std::sqrt(2.0 * double(d_) / double(m_)) / r;
     }
+    });
   }
 }
 

@@ -99,7 +99,7 @@ int main(int argc, char** argv) {
                                               ntk::cli::add_entk(app), ntk::cli::add_kernel(app),
                                               ntk::cli::add_regress(app),
                                               ntk::cli::add_spectrum(app), ntk::cli::add_compare(app),
-                                              ntk::cli::add_pntk_report(app)};
+                                              ntk::cli::add_pntk_report(app), ntk::cli::add_features(app)};
 
   try {
     app.parse(argc, argv);

@@ -1,0 +1,92 @@
+// ntk features: flags -> FeaturesJob -> run_features.
+#include <memory>
+
+#include "flags.hpp"
+#include "ntk/jobs_features.hpp"
+
+namespace ntk::cli {
+
+namespace {
+
+struct FeaturesArgs {
+  std::string sketch = "ntk", x, out, dtype = "float32", max_memory, idx_scale = "unit";
+  int depth = 1, degree = 8, threads = 0;
+  ntk::index_t dim = 4096, poly_dim = 0, relu_dim = 0;
+  std::uint64_t seed = 0;
+  bool plain = false, flatten = false, quiet = false;
+};
+
+void run(const FeaturesArgs& a) {
+  FeaturesJob job;
+  job.sketch = a.sketch;
+  job.depth = a.depth;
+  job.dim = a.dim;
+  job.degree = a.degree;
+  job.poly_dim = a.poly_dim;
+  job.relu_dim = a.relu_dim;
+  job.leverage = !a.plain;
+  job.seed = a.seed;
+  job.flatten = a.flatten;
+  job.x = JobInput::file(a.x, "-x '" + a.x + "'");
+  job.input.idx_scale = parse_idx_scale(a.idx_scale);
+  job.dtype = parse_float_dtype(a.dtype);
+  job.threads = a.threads;
+  job.max_memory = max_memory_bytes(a.max_memory);
+  if (!a.quiet) job.progress = terminal_progress("features", "rows", true);
+  job.output_path = a.out;
+  report(run_features(job), a.quiet);
+}
+
+}  // namespace
+
+Subcommand add_features(CLI::App& app) {
+  auto a = std::make_shared<FeaturesArgs>();
+  CLI::App* sub = app.add_subcommand("features", "Random features / sketches of the infinite-width ReLU NTK");
+  set_long_description(
+      sub, "Writes features F (N, M) with F·Fᵀ ≈ the infinite-width NTK, in neural-tangents' convention, of "
+           "[Dense(k, W_std=√2, no bias), Relu] repeated --depth times then Dense(k, no bias) -- the arc-cosine NTK of "
+           "Zandieh et al. divided by the input dimension, with no extra factor. --sketch ntk: NTKSketch (one pass): a "
+           "non-negative, monotone polynomial of degree --degree fitted to the depth-L NTK function, PolySketch of the "
+           "normalized input for every degree, combined by an SRHT (its only bias is the fit's error). --sketch ntkrf: "
+           "NTKRF, arc-cosine random features per layer (order 1 by leverage-score sampling unless --plain-sampling) "
+           "joined by TensorSRHTs. Features depend only on --seed and the input row, not on threads or batches; "
+           "train and test features must come from the same seed. Inputs are vectors (N, d), .npy or IDX; images "
+           "need --flatten. Use the features with 'ntk regress --f-train F.npy --f-test FT.npy'.\n\n"
+           "Example:\n"
+           "  ntk features --sketch ntk --depth 2 --dim 8192 --seed 0 -x X.npy -o F.npy\n"
+           "  ntk features --sketch ntkrf --depth 2 --dim 8192 --flatten -x train-images-idx3-ubyte.gz -o F.npy");
+  sub->add_option("--sketch", a->sketch, "ntk (NTKSketch) or ntkrf (NTKRF)")
+      ->check(CLI::IsMember({"ntk", "ntkrf"}).description(""))
+      ->type_name("ntk|ntkrf")
+      ->capture_default_str();
+  sub->add_option("--depth", a->depth, "Hidden ReLU layers L")
+      ->check(CLI::Range(1, 64).description(""))
+      ->type_name("L")
+      ->capture_default_str();
+  sub->add_option("--dim", a->dim, "Features per example M (even)")
+      ->check(CLI::Range(ntk::index_t(2), ntk::index_t(1) << 30).description(""))
+      ->type_name("M")
+      ->capture_default_str();
+  sub->add_option("--degree", a->degree, "NTKSketch: degree of the fitted polynomial, a power of two")
+      ->type_name("Q")
+      ->capture_default_str();
+  sub->add_option("--poly-dim", a->poly_dim, "NTKSketch: width of the PolySketch tree (default M/4)")->type_name("P");
+  sub->add_option("--relu-dim", a->relu_dim, "NTKRF: order-1 features per layer (default M/2; the rest are the tensor sketch)")
+      ->type_name("M1");
+  sub->add_flag("--plain-sampling", a->plain, "NTKRF: Gaussian order-1 features instead of leverage-score sampling");
+  sub->add_option("--seed", a->seed, "Seed of the random map")->type_name("S")->capture_default_str();
+  sub->add_flag("--flatten", a->flatten, "Use images (N, H, W, C) as vectors of H·W·C");
+  sub->add_option("-x", a->x, "Inputs (N, d): .npy or IDX")->required()->type_name("FILE");
+  sub->add_option("--dtype", a->dtype, "Output type (features are computed in float64)")
+      ->check(CLI::IsMember({"float32", "float64"}).description(""))
+      ->type_name("float32|float64")
+      ->capture_default_str();
+  add_idx_scale_flag(sub, a->idx_scale);
+  add_threads_flag(sub, a->threads);
+  add_max_memory_flag(sub, a->max_memory, "Memory budget for the inputs and working buffers, e.g. 4G");
+  sub->add_option("-o,--output", a->out, "Features to write (.npy), (N, M)")->required()->type_name("FILE");
+  sub->add_flag("-q,--quiet", a->quiet, "Print nothing on success");
+  return {sub, [a] { run(*a); }};
+}
+
+}  // namespace ntk::cli

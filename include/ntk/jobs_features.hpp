@@ -1,0 +1,31 @@
+// The feature-map job (ntk features): inputs from a file or memory, the map of ntk/features.hpp applied
+// to row batches, the result written to an .npy band by band (atomically) or returned in memory.
+#pragma once
+#include <string>
+
+#include "ntk/jobs.hpp"
+
+namespace ntk {
+
+struct FeaturesJob {
+  std::string sketch = "ntk";  // "ntk" (NTKSketch) or "ntkrf" (NTKRF)
+  int depth = 1;
+  index_t dim = 4096;          // features per example
+  int degree = 8;              // NTKSketch: polynomial degree, a power of two
+  index_t poly_dim = 0;        // NTKSketch: PolySketch width (0: dim/4)
+  index_t relu_dim = 0;        // NTKRF: order-1 features per layer (0: dim/2)
+  bool leverage = true;        // NTKRF: leverage-score sampling of the order-1 features
+  std::uint64_t seed = 0;
+  bool flatten = false;        // images (N, H, W, C) taken as vectors of H·W·C; otherwise refused
+  JobInput x;
+  InputOptions input;
+  DType dtype = DType::float32;  // of the output; features are computed in float64
+  int threads = 0;
+  std::uint64_t max_memory = 0;  // 0: no limit
+  ProgressFn progress;           // (rows done, rows)
+  std::string output_path;       // empty: returned in JobResult::array
+};
+
+JobResult run_features(const FeaturesJob& job);
+
+}  // namespace ntk

@@ -1,0 +1,120 @@
+// ntk features: NTKSketch / NTKRF over row batches (see ntk/jobs_features.hpp).
+#include "ntk/jobs_features.hpp"
+
+#include <algorithm>
+#include <memory>
+#include <sstream>
+#include <variant>
+
+#include "jobs_detail.hpp"
+#include "ntk/error.hpp"
+#include "ntk/features.hpp"
+#include "ntk/io.hpp"
+#include "ntk/parallel.hpp"
+
+namespace ntk {
+
+namespace {
+
+// Rows per batch handed to the map: large enough to keep both threads busy and the progress calls
+// rare, small enough that the batch's float64 features are a few tens of MB.
+index_t batch_rows(index_t dim) { return std::clamp<index_t>((index_t(4) << 20) / std::max<index_t>(dim, 1), 64, 4096); }
+
+struct AnyMap {
+  std::unique_ptr<NtkSketch> sketch;
+  std::unique_ptr<NtkRandomFeatures> rf;
+  std::string name;
+  void transform(const double* x, index_t n, double* out) const {
+    if (sketch) sketch->transform(x, n, out);
+    else rf->transform(x, n, out);
+  }
+};
+
+AnyMap make_map(const FeaturesJob& job, index_t d) {
+  AnyMap m;
+  if (job.sketch == "ntk") {
+    m.sketch = std::make_unique<NtkSketch>(NtkSketchParams{d, job.dim, job.depth, job.degree, job.poly_dim, job.seed});
+    m.name = "NTKSketch";
+  } else if (job.sketch == "ntkrf") {
+    m.rf = std::make_unique<NtkRandomFeatures>(
+        NtkRandomFeaturesParams{d, job.dim, job.depth, job.relu_dim, 0, job.leverage, job.seed});
+    m.name = "NTKRF";
+  } else {
+    throw InvalidArgument("unknown sketch '" + job.sketch + "': ntk (NTKSketch) or ntkrf (NTKRF)");
+  }
+  return m;
+}
+
+}  // namespace
+
+JobResult run_features(const FeaturesJob& job) {
+  if (job.dtype != DType::float32 && job.dtype != DType::float64)
+    throw InvalidArgument("features are written as float32 or float64");
+  if (!job.output_path.empty()) detail::check_output_path(job.output_path);
+  ThreadScope threads(job.threads > 0 ? job.threads : num_threads());
+  detail::LoadedInput loaded(job.x, job.input);
+  const std::string name = loaded.name();
+  Array<double> x = loaded.take<double>();
+  if (x.ndim() < 2 || x.dim(0) == 0)
+    throw InvalidArgument(name + " has shape " + shape_string(x.shape()) + "; expected a non-empty (N, d) array of examples");
+  if (x.ndim() > 2 && !job.flatten)
+    throw InvalidArgument(name + " holds images " + shape_string(x.shape()) + "; --sketch " + job.sketch +
+                          " is a sketch of vectors (N, d): pass --flatten to use each image as one vector");
+  const index_t n = x.dim(0), d = x.size() / n;
+  if (const index_t bad = first_non_finite(x); bad >= 0)
+    throw InvalidArgument(name + ": row " + std::to_string(bad / d) + " has a NaN or infinite entry");
+
+  const index_t rows = std::min(n, batch_rows(job.dim));
+  const std::uint64_t in_bytes = std::uint64_t(x.size()) * 8, batch_bytes = std::uint64_t(rows) * std::uint64_t(job.dim) * 16;
+  const std::uint64_t out_bytes = job.output_path.empty() ? std::uint64_t(n) * std::uint64_t(job.dim) * dtype_size(job.dtype) : 0;
+  if (job.max_memory > 0 && in_bytes + batch_bytes + out_bytes > job.max_memory) {
+    std::ostringstream msg;
+    msg << "the features need " << (in_bytes + batch_bytes + out_bytes) / (1 << 20) << " MiB (inputs in float64 "
+        << in_bytes / (1 << 20) << " MiB" << (out_bytes ? ", features in memory " + std::to_string(out_bytes >> 20) + " MiB" : "")
+        << "), over --max-memory " << job.max_memory / (1 << 20) << " MiB: raise --max-memory"
+        << (out_bytes ? " or write them to a file" : "");
+    throw MemoryBudgetError(msg.str());
+  }
+
+  const AnyMap map = detail::with_context(name + ": ", [&] { return make_map(job, d); });
+  const Shape out_shape{n, job.dim};
+  std::unique_ptr<NpyFileWriter> file;
+  std::optional<AnyArray> memory;
+  if (!job.output_path.empty()) file = std::make_unique<NpyFileWriter>(job.output_path, job.dtype, out_shape);
+  else if (job.dtype == DType::float64) memory = Array<double>(out_shape);
+  else memory = Array<float>(out_shape);
+
+  std::vector<double> batch(static_cast<size_t>(rows * job.dim));
+  std::vector<float> narrow(job.dtype == DType::float32 ? batch.size() : 0);
+  for (index_t r0 = 0; r0 < n; r0 += rows) {
+    const index_t nb = std::min(rows, n - r0);
+    const size_t count = size_t(nb * job.dim);
+    map.transform(x.data() + r0 * d, nb, batch.data());
+    const void* bytes = batch.data();
+    if (job.dtype == DType::float32) {
+      std::copy(batch.begin(), batch.begin() + std::ptrdiff_t(count), narrow.begin());
+      bytes = narrow.data();
+    }
+    const size_t elem = dtype_size(job.dtype), offset = size_t(r0 * job.dim) * elem;
+    if (file) file->write(offset, bytes, count * elem);
+    else if (auto* a = std::get_if<Array<double>>(&*memory)) std::copy_n(batch.data(), count, a->data() + r0 * job.dim);
+    else std::copy_n(narrow.data(), count, std::get<Array<float>>(*memory).data() + r0 * job.dim);
+    if (job.progress) job.progress(r0 + nb, n);
+  }
+
+  JobResult r;
+  r.shape = out_shape;
+  r.dtype = job.dtype;
+  r.output_path = job.output_path;
+  if (file) file->commit();
+  else r.array = std::move(memory);
+  std::ostringstream s;
+  s << detail::written_prefix(job.output_path) << map.name << " features " << shape_string(out_shape) << " " << dtype_name(job.dtype)
+    << " of " << name << " (depth " << job.depth << ", seed " << job.seed;
+  if (job.sketch == "ntk") s << ", degree " << job.degree;
+  s << "); F·Fᵀ ≈ the NTK of " << job.depth << " x [Dense(W_std=√2, no bias), Relu], Dense(no bias) in neural-tangents' convention";
+  r.summary = s.str();
+  return r;
+}
+
+}  // namespace ntk
