@@ -61,8 +61,8 @@ NtkSketch::NtkSketch(const NtkSketchParams& p)
       mp_((check_common("NTKSketch", p.input_dim, p.output_dim, p.depth), poly_width(p))),
       q_(checked_degree(p.degree)),
       coef_(fit_polynomial([depth = p.depth](double t) { return relu_ntk_unit(t, depth); }, q_)),
-      poly_(PolySketchParams{d_, mp_, q_, p.seed, child("ntk_sketch", "poly", 0)}),
-      combine_(SketchParams{1 + q_ * mp_, m_, p.seed, child("ntk_sketch", "combine", 0)}) {}
+      poly_(PolySketchParams{d_, mp_, q_, p.seed, child("ntk_sketch", "poly", 0), p.transform}),
+      combine_(SketchParams{1 + q_ * mp_, m_, p.seed, child("ntk_sketch", "combine", 0), p.transform}) {}
 
 void NtkSketch::transform(const double* x, index_t n, double* out) const {
   check_rows("NTKSketch", x, n, d_);
@@ -120,7 +120,7 @@ NtkRandomFeatures::NtkRandomFeatures(const NtkRandomFeaturesParams& p) : d_(p.in
     const auto layer = std::uint64_t(h);
     step_.emplace_back(ArcCosineParams{z_dim, m0_, 0, p.seed, child("ntkrf", "step", layer)});
     relu_.emplace_back(ArcCosineParams{z_dim, m1_, 1, p.seed, child("ntkrf", "relu", layer), p.leverage});
-    mix_.emplace_back(TensorSketchParams{psi_dim, m0_, ms_, p.seed, child("ntkrf", "mix", layer)});
+    mix_.emplace_back(TensorSketchParams{psi_dim, m0_, ms_, p.seed, child("ntkrf", "mix", layer), p.transform});
     z_dim = m1_;
     psi_dim = m1_ + ms_;
   }

@@ -33,11 +33,11 @@ struct AnyMap {
 AnyMap make_map(const FeaturesJob& job, index_t d) {
   AnyMap m;
   if (job.sketch == "ntk") {
-    m.sketch = std::make_unique<NtkSketch>(NtkSketchParams{d, job.dim, job.depth, job.degree, job.poly_dim, job.seed});
+    m.sketch = std::make_unique<NtkSketch>(NtkSketchParams{d, job.dim, job.depth, job.degree, job.poly_dim, job.seed, job.transform});
     m.name = "NTKSketch";
   } else if (job.sketch == "ntkrf") {
     m.rf = std::make_unique<NtkRandomFeatures>(
-        NtkRandomFeaturesParams{d, job.dim, job.depth, job.relu_dim, 0, job.leverage, job.seed});
+        NtkRandomFeaturesParams{d, job.dim, job.depth, job.relu_dim, 0, job.leverage, job.seed, job.transform});
     m.name = "NTKRF";
   } else {
     throw InvalidArgument("unknown sketch '" + job.sketch + "': ntk (NTKSketch) or ntkrf (NTKRF)");

@@ -48,6 +48,19 @@ double normal(std::uint64_t seed, std::uint64_t stream, std::uint64_t index) {
   return index % 2 == 0 ? radius * std::cos(angle) : radius * std::sin(angle);
 }
 
+void fill_normal(std::uint64_t seed, std::uint64_t stream, std::uint64_t first, std::uint64_t count, double* out) {
+  std::uint64_t k = 0;
+  if (count > 0 && first % 2 == 1) out[k++] = normal(seed, stream, first);
+  for (; k + 1 < count; k += 2) {
+    const auto r = block(seed, stream, (first + k) / 2);
+    const double radius = std::sqrt(-2.0 * std::log(open_uniform(r[0], r[1])));
+    const double angle = 2.0 * std::numbers::pi * open_uniform(r[2], r[3]);
+    out[k] = radius * std::cos(angle);
+    out[k + 1] = radius * std::sin(angle);
+  }
+  if (k < count) out[k] = normal(seed, stream, first + k);
+}
+
 double uniform(std::uint64_t seed, std::uint64_t stream, std::uint64_t index) {
   auto r = block(seed, stream, index / 2);
   return index % 2 == 0 ? open_uniform(r[0], r[1]) - 0x1.0p-53 : open_uniform(r[2], r[3]) - 0x1.0p-53;

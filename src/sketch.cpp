@@ -102,19 +102,67 @@ void signed_fft(const detail::Fft& fft, const double* x, const std::vector<doubl
   fft.plan.transform(buf.data(), out.data());
 }
 
+// The smallest power of two ≥ n.
+index_t pow2_length(index_t n) {
+  index_t l = 1;
+  while (l < n) l *= 2;
+  return l;
+}
+
+// In-place unnormalized Walsh-Hadamard transform of a power-of-two length: log2 L passes of butterflies
+// (a + b, a − b); the inner loop runs over contiguous halves, which the compiler vectorizes.
+void fwht(double* a, index_t n) {
+  for (index_t h = 1; h < n; h *= 2)
+    for (index_t i = 0; i < n; i += 2 * h)
+      for (index_t j = i; j < i + h; ++j) {
+        const double u = a[j], v = a[j + h];
+        a[j] = u + v;
+        a[j + h] = u - v;
+      }
+}
+
+// buf = H(x ∘ sign), x zero-padded to the length of buf.
+void signed_fwht(const double* x, const std::vector<double>& sign, std::vector<double>& buf) {
+  const auto d = static_cast<index_t>(sign.size());
+  for (index_t j = 0; j < d; ++j) buf[size_t(j)] = x[j] * sign[size_t(j)];
+  std::fill(buf.begin() + d, buf.end(), 0.0);
+  fwht(buf.data(), static_cast<index_t>(buf.size()));
+}
+
 }  // namespace
 
 // ---- Srht ----
 
-Srht::Srht(const SketchParams& p) : d_(p.input_dim), m_(p.output_dim) {
-  check_dims("SRHT", d_, m_, true);
-  fft_ = make_fft(fft_length(d_));
+Srht::Srht(const SketchParams& p)
+    : d_(p.input_dim), m_(p.output_dim), hadamard_(p.transform == SketchTransform::hadamard), length_(0) {
+  check_dims("SRHT", d_, m_, !hadamard_);
   sign_ = random_signs(p.seed, stream("srht.D", p.index), d_);
-  pick_ = random_indices(p.seed, stream("srht.P", p.index), m_ / 2, fft_->length);
+  if (hadamard_) {
+    length_ = pow2_length(d_);
+    pick_ = random_indices(p.seed, stream("srht.P", p.index), m_, length_);
+    return;
+  }
+  fft_ = make_fft(fft_length(d_));
+  length_ = fft_->length;
+  pick_ = random_indices(p.seed, stream("srht.P", p.index), m_ / 2, length_);
 }
 
 void Srht::apply(const double* x, index_t n, double* out) const {
   check_batch("SRHT", n);
+  if (hadamard_) {
+    const double scale = 1.0 / std::sqrt(double(m_));
+    parallel_for(n, [&](std::int64_t begin, std::int64_t end) {
+      std::vector<double> buf(static_cast<size_t>(length_));
+      for (index_t i = begin; i < end; ++i) {
+        const double* xi = x + i * d_;
+        check_row("SRHT", xi, d_, i);
+        signed_fwht(xi, sign_, buf);
+        double* o = out + i * m_;
+        for (index_t k = 0; k < m_; ++k) o[k] = scale * buf[size_t(pick_[size_t(k)])];
+      }
+    });
+    return;
+  }
   const index_t s = m_ / 2;
   const double scale = 1.0 / std::sqrt(double(s));
   parallel_for(n, [&](std::int64_t begin, std::int64_t end) {
@@ -135,19 +183,45 @@ void Srht::apply(const double* x, index_t n, double* out) const {
 
 // ---- TensorSrht ----
 
-TensorSrht::TensorSrht(const TensorSketchParams& p) : d1_(p.input_dim1), d2_(p.input_dim2), m_(p.output_dim) {
-  check_dims("TensorSRHT", d1_, m_, true);
-  check_dims("TensorSRHT", d2_, m_, true);
-  fft1_ = make_fft(fft_length(d1_));
-  fft2_ = d2_ == d1_ ? fft1_ : make_fft(fft_length(d2_));
+TensorSrht::TensorSrht(const TensorSketchParams& p)
+    : d1_(p.input_dim1), d2_(p.input_dim2), m_(p.output_dim), hadamard_(p.transform == SketchTransform::hadamard) {
+  check_dims("TensorSRHT", d1_, m_, !hadamard_);
+  check_dims("TensorSRHT", d2_, m_, !hadamard_);
   sign1_ = random_signs(p.seed, stream("tensor_srht.D1", p.index), d1_);
   sign2_ = random_signs(p.seed, stream("tensor_srht.D2", p.index), d2_);
-  pick1_ = random_indices(p.seed, stream("tensor_srht.P1", p.index), m_ / 2, fft1_->length);
-  pick2_ = random_indices(p.seed, stream("tensor_srht.P2", p.index), m_ / 2, fft2_->length);
+  if (hadamard_) {
+    length1_ = pow2_length(d1_);
+    length2_ = pow2_length(d2_);
+  } else {
+    fft1_ = make_fft(fft_length(d1_));
+    fft2_ = d2_ == d1_ ? fft1_ : make_fft(fft_length(d2_));
+    length1_ = fft1_->length;
+    length2_ = fft2_->length;
+  }
+  const index_t samples = hadamard_ ? m_ : m_ / 2;
+  pick1_ = random_indices(p.seed, stream("tensor_srht.P1", p.index), samples, length1_);
+  pick2_ = random_indices(p.seed, stream("tensor_srht.P2", p.index), samples, length2_);
 }
 
 void TensorSrht::apply(const double* x, const double* y, index_t n, double* out) const {
   check_batch("TensorSRHT", n);
+  if (hadamard_) {
+    const double scale = 1.0 / std::sqrt(double(m_));
+    parallel_for(n, [&](std::int64_t begin, std::int64_t end) {
+      std::vector<double> b1(static_cast<size_t>(length1_)), b2(static_cast<size_t>(length2_));
+      for (index_t i = begin; i < end; ++i) {
+        const double* xi = x + i * d1_;
+        const double* yi = y + i * d2_;
+        check_row("TensorSRHT (first input)", xi, d1_, i);
+        check_row("TensorSRHT (second input)", yi, d2_, i);
+        signed_fwht(xi, sign1_, b1);
+        signed_fwht(yi, sign2_, b2);
+        double* o = out + i * m_;
+        for (index_t k = 0; k < m_; ++k) o[k] = scale * b1[size_t(pick1_[size_t(k)])] * b2[size_t(pick2_[size_t(k)])];
+      }
+    });
+    return;
+  }
   const index_t s = m_ / 2;
   const double scale = 1.0 / std::sqrt(double(s));
   parallel_for(n, [&](std::int64_t begin, std::int64_t end) {
@@ -175,7 +249,7 @@ void TensorSrht::apply(const double* x, const double* y, index_t n, double* out)
 PolySketch::PolySketch(const PolySketchParams& p) : d_(p.input_dim), m_(p.output_dim), q_(p.degree), levels_(0) {
   if (q_ < 1 || (q_ & (q_ - 1)) != 0)
     throw InvalidArgument("PolySketch: degree must be a power of two (1, 2, 4, ...), got " + std::to_string(q_));
-  check_dims("PolySketch", d_, m_, true);
+  check_dims("PolySketch", d_, m_, p.transform == SketchTransform::fourier);
   while ((1 << levels_) < q_) ++levels_;
   // Children get indices hashed from this sketch's index, so their streams differ from those of any
   // stand-alone SRHT / TensorSRHT under the same seed.
@@ -185,7 +259,7 @@ PolySketch::PolySketch(const PolySketchParams& p) : d_(p.input_dim), m_(p.output
   std::vector<double> e1(static_cast<size_t>(d_), 0.0);
   e1[0] = 1.0;
   if (q_ == 1) {
-    single_ = std::make_unique<Srht>(SketchParams{d_, m_, p.seed, child("leaf", 0)});
+    single_ = std::make_unique<Srht>(SketchParams{d_, m_, p.seed, child("leaf", 0), p.transform});
     std::vector<double> v(static_cast<size_t>(m_));
     single_->apply(e1.data(), 1, v.data());
     node_e1_ = {e1, v};
@@ -194,7 +268,7 @@ PolySketch::PolySketch(const PolySketchParams& p) : d_(p.input_dim), m_(p.output
   for (int l = 1, i = 0; l <= levels_; ++l)
     for (int k = 0; k < (q_ >> l); ++k, ++i) {
       const index_t in = l == 1 ? d_ : m_;
-      nodes_.emplace_back(TensorSketchParams{in, in, m_, p.seed, child("node", i)});
+      nodes_.emplace_back(TensorSketchParams{in, in, m_, p.seed, child("node", i), p.transform});
     }
   std::vector<double> leaves;
   for (int k = 0; k < q_; ++k) leaves.insert(leaves.end(), e1.begin(), e1.end());
@@ -369,7 +443,7 @@ ArcCosineFeatures::ArcCosineFeatures(const ArcCosineParams& p) : d_(p.input_dim)
   // Each draw is a function of (seed, stream, index) alone, so filling rows on several threads gives the
   // same W; at m = d = 8192 these are 67M draws.
   parallel_for(m_, [&](std::int64_t begin, std::int64_t end) {
-    for (index_t k = begin * d_; k < end * d_; ++k) w_[size_t(k)] = normal(p.seed, s, std::uint64_t(k));
+    fill_normal(p.seed, s, std::uint64_t(begin * d_), std::uint64_t((end - begin) * d_), w_.data() + begin * d_);
   });
   // E[1[w·x > 0] 1[w·y > 0]] = (π − θ)/(2π) and E[relu(w·x) relu(w·y)] = ‖x‖‖y‖(sin θ + (π − θ) cos θ)/(2π)
   // for w ~ N(0, I) (Cho & Saul 2009): the factor 2/m makes the mean of m features κ0 resp. ‖x‖‖y‖κ1.
@@ -384,10 +458,9 @@ ArcCosineFeatures::ArcCosineFeatures(const ArcCosineParams& p) : d_(p.input_dim)
       double* w = w_.data() + k * d_;
       double norm2 = 0.0, r2 = 0.0;
       for (index_t j = 0; j < d_; ++j) norm2 += w[j] * w[j];
-      for (index_t j = 0; j < d_ + 2; ++j) {
-        const double g = normal(p.seed, sr, std::uint64_t(k * (d_ + 2) + j));
-        r2 += g * g;
-      }
+      std::vector<double> g(static_cast<size_t>(d_ + 2));
+      fill_normal(p.seed, sr, std::uint64_t(k * (d_ + 2)), std::uint64_t(d_ + 2), g.data());
+      for (double v : g) r2 += v * v;
       const double norm = std::sqrt(norm2), r = std::sqrt(r2);
       for (index_t j = 0; j < d_; ++j) w[j] *= r / norm;
       scale_[size_t(k)] = std::sqrt(2.0 * double(d_) / double(m_)) / r;

@@ -9,7 +9,7 @@ namespace ntk::cli {
 namespace {
 
 struct FeaturesArgs {
-  std::string sketch = "ntk", x, out, dtype = "float32", max_memory, idx_scale = "unit";
+  std::string sketch = "ntk", transform = "fourier", x, out, dtype = "float32", max_memory, idx_scale = "unit";
   int depth = 1, degree = 8, threads = 0;
   ntk::index_t dim = 4096, poly_dim = 0, relu_dim = 0;
   std::uint64_t seed = 0;
@@ -26,6 +26,7 @@ void run(const FeaturesArgs& a) {
   job.relu_dim = a.relu_dim;
   job.leverage = !a.plain;
   job.seed = a.seed;
+  job.transform = a.transform == "hadamard" ? SketchTransform::hadamard : SketchTransform::fourier;
   job.flatten = a.flatten;
   job.x = JobInput::file(a.x, "-x '" + a.x + "'");
   job.input.idx_scale = parse_idx_scale(a.idx_scale);
@@ -74,6 +75,11 @@ Subcommand add_features(CLI::App& app) {
   sub->add_option("--relu-dim", a->relu_dim, "NTKRF: order-1 features per layer (default M/2; the rest are the tensor sketch)")
       ->type_name("M1");
   sub->add_flag("--plain-sampling", a->plain, "NTKRF: Gaussian order-1 features instead of leverage-score sampling");
+  sub->add_option("--transform", a->transform,
+                  "Transform of the SRHTs: fourier (complex FFT, kissfft) or hadamard (real Walsh-Hadamard, faster)")
+      ->check(CLI::IsMember({"fourier", "hadamard"}).description(""))
+      ->type_name("fourier|hadamard")
+      ->capture_default_str();
   sub->add_option("--seed", a->seed, "Seed of the random map")->type_name("S")->capture_default_str();
   sub->add_flag("--flatten", a->flatten, "Use images (N, H, W, C) as vectors of H·W·C");
   sub->add_option("-x", a->x, "Inputs (N, d): .npy or IDX")->required()->type_name("FILE");

@@ -26,6 +26,7 @@ struct NtkSketchParams {
   int degree = 8;          // q: the degree of the polynomial fitted to K_L, a power of two
   index_t poly_dim = 0;    // width of the PolySketch tree; 0: m/4 rounded up to even (as the papers' code)
   std::uint64_t seed = 0;
+  SketchTransform transform = SketchTransform::fourier;  // of every SRHT / TensorSRHT inside
 };
 
 // NTKSketch, the one-pass variant: K_L ≈ Σ_j c_j t^j (fit_polynomial: c_j ≥ 0, monotone, weighted toward
@@ -57,6 +58,7 @@ struct NtkRandomFeaturesParams {
   index_t step_dim = 0;    // m0, order-0 (derivative) features per layer; 0: m1
   bool leverage = true;    // order-1 features by leverage-score sampling (lower variance)
   std::uint64_t seed = 0;
+  SketchTransform transform = SketchTransform::fourier;  // of the TensorSRHTs
 };
 
 // NTKRF (the paper's Algorithm 2): z⁰ = ψ⁰ = x; per layer h, φ̇ = ArcCos₀(zʰ⁻¹) (m0), zʰ = ArcCos₁(zʰ⁻¹)

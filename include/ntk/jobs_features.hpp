@@ -4,6 +4,7 @@
 #include <string>
 
 #include "ntk/jobs.hpp"
+#include "ntk/sketch.hpp"
 
 namespace ntk {
 
@@ -16,6 +17,7 @@ struct FeaturesJob {
   index_t relu_dim = 0;        // NTKRF: order-1 features per layer (0: dim/2)
   bool leverage = true;        // NTKRF: leverage-score sampling of the order-1 features
   std::uint64_t seed = 0;
+  SketchTransform transform = SketchTransform::fourier;
   bool flatten = false;        // images (N, H, W, C) taken as vectors of H·W·C; otherwise refused
   JobInput x;
   InputOptions input;

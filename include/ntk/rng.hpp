@@ -16,6 +16,10 @@ double normal(std::uint64_t seed, std::uint64_t stream, std::uint64_t index);
 // Uniform double in [0, 1) with 53 random bits.
 double uniform(std::uint64_t seed, std::uint64_t stream, std::uint64_t index);
 
+// out[k] = normal(seed, stream, first + k) for k < count, at half the cost: both values of each
+// Box-Muller pair come from one block.
+void fill_normal(std::uint64_t seed, std::uint64_t stream, std::uint64_t first, std::uint64_t count, double* out);
+
 // Stable 64-bit hash of a string (FNV-1a), for deriving streams from names such as "2.0.W".
 std::uint64_t stream_id(const char* name);
 

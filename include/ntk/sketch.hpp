@@ -26,11 +26,17 @@ struct Fft;  // a forward complex FFT of one length (kissfft, double precision)
 }
 
 // One input, output dimension m.
+// The orthogonal transform of the SRHTs. fourier: the complex FFT of any (padded) length, m/2 complex
+// samples stored as [Re, Im] (m even). hadamard: the real Walsh-Hadamard transform of the input padded to
+// a power of two, m real samples (any m); additions only, and several times faster (README, sketches).
+enum class SketchTransform { fourier, hadamard };
+
 struct SketchParams {
   index_t input_dim = 0;
   index_t output_dim = 0;
   std::uint64_t seed = 0;
   std::uint64_t index = 0;
+  SketchTransform transform = SketchTransform::fourier;  // Srht only
 };
 
 // Two inputs (x of input_dim1, y of input_dim2), one sketch of x ⊗ y of dimension m.
@@ -40,6 +46,7 @@ struct TensorSketchParams {
   index_t output_dim = 0;
   std::uint64_t seed = 0;
   std::uint64_t index = 0;
+  SketchTransform transform = SketchTransform::fourier;  // TensorSrht only
 };
 
 struct ArcCosineParams {
@@ -53,9 +60,11 @@ struct ArcCosineParams {
   bool leverage = false;
 };
 
-// Complex subsampled randomized Fourier transform of any input length d:
-//   z(x) = FFT_L(x ∘ D)[P] / √(m/2),  D i.i.d. ±1, P: m/2 indices uniform in [0, L) with replacement,
-// x zero-padded to L, the smallest 2^a 3^b 5^c ≥ d. Output [Re z, Im z] (m even).
+// Subsampled randomized transform of any input length d.
+//   fourier:  z(x) = FFT_L(x ∘ D)[P] / √(m/2),  D i.i.d. ±1, P: m/2 indices uniform in [0, L) with
+//             replacement, x zero-padded to L, the smallest 2^a 3^b 5^c ≥ d. Output [Re z, Im z] (m even).
+//   hadamard: z(x) = H_L(x ∘ D)[P] / √m, H_L the ±1 Walsh-Hadamard matrix, L the smallest power of two
+//             ≥ d, P: m indices uniform in [0, L). E_D[(H D x)_k (H D y)_k] = Σ_j H_kj² x_j y_j = ⟨x, y⟩.
 class Srht {
  public:
   explicit Srht(const SketchParams& p);
@@ -66,12 +75,15 @@ class Srht {
 
  private:
   index_t d_, m_;
+  bool hadamard_;
+  index_t length_;             // L
   std::vector<double> sign_;   // D, length d
-  std::vector<index_t> pick_;  // P, length m/2
+  std::vector<index_t> pick_;  // P, length m/2 (fourier) or m (hadamard)
   std::shared_ptr<const detail::Fft> fft_;
 };
 
-// TS(x, y) = FFT(x ∘ D1)[P1] ⊙ FFT(y ∘ D2)[P2] / √(m/2) (complex products), output [Re, Im].
+// fourier:  TS(x, y) = FFT(x ∘ D1)[P1] ⊙ FFT(y ∘ D2)[P2] / √(m/2) (complex products), output [Re, Im].
+// hadamard: TS(x, y) = H(x ∘ D1)[P1] ⊙ H(y ∘ D2)[P2] / √m (real).
 class TensorSrht {
  public:
   explicit TensorSrht(const TensorSketchParams& p);
@@ -83,6 +95,8 @@ class TensorSrht {
 
  private:
   index_t d1_, d2_, m_;
+  bool hadamard_;
+  index_t length1_, length2_;
   std::vector<double> sign1_, sign2_;
   std::vector<index_t> pick1_, pick2_;
   std::shared_ptr<const detail::Fft> fft1_, fft2_;
@@ -95,10 +109,11 @@ class TensorSrht {
 // E‖P_0‖² = 1). Nodes whose leaves are all e1 are constants, computed once.
 struct PolySketchParams {
   index_t input_dim = 0;
-  index_t output_dim = 0;  // even
+  index_t output_dim = 0;  // even for fourier
   int degree = 2;          // q, a power of two ≥ 1
   std::uint64_t seed = 0;
   std::uint64_t index = 0;
+  SketchTransform transform = SketchTransform::fourier;
 };
 
 class PolySketch {

@@ -64,3 +64,18 @@ TEST(Rng, InitIsAPureFunctionOfSeedAndName) {
 
 }  // namespace
 }  // namespace ntk
+
+namespace ntk {
+namespace {
+TEST(Rng, FillNormalEqualsNormalAtEveryOffset) {
+  for (std::uint64_t first : {0, 1, 6, 7}) {
+    for (std::uint64_t count : {0, 1, 2, 5, 8}) {
+      std::vector<double> v(count + 1, -1.0);
+      fill_normal(9, 3, first, count, v.data());
+      for (std::uint64_t k = 0; k < count; ++k) EXPECT_EQ(v[k], normal(9, 3, first + k)) << first << " " << k;
+      EXPECT_EQ(v[count], -1.0);  // nothing written past count
+    }
+  }
+}
+}  // namespace
+}  // namespace ntk

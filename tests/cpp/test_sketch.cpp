@@ -43,13 +43,17 @@ Vec arccos_gram(const Vec& x, index_t n, index_t d, int order) {
 
 const index_t kN = 6;  // points per Gram
 
+const SketchTransform kTransforms[] = {SketchTransform::fourier, SketchTransform::hadamard};
+
 TEST(Sketch, SrhtUnbiasedForInnerProduct) {
-  for (index_t d : {7, 13}) {  // padded to FFT lengths 8 and 15 (radix 2 and radices 3, 5)
+  for (SketchTransform t : kTransforms)
+  for (index_t d : {7, 13}) {  // padded to FFT lengths 8 and 15 (radix 2 and radices 3, 5); Hadamard 8, 16
+    SCOPED_TRACE(int(t));
     const Vec x = test::random_vector<double>(kN * d, 11 + std::uint64_t(d));
     const index_t m = 8;
     check_unbiased(
         [&](std::uint64_t seed) {
-          Srht s({d, m, seed, 0});
+          Srht s({d, m, seed, 0, t});
           Vec f(size_t(kN * m));
           s.apply(x.data(), kN, f.data());
           return gram(f, kN, m);
@@ -86,14 +90,17 @@ TEST(Sketch, TensorSrhtUnbiasedForProductOfInnerProducts) {
   const Vec gx = linear_gram(x, kN, d1), gy = linear_gram(y, kN, d2);
   Vec exact(gx.size());
   for (size_t k = 0; k < exact.size(); ++k) exact[k] = gx[k] * gy[k];
-  check_unbiased(
-      [&](std::uint64_t seed) {
-        TensorSrht s({d1, d2, m, seed, 0});
-        Vec f(size_t(kN * m));
-        s.apply(x.data(), y.data(), kN, f.data());
-        return gram(f, kN, m);
-      },
-      exact, 0.08);
+  for (SketchTransform t : kTransforms) {
+    SCOPED_TRACE(int(t));
+    check_unbiased(
+        [&](std::uint64_t seed) {
+          TensorSrht s({d1, d2, m, seed, 0, t});
+          Vec f(size_t(kN * m));
+          s.apply(x.data(), y.data(), kN, f.data());
+          return gram(f, kN, m);
+        },
+        exact, 0.08);
+  }
 }
 
 TEST(Sketch, CountSketchUnbiasedForInnerProduct) {
@@ -159,13 +166,14 @@ TEST(Sketch, PolySketchUnbiasedForPowersOfInnerProduct) {
   const int q = 4;
   const Vec x = test::random_vector<double>(kN * d, 71, 1.0 / std::sqrt(double(d)));  // ⟨x, y⟩ of order 1
   const Vec lin = linear_gram(x, kN, d);
+  for (SketchTransform t : kTransforms)
   for (int j = 0; j <= q; ++j) {
-    SCOPED_TRACE(j);
+    SCOPED_TRACE(j + 100 * int(t));
     Vec exact(lin.size());
     for (size_t k = 0; k < lin.size(); ++k) exact[k] = std::pow(lin[k], j);
     check_unbiased(
         [&](std::uint64_t seed) {
-          PolySketch s({d, m, q, seed, 0});
+          PolySketch s({d, m, q, seed, 0, t});
           Vec all(static_cast<size_t>(kN * (q + 1) * m)), f(static_cast<size_t>(kN * m));
           s.apply_degrees(x.data(), kN, all.data());
           for (index_t i = 0; i < kN; ++i)
@@ -196,6 +204,10 @@ TEST(Sketch, OutputDependsOnlyOnSeedAndRow) {
   check_deterministic(n, m, [&](index_t r, index_t c, double* o) { ts.apply(x.data() + r * d, y.data() + r * d2, c, o); });
   PolySketch ps({d, m, 4, 5, 0});
   check_deterministic(n, m, [&](index_t r, index_t c, double* o) { ps.apply(x.data() + r * d, c, o); });
+  Srht hsrht({d, m - 1, 5, 0, SketchTransform::hadamard});  // any m with Hadamard
+  check_deterministic(n, m - 1, [&](index_t r, index_t c, double* o) { hsrht.apply(x.data() + r * d, c, o); });
+  PolySketch hps({d, m, 4, 5, 0, SketchTransform::hadamard});
+  check_deterministic(n, m, [&](index_t r, index_t c, double* o) { hps.apply(x.data() + r * d, c, o); });
   for (int variant : {0, 1, 2}) {
     ArcCosineFeatures rf({d, m, variant == 0 ? 0 : 1, 5, 0, variant == 2});
     check_deterministic(n, m, [&](index_t r, index_t c, double* o) { rf.apply(x.data() + r * d, c, o); });
