@@ -5,6 +5,7 @@
 #include <cmath>
 #include <string>
 
+#include "entk_detail.hpp"
 #include "ntk/error.hpp"
 #include "ntk/parallel.hpp"
 #include "ntk/polyfit.hpp"
@@ -151,6 +152,50 @@ void NtkRandomFeatures::transform(const double* x, index_t n, double* out) const
     const double s = 1.0 / std::sqrt(double(d_));
     for (index_t k = 0; k < nb * m; ++k) out[b0 * m + k] = s * psi[size_t(k)];
   }
+}
+
+// ---- GradientSketch ----
+
+GradientSketch::GradientSketch(const Network& net, std::vector<double> params, const GradientSketchParams& p)
+    : net_(net), theta_(std::move(params)), m_(p.output_dim), directions_(0), mode_(p.mode) {
+  if (mode_.kind != EntkMode::pntk && mode_.kind != EntkMode::logit && mode_.kind != EntkMode::full)
+    throw InvalidArgument("gradient sketch: mode must be pntk, logit=K or full (each a Gram matrix of gradients), got " +
+                          to_string(mode_));
+  if (index_t(theta_.size()) != net.num_params())
+    throw InvalidArgument("gradient sketch: " + std::to_string(theta_.size()) + " parameters for a network of " +
+                          std::to_string(net.num_params()));
+  if (mode_.kind == EntkMode::logit && (mode_.logit_index < 0 || mode_.logit_index >= net.output_size()))
+    throw InvalidArgument("gradient sketch: logit=" + std::to_string(mode_.logit_index) + " is outside the network's " +
+                          std::to_string(net.output_size()) + " outputs");
+  directions_ = mode_.kind == EntkMode::full ? net.output_size() : 1;
+  const index_t P = net.num_params();
+  const std::uint64_t index = stream_id("gradient_sketch");
+  if (p.projection == GradientProjection::countsketch)
+    count_ = std::make_unique<CountSketch>(SketchParams{P, m_, p.seed, index});
+  else
+    srht_ = std::make_unique<Srht>(SketchParams{P, m_, p.seed, index,
+                                                p.projection == GradientProjection::hadamard ? SketchTransform::hadamard
+                                                                                             : SketchTransform::fourier});
+}
+
+void GradientSketch::transform(const double* x, index_t n, double* out) const {
+  const index_t d = net_.input_size(), P = net_.num_params(), K = directions_;
+  check_rows("gradient sketch", x, n, d);
+  const auto dirs = detail::directions_for<double>(mode_, net_.output_size());
+  // Groups of examples share one backward pass (jacobian_rows); each thread projects its own rows, so a
+  // row's features depend only on that row.
+  constexpr index_t kGroup = 8;
+  parallel_for((n + kGroup - 1) / kGroup, [&](index_t b, index_t e) {
+    std::vector<double> g;
+    for (index_t grp = b; grp < e; ++grp) {
+      const index_t lo = grp * kGroup, cnt = std::min(kGroup, n - lo);
+      g.resize(size_t(cnt * K * P));
+      detail::jacobian_rows(net_, theta_.data(), x + lo * d, cnt, dirs, g.data());
+      ThreadScope serial(1);  // already inside a parallel loop
+      if (count_) count_->apply(g.data(), cnt * K, out + lo * K * m_);
+      else srht_->apply(g.data(), cnt * K, out + lo * K * m_);
+    }
+  });
 }
 
 }  // namespace ntk

@@ -23,24 +23,37 @@ index_t batch_rows(index_t dim) { return std::clamp<index_t>((index_t(4) << 20) 
 struct AnyMap {
   std::unique_ptr<NtkSketch> sketch;
   std::unique_ptr<NtkRandomFeatures> rf;
+  std::unique_ptr<Network> net;  // outlives grad, which refers to it
+  std::unique_ptr<GradientSketch> grad;
   std::string name;
+  index_t directions = 1;
   void transform(const double* x, index_t n, double* out) const {
     if (sketch) sketch->transform(x, n, out);
-    else rf->transform(x, n, out);
+    else if (rf) rf->transform(x, n, out);
+    else grad->transform(x, n, out);
   }
 };
 
-AnyMap make_map(const FeaturesJob& job, index_t d) {
+AnyMap make_map(const FeaturesJob& job, const Shape& example, const std::string& input) {
   AnyMap m;
+  const index_t d = numel(example);
   if (job.sketch == "ntk") {
-    m.sketch = std::make_unique<NtkSketch>(NtkSketchParams{d, job.dim, job.depth, job.degree, job.poly_dim, job.seed, job.transform});
+    m.sketch = std::make_unique<NtkSketch>(
+        NtkSketchParams{d, job.dim, job.depth, job.degree, job.poly_dim, job.seed, job.transform});
     m.name = "NTKSketch";
   } else if (job.sketch == "ntkrf") {
     m.rf = std::make_unique<NtkRandomFeatures>(
         NtkRandomFeaturesParams{d, job.dim, job.depth, job.relu_dim, 0, job.leverage, job.seed, job.transform});
     m.name = "NTKRF";
+  } else if (job.sketch == "gradient") {
+    m.net = std::make_unique<Network>(detail::make_network(job.net, example, input));
+    std::vector<double> theta = detail::resolve_params<double>(*m.net, job.params, num_threads());
+    m.grad = std::make_unique<GradientSketch>(*m.net, std::move(theta),
+                                              GradientSketchParams{job.dim, job.mode, job.projection, job.seed});
+    m.directions = m.grad->directions();
+    m.name = "gradient sketch (" + to_string(job.mode) + ")";
   } else {
-    throw InvalidArgument("unknown sketch '" + job.sketch + "': ntk (NTKSketch) or ntkrf (NTKRF)");
+    throw InvalidArgument("unknown sketch '" + job.sketch + "': ntk (NTKSketch), ntkrf (NTKRF) or gradient");
   }
   return m;
 }
@@ -57,16 +70,21 @@ JobResult run_features(const FeaturesJob& job) {
   Array<double> x = loaded.take<double>();
   if (x.ndim() < 2 || x.dim(0) == 0)
     throw InvalidArgument(name + " has shape " + shape_string(x.shape()) + "; expected a non-empty (N, d) array of examples");
-  if (x.ndim() > 2 && !job.flatten)
+  const bool dense = job.sketch != "gradient";
+  if (dense && x.ndim() > 2 && !job.flatten)
     throw InvalidArgument(name + " holds images " + shape_string(x.shape()) + "; --sketch " + job.sketch +
                           " is a sketch of vectors (N, d): pass --flatten to use each image as one vector");
   const index_t n = x.dim(0), d = x.size() / n;
+  const Shape example = dense ? Shape{d} : Shape(x.shape().begin() + 1, x.shape().end());
   if (const index_t bad = first_non_finite(x); bad >= 0)
     throw InvalidArgument(name + ": row " + std::to_string(bad / d) + " has a NaN or infinite entry");
 
-  const index_t rows = std::min(n, batch_rows(job.dim));
-  const std::uint64_t in_bytes = std::uint64_t(x.size()) * 8, batch_bytes = std::uint64_t(rows) * std::uint64_t(job.dim) * 16;
-  const std::uint64_t out_bytes = job.output_path.empty() ? std::uint64_t(n) * std::uint64_t(job.dim) * dtype_size(job.dtype) : 0;
+  const AnyMap map = detail::with_context(name + ": ", [&] { return make_map(job, example, name); });
+  const index_t width = map.directions * job.dim;  // values per example
+  const Shape out_shape = map.directions == 1 ? Shape{n, job.dim} : Shape{n, map.directions, job.dim};
+  const index_t rows = std::min(n, batch_rows(width));
+  const std::uint64_t in_bytes = std::uint64_t(x.size()) * 8, batch_bytes = std::uint64_t(rows) * std::uint64_t(width) * 16;
+  const std::uint64_t out_bytes = job.output_path.empty() ? std::uint64_t(n) * std::uint64_t(width) * dtype_size(job.dtype) : 0;
   if (job.max_memory > 0 && in_bytes + batch_bytes + out_bytes > job.max_memory) {
     std::ostringstream msg;
     msg << "the features need " << (in_bytes + batch_bytes + out_bytes) / (1 << 20) << " MiB (inputs in float64 "
@@ -76,29 +94,27 @@ JobResult run_features(const FeaturesJob& job) {
     throw MemoryBudgetError(msg.str());
   }
 
-  const AnyMap map = detail::with_context(name + ": ", [&] { return make_map(job, d); });
-  const Shape out_shape{n, job.dim};
   std::unique_ptr<NpyFileWriter> file;
   std::optional<AnyArray> memory;
   if (!job.output_path.empty()) file = std::make_unique<NpyFileWriter>(job.output_path, job.dtype, out_shape);
   else if (job.dtype == DType::float64) memory = Array<double>(out_shape);
   else memory = Array<float>(out_shape);
 
-  std::vector<double> batch(static_cast<size_t>(rows * job.dim));
+  std::vector<double> batch(static_cast<size_t>(rows * width));
   std::vector<float> narrow(job.dtype == DType::float32 ? batch.size() : 0);
   for (index_t r0 = 0; r0 < n; r0 += rows) {
     const index_t nb = std::min(rows, n - r0);
-    const size_t count = size_t(nb * job.dim);
+    const size_t count = size_t(nb * width);
     map.transform(x.data() + r0 * d, nb, batch.data());
     const void* bytes = batch.data();
     if (job.dtype == DType::float32) {
       std::copy(batch.begin(), batch.begin() + std::ptrdiff_t(count), narrow.begin());
       bytes = narrow.data();
     }
-    const size_t elem = dtype_size(job.dtype), offset = size_t(r0 * job.dim) * elem;
+    const size_t elem = dtype_size(job.dtype), offset = size_t(r0 * width) * elem;
     if (file) file->write(offset, bytes, count * elem);
-    else if (auto* a = std::get_if<Array<double>>(&*memory)) std::copy_n(batch.data(), count, a->data() + r0 * job.dim);
-    else std::copy_n(narrow.data(), count, std::get<Array<float>>(*memory).data() + r0 * job.dim);
+    else if (auto* a = std::get_if<Array<double>>(&*memory)) std::copy_n(batch.data(), count, a->data() + r0 * width);
+    else std::copy_n(narrow.data(), count, std::get<Array<float>>(*memory).data() + r0 * width);
     if (job.progress) job.progress(r0 + nb, n);
   }
 
@@ -110,9 +126,15 @@ JobResult run_features(const FeaturesJob& job) {
   else r.array = std::move(memory);
   std::ostringstream s;
   s << detail::written_prefix(job.output_path) << map.name << " features " << shape_string(out_shape) << " " << dtype_name(job.dtype)
-    << " of " << name << " (depth " << job.depth << ", seed " << job.seed;
-  if (job.sketch == "ntk") s << ", degree " << job.degree;
-  s << "); F·Fᵀ ≈ the NTK of " << job.depth << " x [Dense(W_std=√2, no bias), Relu], Dense(no bias) in neural-tangents' convention";
+    << " of " << name << " (seed " << job.seed;
+  if (job.sketch == "gradient") {
+    s << "); F·Fᵀ ≈ the empirical NTK (" << to_string(job.mode) << ") of the network at its parameters";
+  } else {
+    s << ", depth " << job.depth;
+    if (job.sketch == "ntk") s << ", degree " << job.degree;
+    s << "); F·Fᵀ ≈ the NTK of " << job.depth
+      << " x [Dense(W_std=√2, no bias), Relu], Dense(no bias) in neural-tangents' convention";
+  }
   r.summary = s.str();
   return r;
 }

@@ -1,5 +1,6 @@
 // ntk features: flags -> FeaturesJob -> run_features.
 #include <memory>
+#include <optional>
 
 #include "flags.hpp"
 #include "ntk/jobs_features.hpp"
@@ -9,6 +10,9 @@ namespace ntk::cli {
 namespace {
 
 struct FeaturesArgs {
+  NetworkFlags net;
+  std::string params, mode = "pntk", projection = "srht";
+  std::optional<std::uint64_t> init_seed;
   std::string sketch = "ntk", transform = "fourier", x, out, dtype = "float32", max_memory, idx_scale = "unit";
   int depth = 1, degree = 8, threads = 0;
   ntk::index_t dim = 4096, poly_dim = 0, relu_dim = 0;
@@ -28,6 +32,20 @@ void run(const FeaturesArgs& a) {
   job.seed = a.seed;
   job.transform = a.transform == "hadamard" ? SketchTransform::hadamard : SketchTransform::fourier;
   job.flatten = a.flatten;
+  if (a.sketch == "gradient") {
+    if (a.net.spec.empty()) throw CLI::ValidationError("--sketch gradient needs --net SPEC");
+    if (a.params.empty() == !a.init_seed.has_value())
+      throw CLI::ValidationError("--sketch gradient needs exactly one of --params FILE or --init-seed S");
+    job.net = a.net.request();
+    job.params.path = a.params;
+    job.params.seed = a.init_seed;
+    job.mode = parse_entk_mode(a.mode);
+    job.projection = a.projection == "countsketch" ? GradientProjection::countsketch
+                     : a.projection == "hadamard"  ? GradientProjection::hadamard
+                                                   : GradientProjection::srht;
+  } else if (!a.net.spec.empty() || !a.params.empty() || a.init_seed) {
+    throw CLI::ValidationError("--net, --params and --init-seed are for --sketch gradient");
+  }
   job.x = JobInput::file(a.x, "-x '" + a.x + "'");
   job.input.idx_scale = parse_idx_scale(a.idx_scale);
   job.dtype = parse_float_dtype(a.dtype);
@@ -52,13 +70,18 @@ Subcommand add_features(CLI::App& app) {
            "NTKRF, arc-cosine random features per layer (order 1 by leverage-score sampling unless --plain-sampling) "
            "joined by TensorSRHTs. Features depend only on --seed and the input row, not on threads or batches; "
            "train and test features must come from the same seed. Inputs are vectors (N, d), .npy or IDX; images "
-           "need --flatten. Use the features with 'ntk regress --f-train F.npy --f-test FT.npy'.\n\n"
+           "need --flatten. --sketch gradient: per-example gradients of the network --net at --params or --init-seed, "
+           "for the empirical kernel of --mode (pntk: of Σ_a f_a/√O, so F·Fᵀ ≈ the pNTK; logit=K; full: one row per "
+           "output, F[i, a]·F[j, b] ≈ eNTK[i, j, a, b]), projected to M by --projection; inputs keep their shape (images "
+           "NHWC). Use the features with 'ntk regress --f-train F.npy --f-test FT.npy'.\n\n"
            "Example:\n"
            "  ntk features --sketch ntk --depth 2 --dim 8192 --seed 0 -x X.npy -o F.npy\n"
-           "  ntk features --sketch ntkrf --depth 2 --dim 8192 --flatten -x train-images-idx3-ubyte.gz -o F.npy");
-  sub->add_option("--sketch", a->sketch, "ntk (NTKSketch) or ntkrf (NTKRF)")
-      ->check(CLI::IsMember({"ntk", "ntkrf"}).description(""))
-      ->type_name("ntk|ntkrf")
+           "  ntk features --sketch ntkrf --depth 2 --dim 8192 --flatten -x train-images-idx3-ubyte.gz -o F.npy\n"
+           "  ntk features --sketch gradient --net 'Conv(64, 3, padding=SAME), Relu, GlobalAvgPool, Dense(10)' "
+           "--init-seed 0 --dim 16384 -x images.npy -o G.npy");
+  sub->add_option("--sketch", a->sketch, "ntk (NTKSketch), ntkrf (NTKRF) or gradient (a network's per-example gradients)")
+      ->check(CLI::IsMember({"ntk", "ntkrf", "gradient"}).description(""))
+      ->type_name("ntk|ntkrf|gradient")
       ->capture_default_str();
   sub->add_option("--depth", a->depth, "Hidden ReLU layers L")
       ->check(CLI::Range(1, 64).description(""))
@@ -81,6 +104,16 @@ Subcommand add_features(CLI::App& app) {
       ->type_name("fourier|hadamard")
       ->capture_default_str();
   sub->add_option("--seed", a->seed, "Seed of the random map")->type_name("S")->capture_default_str();
+  add_network_flags(sub, a->net, false);
+  sub->add_option("--params", a->params, "gradient: the network's parameters (.npz)")->type_name("FILE");
+  sub->add_option("--init-seed", a->init_seed, "gradient: draw the parameters as 'ntk init --seed S' would")->type_name("S");
+  sub->add_option("--mode", a->mode, "gradient: pntk, logit=K, or full (features (N, O, M), one per output)")
+      ->type_name("pntk|logit=K|full")
+      ->capture_default_str();
+  sub->add_option("--projection", a->projection, "gradient: srht (Fourier), hadamard or countsketch, P -> M")
+      ->check(CLI::IsMember({"srht", "hadamard", "countsketch"}).description(""))
+      ->type_name("srht|hadamard|countsketch")
+      ->capture_default_str();
   sub->add_flag("--flatten", a->flatten, "Use images (N, H, W, C) as vectors of H·W·C");
   sub->add_option("-x", a->x, "Inputs (N, d): .npy or IDX")->required()->type_name("FILE");
   sub->add_option("--dtype", a->dtype, "Output type (features are computed in float64)")

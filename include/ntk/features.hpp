@@ -15,6 +15,8 @@
 #include <vector>
 
 #include "ntk/array.hpp"
+#include "ntk/empirical.hpp"
+#include "ntk/network.hpp"
 #include "ntk/sketch.hpp"
 
 namespace ntk {
@@ -75,6 +77,39 @@ class NtkRandomFeatures {
   index_t d_, m1_, m0_, ms_;
   std::vector<ArcCosineFeatures> step_, relu_;
   std::vector<TensorSrht> mix_;
+};
+
+// How a gradient sketch projects a P-vector to m: an SRHT (complex Fourier, or real Hadamard) or a
+// CountSketch; none forms a dense P × m matrix, and each is unbiased, E⟨Πg, Πg'⟩ = ⟨g, g'⟩.
+enum class GradientProjection { srht, hadamard, countsketch };
+
+struct GradientSketchParams {
+  index_t output_dim = 0;  // m
+  EntkMode mode{EntkMode::pntk};  // pntk, logit=k (one direction) or full (one per output)
+  GradientProjection projection = GradientProjection::srht;
+  std::uint64_t seed = 0;
+};
+
+// Features of an empirical kernel (beyond the papers): per-example gradients g(x) = J(x)ᵀc of the network
+// at fixed parameters, c the mode's output direction (pntk: all ones / √O, logit=k: e_k; full: each e_a),
+// projected to m by one random map Π. ⟨Πg(x), Πg(x')⟩ is unbiased for the pNTK / logit eNTK entry (for
+// full, row (i, a) against (j, b) for eNTK[i, j, a, b]); memory linear in N, one backward pass per example
+// and direction.
+class GradientSketch {
+ public:
+  GradientSketch(const Network& net, std::vector<double> params, const GradientSketchParams& p);
+  index_t output_dim() const { return m_; }
+  index_t directions() const { return directions_; }  // K: 1, or O for full
+  // x (n, input shape...) -> out (n, K, m).
+  void transform(const double* x, index_t n, double* out) const;
+
+ private:
+  const Network& net_;
+  std::vector<double> theta_;
+  index_t m_, directions_;
+  EntkMode mode_;
+  std::unique_ptr<Srht> srht_;
+  std::unique_ptr<CountSketch> count_;
 };
 
 }  // namespace ntk

@@ -4,12 +4,13 @@
 #include <string>
 
 #include "ntk/jobs.hpp"
+#include "ntk/features.hpp"
 #include "ntk/sketch.hpp"
 
 namespace ntk {
 
 struct FeaturesJob {
-  std::string sketch = "ntk";  // "ntk" (NTKSketch) or "ntkrf" (NTKRF)
+  std::string sketch = "ntk";  // "ntk" (NTKSketch), "ntkrf" (NTKRF) or "gradient" (a network's gradients)
   int depth = 1;
   index_t dim = 4096;          // features per example
   int degree = 8;              // NTKSketch: polynomial degree, a power of two
@@ -19,6 +20,11 @@ struct FeaturesJob {
   std::uint64_t seed = 0;
   SketchTransform transform = SketchTransform::fourier;
   bool flatten = false;        // images (N, H, W, C) taken as vectors of H·W·C; otherwise refused
+  // sketch == "gradient": the network, its parameters, the empirical kernel's mode and the projection.
+  NetworkRequest net;
+  ParamSource params;
+  EntkMode mode{EntkMode::pntk};
+  GradientProjection projection = GradientProjection::srht;
   JobInput x;
   InputOptions input;
   DType dtype = DType::float32;  // of the output; features are computed in float64

@@ -63,6 +63,36 @@ TEST_F(CliFeatures, GramApproximatesTheKernelOfTheSpecAndMatchesTheLibrary) {
   }
 }
 
+TEST_F(CliFeatures, GradientSketchApproximatesThePntkOfNtkEntk) {
+  const index_t n = 10, m = 8192;
+  Array<double> images(Shape{n, 5, 5, 1}, test::random_vector<double>(n * 25, 21));
+  write_npy(path("img.npy"), images);
+  const std::string net = " --net 'Conv(4, 3, padding=SAME), Relu, GlobalAvgPool, Dense(3)' ";
+  ASSERT_EQ(run("entk" + net + "--seed 5 --mode pntk --x1 " + q(path("img.npy")) + " -o " + q(path("k.npy")) + " -q").status, 0);
+  const Result r = run("features --sketch gradient" + net + "--init-seed 5 --dim " + std::to_string(m) +
+                       " --dtype float64 -x " + q(path("img.npy")) + " -o " + q(path("g.npy")));
+  ASSERT_EQ(r.status, 0) << r.err;
+  const Array<double> k = read_npy(path("k.npy")).as<double>(), f = read_npy(path("g.npy")).as<double>();
+  ASSERT_EQ(f.dim(1), m);
+  double e = 0, ref = 0;
+  for (index_t i = 0; i < n; ++i)
+    for (index_t j = 0; j < n; ++j) {
+      double g = 0;
+      for (index_t c = 0; c < m; ++c) g += f[i * m + c] * f[j * m + c];
+      e += (g - k[i * n + j]) * (g - k[i * n + j]);
+      ref += k[i * n + j] * k[i * n + j];
+    }
+  EXPECT_LT(std::sqrt(e / ref), 0.1);
+  const std::string io = " -x " + q(path("img.npy")) + " -o " + q(path("f.npy"));
+  expect_failure("features --sketch gradient" + net + "--init-seed 5 --mode trace --dim 16" + io, 1, path("f.npy"));
+  expect_failure("features --sketch gradient --init-seed 5 --dim 16" + io, 2, path("f.npy"));           // no --net
+  expect_failure("features --sketch gradient" + net + "--dim 16" + io, 2, path("f.npy"));               // no parameters
+  expect_failure("features --sketch ntk" + net + "--dim 16 --flatten" + io, 2, path("f.npy"));          // --net without gradient
+  write_npy(path("vec.npy"), Array<double>(Shape{3, 4}, test::random_vector<double>(12, 2)));
+  expect_failure("features --sketch gradient" + net + "--init-seed 1 --dim 16 -x " + q(path("vec.npy")) + " -o " + q(path("f.npy")), 1,
+                 path("f.npy"));  // vectors into a Conv
+}
+
 TEST_F(CliFeatures, BadInputFailsCleanly) {
   write_points("x.npy", 5, 4);
   const std::string x = " -x " + q(path("x.npy")) + " -o " + q(path("f.npy"));

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "harness.hpp"
+#include "ntk/empirical.hpp"
 #include "ntk/error.hpp"
 #include "ntk/features.hpp"
 #include "ntk/infinite.hpp"
@@ -252,6 +253,68 @@ TEST(Features, LargeFeatureMapsApproximateTheExactNtk) {
       EXPECT_LT(e_rf, limit);
     }
   }
+}
+
+// ---- gradient sketches ----
+
+// The eNTK of `mode` by the library's empirical_ntk (Jacobian contraction, a separate code path),
+// flattened: pntk (n, n); full (n, n, O, O) reordered to (n·O, n·O) to match features (n, O, m).
+Vec exact_entk(const Network& net, const std::vector<double>& theta, const Array<double>& x, EntkMode mode) {
+  EntkOptions o;
+  o.mode = mode;
+  const Array<double> k = empirical_ntk(net, theta, x, nullptr, o);
+  const index_t n = x.dim(0);
+  if (mode.kind != EntkMode::full) return Vec(k.data(), k.data() + k.size());
+  const index_t O = net.output_size(), r = n * O;
+  Vec out(size_t(r * r));
+  for (index_t i = 0; i < n; ++i)
+    for (index_t j = 0; j < n; ++j)
+      for (index_t a = 0; a < O; ++a)
+        for (index_t b = 0; b < O; ++b) out[size_t((i * O + a) * r + j * O + b)] = k[((i * n + j) * O + a) * O + b];
+  return out;
+}
+
+TEST(Features, GradientSketchIsUnbiasedForTheEmpiricalKernel) {
+  Network net("Dense(6, b_std=0.1), Relu, Dense(3)", Shape{4});
+  const std::vector<double> theta = net.init<double>(3);
+  const index_t n = 5, m = 16;
+  const Array<double> x(Shape{n, 4}, test::random_vector<double>(n * 4, 4));
+  for (auto [mode, projection] : {std::pair{EntkMode{EntkMode::pntk}, GradientProjection::srht},
+                                  std::pair{EntkMode{EntkMode::pntk}, GradientProjection::countsketch},
+                                  std::pair{EntkMode{EntkMode::full}, GradientProjection::hadamard}}) {
+    SCOPED_TRACE(to_string(mode) + " " + std::to_string(int(projection)));
+    const index_t rows = mode.kind == EntkMode::full ? n * 3 : n;
+    check_unbiased(
+        [&](std::uint64_t seed) {
+          GradientSketch g(net, theta, {m, mode, projection, seed});
+          Vec f(size_t(rows * m));
+          g.transform(x.data(), n, f.data());
+          return gram(f, rows, m);
+        },
+        exact_entk(net, theta, x, mode), 0.08);
+  }
+}
+
+TEST(Features, GradientSketchOfAConvNetApproximatesItsPntk) {
+  Network net("Conv(8, 3, padding=SAME, b_std=0), Relu, GlobalAvgPool, Dense(4, b_std=0)", Shape{6, 6, 1},
+              NetworkDefaults{.parameterization = Parameterization::standard});
+  const std::vector<double> theta = net.init<double>(0);
+  const index_t n = 12, m = 16384;
+  const Array<double> x(Shape{n, 6, 6, 1}, test::random_vector<double>(n * 36, 8));
+  const Vec exact = exact_entk(net, theta, x, EntkMode{EntkMode::pntk});
+  for (auto projection : {GradientProjection::srht, GradientProjection::hadamard, GradientProjection::countsketch}) {
+    Vec f(size_t(n * m));
+    GradientSketch(net, theta, {m, EntkMode{EntkMode::pntk}, projection, 1}).transform(x.data(), n, f.data());
+    const double e = rel_frobenius(gram(f, n, m), exact);
+    std::cout << "[ info ] projection " << int(projection) << ", m = " << m << ": error " << e << "\n";
+    EXPECT_LT(e, 0.05);
+  }
+  // Deterministic across threads and batches, and bad input.
+  GradientSketch g(net, theta, {32, EntkMode{EntkMode::pntk}, GradientProjection::srht, 2});
+  check_deterministic(n, 32, [&](index_t r, index_t c, double* o) { g.transform(x.data() + r * 36, c, o); });
+  EXPECT_THROW(GradientSketch(net, theta, {32, EntkMode{EntkMode::trace}, GradientProjection::srht, 2}), InvalidArgument);
+  EXPECT_THROW(GradientSketch(net, std::vector<double>(3), {32, EntkMode{EntkMode::pntk}, GradientProjection::srht, 2}),
+               InvalidArgument);
 }
 
 TEST(Features, OutputDependsOnlyOnSeedAndRow) {
