@@ -1,6 +1,8 @@
 """Relative Frobenius error of NTKSketch and NTKRF features against the exact infinite-width NTK that
 `ntk kernel` computes for the documented spec, on the first N Fashion-MNIST training images
 (flattened, [0, 1]), for several feature dimensions; with the time of each `ntk features` command.
+Then gradient sketches of the README's CNN (seed 0, standard parameterization) against its exact
+pNTK from `ntk entk --mode pntk`, on the same images as 28 x 28 x 1.
 
     /usr/bin/python3 bench/sketch_error.py [--ntk build/ntk] [--n 1000] [--depth 2]
                                            [--dims 1024,4096,16384] [--seeds 0] [--threads 2]
@@ -25,6 +27,8 @@ def main():
     p.add_argument("--dims", default="1024,4096,16384")
     p.add_argument("--seeds", default="0")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--skip-dense", action="store_true")
+    p.add_argument("--skip-gradient", action="store_true")
     a = p.parse_args()
     raw = gzip.open(DATA).read()
     x = np.frombuffer(raw, dtype=np.uint8, offset=16).reshape(-1, 784)[: a.n].astype(np.float32) / 255
@@ -39,7 +43,7 @@ def main():
         print(f"{a.n} Fashion-MNIST images, depth {a.depth}, exact kernel: ntk kernel --net '{spec}'")
         print("| sketch | m | seed | relative Frobenius error | features s | images/s |")
         print("|---|---|---|---|---|---|")
-        for sketch in ["ntk", "ntkrf"]:
+        for sketch in ([] if a.skip_dense else ["ntk", "ntkrf"]):
             for m in [int(v) for v in a.dims.split(",")]:
                 for seed in [int(v) for v in a.seeds.split(",")]:
                     t0 = time.perf_counter()
@@ -50,6 +54,32 @@ def main():
                     f = np.load(tmp / "f.npy")
                     err = np.linalg.norm(f @ f.T - k) / np.linalg.norm(k)
                     print(f"| {sketch} | {m} | {seed} | {err:.4f} | {dt:.2f} | {a.n / dt:.0f} |", flush=True)
+        if a.skip_gradient:
+            return
+        cnn = ("Conv(64, 3, padding=SAME, b_std=0), Relu, Conv(64, 3, padding=SAME, b_std=0), Relu, "
+               "GlobalAvgPool, Dense(10, b_std=0)")
+        net = ["--net", cnn, "--parameterization", "standard"]
+        np.save(tmp / "img.npy", x.reshape(-1, 28, 28, 1))
+        t0 = time.perf_counter()
+        subprocess.run([a.ntk, "entk", *net, "--seed", "0", "--mode", "pntk", "--x1", str(tmp / "img.npy"),
+                        "-o", str(tmp / "p.npy"), "-q", "--threads", str(a.threads)], check=True)
+        print(f"\nexact pNTK: ntk entk --net '{cnn}' --parameterization standard --seed 0 --mode pntk "
+              f"({time.perf_counter() - t0:.1f} s)")
+        k = np.load(tmp / "p.npy").astype(np.float64)
+        print("| projection | m | seed | relative Frobenius error | features s | images/s |")
+        print("|---|---|---|---|---|---|")
+        for proj in ["srht", "hadamard", "countsketch"]:
+            for m in [int(v) for v in a.dims.split(",")]:
+                for seed in [int(v) for v in a.seeds.split(",")]:
+                    t0 = time.perf_counter()
+                    subprocess.run([a.ntk, "features", "--sketch", "gradient", *net, "--init-seed", "0",
+                                    "--projection", proj, "--dim", str(m), "--seed", str(seed), "--dtype", "float64",
+                                    "--threads", str(a.threads), "-q", "-x", str(tmp / "img.npy"),
+                                    "-o", str(tmp / "g.npy")], check=True)
+                    dt = time.perf_counter() - t0
+                    f = np.load(tmp / "g.npy")
+                    err = np.linalg.norm(f @ f.T - k) / np.linalg.norm(k)
+                    print(f"| {proj} | {m} | {seed} | {err:.4f} | {dt:.2f} | {a.n / dt:.0f} |", flush=True)
 
 
 if __name__ == "__main__":
