@@ -112,4 +112,47 @@ class GradientSketch {
   std::unique_ptr<CountSketch> count_;
 };
 
+// CNTKSketch (Zandieh et al. 2021, Algorithm 3): features of images whose inner products approximate the
+// infinite-width CNTK with global average pooling of, in neural-tangents' convention (NTK
+// parameterization), the spec
+//     [Conv(k, f, padding=SAME|VALID, W_std=√2, b_std=none), Relu] × L, GlobalAvgPool, Dense(k, b_std=none)
+// (Arora et al.'s CNTK-GAP for f = 3, SAME; the released code's variant for VALID). Per pixel p and layer h:
+//   v_h(p) = √(2/F)·[φ_{h−1}(p + δ)]_δ (F = f² taps, zeros outside; φ_0 = x/√C), so ⟨v_h(p), v_h(p')⟩ is the
+//     layer's pre-activation covariance A_h(p, p') exactly, then a CountSketch down to the sketch width;
+//   a_h(p) = √A_h(p, p) from the exact diagonal recursion (no sketch);
+//   φ_h(p) = a_h(p)/√2 · Poly_κ1(v_h(p)/a_h(p)),  φ̇_h(p) = Poly_κ0(v_h(p)/a_h(p))/√2 (PolySketch of one tree,
+//     two sets of fitted coefficients), so ⟨φ_h, φ_h'⟩ ≈ the post-ReLU NNGP and ⟨φ̇_h, φ̇_h'⟩ ≈ κ0(ρ)/2;
+//   t_h(p) = [v_h(p), √(2/F)·[τ_{h−1}(p + δ)]_δ] (t_1 = v_1): ⟨t, t'⟩ ≈ the pre-activation NTK;
+//   τ_h(p) = TensorSRHT(t_h(p), φ̇_h(p)): ⟨τ, τ'⟩ ≈ the post-ReLU NTK;
+// features [mean_p φ_L(p), mean_p τ_L(p)]. Consistent (the error falls as the widths grow), not unbiased: the
+// polynomial sketches act on sketched inputs. Cost per image linear in the pixels, O(L·D·m log m).
+struct CntkSketchParams {
+  index_t height = 0, width = 0, channels = 0;
+  index_t output_dim = 0;  // m: m/2 for the NNGP part, m/2 for the NTK part
+  int depth = 3;           // L
+  int filter = 3;          // f
+  bool same = true;        // SAME (zero padding, TensorFlow's split) or VALID
+  int degree = 4;          // q of the κ0 / κ1 polynomials, a power of two
+  index_t poly_dim = 0;    // PolySketch width; 0: m/4
+  std::uint64_t seed = 0;
+  SketchTransform transform = SketchTransform::fourier;
+};
+
+class CntkSketch {
+ public:
+  explicit CntkSketch(const CntkSketchParams& p);
+  ~CntkSketch();
+  index_t output_dim() const;
+  // x (n, H, W, C) NHWC -> out (n, output_dim).
+  void transform(const double* x, index_t n, double* out) const;
+
+ private:
+  struct Layer;
+  CntkSketchParams p_;
+  index_t half_, sketch_dim_, poly_dim_;
+  std::vector<double> kappa1_first_, kappa0_first_, kappa1_, kappa0_;  // fitted coefficients
+  std::vector<std::unique_ptr<Layer>> layers_;
+  void image(const double* x, double* out) const;
+};
+
 }  // namespace ntk

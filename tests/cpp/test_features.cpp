@@ -9,6 +9,7 @@
 #include <limits>
 #include <numbers>
 #include <string>
+#include <tuple>
 
 #include "harness.hpp"
 #include "ntk/empirical.hpp"
@@ -315,6 +316,46 @@ TEST(Features, GradientSketchOfAConvNetApproximatesItsPntk) {
   EXPECT_THROW(GradientSketch(net, theta, {32, EntkMode{EntkMode::trace}, GradientProjection::srht, 2}), InvalidArgument);
   EXPECT_THROW(GradientSketch(net, std::vector<double>(3), {32, EntkMode{EntkMode::pntk}, GradientProjection::srht, 2}),
                InvalidArgument);
+}
+
+// ---- CNTKSketch ----
+
+std::string cntk_spec(int depth, int filter, bool same) {
+  std::string s;
+  for (int h = 0; h < depth; ++h)
+    s += "Conv(8, " + std::to_string(filter) + ", padding=" + (same ? "SAME" : "VALID") +
+         ", W_std=1.4142135623730951, b_std=none), Relu, ";
+  return s + "GlobalAvgPool, Dense(1, W_std=1, b_std=none)";
+}
+
+TEST(Features, CntkSketchApproximatesTheExactCntkOfItsSpec) {
+  const index_t n = 8, H = 6, W = 6, C = 2;
+  Vec x = test::random_vector<double>(n * H * W * C, 12);
+  for (double& v : x) v = std::abs(v);  // images: non-negative pixels
+  const Array<double> images(Shape{n, H, W, C}, x);
+  for (auto [depth, filter, same] : {std::tuple{2, 3, true}, std::tuple{2, 3, false}, std::tuple{1, 2, true}}) {
+    SCOPED_TRACE(cntk_spec(depth, filter, same));
+    Network net(cntk_spec(depth, filter, same), Shape{H, W, C});
+    const Array<double> k = infinite_kernel(net, images, nullptr);
+    const Vec exact(k.data(), k.data() + k.size());
+    double previous = 1e9;
+    for (index_t m : {256, 4096}) {
+      CntkSketch sk({H, W, C, m, depth, filter, same, 4, 0, 7});
+      Vec f(size_t(n * m));
+      sk.transform(x.data(), n, f.data());
+      const double e = rel_frobenius(gram(f, n, m), exact);
+      std::cout << "[ info ] depth " << depth << ", " << filter << "x" << filter << (same ? " SAME" : " VALID")
+                << ", m = " << m << ": CNTKSketch error " << e << "\n";
+      if (m == 4096) EXPECT_LT(e, 0.1);
+      EXPECT_LT(e, previous);  // the error falls as the sketch widens
+      previous = e;
+    }
+  }
+  CntkSketch sk({H, W, C, 64, 2, 3, true, 4, 0, 7});
+  check_deterministic(n, 64, [&](index_t r, index_t c, double* o) { sk.transform(x.data() + r * H * W * C, c, o); });
+  EXPECT_THROW(CntkSketch({H, W, C, 64, 4, 3, false, 4, 0, 7}), InvalidArgument);  // 4 VALID 3x3 layers on 6x6
+  EXPECT_THROW(CntkSketch({H, W, C, 62, 2, 3, true, 4, 0, 7}), InvalidArgument);   // not a multiple of 4
+  EXPECT_THROW(CntkSketch({H, W, C, 64, 2, 3, true, 3, 0, 7}), InvalidArgument);   // degree not a power of two
 }
 
 TEST(Features, OutputDependsOnlyOnSeedAndRow) {
