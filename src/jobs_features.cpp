@@ -23,6 +23,7 @@ index_t batch_rows(index_t dim) { return std::clamp<index_t>((index_t(4) << 20) 
 struct AnyMap {
   std::unique_ptr<NtkSketch> sketch;
   std::unique_ptr<NtkRandomFeatures> rf;
+  std::unique_ptr<CntkSketch> cntk;
   std::unique_ptr<Network> net;  // outlives grad, which refers to it
   std::unique_ptr<GradientSketch> grad;
   std::string name;
@@ -30,6 +31,7 @@ struct AnyMap {
   void transform(const double* x, index_t n, double* out) const {
     if (sketch) sketch->transform(x, n, out);
     else if (rf) rf->transform(x, n, out);
+    else if (cntk) cntk->transform(x, n, out);
     else grad->transform(x, n, out);
   }
 };
@@ -39,12 +41,19 @@ AnyMap make_map(const FeaturesJob& job, const Shape& example, const std::string&
   const index_t d = numel(example);
   if (job.sketch == "ntk") {
     m.sketch = std::make_unique<NtkSketch>(
-        NtkSketchParams{d, job.dim, job.depth, job.degree, job.poly_dim, job.seed, job.transform});
+        NtkSketchParams{d, job.dim, job.depth, job.degree > 0 ? job.degree : 8, job.poly_dim, job.seed, job.transform});
     m.name = "NTKSketch";
   } else if (job.sketch == "ntkrf") {
     m.rf = std::make_unique<NtkRandomFeatures>(
         NtkRandomFeaturesParams{d, job.dim, job.depth, job.relu_dim, 0, job.leverage, job.seed, job.transform});
     m.name = "NTKRF";
+  } else if (job.sketch == "cntk") {
+    if (example.size() != 3)
+      throw InvalidArgument("--sketch cntk takes images (N, H, W, C), got examples of shape " + shape_string(example));
+    m.cntk = std::make_unique<CntkSketch>(CntkSketchParams{example[0], example[1], example[2], job.dim, job.depth, job.filter,
+                                                           job.same, job.degree > 0 ? job.degree : 4, job.poly_dim,
+                                                           job.seed, job.transform});
+    m.name = "CNTKSketch";
   } else if (job.sketch == "gradient") {
     m.net = std::make_unique<Network>(detail::make_network(job.net, example, input));
     std::vector<double> theta = detail::resolve_params<double>(*m.net, job.params, num_threads());
@@ -53,7 +62,7 @@ AnyMap make_map(const FeaturesJob& job, const Shape& example, const std::string&
     m.directions = m.grad->directions();
     m.name = "gradient sketch (" + to_string(job.mode) + ")";
   } else {
-    throw InvalidArgument("unknown sketch '" + job.sketch + "': ntk (NTKSketch), ntkrf (NTKRF) or gradient");
+    throw InvalidArgument("unknown sketch '" + job.sketch + "': ntk (NTKSketch), ntkrf (NTKRF), cntk (CNTKSketch) or gradient");
   }
   return m;
 }
@@ -70,7 +79,7 @@ JobResult run_features(const FeaturesJob& job) {
   Array<double> x = loaded.take<double>();
   if (x.ndim() < 2 || x.dim(0) == 0)
     throw InvalidArgument(name + " has shape " + shape_string(x.shape()) + "; expected a non-empty (N, d) array of examples");
-  const bool dense = job.sketch != "gradient";
+  const bool dense = job.sketch == "ntk" || job.sketch == "ntkrf";
   if (dense && x.ndim() > 2 && !job.flatten)
     throw InvalidArgument(name + " holds images " + shape_string(x.shape()) + "; --sketch " + job.sketch +
                           " is a sketch of vectors (N, d): pass --flatten to use each image as one vector");
@@ -129,9 +138,13 @@ JobResult run_features(const FeaturesJob& job) {
     << " of " << name << " (seed " << job.seed;
   if (job.sketch == "gradient") {
     s << "); F·Fᵀ ≈ the empirical NTK (" << to_string(job.mode) << ") of the network at its parameters";
+  } else if (job.sketch == "cntk") {
+    s << ", depth " << job.depth << "); F·Fᵀ ≈ the CNTK of " << job.depth << " x [Conv(" << job.filter
+      << ", padding=" << (job.same ? "SAME" : "VALID")
+      << ", W_std=√2, no bias), Relu], GlobalAvgPool, Dense(no bias) in neural-tangents' convention";
   } else {
     s << ", depth " << job.depth;
-    if (job.sketch == "ntk") s << ", degree " << job.degree;
+    if (job.sketch == "ntk") s << ", degree " << (job.degree > 0 ? job.degree : 8);
     s << "); F·Fᵀ ≈ the NTK of " << job.depth
       << " x [Dense(W_std=√2, no bias), Relu], Dense(no bias) in neural-tangents' convention";
   }

@@ -13,8 +13,8 @@ struct FeaturesArgs {
   NetworkFlags net;
   std::string params, mode = "pntk", projection = "srht";
   std::optional<std::uint64_t> init_seed;
-  std::string sketch = "ntk", transform = "fourier", x, out, dtype = "float32", max_memory, idx_scale = "unit";
-  int depth = 1, degree = 8, threads = 0;
+  std::string sketch = "ntk", transform = "fourier", padding = "SAME", x, out, dtype = "float32", max_memory, idx_scale = "unit";
+  int depth = 1, degree = 0, filter = 3, threads = 0;
   ntk::index_t dim = 4096, poly_dim = 0, relu_dim = 0;
   std::uint64_t seed = 0;
   bool plain = false, flatten = false, quiet = false;
@@ -26,6 +26,8 @@ void run(const FeaturesArgs& a) {
   job.depth = a.depth;
   job.dim = a.dim;
   job.degree = a.degree;
+  job.filter = a.filter;
+  job.same = a.padding == "SAME";
   job.poly_dim = a.poly_dim;
   job.relu_dim = a.relu_dim;
   job.leverage = !a.plain;
@@ -70,18 +72,23 @@ Subcommand add_features(CLI::App& app) {
            "NTKRF, arc-cosine random features per layer (order 1 by leverage-score sampling unless --plain-sampling) "
            "joined by TensorSRHTs. Features depend only on --seed and the input row, not on threads or batches; "
            "train and test features must come from the same seed. Inputs are vectors (N, d), .npy or IDX; images "
-           "need --flatten. --sketch gradient: per-example gradients of the network --net at --params or --init-seed, "
+           "need --flatten. --sketch cntk: CNTKSketch of images (N, H, W, C), F·Fᵀ ≈ the CNTK with global average "
+           "pooling of [Conv(k, --filter, padding=--padding, W_std=√2, no bias), Relu] x --depth, GlobalAvgPool, "
+           "Dense(k, no bias) in neural-tangents' convention (ntk kernel computes it exactly); M/2 features for the NNGP "
+           "part and M/2 for the NTK part. --sketch gradient: per-example gradients of the network --net at --params or --init-seed, "
            "for the empirical kernel of --mode (pntk: of Σ_a f_a/√O, so F·Fᵀ ≈ the pNTK; logit=K; full: one row per "
            "output, F[i, a]·F[j, b] ≈ eNTK[i, j, a, b]), projected to M by --projection; inputs keep their shape (images "
            "NHWC). Use the features with 'ntk regress --f-train F.npy --f-test FT.npy'.\n\n"
            "Example:\n"
            "  ntk features --sketch ntk --depth 2 --dim 8192 --seed 0 -x X.npy -o F.npy\n"
            "  ntk features --sketch ntkrf --depth 2 --dim 8192 --flatten -x train-images-idx3-ubyte.gz -o F.npy\n"
+           "  ntk features --sketch cntk --depth 3 --dim 4096 -x train-images-idx3-ubyte.gz -o F.npy\n"
            "  ntk features --sketch gradient --net 'Conv(64, 3, padding=SAME), Relu, GlobalAvgPool, Dense(10)' "
            "--init-seed 0 --dim 16384 -x images.npy -o G.npy");
-  sub->add_option("--sketch", a->sketch, "ntk (NTKSketch), ntkrf (NTKRF) or gradient (a network's per-example gradients)")
-      ->check(CLI::IsMember({"ntk", "ntkrf", "gradient"}).description(""))
-      ->type_name("ntk|ntkrf|gradient")
+  sub->add_option("--sketch", a->sketch,
+                  "ntk (NTKSketch), ntkrf (NTKRF), cntk (CNTKSketch of images) or gradient (a network's per-example gradients)")
+      ->check(CLI::IsMember({"ntk", "ntkrf", "cntk", "gradient"}).description(""))
+      ->type_name("ntk|ntkrf|cntk|gradient")
       ->capture_default_str();
   sub->add_option("--depth", a->depth, "Hidden ReLU layers L")
       ->check(CLI::Range(1, 64).description(""))
@@ -91,8 +98,12 @@ Subcommand add_features(CLI::App& app) {
       ->check(CLI::Range(ntk::index_t(2), ntk::index_t(1) << 30).description(""))
       ->type_name("M")
       ->capture_default_str();
-  sub->add_option("--degree", a->degree, "NTKSketch: degree of the fitted polynomial, a power of two")
-      ->type_name("Q")
+  sub->add_option("--degree", a->degree, "ntk / cntk: degree of the fitted polynomials, a power of two (default 8 / 4)")
+      ->type_name("Q");
+  sub->add_option("--filter", a->filter, "cntk: filter size f (f x f)")->type_name("F")->capture_default_str();
+  sub->add_option("--padding", a->padding, "cntk: SAME or VALID")
+      ->check(CLI::IsMember({"SAME", "VALID"}).description(""))
+      ->type_name("SAME|VALID")
       ->capture_default_str();
   sub->add_option("--poly-dim", a->poly_dim, "NTKSketch: width of the PolySketch tree (default M/4)")->type_name("P");
   sub->add_option("--relu-dim", a->relu_dim, "NTKRF: order-1 features per layer (default M/2; the rest are the tensor sketch)")

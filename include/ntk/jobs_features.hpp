@@ -10,10 +10,12 @@
 namespace ntk {
 
 struct FeaturesJob {
-  std::string sketch = "ntk";  // "ntk" (NTKSketch), "ntkrf" (NTKRF) or "gradient" (a network's gradients)
+  std::string sketch = "ntk";  // "ntk" (NTKSketch), "ntkrf" (NTKRF), "cntk" (CNTKSketch) or "gradient"
   int depth = 1;
   index_t dim = 4096;          // features per example
-  int degree = 8;              // NTKSketch: polynomial degree, a power of two
+  int degree = 0;              // NTKSketch / CNTKSketch: polynomial degree, a power of two (0: 8 / 4)
+  int filter = 3;              // CNTKSketch: f × f filters
+  bool same = true;            // CNTKSketch: SAME (true) or VALID padding
   index_t poly_dim = 0;        // NTKSketch: PolySketch width (0: dim/4)
   index_t relu_dim = 0;        // NTKRF: order-1 features per layer (0: dim/2)
   bool leverage = true;        // NTKRF: leverage-score sampling of the order-1 features

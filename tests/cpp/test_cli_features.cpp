@@ -93,13 +93,41 @@ TEST_F(CliFeatures, GradientSketchApproximatesThePntkOfNtkEntk) {
                  path("f.npy"));  // vectors into a Conv
 }
 
+TEST_F(CliFeatures, CntkSketchApproximatesNtkKernelOfItsSpec) {
+  const index_t n = 6, m = 4096;
+  auto v = test::random_vector<double>(n * 7 * 7, 31);
+  for (double& e : v) e = std::abs(e);
+  write_npy(path("img.npy"), Array<double>(Shape{n, 7, 7, 1}, v));
+  const std::string spec = "'Conv(4, 3, padding=SAME, W_std=1.4142135623730951, b_std=none), Relu, Conv(4, 3, padding=SAME, "
+                           "W_std=1.4142135623730951, b_std=none), Relu, GlobalAvgPool, Dense(1, W_std=1, b_std=none)'";
+  ASSERT_EQ(run("kernel --net " + spec + " --x1 " + q(path("img.npy")) + " -o " + q(path("k.npy")) + " -q").status, 0);
+  const Result r = run("features --sketch cntk --depth 2 --dim " + std::to_string(m) + " --dtype float64 -x " + q(path("img.npy")) +
+                       " -o " + q(path("f.npy")));
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("CNTKSketch"), std::string::npos) << r.out;
+  const Array<double> k = read_npy(path("k.npy")).as<double>(), f = read_npy(path("f.npy")).as<double>();
+  double e = 0, ref = 0;
+  for (index_t i = 0; i < n; ++i)
+    for (index_t j = 0; j < n; ++j) {
+      double g = 0;
+      for (index_t c = 0; c < m; ++c) g += f[i * m + c] * f[j * m + c];
+      e += (g - k[i * n + j]) * (g - k[i * n + j]);
+      ref += k[i * n + j] * k[i * n + j];
+    }
+  EXPECT_LT(std::sqrt(e / ref), 0.1);
+  expect_failure("features --sketch cntk --depth 4 --padding VALID --dim 64 -x " + q(path("img.npy")) + " -o " + q(path("g.npy")), 1,
+                 path("g.npy"));  // four VALID 3x3 layers do not fit 7x7
+  expect_failure("features --sketch cntk --dim 66 -x " + q(path("img.npy")) + " -o " + q(path("g.npy")), 1, path("g.npy"));
+}
+
 TEST_F(CliFeatures, BadInputFailsCleanly) {
   write_points("x.npy", 5, 4);
   const std::string x = " -x " + q(path("x.npy")) + " -o " + q(path("f.npy"));
   expect_failure("features --sketch ntk --degree 3 --dim 16" + x, 1, path("f.npy"));   // degree not a power of two
   expect_failure("features --sketch ntk --dim 15" + x, 1, path("f.npy"));              // odd dimension
   expect_failure("features --sketch ntkrf --dim 2" + x, 1, path("f.npy"));             // too small for both parts
-  expect_failure("features --sketch cntk --dim 16" + x, 2, path("f.npy"));             // not a dense sketch name
+  expect_failure("features --sketch cntk --dim 16" + x, 1, path("f.npy"));             // vectors to CNTKSketch
+  expect_failure("features --sketch cnn --dim 16" + x, 2, path("f.npy"));              // no such sketch
   Array<double> images(Shape{3, 4, 4, 1}, test::random_vector<double>(48, 5));
   write_npy(path("img.npy"), images);
   const Result r = expect_failure("features --sketch ntk --dim 16 -x " + q(path("img.npy")) + " -o " + q(path("f.npy")), 1, path("f.npy"));
