@@ -142,29 +142,27 @@ void CntkSketch::image(const double* x, double* out) const {
     std::vector<double> t(static_cast<size_t>(out_pixels * L.t_dim));
     // Pre-activations: the taps' features stacked (and sketched), the exact diagonal, the NTK input.
     parallel_for(out_pixels, [&](index_t begin, index_t end) {
-      std::vector<double> cat(static_cast<size_t>(F * phi_dim)), tcat(static_cast<size_t>(L.conv_t ? F * half_ : 0));
       for (index_t o = begin; o < end; ++o) {
         const index_t oy = o / L.out_w, ox = o % L.out_w;
+        double* v = t.data() + o * L.t_dim;  // v_h(p) is the first part of t_h(p)
+        std::fill(v, v + L.t_dim, 0.0);
         double a2 = 0;
-        std::fill(cat.begin(), cat.end(), 0.0);
-        std::fill(tcat.begin(), tcat.end(), 0.0);
+        // The stacked taps [√(2/F)·φ(p + δ)]_δ go straight into their CountSketch block by block (it is
+        // linear and separable by coordinate), or are copied when kept exact; taps outside add nothing.
         for (index_t dy = 0; dy < p_.filter; ++dy)
           for (index_t dx = 0; dx < p_.filter; ++dx) {
             const index_t iy = oy + dy - L.pad_top, ix = ox + dx - L.pad_left, tap = dy * p_.filter + dx;
             if (iy < 0 || iy >= L.in_h || ix < 0 || ix >= L.in_w) continue;
             const index_t src = iy * L.in_w + ix;
             a2 += diag[size_t(src)];
-            for (index_t c = 0; c < phi_dim; ++c) cat[size_t(tap * phi_dim + c)] = conv_scale * phi[size_t(src * phi_dim + c)];
-            if (L.conv_t)
-              for (index_t c = 0; c < half_; ++c) tcat[size_t(tap * half_ + c)] = conv_scale * tau[size_t(src * half_ + c)];
+            const double* ph = phi.data() + src * phi_dim;
+            if (L.conv_v)
+              L.conv_v->add_block(tap * phi_dim, ph, phi_dim, conv_scale, v);
+            else
+              for (index_t c = 0; c < phi_dim; ++c) v[tap * phi_dim + c] = conv_scale * ph[c];
+            if (L.conv_t) L.conv_t->add_block(tap * half_, tau.data() + src * half_, half_, conv_scale, v + L.v_dim);
           }
         a2 *= 2.0 / double(F);  // A_h(p, p) = (2/F) Σ_taps diag
-        double* v = t.data() + o * L.t_dim;  // v_h(p) is the first part of t_h(p)
-        if (L.conv_v)
-          L.conv_v->apply(cat.data(), 1, v);
-        else
-          std::copy(cat.begin(), cat.end(), v);
-        if (L.conv_t) L.conv_t->apply(tcat.data(), 1, v + L.v_dim);
         const double a = std::sqrt(a2);
         norm[size_t(o)] = a;
         for (index_t c = 0; c < L.v_dim; ++c) unit[size_t(o * L.v_dim + c)] = a > 0 ? v[c] / a : 0.0;
@@ -172,7 +170,7 @@ void CntkSketch::image(const double* x, double* out) const {
     });
     // The ReLU by polynomial sketches of the normalized pre-activations: one tree, two coefficient sets.
     std::vector<double> degrees(static_cast<size_t>(out_pixels * (q + 1) * mp));
-    L.poly->apply_degrees(unit.data(), out_pixels, degrees.data());
+    L.poly->apply_degrees(unit.data(), out_pixels, degrees.data(), false);
     unit = {};
     const index_t wide = 1 + q * mp;
     std::vector<double> next_phi(static_cast<size_t>(out_pixels * half_)), dot(next_phi.size());
@@ -188,7 +186,7 @@ void CntkSketch::image(const double* x, double* out) const {
           for (index_t k = 0; k < mp; ++k) s[1 + (j - 1) * mp + k] = cj * dg[j * mp + k];
         }
       }
-      (which == 0 ? L.comb1 : L.comb0)->apply(stacked.data(), out_pixels, which == 0 ? next_phi.data() : dot.data());
+      (which == 0 ? L.comb1 : L.comb0)->apply(stacked.data(), out_pixels, which == 0 ? next_phi.data() : dot.data(), false);
     }
     degrees = {};
     // φ_h = a/√2 · Poly_κ1, φ̇_h = Poly_κ0/√2 (nt's ReLU: Σ' = √(Σ11Σ22)·κ1/2, Θ' = Θ·κ0/2).
@@ -198,7 +196,7 @@ void CntkSketch::image(const double* x, double* out) const {
         dot[size_t(o * half_ + k)] /= std::sqrt(2.0);
       }
     std::vector<double> next_tau(static_cast<size_t>(out_pixels * half_));
-    L.mix->apply(t.data(), dot.data(), out_pixels, next_tau.data());
+    L.mix->apply(t.data(), dot.data(), out_pixels, next_tau.data(), false);
     phi = std::move(next_phi);
     tau = std::move(next_tau);
     phi_dim = half_;

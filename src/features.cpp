@@ -84,7 +84,7 @@ void NtkSketch::transform(const double* x, index_t n, double* out) const {
         for (index_t j = 0; j < d_; ++j) unit[size_t(i * d_ + j)] = xi[j] / s;
     }
     degrees.resize(size_t(nb * (q_ + 1) * mp_));
-    poly_.apply_degrees(unit.data(), nb, degrees.data());
+    poly_.apply_degrees(unit.data(), nb, degrees.data(), false);
     stacked.resize(size_t(nb * wide));
     for (index_t i = 0; i < nb; ++i) {
       double* v = stacked.data() + i * wide;
@@ -96,7 +96,7 @@ void NtkSketch::transform(const double* x, index_t n, double* out) const {
       }
     }
     double* o = out + b0 * m_;
-    combine_.apply(stacked.data(), nb, o);
+    combine_.apply(stacked.data(), nb, o, false);
     // The kernel is homogeneous of degree one in each argument: scale back by ‖x‖, and by 1/√d for
     // neural-tangents' convention. A zero row has zero features (its kernel with anything is 0).
     for (index_t i = 0; i < nb; ++i) {
@@ -141,7 +141,7 @@ void NtkRandomFeatures::transform(const double* x, index_t n, double* out) const
       next_z.resize(size_t(nb * m1_));
       relu_[h].apply(z.data(), nb, next_z.data());
       mixed.resize(size_t(nb * ms_));
-      mix_[h].apply(psi.data(), step.data(), nb, mixed.data());
+      mix_[h].apply(psi.data(), step.data(), nb, mixed.data(), false);
       psi.resize(size_t(nb * m));
       for (index_t i = 0; i < nb; ++i) {
         std::copy(next_z.begin() + i * m1_, next_z.begin() + (i + 1) * m1_, psi.begin() + i * m);
@@ -193,7 +193,7 @@ void GradientSketch::transform(const double* x, index_t n, double* out) const {
       detail::jacobian_rows(net_, theta_.data(), x + lo * d, cnt, dirs, g.data());
       ThreadScope serial(1);  // already inside a parallel loop
       if (count_) count_->apply(g.data(), cnt * K, out + lo * K * m_);
-      else srht_->apply(g.data(), cnt * K, out + lo * K * m_);
+      else srht_->apply(g.data(), cnt * K, out + lo * K * m_, false);
     }
   });
 }

@@ -110,9 +110,26 @@ index_t pow2_length(index_t n) {
 }
 
 // In-place unnormalized Walsh-Hadamard transform of a power-of-two length: log2 L passes of butterflies
-// (a + b, a − b); the inner loop runs over contiguous halves, which the compiler vectorizes.
+// (a + b, a − b); the inner loop runs over contiguous halves, which the compiler vectorizes. Compiled
+// for AVX-512, AVX2 and the baseline, chosen at run time (GCC's target_clones), so the binary stays
+// portable while the transform runs at the machine's vector width.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
+__attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
 void fwht(double* a, index_t n) {
-  for (index_t h = 1; h < n; h *= 2)
+  index_t h = 1;
+  if (n >= 4) {  // levels 1 and 2 as one radix-4 pass: the inner loops below vectorize from h = 4 on
+    for (index_t i = 0; i < n; i += 4) {
+      const double a0 = a[i], a1 = a[i + 1], a2 = a[i + 2], a3 = a[i + 3];
+      const double s01 = a0 + a1, d01 = a0 - a1, s23 = a2 + a3, d23 = a2 - a3;
+      a[i] = s01 + s23;
+      a[i + 1] = d01 + d23;
+      a[i + 2] = s01 - s23;
+      a[i + 3] = d01 - d23;
+    }
+    h = 4;
+  }
+  for (; h < n; h *= 2)
     for (index_t i = 0; i < n; i += 2 * h)
       for (index_t j = i; j < i + h; ++j) {
         const double u = a[j], v = a[j + h];
@@ -147,7 +164,7 @@ Srht::Srht(const SketchParams& p)
   pick_ = random_indices(p.seed, stream("srht.P", p.index), m_ / 2, length_);
 }
 
-void Srht::apply(const double* x, index_t n, double* out) const {
+void Srht::apply(const double* x, index_t n, double* out, bool check_finite) const {
   check_batch("SRHT", n);
   if (hadamard_) {
     const double scale = 1.0 / std::sqrt(double(m_));
@@ -155,7 +172,7 @@ void Srht::apply(const double* x, index_t n, double* out) const {
       std::vector<double> buf(static_cast<size_t>(length_));
       for (index_t i = begin; i < end; ++i) {
         const double* xi = x + i * d_;
-        check_row("SRHT", xi, d_, i);
+        if (check_finite) check_row("SRHT", xi, d_, i);
         signed_fwht(xi, sign_, buf);
         double* o = out + i * m_;
         for (index_t k = 0; k < m_; ++k) o[k] = scale * buf[size_t(pick_[size_t(k)])];
@@ -169,7 +186,7 @@ void Srht::apply(const double* x, index_t n, double* out) const {
     std::vector<cplx> buf(static_cast<size_t>(fft_->length)), f(static_cast<size_t>(fft_->length));
     for (index_t i = begin; i < end; ++i) {
       const double* xi = x + i * d_;
-      check_row("SRHT", xi, d_, i);
+      if (check_finite) check_row("SRHT", xi, d_, i);
       signed_fft(*fft_, xi, sign_, buf, f);
       double* o = out + i * m_;
       for (index_t k = 0; k < s; ++k) {
@@ -203,7 +220,7 @@ TensorSrht::TensorSrht(const TensorSketchParams& p)
   pick2_ = random_indices(p.seed, stream("tensor_srht.P2", p.index), samples, length2_);
 }
 
-void TensorSrht::apply(const double* x, const double* y, index_t n, double* out) const {
+void TensorSrht::apply(const double* x, const double* y, index_t n, double* out, bool check_finite) const {
   check_batch("TensorSRHT", n);
   if (hadamard_) {
     const double scale = 1.0 / std::sqrt(double(m_));
@@ -212,8 +229,10 @@ void TensorSrht::apply(const double* x, const double* y, index_t n, double* out)
       for (index_t i = begin; i < end; ++i) {
         const double* xi = x + i * d1_;
         const double* yi = y + i * d2_;
-        check_row("TensorSRHT (first input)", xi, d1_, i);
-        check_row("TensorSRHT (second input)", yi, d2_, i);
+        if (check_finite) {
+          check_row("TensorSRHT (first input)", xi, d1_, i);
+          check_row("TensorSRHT (second input)", yi, d2_, i);
+        }
         signed_fwht(xi, sign1_, b1);
         signed_fwht(yi, sign2_, b2);
         double* o = out + i * m_;
@@ -230,8 +249,10 @@ void TensorSrht::apply(const double* x, const double* y, index_t n, double* out)
     for (index_t i = begin; i < end; ++i) {
       const double* xi = x + i * d1_;
       const double* yi = y + i * d2_;
-      check_row("TensorSRHT (first input)", xi, d1_, i);
-      check_row("TensorSRHT (second input)", yi, d2_, i);
+      if (check_finite) {
+        check_row("TensorSRHT (first input)", xi, d1_, i);
+        check_row("TensorSRHT (second input)", yi, d2_, i);
+      }
       signed_fft(*fft1_, xi, sign1_, buf, f1);
       signed_fft(*fft2_, yi, sign2_, buf, f2);
       double* o = out + i * m_;
@@ -284,7 +305,7 @@ PolySketch::PolySketch(const PolySketchParams& p) : d_(p.input_dim), m_(p.output
   }
 }
 
-void PolySketch::row_degrees(const double* x, int lo, int hi, double* out) const {
+void PolySketch::row_degrees(const double* x, int lo, int hi, double* out, Scratch& sc) const {
   // Degree j feeds x to leaves 0..j−1 and e1 to the rest, so a node is "all x" (the same for every j
   // that covers it), "all e1" (a constant) or mixed; each level has at most one mixed node per degree.
   // The all-x tree is computed once and only the mixed nodes per degree: (q − 1) + Σ_j #mixed(j)
@@ -293,7 +314,7 @@ void PolySketch::row_degrees(const double* x, int lo, int hi, double* out) const
     for (int j = lo; j <= hi; ++j) {
       double* o = out + (j - lo) * m_;
       if (j == 1)
-        single_->apply(x, 1, o);
+        single_->apply(x, 1, o, false);
       else
         std::copy(node_e1_[1].begin(), node_e1_[1].end(), o);
     }
@@ -301,8 +322,12 @@ void PolySketch::row_degrees(const double* x, int lo, int hi, double* out) const
   }
   // xs[l]: level l's all-x nodes (level 0: the leaves, all x). Only the nodes some degree needs are
   // computed: node k of level l is all x for degree j when (k + 1)·2^l ≤ j.
-  std::vector<std::vector<double>> xs(static_cast<size_t>(levels_ + 1));
-  std::vector<double> mixed(static_cast<size_t>(m_)), left(static_cast<size_t>(std::max(d_, m_))), right(left);
+  auto& xs = sc.xs;
+  xs.resize(static_cast<size_t>(levels_ + 1));
+  auto& mixed = sc.mixed;
+  auto& held = sc.held;  // the mixed node's value while it is an input of the next one
+  mixed.resize(static_cast<size_t>(m_));
+  held.resize(static_cast<size_t>(m_));
   size_t first = 0;  // index in nodes_ of the first node of level l
   for (int l = 1; l <= levels_; ++l) {
     const index_t in = l == 1 ? d_ : m_;
@@ -311,7 +336,7 @@ void PolySketch::row_degrees(const double* x, int lo, int hi, double* out) const
     for (int k = 0; k < needed; ++k) {
       const double* a = l == 1 ? x : xs[size_t(l - 1)].data() + 2 * k * in;
       const double* b = l == 1 ? x : xs[size_t(l - 1)].data() + (2 * k + 1) * in;
-      nodes_[first + size_t(k)].apply(a, b, 1, xs[size_t(l)].data() + k * m_);
+      nodes_[first + size_t(k)].apply(a, b, 1, xs[size_t(l)].data() + k * m_, false);
     }
     first += size_t(q_ >> l);
   }
@@ -335,9 +360,9 @@ void PolySketch::row_degrees(const double* x, int lo, int hi, double* out) const
         };
         const double* a = child(2 * k);
         const double* b = child(2 * k + 1);
-        std::copy(a, a + in, left.begin());
-        std::copy(b, b + in, right.begin());
-        nodes_[first + size_t(k)].apply(left.data(), right.data(), 1, mixed.data());
+        // The previous mixed value is an input here and mixed.data() the output: move it aside first.
+        if (a == mixed.data() || b == mixed.data()) std::swap(mixed, held);  // a, b now point into held
+        nodes_[first + size_t(k)].apply(a, b, 1, mixed.data(), false);
         have = true;
       }
       first += size_t(q_ >> l);
@@ -349,19 +374,21 @@ void PolySketch::row_degrees(const double* x, int lo, int hi, double* out) const
 void PolySketch::apply(const double* x, index_t n, double* out) const {
   check_batch("PolySketch", n);
   parallel_for(n, [&](std::int64_t begin, std::int64_t end) {
+    Scratch sc;  // reused by the rows of this chunk
     for (index_t i = begin; i < end; ++i) {
       check_row("PolySketch", x + i * d_, d_, i);
-      row_degrees(x + i * d_, q_, q_, out + i * m_);
+      row_degrees(x + i * d_, q_, q_, out + i * m_, sc);
     }
   });
 }
 
-void PolySketch::apply_degrees(const double* x, index_t n, double* out) const {
+void PolySketch::apply_degrees(const double* x, index_t n, double* out, bool check_finite) const {
   check_batch("PolySketch", n);
   parallel_for(n, [&](std::int64_t begin, std::int64_t end) {
+    Scratch sc;  // reused by the rows of this chunk
     for (index_t i = begin; i < end; ++i) {
-      check_row("PolySketch", x + i * d_, d_, i);
-      row_degrees(x + i * d_, 0, q_, out + i * (q_ + 1) * m_);
+      if (check_finite) check_row("PolySketch", x + i * d_, d_, i);
+      row_degrees(x + i * d_, 0, q_, out + i * (q_ + 1) * m_, sc);
     }
   });
 }
@@ -377,6 +404,13 @@ CountSketch::CountSketch(const SketchParams& p) : d_(p.input_dim), m_(p.output_d
 void CountSketch::apply_row(const double* x, double* out) const {
   for (index_t k = 0; k < m_; ++k) out[k] = 0.0;
   for (index_t j = 0; j < d_; ++j) out[bucket_[size_t(j)]] += sign_[size_t(j)] * x[j];
+}
+
+void CountSketch::add_block(index_t first, const double* values, index_t count, double scale, double* out) const {
+  if (first < 0 || count < 0 || first + count > d_) throw InvalidArgument("CountSketch: block outside the input");
+  const index_t* h = bucket_.data() + first;
+  const double* sg = sign_.data() + first;
+  for (index_t j = 0; j < count; ++j) out[h[j]] += scale * sg[j] * values[j];
 }
 
 void CountSketch::apply(const double* x, index_t n, double* out) const {

@@ -70,8 +70,9 @@ class Srht {
   explicit Srht(const SketchParams& p);
   index_t input_dim() const { return d_; }
   index_t output_dim() const { return m_; }
-  // x: (n, input_dim), out: (n, output_dim), both row-major.
-  void apply(const double* x, index_t n, double* out) const;
+  // x: (n, input_dim), out: (n, output_dim), both row-major. check_finite = false skips the per-row
+  // NaN / Inf scan, for callers whose rows are already checked (a composite map's internal values).
+  void apply(const double* x, index_t n, double* out, bool check_finite = true) const;
 
  private:
   index_t d_, m_;
@@ -91,7 +92,7 @@ class TensorSrht {
   index_t input_dim2() const { return d2_; }
   index_t output_dim() const { return m_; }
   // x: (n, input_dim1), y: (n, input_dim2), out: (n, output_dim); row i sketches x_i ⊗ y_i.
-  void apply(const double* x, const double* y, index_t n, double* out) const;
+  void apply(const double* x, const double* y, index_t n, double* out, bool check_finite = true) const;
 
  private:
   index_t d1_, d2_, m_;
@@ -125,11 +126,15 @@ class PolySketch {
   // out (n, m): the sketch of x^⊗q.
   void apply(const double* x, index_t n, double* out) const;
   // out (n, q + 1, m): the sketches of x^⊗j for j = 0..q, from the one tree.
-  void apply_degrees(const double* x, index_t n, double* out) const;
+  void apply_degrees(const double* x, index_t n, double* out, bool check_finite = true) const;
 
  private:
-  // Degrees [lo, hi] of one checked row into out (hi − lo + 1, m); scratch per calling thread.
-  void row_degrees(const double* x, int lo, int hi, double* out) const;
+  // Degrees [lo, hi] of one checked row into out (hi − lo + 1, m), with buffers reused across rows.
+  struct Scratch {
+    std::vector<std::vector<double>> xs;
+    std::vector<double> mixed, held;
+  };
+  void row_degrees(const double* x, int lo, int hi, double* out, Scratch& scratch) const;
   index_t d_, m_;
   int q_, levels_;
   std::unique_ptr<Srht> single_;   // q = 1
@@ -146,6 +151,10 @@ class CountSketch {
   index_t input_dim() const { return d_; }
   index_t output_dim() const { return m_; }
   void apply(const double* x, index_t n, double* out) const;
+  // Linear and separable by coordinate: adds scale × the sketch of the vector whose coordinates
+  // [first, first + count) are `values` (the rest zero) into out (m), so a long input can be sketched
+  // piece by piece from where its parts live, without assembling it.
+  void add_block(index_t first, const double* values, index_t count, double scale, double* out) const;
 
  private:
   friend class TensorSketch;
