@@ -8,6 +8,7 @@
 #include "ntk/parallel.hpp"
 #include "ntk/polyfit.hpp"
 #include "ntk/rng.hpp"
+#include "poly_features.hpp"
 
 namespace ntk {
 
@@ -34,7 +35,7 @@ struct CntkSketch::Layer {
   index_t t_dim = 0;
   std::unique_ptr<CountSketch> conv_v, conv_t;  // conv_v null: v exact; conv_t null: first layer
   std::unique_ptr<PolySketch> poly;
-  std::unique_ptr<Srht> comb1, comb0;
+  std::unique_ptr<detail::PolyCombiner> comb1, comb0;
   std::unique_ptr<TensorSrht> mix;
   const std::vector<double>* c1 = nullptr;
   const std::vector<double>* c0 = nullptr;
@@ -94,9 +95,8 @@ CntkSketch::CntkSketch(const CntkSketchParams& p) : p_(p) {
       L->t_dim += sketch_dim_;
     }
     L->poly = std::make_unique<PolySketch>(PolySketchParams{L->v_dim, poly_dim_, p.degree, p.seed, part("poly", l), p.transform});
-    const index_t wide = 1 + index_t(p.degree) * poly_dim_;
-    L->comb1 = std::make_unique<Srht>(SketchParams{wide, half_, p.seed, part("comb1", l), p.transform});
-    L->comb0 = std::make_unique<Srht>(SketchParams{wide, half_, p.seed, part("comb0", l), p.transform});
+    L->comb1 = std::make_unique<detail::PolyCombiner>(p.degree, poly_dim_, half_, p.seed, part("comb1", l), p.transform);
+    L->comb0 = std::make_unique<detail::PolyCombiner>(p.degree, poly_dim_, half_, p.seed, part("comb0", l), p.transform);
     L->mix = std::make_unique<TensorSrht>(TensorSketchParams{L->t_dim, half_, half_, p.seed, part("mix", l), p.transform});
     L->c1 = l == 0 ? &kappa1_first_ : &kappa1_;
     L->c0 = l == 0 ? &kappa0_first_ : &kappa0_;
@@ -172,22 +172,9 @@ void CntkSketch::image(const double* x, double* out) const {
     std::vector<double> degrees(static_cast<size_t>(out_pixels * (q + 1) * mp));
     L.poly->apply_degrees(unit.data(), out_pixels, degrees.data(), false);
     unit = {};
-    const index_t wide = 1 + q * mp;
     std::vector<double> next_phi(static_cast<size_t>(out_pixels * half_)), dot(next_phi.size());
-    for (int which = 0; which < 2; ++which) {
-      const std::vector<double>& c = which == 0 ? *L.c1 : *L.c0;
-      std::vector<double> stacked(static_cast<size_t>(out_pixels * wide));
-      for (index_t o = 0; o < out_pixels; ++o) {
-        double* s = stacked.data() + o * wide;
-        const double* dg = degrees.data() + o * (q + 1) * mp;
-        s[0] = std::sqrt(c[0]);
-        for (index_t j = 1; j <= q; ++j) {
-          const double cj = std::sqrt(c[size_t(j)]);
-          for (index_t k = 0; k < mp; ++k) s[1 + (j - 1) * mp + k] = cj * dg[j * mp + k];
-        }
-      }
-      (which == 0 ? L.comb1 : L.comb0)->apply(stacked.data(), out_pixels, which == 0 ? next_phi.data() : dot.data(), false);
-    }
+    L.comb1->apply(*L.c1, degrees.data(), out_pixels, next_phi.data());
+    L.comb0->apply(*L.c0, degrees.data(), out_pixels, dot.data());
     degrees = {};
     // φ_h = a/√2 · Poly_κ1, φ̇_h = Poly_κ0/√2 (nt's ReLU: Σ' = √(Σ11Σ22)·κ1/2, Θ' = Θ·κ0/2).
     for (index_t o = 0; o < out_pixels; ++o)

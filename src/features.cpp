@@ -6,6 +6,7 @@
 #include <string>
 
 #include "entk_detail.hpp"
+#include "poly_features.hpp"
 #include "ntk/error.hpp"
 #include "ntk/parallel.hpp"
 #include "ntk/polyfit.hpp"
@@ -63,12 +64,14 @@ NtkSketch::NtkSketch(const NtkSketchParams& p)
       q_(checked_degree(p.degree)),
       coef_(fit_polynomial([depth = p.depth](double t) { return relu_ntk_unit(t, depth); }, q_)),
       poly_(PolySketchParams{d_, mp_, q_, p.seed, child("ntk_sketch", "poly", 0), p.transform}),
-      combine_(SketchParams{1 + q_ * mp_, m_, p.seed, child("ntk_sketch", "combine", 0), p.transform}) {}
+      combine_(std::make_unique<detail::PolyCombiner>(q_, mp_, m_, p.seed, child("ntk_sketch", "combine", 0), p.transform)) {}
+
+NtkSketch::~NtkSketch() = default;
+NtkSketch::NtkSketch(NtkSketch&&) noexcept = default;
 
 void NtkSketch::transform(const double* x, index_t n, double* out) const {
   check_rows("NTKSketch", x, n, d_);
-  const index_t wide = 1 + q_ * mp_;
-  std::vector<double> unit, degrees, stacked;
+  std::vector<double> unit, degrees;
   std::vector<double> norms;
   for (index_t b0 = 0; b0 < n; b0 += kBatch) {
     const index_t nb = std::min(kBatch, n - b0);
@@ -85,18 +88,8 @@ void NtkSketch::transform(const double* x, index_t n, double* out) const {
     }
     degrees.resize(size_t(nb * (q_ + 1) * mp_));
     poly_.apply_degrees(unit.data(), nb, degrees.data(), false);
-    stacked.resize(size_t(nb * wide));
-    for (index_t i = 0; i < nb; ++i) {
-      double* v = stacked.data() + i * wide;
-      const double* dg = degrees.data() + i * (q_ + 1) * mp_;
-      v[0] = std::sqrt(coef_[0]);
-      for (int j = 1; j <= q_; ++j) {
-        const double c = std::sqrt(coef_[size_t(j)]);
-        for (index_t k = 0; k < mp_; ++k) v[1 + (j - 1) * mp_ + k] = c * dg[j * mp_ + k];
-      }
-    }
     double* o = out + b0 * m_;
-    combine_.apply(stacked.data(), nb, o, false);
+    combine_->apply(coef_, degrees.data(), nb, o);
     // The kernel is homogeneous of degree one in each argument: scale back by ‖x‖, and by 1/√d for
     // neural-tangents' convention. A zero row has zero features (its kernel with anything is 0).
     for (index_t i = 0; i < nb; ++i) {

@@ -38,21 +38,22 @@ struct AnyMap {
 
 AnyMap make_map(const FeaturesJob& job, const Shape& example, const std::string& input) {
   AnyMap m;
+  const SketchTransform dense_transform = job.transform.value_or(SketchTransform::fourier);
   const index_t d = numel(example);
   if (job.sketch == "ntk") {
     m.sketch = std::make_unique<NtkSketch>(
-        NtkSketchParams{d, job.dim, job.depth, job.degree > 0 ? job.degree : 8, job.poly_dim, job.seed, job.transform});
+        NtkSketchParams{d, job.dim, job.depth, job.degree > 0 ? job.degree : 8, job.poly_dim, job.seed, dense_transform});
     m.name = "NTKSketch";
   } else if (job.sketch == "ntkrf") {
     m.rf = std::make_unique<NtkRandomFeatures>(
-        NtkRandomFeaturesParams{d, job.dim, job.depth, job.relu_dim, 0, job.leverage, job.seed, job.transform});
+        NtkRandomFeaturesParams{d, job.dim, job.depth, job.relu_dim, 0, job.leverage, job.seed, dense_transform});
     m.name = "NTKRF";
   } else if (job.sketch == "cntk") {
     if (example.size() != 3)
       throw InvalidArgument("--sketch cntk takes images (N, H, W, C), got examples of shape " + shape_string(example));
     m.cntk = std::make_unique<CntkSketch>(CntkSketchParams{example[0], example[1], example[2], job.dim, job.depth, job.filter,
-                                                           job.same, job.degree > 0 ? job.degree : 4, job.poly_dim,
-                                                           job.seed, job.transform});
+                                                           job.same, job.degree > 0 ? job.degree : 2, job.poly_dim,
+                                                           job.seed, job.transform.value_or(SketchTransform::hadamard)});
     m.name = "CNTKSketch";
   } else if (job.sketch == "gradient") {
     m.net = std::make_unique<Network>(detail::make_network(job.net, example, input));

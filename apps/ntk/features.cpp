@@ -13,7 +13,7 @@ struct FeaturesArgs {
   NetworkFlags net;
   std::string params, mode = "pntk", projection = "srht";
   std::optional<std::uint64_t> init_seed;
-  std::string sketch = "ntk", transform = "fourier", padding = "SAME", x, out, dtype = "float32", max_memory, idx_scale = "unit";
+  std::string sketch = "ntk", transform, padding = "SAME", x, out, dtype = "float32", max_memory, idx_scale = "unit";
   int depth = 1, degree = 0, filter = 3, threads = 0;
   ntk::index_t dim = 4096, poly_dim = 0, relu_dim = 0;
   std::uint64_t seed = 0;
@@ -32,7 +32,8 @@ void run(const FeaturesArgs& a) {
   job.relu_dim = a.relu_dim;
   job.leverage = !a.plain;
   job.seed = a.seed;
-  job.transform = a.transform == "hadamard" ? SketchTransform::hadamard : SketchTransform::fourier;
+  if (!a.transform.empty())
+    job.transform = a.transform == "hadamard" ? SketchTransform::hadamard : SketchTransform::fourier;
   job.flatten = a.flatten;
   if (a.sketch == "gradient") {
     if (a.net.spec.empty()) throw CLI::ValidationError("--sketch gradient needs --net SPEC");
@@ -98,7 +99,7 @@ Subcommand add_features(CLI::App& app) {
       ->check(CLI::Range(ntk::index_t(2), ntk::index_t(1) << 30).description(""))
       ->type_name("M")
       ->capture_default_str();
-  sub->add_option("--degree", a->degree, "ntk / cntk: degree of the fitted polynomials, a power of two (default 8 / 4)")
+  sub->add_option("--degree", a->degree, "ntk / cntk: degree of the fitted polynomials, a power of two (default 8 / 2)")
       ->type_name("Q");
   sub->add_option("--filter", a->filter, "cntk: filter size f (f x f)")->type_name("F")->capture_default_str();
   sub->add_option("--padding", a->padding, "cntk: SAME or VALID")
@@ -110,10 +111,10 @@ Subcommand add_features(CLI::App& app) {
       ->type_name("M1");
   sub->add_flag("--plain-sampling", a->plain, "NTKRF: Gaussian order-1 features instead of leverage-score sampling");
   sub->add_option("--transform", a->transform,
-                  "Transform of the SRHTs: fourier (complex FFT, kissfft) or hadamard (real Walsh-Hadamard, faster)")
+                  "Transform of the SRHTs: fourier (complex FFT, kissfft) or hadamard (real Walsh-Hadamard, faster); "
+                  "default fourier, hadamard for cntk")
       ->check(CLI::IsMember({"fourier", "hadamard"}).description(""))
-      ->type_name("fourier|hadamard")
-      ->capture_default_str();
+      ->type_name("fourier|hadamard");
   sub->add_option("--seed", a->seed, "Seed of the random map")->type_name("S")->capture_default_str();
   add_network_flags(sub, a->net, false);
   sub->add_option("--params", a->params, "gradient: the network's parameters (.npz)")->type_name("FILE");

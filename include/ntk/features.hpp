@@ -21,6 +21,10 @@
 
 namespace ntk {
 
+namespace detail {
+class PolyCombiner;  // src/poly_features.hpp
+}
+
 struct NtkSketchParams {
   index_t input_dim = 0;
   index_t output_dim = 0;  // m, even
@@ -38,6 +42,8 @@ struct NtkSketchParams {
 class NtkSketch {
  public:
   explicit NtkSketch(const NtkSketchParams& p);
+  ~NtkSketch();
+  NtkSketch(NtkSketch&&) noexcept;
   index_t input_dim() const { return d_; }
   index_t output_dim() const { return m_; }
   const std::vector<double>& coefficients() const { return coef_; }
@@ -49,7 +55,7 @@ class NtkSketch {
   int q_;
   std::vector<double> coef_;
   PolySketch poly_;
-  Srht combine_;
+  std::unique_ptr<detail::PolyCombiner> combine_;
 };
 
 struct NtkRandomFeaturesParams {
