@@ -130,9 +130,9 @@ void NtkRandomFeatures::transform(const double* x, index_t n, double* out) const
     psi = z;
     for (size_t h = 0; h < relu_.size(); ++h) {
       step.resize(size_t(nb * m0_));
-      step_[h].apply(z.data(), nb, step.data());
+      step_[h].apply(z.data(), nb, step.data(), false);
       next_z.resize(size_t(nb * m1_));
-      relu_[h].apply(z.data(), nb, next_z.data());
+      relu_[h].apply(z.data(), nb, next_z.data(), false);
       mixed.resize(size_t(nb * ms_));
       mix_[h].apply(psi.data(), step.data(), nb, mixed.data(), false);
       psi.resize(size_t(nb * m));

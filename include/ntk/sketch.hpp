@@ -190,12 +190,12 @@ class ArcCosineFeatures {
   index_t input_dim() const { return d_; }
   index_t output_dim() const { return m_; }
   int order() const { return order_; }
-  void apply(const double* x, index_t n, double* out) const;
+  void apply(const double* x, index_t n, double* out, bool check_finite = true) const;
 
  private:
   index_t d_, m_;
   int order_;
-  std::vector<double> w_;      // (m, d) row-major
+  std::vector<float> w_;       // (m, d) row-major, drawn in float64 and rounded
   std::vector<double> scale_;  // (m): the factor of each feature
 };
 
