@@ -1,8 +1,10 @@
 """Relative Frobenius error of NTKSketch and NTKRF features against the exact infinite-width NTK that
 `ntk kernel` computes for the documented spec, on the first N Fashion-MNIST training images
 (flattened, [0, 1]), for several feature dimensions; with the time of each `ntk features` command.
-Then gradient sketches of the README's CNN (seed 0, standard parameterization) against its exact
-pNTK from `ntk entk --mode pntk`, on the same images as 28 x 28 x 1.
+Then CNTKSketch (depth 3, 3x3 SAME, defaults) against the exact CNTK-GAP of its spec from `ntk kernel`
+on the first --cntk-n images as 28 x 28 x 1 (the exact kernel costs D² per pair: 1000 images take
+hours on 2 cores). Then gradient sketches of the README's CNN (seed 0, standard parameterization)
+against its exact pNTK from `ntk entk --mode pntk`, on the same images as 28 x 28 x 1.
 
     /usr/bin/python3 bench/sketch_error.py [--ntk build/ntk] [--n 1000] [--depth 2]
                                            [--dims 1024,4096,16384] [--seeds 0] [--threads 2]
@@ -29,6 +31,7 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--skip-dense", action="store_true")
     p.add_argument("--skip-gradient", action="store_true")
+    p.add_argument("--cntk-n", type=int, default=100, help="images for the CNTKSketch table (0: skip)")
     a = p.parse_args()
     raw = gzip.open(DATA).read()
     x = np.frombuffer(raw, dtype=np.uint8, offset=16).reshape(-1, 784)[: a.n].astype(np.float32) / 255
@@ -54,6 +57,27 @@ def main():
                     f = np.load(tmp / "f.npy")
                     err = np.linalg.norm(f @ f.T - k) / np.linalg.norm(k)
                     print(f"| {sketch} | {m} | {seed} | {err:.4f} | {dt:.2f} | {a.n / dt:.0f} |", flush=True)
+        if a.cntk_n > 0:
+            conv = "Conv(8, 3, padding=SAME, W_std=1.4142135623730951, b_std=none), Relu"
+            cspec = ", ".join([conv] * 3 + ["GlobalAvgPool, Dense(1, W_std=1, b_std=none)"])
+            np.save(tmp / "cimg.npy", x[: a.cntk_n].reshape(-1, 28, 28, 1))
+            t0 = time.perf_counter()
+            subprocess.run([a.ntk, "kernel", "--net", cspec, "--x1", str(tmp / "cimg.npy"), "-o", str(tmp / "ck.npy"),
+                            "-q", "--threads", str(a.threads)], check=True)
+            print(f"\nexact CNTK-GAP of {a.cntk_n} images: ntk kernel --net '{cspec}' ({time.perf_counter() - t0:.1f} s)")
+            k = np.load(tmp / "ck.npy")
+            print("| sketch | m | seed | relative Frobenius error | features s | images/s |")
+            print("|---|---|---|---|---|---|")
+            for m in [int(v) for v in a.dims.split(",")]:
+                for seed in [int(v) for v in a.seeds.split(",")]:
+                    t0 = time.perf_counter()
+                    subprocess.run([a.ntk, "features", "--sketch", "cntk", "--depth", "3", "--dim", str(m),
+                                    "--seed", str(seed), "--dtype", "float64", "--threads", str(a.threads), "-q",
+                                    "-x", str(tmp / "cimg.npy"), "-o", str(tmp / "cf.npy")], check=True)
+                    dt = time.perf_counter() - t0
+                    f = np.load(tmp / "cf.npy")
+                    err = np.linalg.norm(f @ f.T - k) / np.linalg.norm(k)
+                    print(f"| cntk | {m} | {seed} | {err:.4f} | {dt:.2f} | {a.cntk_n / dt:.0f} |", flush=True)
         if a.skip_gradient:
             return
         cnn = ("Conv(64, 3, padding=SAME, b_std=0), Relu, Conv(64, 3, padding=SAME, b_std=0), Relu, "
