@@ -111,27 +111,23 @@ def main():
         if "ridge" in which:
             runs = [ridge_run(a.build, a.threads) for _ in range(a.repeat)]
             summary("exact ridge N=20000", runs, list(RIDGE_PATTERNS))
+        def nystrom(name, args):
+            runs = []
+            for _ in range(a.repeat):
+                runs.append(regress(ntk, args, a.threads, tmp / "pred.npy"))
+                print(runs[-1], flush=True)
+            summary(name, runs, ["wall_s", "rss_gib", "test_accuracy", "iterations"])
+
         if "fcn60k" in which:
             xtr = flat_images("train-images-idx3-ubyte.gz", tmp / "fm_train.npy")
             xte = flat_images("t10k-images-idx3-ubyte.gz", tmp / "fm_test.npy")
-            args = ["--net", FCN, "--x-train", str(xtr), "--x-test", str(xte), "--ridge", "1e-3"]
-            runs = []
-            for _ in range(a.repeat):
-                runs.append(regress(ntk, args, a.threads, tmp / "pred.npy"))
-                print(runs[-1], flush=True)
-            summary("FCN NTK 60k/10k Nystrom M=10000", runs,
-                    ["wall_s", "rss_gib", "test_accuracy", "iterations"])
+            nystrom("FCN NTK 60k/10k Nystrom M=10000",
+                    ["--net", FCN, "--x-train", str(xtr), "--x-test", str(xte), "--ridge", "1e-3"])
         if "pntk60k" in which:
-            args = ["--net", CNN, "--parameterization", "standard", "--mode", "pntk", "--seed", "0",
-                    "--x-train", str(DATA / "train-images-idx3-ubyte.gz"),
-                    "--x-test", str(DATA / "t10k-images-idx3-ubyte.gz"), "--ridge", "1e-4"]
-            runs = []
-            for _ in range(a.repeat):
-                runs.append(regress(ntk, args, a.threads, tmp / "pred.npy"))
-                print(runs[-1], flush=True)
-            summary("CNN pNTK 60k/10k Nystrom M=10000", runs,
-                    ["wall_s", "rss_gib", "test_accuracy", "iterations"])
-
+            nystrom("CNN pNTK 60k/10k Nystrom M=10000",
+                    ["--net", CNN, "--parameterization", "standard", "--mode", "pntk", "--seed", "0",
+                     "--x-train", str(DATA / "train-images-idx3-ubyte.gz"),
+                     "--x-test", str(DATA / "t10k-images-idx3-ubyte.gz"), "--ridge", "1e-4"])
 
 if __name__ == "__main__":
     main()

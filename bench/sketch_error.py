@@ -21,6 +21,20 @@ import numpy as np
 DATA = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
 
 
+def error_rows(label, cmd_for, k, out, n, dims, seeds):
+    """Runs `ntk features` (cmd_for(m, seed)) for every m and seed and prints a table row each."""
+    print("| sketch | m | seed | relative Frobenius error | features s | images/s |")
+    print("|---|---|---|---|---|---|")
+    for m in dims:
+        for seed in seeds:
+            t0 = time.perf_counter()
+            subprocess.run(cmd_for(m, seed), check=True)
+            dt = time.perf_counter() - t0
+            f = np.load(out)
+            err = np.linalg.norm(f @ f.T - k) / np.linalg.norm(k)
+            print(f"| {label} | {m} | {seed} | {err:.4f} | {dt:.2f} | {n / dt:.0f} |", flush=True)
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--ntk", default=str(Path(__file__).resolve().parents[1] / "build" / "ntk"))
@@ -33,51 +47,39 @@ def main():
     p.add_argument("--skip-gradient", action="store_true")
     p.add_argument("--cntk-n", type=int, default=100, help="images for the CNTKSketch table (0: skip)")
     a = p.parse_args()
+    dims = [int(v) for v in a.dims.split(",")]
+    seeds = [int(v) for v in a.seeds.split(",")]
     raw = gzip.open(DATA).read()
     x = np.frombuffer(raw, dtype=np.uint8, offset=16).reshape(-1, 784)[: a.n].astype(np.float32) / 255
-    spec = ", ".join(["Dense(512, W_std=1.4142135623730951, b_std=none), Relu"] * a.depth
-                     + ["Dense(1, W_std=1, b_std=none)"])
+    threads = ["--threads", str(a.threads)]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        np.save(tmp / "x.npy", x)
-        subprocess.run([a.ntk, "kernel", "--net", spec, "--x1", str(tmp / "x.npy"), "-o", str(tmp / "k.npy"),
-                        "-q", "--threads", str(a.threads)], check=True)
-        k = np.load(tmp / "k.npy")
-        print(f"{a.n} Fashion-MNIST images, depth {a.depth}, exact kernel: ntk kernel --net '{spec}'")
-        print("| sketch | m | seed | relative Frobenius error | features s | images/s |")
-        print("|---|---|---|---|---|---|")
-        for sketch in ([] if a.skip_dense else ["ntk", "ntkrf"]):
-            for m in [int(v) for v in a.dims.split(",")]:
-                for seed in [int(v) for v in a.seeds.split(",")]:
-                    t0 = time.perf_counter()
-                    subprocess.run([a.ntk, "features", "--sketch", sketch, "--depth", str(a.depth), "--dim", str(m),
-                                    "--seed", str(seed), "--dtype", "float64", "--threads", str(a.threads), "-q",
-                                    "-x", str(tmp / "x.npy"), "-o", str(tmp / "f.npy")], check=True)
-                    dt = time.perf_counter() - t0
-                    f = np.load(tmp / "f.npy")
-                    err = np.linalg.norm(f @ f.T - k) / np.linalg.norm(k)
-                    print(f"| {sketch} | {m} | {seed} | {err:.4f} | {dt:.2f} | {a.n / dt:.0f} |", flush=True)
+
+        def features(inp, out, *args):  # the `ntk features` command for one table
+            return lambda m, seed: [a.ntk, "features", *args, "--dim", str(m), "--seed", str(seed), "--dtype",
+                                    "float64", *threads, "-q", "-x", str(tmp / inp), "-o", str(tmp / out)]
+
+        if not a.skip_dense:
+            spec = ", ".join(["Dense(512, W_std=1.4142135623730951, b_std=none), Relu"] * a.depth
+                             + ["Dense(1, W_std=1, b_std=none)"])
+            np.save(tmp / "x.npy", x)
+            subprocess.run([a.ntk, "kernel", "--net", spec, "--x1", str(tmp / "x.npy"), "-o", str(tmp / "k.npy"),
+                            "-q", *threads], check=True)
+            k = np.load(tmp / "k.npy")
+            print(f"{a.n} Fashion-MNIST images, depth {a.depth}, exact kernel: ntk kernel --net '{spec}'")
+            for sketch in ["ntk", "ntkrf"]:
+                error_rows(sketch, features("x.npy", "f.npy", "--sketch", sketch, "--depth", str(a.depth)), k,
+                           tmp / "f.npy", a.n, dims, seeds)
         if a.cntk_n > 0:
             conv = "Conv(8, 3, padding=SAME, W_std=1.4142135623730951, b_std=none), Relu"
             cspec = ", ".join([conv] * 3 + ["GlobalAvgPool, Dense(1, W_std=1, b_std=none)"])
             np.save(tmp / "cimg.npy", x[: a.cntk_n].reshape(-1, 28, 28, 1))
             t0 = time.perf_counter()
             subprocess.run([a.ntk, "kernel", "--net", cspec, "--x1", str(tmp / "cimg.npy"), "-o", str(tmp / "ck.npy"),
-                            "-q", "--threads", str(a.threads)], check=True)
+                            "-q", *threads], check=True)
             print(f"\nexact CNTK-GAP of {a.cntk_n} images: ntk kernel --net '{cspec}' ({time.perf_counter() - t0:.1f} s)")
-            k = np.load(tmp / "ck.npy")
-            print("| sketch | m | seed | relative Frobenius error | features s | images/s |")
-            print("|---|---|---|---|---|---|")
-            for m in [int(v) for v in a.dims.split(",")]:
-                for seed in [int(v) for v in a.seeds.split(",")]:
-                    t0 = time.perf_counter()
-                    subprocess.run([a.ntk, "features", "--sketch", "cntk", "--depth", "3", "--dim", str(m),
-                                    "--seed", str(seed), "--dtype", "float64", "--threads", str(a.threads), "-q",
-                                    "-x", str(tmp / "cimg.npy"), "-o", str(tmp / "cf.npy")], check=True)
-                    dt = time.perf_counter() - t0
-                    f = np.load(tmp / "cf.npy")
-                    err = np.linalg.norm(f @ f.T - k) / np.linalg.norm(k)
-                    print(f"| cntk | {m} | {seed} | {err:.4f} | {dt:.2f} | {a.cntk_n / dt:.0f} |", flush=True)
+            error_rows("cntk", features("cimg.npy", "cf.npy", "--sketch", "cntk", "--depth", "3"),
+                       np.load(tmp / "ck.npy"), tmp / "cf.npy", a.cntk_n, dims, seeds)
         if a.skip_gradient:
             return
         cnn = ("Conv(64, 3, padding=SAME, b_std=0), Relu, Conv(64, 3, padding=SAME, b_std=0), Relu, "
@@ -86,24 +88,13 @@ def main():
         np.save(tmp / "img.npy", x.reshape(-1, 28, 28, 1))
         t0 = time.perf_counter()
         subprocess.run([a.ntk, "entk", *net, "--seed", "0", "--mode", "pntk", "--x1", str(tmp / "img.npy"),
-                        "-o", str(tmp / "p.npy"), "-q", "--threads", str(a.threads)], check=True)
+                        "-o", str(tmp / "p.npy"), "-q", *threads], check=True)
         print(f"\nexact pNTK: ntk entk --net '{cnn}' --parameterization standard --seed 0 --mode pntk "
               f"({time.perf_counter() - t0:.1f} s)")
         k = np.load(tmp / "p.npy").astype(np.float64)
-        print("| projection | m | seed | relative Frobenius error | features s | images/s |")
-        print("|---|---|---|---|---|---|")
         for proj in ["srht", "hadamard", "countsketch"]:
-            for m in [int(v) for v in a.dims.split(",")]:
-                for seed in [int(v) for v in a.seeds.split(",")]:
-                    t0 = time.perf_counter()
-                    subprocess.run([a.ntk, "features", "--sketch", "gradient", *net, "--init-seed", "0",
-                                    "--projection", proj, "--dim", str(m), "--seed", str(seed), "--dtype", "float64",
-                                    "--threads", str(a.threads), "-q", "-x", str(tmp / "img.npy"),
-                                    "-o", str(tmp / "g.npy")], check=True)
-                    dt = time.perf_counter() - t0
-                    f = np.load(tmp / "g.npy")
-                    err = np.linalg.norm(f @ f.T - k) / np.linalg.norm(k)
-                    print(f"| {proj} | {m} | {seed} | {err:.4f} | {dt:.2f} | {a.n / dt:.0f} |", flush=True)
+            error_rows(f"gradient {proj}", features("img.npy", "g.npy", "--sketch", "gradient", *net, "--init-seed",
+                                                    "0", "--projection", proj), k, tmp / "g.npy", a.n, dims, seeds)
 
 
 if __name__ == "__main__":

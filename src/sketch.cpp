@@ -166,13 +166,14 @@ Srht::Srht(const SketchParams& p)
 
 void Srht::apply(const double* x, index_t n, double* out, bool check_finite) const {
   check_batch("SRHT", n);
+  if (check_finite)
+    for (index_t i = 0; i < n; ++i) check_row("SRHT", x + i * d_, d_, i);
   if (hadamard_) {
     const double scale = 1.0 / std::sqrt(double(m_));
     parallel_for(n, [&](std::int64_t begin, std::int64_t end) {
       std::vector<double> buf(static_cast<size_t>(length_));
       for (index_t i = begin; i < end; ++i) {
         const double* xi = x + i * d_;
-        if (check_finite) check_row("SRHT", xi, d_, i);
         signed_fwht(xi, sign_, buf);
         double* o = out + i * m_;
         for (index_t k = 0; k < m_; ++k) o[k] = scale * buf[size_t(pick_[size_t(k)])];
@@ -186,7 +187,6 @@ void Srht::apply(const double* x, index_t n, double* out, bool check_finite) con
     std::vector<cplx> buf(static_cast<size_t>(fft_->length)), f(static_cast<size_t>(fft_->length));
     for (index_t i = begin; i < end; ++i) {
       const double* xi = x + i * d_;
-      if (check_finite) check_row("SRHT", xi, d_, i);
       signed_fft(*fft_, xi, sign_, buf, f);
       double* o = out + i * m_;
       for (index_t k = 0; k < s; ++k) {
@@ -222,6 +222,11 @@ TensorSrht::TensorSrht(const TensorSketchParams& p)
 
 void TensorSrht::apply(const double* x, const double* y, index_t n, double* out, bool check_finite) const {
   check_batch("TensorSRHT", n);
+  if (check_finite)
+    for (index_t i = 0; i < n; ++i) {
+      check_row("TensorSRHT (first input)", x + i * d1_, d1_, i);
+      check_row("TensorSRHT (second input)", y + i * d2_, d2_, i);
+    }
   if (hadamard_) {
     const double scale = 1.0 / std::sqrt(double(m_));
     parallel_for(n, [&](std::int64_t begin, std::int64_t end) {
@@ -229,10 +234,6 @@ void TensorSrht::apply(const double* x, const double* y, index_t n, double* out,
       for (index_t i = begin; i < end; ++i) {
         const double* xi = x + i * d1_;
         const double* yi = y + i * d2_;
-        if (check_finite) {
-          check_row("TensorSRHT (first input)", xi, d1_, i);
-          check_row("TensorSRHT (second input)", yi, d2_, i);
-        }
         signed_fwht(xi, sign1_, b1);
         signed_fwht(yi, sign2_, b2);
         double* o = out + i * m_;
@@ -249,10 +250,6 @@ void TensorSrht::apply(const double* x, const double* y, index_t n, double* out,
     for (index_t i = begin; i < end; ++i) {
       const double* xi = x + i * d1_;
       const double* yi = y + i * d2_;
-      if (check_finite) {
-        check_row("TensorSRHT (first input)", xi, d1_, i);
-        check_row("TensorSRHT (second input)", yi, d2_, i);
-      }
       signed_fft(*fft1_, xi, sign1_, buf, f1);
       signed_fft(*fft2_, yi, sign2_, buf, f2);
       double* o = out + i * m_;

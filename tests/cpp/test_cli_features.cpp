@@ -19,6 +19,20 @@ const char* const kSpec2 =
     "'Dense(64, W_std=1.4142135623730951, b_std=none), Relu, Dense(64, W_std=1.4142135623730951, b_std=none), Relu, "
     "Dense(1, W_std=1, b_std=none)'";
 
+// ‖F·Fᵀ − K‖_F / ‖K‖_F for features F (n, m) and a kernel K (n, n).
+double gram_error(const Array<double>& f, const Array<double>& k) {
+  const index_t n = f.dim(0), m = f.dim(1);
+  double e = 0, ref = 0;
+  for (index_t i = 0; i < n; ++i)
+    for (index_t j = 0; j < n; ++j) {
+      double g = 0;
+      for (index_t c = 0; c < m; ++c) g += f[i * m + c] * f[j * m + c];
+      e += (g - k[i * n + j]) * (g - k[i * n + j]);
+      ref += k[i * n + j] * k[i * n + j];
+    }
+  return std::sqrt(e / ref);
+}
+
 class CliFeatures : public Cli {
  protected:
   Array<double> write_points(const std::string& name, index_t n, index_t d) const {
@@ -44,15 +58,7 @@ TEST_F(CliFeatures, GramApproximatesTheKernelOfTheSpecAndMatchesTheLibrary) {
     const Array<double> f = read_npy(path("f.npy")).as<double>();
     ASSERT_EQ(f.dim(0), n);
     ASSERT_EQ(f.dim(1), m);
-    double e = 0, ref = 0;
-    for (index_t i = 0; i < n; ++i)
-      for (index_t j = 0; j < n; ++j) {
-        double g = 0;
-        for (index_t c = 0; c < m; ++c) g += f[i * m + c] * f[j * m + c];
-        e += (g - k[i * n + j]) * (g - k[i * n + j]);
-        ref += k[i * n + j] * k[i * n + j];
-      }
-    EXPECT_LT(std::sqrt(e / ref), 0.1);
+    EXPECT_LT(gram_error(f, k), 0.1);
     // The CLI is the library: the same features from the same seed.
     std::vector<double> lib(static_cast<size_t>(n * m));
     if (sketch == "ntk")
@@ -74,15 +80,7 @@ TEST_F(CliFeatures, GradientSketchApproximatesThePntkOfNtkEntk) {
   ASSERT_EQ(r.status, 0) << r.err;
   const Array<double> k = read_npy(path("k.npy")).as<double>(), f = read_npy(path("g.npy")).as<double>();
   ASSERT_EQ(f.dim(1), m);
-  double e = 0, ref = 0;
-  for (index_t i = 0; i < n; ++i)
-    for (index_t j = 0; j < n; ++j) {
-      double g = 0;
-      for (index_t c = 0; c < m; ++c) g += f[i * m + c] * f[j * m + c];
-      e += (g - k[i * n + j]) * (g - k[i * n + j]);
-      ref += k[i * n + j] * k[i * n + j];
-    }
-  EXPECT_LT(std::sqrt(e / ref), 0.1);
+  EXPECT_LT(gram_error(f, k), 0.1);
   const std::string io = " -x " + q(path("img.npy")) + " -o " + q(path("f.npy"));
   expect_failure("features --sketch gradient" + net + "--init-seed 5 --mode trace --dim 16" + io, 1, path("f.npy"));
   expect_failure("features --sketch gradient --init-seed 5 --dim 16" + io, 2, path("f.npy"));           // no --net
@@ -106,15 +104,7 @@ TEST_F(CliFeatures, CntkSketchApproximatesNtkKernelOfItsSpec) {
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.out.find("CNTKSketch"), std::string::npos) << r.out;
   const Array<double> k = read_npy(path("k.npy")).as<double>(), f = read_npy(path("f.npy")).as<double>();
-  double e = 0, ref = 0;
-  for (index_t i = 0; i < n; ++i)
-    for (index_t j = 0; j < n; ++j) {
-      double g = 0;
-      for (index_t c = 0; c < m; ++c) g += f[i * m + c] * f[j * m + c];
-      e += (g - k[i * n + j]) * (g - k[i * n + j]);
-      ref += k[i * n + j] * k[i * n + j];
-    }
-  EXPECT_LT(std::sqrt(e / ref), 0.1);
+  EXPECT_LT(gram_error(f, k), 0.1);
   expect_failure("features --sketch cntk --depth 4 --padding VALID --dim 64 -x " + q(path("img.npy")) + " -o " + q(path("g.npy")), 1,
                  path("g.npy"));  // four VALID 3x3 layers do not fit 7x7
   expect_failure("features --sketch cntk --dim 66 -x " + q(path("img.npy")) + " -o " + q(path("g.npy")), 1, path("g.npy"));
