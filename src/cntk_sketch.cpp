@@ -57,10 +57,17 @@ CntkSketch::CntkSketch(const CntkSketchParams& p) : p_(p) {
   sketch_dim_ = half_;
   poly_dim_ = p.poly_dim > 0 ? p.poly_dim : std::max<index_t>(2, (p.output_dim / 4 + 1) / 2 * 2);
   if (poly_dim_ % 2 != 0) throw InvalidArgument("CNTKSketch: the PolySketch width must be even");
-  kappa1_first_ = fit(arccos_kappa1, p.degree, -1.0);
-  kappa0_first_ = fit(arccos_kappa0, p.degree, -1.0);
-  kappa1_ = fit(arccos_kappa1, p.degree, 0.0);
-  kappa0_ = fit(arccos_kappa0, p.degree, 0.0);
+  // The interval of the correlations entering layer l's ReLU: [−1, 1] at the first layer, then
+  // [0, 1] (window sums of post-ReLU covariances are ≥ 0). With one pixel and 1 × 1 filters (a dense
+  // network: the layer-wise NTKSketch) they are correlations of the previous layer's outputs, so at
+  // least α_l = κ1(α_{l−1}), α_0 = −1: the intervals shrink with depth, as the paper's Algorithm 1 fits.
+  const bool dense = p.height == 1 && p.width == 1 && p.filter == 1;
+  double lo = -1.0;
+  for (int l = 0; l < p.depth; ++l) {
+    kappa1_.push_back(fit(arccos_kappa1, p.degree, lo));
+    kappa0_.push_back(fit(arccos_kappa0, p.degree, lo));
+    lo = dense ? arccos_kappa1(lo) : 0.0;
+  }
 
   const index_t F = index_t(p.filter) * p.filter;
   index_t h = p.height, w = p.width;
@@ -98,8 +105,8 @@ CntkSketch::CntkSketch(const CntkSketchParams& p) : p_(p) {
     L->comb1 = std::make_unique<detail::PolyCombiner>(p.degree, poly_dim_, half_, p.seed, part("comb1", l), p.transform);
     L->comb0 = std::make_unique<detail::PolyCombiner>(p.degree, poly_dim_, half_, p.seed, part("comb0", l), p.transform);
     L->mix = std::make_unique<TensorSrht>(TensorSketchParams{L->t_dim, half_, half_, p.seed, part("mix", l), p.transform});
-    L->c1 = l == 0 ? &kappa1_first_ : &kappa1_;
-    L->c0 = l == 0 ? &kappa0_first_ : &kappa0_;
+    L->c1 = &kappa1_[size_t(l)];
+    L->c0 = &kappa0_[size_t(l)];
     h = L->out_h;
     w = L->out_w;
     layers_.push_back(std::move(L));

@@ -40,7 +40,13 @@ AnyMap make_map(const FeaturesJob& job, const Shape& example, const std::string&
   AnyMap m;
   const SketchTransform dense_transform = job.transform.value_or(SketchTransform::fourier);
   const index_t d = numel(example);
-  if (job.sketch == "ntk") {
+  if (job.sketch == "ntk" && job.layerwise) {
+    // A dense network is a CNTK of 1 × 1 images of d channels with 1 × 1 filters (ntk/features.hpp).
+    m.cntk = std::make_unique<CntkSketch>(CntkSketchParams{1, 1, d, job.dim, job.depth, 1, true,
+                                                           job.degree > 0 ? job.degree : 2, job.poly_dim, job.seed,
+                                                           dense_transform});
+    m.name = "NTKSketch (layer-wise)";
+  } else if (job.sketch == "ntk") {
     m.sketch = std::make_unique<NtkSketch>(
         NtkSketchParams{d, job.dim, job.depth, job.degree > 0 ? job.degree : 8, job.poly_dim, job.seed, dense_transform});
     m.name = "NTKSketch";
@@ -145,7 +151,7 @@ JobResult run_features(const FeaturesJob& job) {
       << ", W_std=√2, no bias), Relu], GlobalAvgPool, Dense(no bias) in neural-tangents' convention";
   } else {
     s << ", depth " << job.depth;
-    if (job.sketch == "ntk") s << ", degree " << (job.degree > 0 ? job.degree : 8);
+    if (job.sketch == "ntk") s << ", degree " << (job.degree > 0 ? job.degree : job.layerwise ? 2 : 8);
     s << "); F·Fᵀ ≈ the NTK of " << job.depth
       << " x [Dense(W_std=√2, no bias), Relu], Dense(no bias) in neural-tangents' convention";
   }

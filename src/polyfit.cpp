@@ -91,10 +91,11 @@ std::vector<double> nnls(const std::vector<double>& a_rows, int rows, int cols, 
     std::vector<int> idx;
     for (int j = 0; j < cols; ++j)
       if (passive[size_t(j)]) idx.push_back(j);
+    Vec z = Vec::Zero(cols);
+    if (idx.empty()) return z;  // every column left the passive set: the solution on it is 0
     Mat ap(rows, Eigen::Index(idx.size()));
     for (size_t k = 0; k < idx.size(); ++k) ap.col(Eigen::Index(k)) = a.col(idx[k]);
     const Vec zp = ap.colPivHouseholderQr().solve(b);
-    Vec z = Vec::Zero(cols);
     for (size_t k = 0; k < idx.size(); ++k) z[idx[k]] = zp[Eigen::Index(k)];
     return z;
   };
@@ -152,6 +153,17 @@ std::vector<double> fit_polynomial(const std::function<double(double)>& f, int d
       p *= t;
     }
     rhs[k] = w * f(t);
+  }
+  // On [lo, hi] with lo ≥ 0 every monomial is non-negative and non-decreasing, so c ≥ 0 already makes p
+  // monotone: plain NNLS on the weighted design matrix, which stays accurate where the monomials are
+  // nearly collinear (a short interval near 1, as deep layers fit) and the LDP route below loses digits.
+  if (o.lo >= 0.0) {
+    std::vector<double> a(static_cast<size_t>(s) * size_t(n)), b(static_cast<size_t>(s));
+    for (int k = 0; k < s; ++k) {
+      for (int j = 0; j < n; ++j) a[size_t(k) * size_t(n) + size_t(j)] = e(k, j);
+      b[size_t(k)] = rhs[k];
+    }
+    return nnls(a, s, n, b);
   }
   // LSI → LDP: with E = QR, z = Rc − Qᵀf turns min ‖Ec − f‖ s.t. Gc ≥ 0 into min ‖z‖ s.t. Ĝz ≥ ĥ, where
   // Ĝ = GR⁻¹ and ĥ = −Ĝ Qᵀf. The LDP's solution is z = −r_{1..n}/r_{n+1}, r the residual of the NNLS

@@ -17,7 +17,7 @@ struct FeaturesArgs {
   int depth = 1, degree = 0, filter = 3, threads = 0;
   ntk::index_t dim = 4096, poly_dim = 0, relu_dim = 0;
   std::uint64_t seed = 0;
-  bool plain = false, flatten = false, quiet = false;
+  bool plain = false, flatten = false, layerwise = false, quiet = false;
 };
 
 void run(const FeaturesArgs& a) {
@@ -27,6 +27,7 @@ void run(const FeaturesArgs& a) {
   job.dim = a.dim;
   job.degree = a.degree;
   job.filter = a.filter;
+  job.layerwise = a.layerwise;
   job.same = a.padding == "SAME";
   job.poly_dim = a.poly_dim;
   job.relu_dim = a.relu_dim;
@@ -101,6 +102,9 @@ Subcommand add_features(CLI::App& app) {
       ->capture_default_str();
   sub->add_option("--degree", a->degree, "ntk / cntk: degree of the fitted polynomials, a power of two (default 8 / 2)")
       ->type_name("Q");
+  sub->add_flag("--layerwise", a->layerwise,
+                "ntk: the layer-wise NTKSketch (the paper's Algorithm 1: per layer a PolySketch of the NNGP features "
+                "with κ1 / κ0 fits on shrinking intervals; default degree 2) instead of the one-pass variant");
   sub->add_option("--filter", a->filter, "cntk: filter size f (f x f)")->type_name("F")->capture_default_str();
   sub->add_option("--padding", a->padding, "cntk: SAME or VALID")
       ->check(CLI::IsMember({"SAME", "VALID"}).description(""))

@@ -132,6 +132,8 @@ class GradientSketch {
 //   τ_h(p) = TensorSRHT(t_h(p), φ̇_h(p)): ⟨τ, τ'⟩ ≈ the post-ReLU NTK;
 // features [mean_p φ_L(p), mean_p τ_L(p)]. Consistent (the error falls as the widths grow), not unbiased: the
 // polynomial sketches act on sketched inputs. Cost per image linear in the pixels, O(L·D·m log m).
+// A 1 × 1 image of C = d channels with 1 × 1 filters is the dense network of NtkSketch's kernel, and this
+// is then the paper's layer-wise NTKSketch (Algorithm 1), with per-layer fit intervals [α_l, 1].
 struct CntkSketchParams {
   index_t height = 0, width = 0, channels = 0;
   index_t output_dim = 0;  // m: m/2 for the NNGP part, m/2 for the NTK part
@@ -156,7 +158,7 @@ class CntkSketch {
   struct Layer;
   CntkSketchParams p_;
   index_t half_, sketch_dim_, poly_dim_;
-  std::vector<double> kappa1_first_, kappa0_first_, kappa1_, kappa0_;  // fitted coefficients
+  std::vector<std::vector<double>> kappa1_, kappa0_;  // fitted coefficients per layer
   std::vector<std::unique_ptr<Layer>> layers_;
   void image(const double* x, double* out) const;
 };

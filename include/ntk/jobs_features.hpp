@@ -15,6 +15,7 @@ struct FeaturesJob {
   int depth = 1;
   index_t dim = 4096;          // features per example
   int degree = 0;              // NTKSketch / CNTKSketch: polynomial degree, a power of two (0: 8 / 2)
+  bool layerwise = false;      // NTKSketch: the layer-wise Algorithm 1 instead of the one-pass variant
   int filter = 3;              // CNTKSketch: f × f filters
   bool same = true;            // CNTKSketch: SAME (true) or VALID padding
   index_t poly_dim = 0;        // NTKSketch: PolySketch width (0: dim/4)

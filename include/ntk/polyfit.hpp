@@ -29,7 +29,8 @@ struct PolyFitOptions {
 
 // The degree-q polynomial p minimizing Σ w(t)(p(t) − f(t))² over the samples subject to every coefficient
 // ≥ 0 and p' ≥ 0 at every sample (p non-decreasing on [lo, hi]); exact least squares with these linear
-// inequality constraints (Lawson and Hanson's LSI → LDP → NNLS reduction). Returns c_0..c_q.
+// inequality constraints (Lawson and Hanson's LSI → LDP → NNLS reduction; for lo ≥ 0, where c ≥ 0 implies
+// monotone, NNLS alone). Returns c_0..c_q.
 std::vector<double> fit_polynomial(const std::function<double(double)>& f, int degree, const PolyFitOptions& o = {});
 
 double eval_polynomial(const std::vector<double>& c, double t);

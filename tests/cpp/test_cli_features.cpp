@@ -49,7 +49,7 @@ TEST_F(CliFeatures, GramApproximatesTheKernelOfTheSpecAndMatchesTheLibrary) {
   const Array<double> x = write_points("x.npy", n, d);
   ASSERT_EQ(run("kernel --net " + std::string(kSpec2) + " --x1 " + q(path("x.npy")) + " -o " + q(path("k.npy")) + " -q").status, 0);
   const Array<double> k = read_npy(path("k.npy")).as<double>();
-  for (const std::string sketch : {"ntk", "ntkrf"}) {
+  for (const std::string sketch : {"ntk", "ntkrf", "ntk --layerwise"}) {
     SCOPED_TRACE(sketch);
     const Result r = run("features --sketch " + sketch + " --depth 2 --dim " + std::to_string(m) + " --seed 3 --dtype float64 -x " +
                          q(path("x.npy")) + " -o " + q(path("f.npy")));
@@ -61,7 +61,9 @@ TEST_F(CliFeatures, GramApproximatesTheKernelOfTheSpecAndMatchesTheLibrary) {
     EXPECT_LT(gram_error(f, k), 0.1);
     // The CLI is the library: the same features from the same seed.
     std::vector<double> lib(static_cast<size_t>(n * m));
-    if (sketch == "ntk")
+    if (sketch == "ntk --layerwise")
+      CntkSketch({1, 1, d, m, 2, 1, true, 2, 0, 3, SketchTransform::fourier}).transform(x.data(), n, lib.data());
+    else if (sketch == "ntk")
       NtkSketch({d, m, 2, 8, 0, 3}).transform(x.data(), n, lib.data());
     else
       NtkRandomFeatures({d, m, 2, 0, 0, true, 3}).transform(x.data(), n, lib.data());

@@ -143,6 +143,32 @@ TEST(PolyFit, NnlsMatchesExhaustiveSearch) {
   }
 }
 
+TEST(PolyFit, NarrowIntervalsNearOneStayAccurate) {
+  // Deep layers fit on [α, 1] with α → 1, where the monomials are nearly collinear; a high degree there
+  // must still give a good fit, not huge cancelling coefficients.
+  for (double lo : {0.0, 0.318, 0.5, 0.8}) {
+    for (int q : {2, 8, 16}) {
+      PolyFitOptions o;
+      o.lo = lo;
+      const Vec c = fit_polynomial(arccos_kappa1, q, o);
+      double err = 0;
+      for (int i = 0; i <= 1000; ++i) {
+        const double t = lo + (1 - lo) * i / 1000.0;
+        err = std::max(err, std::abs(eval_polynomial(c, t) - arccos_kappa1(t)));
+      }
+      EXPECT_LT(err, 0.01) << "lo " << lo << " degree " << q;
+      for (double v : c) EXPECT_LT(v, 10.0) << "lo " << lo << " degree " << q;
+    }
+  }
+}
+
+TEST(PolyFit, NnlsWithEveryColumnInfeasibleIsZero) {
+  // b in the cone of −A's columns: every column's gradient is negative, the answer is u = 0.
+  const Vec a{1, 0, 0, 1, 1, 1};  // 3 x 2
+  const Vec b{-1, -2, -1};
+  for (double v : nnls(a, 3, 2, b)) EXPECT_EQ(v, 0.0);
+}
+
 TEST(PolyFit, RecoversAFeasiblePolynomialExactly) {
   const Vec c{0.3, 0.5, 0.0, 0.2, 0.0};  // non-negative, non-decreasing on [−1, 1]
   const Vec fit = fit_polynomial([&](double t) { return eval_polynomial(c, t); }, 4);
@@ -356,6 +382,22 @@ TEST(Features, CntkSketchApproximatesTheExactCntkOfItsSpec) {
   EXPECT_THROW(CntkSketch({H, W, C, 64, 4, 3, false, 4, 0, 7}), InvalidArgument);  // 4 VALID 3x3 layers on 6x6
   EXPECT_THROW(CntkSketch({H, W, C, 62, 2, 3, true, 4, 0, 7}), InvalidArgument);   // not a multiple of 4
   EXPECT_THROW(CntkSketch({H, W, C, 64, 2, 3, true, 3, 0, 7}), InvalidArgument);   // degree not a power of two
+}
+
+TEST(Features, LayerwiseNtkSketchIsCntkSketchOfOnePixel) {
+  // The paper's Algorithm 1 as CNTKSketch of 1 x 1 images with d channels and 1 x 1 filters, against
+  // the exact NTK of the dense spec (the same kernel as NTKSketch's).
+  const index_t n = 24, d = 16, m = 8192;
+  Vec x = test::random_vector<double>(n * d, 9);
+  for (int depth : {1, 2, 3}) {
+    SCOPED_TRACE(depth);
+    const Vec exact = exact_ntk(x, n, d, depth);
+    Vec f(size_t(n * m));
+    CntkSketch({1, 1, d, m, depth, 1, true, 2, 0, 1, SketchTransform::fourier}).transform(x.data(), n, f.data());
+    const double e = rel_frobenius(gram(f, n, m), exact);
+    std::cout << "[ info ] layer-wise NTKSketch, depth " << depth << ", m = " << m << ": error " << e << "\n";
+    EXPECT_LT(e, 0.1);  // signed inputs: the first layer's fit spans [−1, 1]
+  }
 }
 
 TEST(Features, OutputDependsOnlyOnSeedAndRow) {
