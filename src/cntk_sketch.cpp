@@ -8,7 +8,7 @@
 #include "ntk/parallel.hpp"
 #include "ntk/polyfit.hpp"
 #include "ntk/rng.hpp"
-#include "poly_features.hpp"
+#include "sketch_detail.hpp"
 
 namespace ntk {
 
@@ -48,8 +48,7 @@ CntkSketch::CntkSketch(const CntkSketchParams& p) : p_(p) {
     throw InvalidArgument("CNTKSketch: images must have positive height, width and channels");
   if (p.depth < 1) throw InvalidArgument("CNTKSketch: depth must be >= 1, got " + std::to_string(p.depth));
   if (p.filter < 1) throw InvalidArgument("CNTKSketch: filter size must be >= 1, got " + std::to_string(p.filter));
-  if (p.degree < 1 || p.degree > 64 || (p.degree & (p.degree - 1)) != 0)
-    throw InvalidArgument("CNTKSketch: degree must be a power of two between 1 and 64, got " + std::to_string(p.degree));
+  detail::checked_poly_degree("CNTKSketch", p.degree);
   if (p.output_dim < 8 || p.output_dim % 4 != 0)
     throw InvalidArgument("CNTKSketch: feature dimension must be a multiple of 4, at least 8, got " +
                           std::to_string(p.output_dim));
@@ -117,11 +116,7 @@ index_t CntkSketch::output_dim() const { return 2 * half_; }
 
 void CntkSketch::transform(const double* x, index_t n, double* out) const {
   const index_t d = p_.height * p_.width * p_.channels;
-  if (n < 0) throw InvalidArgument("CNTKSketch: negative image count");
-  for (index_t i = 0; i < n; ++i)
-    if (const index_t j = first_non_finite(x + i * d, d); j >= 0)
-      throw InvalidArgument("CNTKSketch: image " + std::to_string(i) + " has a NaN or infinite entry (value " +
-                            std::to_string(j) + ")");
+  detail::check_finite_rows("CNTKSketch", x, n, d);
   // One image at a time, its pixels on all threads: every pixel's features are a pure function of the
   // image, so the output does not depend on the thread count.
   for (index_t i = 0; i < n; ++i) image(x + i * d, out + i * output_dim());

@@ -6,7 +6,7 @@
 #include <string>
 
 #include "entk_detail.hpp"
-#include "poly_features.hpp"
+#include "sketch_detail.hpp"
 #include "ntk/error.hpp"
 #include "ntk/parallel.hpp"
 #include "ntk/polyfit.hpp"
@@ -24,25 +24,11 @@ std::uint64_t child(const char* map, const char* part, std::uint64_t seed_index)
   return stream_id((std::string(map) + "." + part + "." + std::to_string(seed_index)).c_str());
 }
 
-void check_rows(const char* what, const double* x, index_t n, index_t d) {
-  if (n < 0) throw InvalidArgument(std::string(what) + ": negative row count");
-  for (index_t i = 0; i < n; ++i)
-    if (const index_t j = first_non_finite(x + i * d, d); j >= 0)
-      throw InvalidArgument(std::string(what) + ": row " + std::to_string(i) + " has a NaN or infinite entry (column " +
-                            std::to_string(j) + ")");
-}
-
 void check_common(const char* what, index_t d, index_t m, int depth) {
   if (d < 1) throw InvalidArgument(std::string(what) + ": input dimension must be >= 1, got " + std::to_string(d));
   if (depth < 1) throw InvalidArgument(std::string(what) + ": depth must be >= 1, got " + std::to_string(depth));
   if (m < 2 || m % 2 != 0)
     throw InvalidArgument(std::string(what) + ": feature dimension must be even and >= 2, got " + std::to_string(m));
-}
-
-int checked_degree(int q) {
-  if (q < 1 || q > 64 || (q & (q - 1)) != 0)
-    throw InvalidArgument("NTKSketch: degree must be a power of two between 1 and 64, got " + std::to_string(q));
-  return q;
 }
 
 index_t poly_width(const NtkSketchParams& p) {
@@ -61,7 +47,7 @@ NtkSketch::NtkSketch(const NtkSketchParams& p)
     : d_(p.input_dim),
       m_(p.output_dim),
       mp_((check_common("NTKSketch", p.input_dim, p.output_dim, p.depth), poly_width(p))),
-      q_(checked_degree(p.degree)),
+      q_(detail::checked_poly_degree("NTKSketch", p.degree)),
       coef_(fit_polynomial([depth = p.depth](double t) { return relu_ntk_unit(t, depth); }, q_)),
       poly_(PolySketchParams{d_, mp_, q_, p.seed, child("ntk_sketch", "poly", 0), p.transform}),
       combine_(std::make_unique<detail::PolyCombiner>(q_, mp_, m_, p.seed, child("ntk_sketch", "combine", 0), p.transform)) {}
@@ -70,7 +56,7 @@ NtkSketch::~NtkSketch() = default;
 NtkSketch::NtkSketch(NtkSketch&&) noexcept = default;
 
 void NtkSketch::transform(const double* x, index_t n, double* out) const {
-  check_rows("NTKSketch", x, n, d_);
+  detail::check_finite_rows("NTKSketch", x, n, d_);
   std::vector<double> unit, degrees;
   std::vector<double> norms;
   for (index_t b0 = 0; b0 < n; b0 += kBatch) {
@@ -121,7 +107,7 @@ NtkRandomFeatures::NtkRandomFeatures(const NtkRandomFeaturesParams& p) : d_(p.in
 }
 
 void NtkRandomFeatures::transform(const double* x, index_t n, double* out) const {
-  check_rows("NTKRF", x, n, d_);
+  detail::check_finite_rows("NTKRF", x, n, d_);
   const index_t m = m1_ + ms_;
   std::vector<double> z, psi, step, next_z, mixed;
   for (index_t b0 = 0; b0 < n; b0 += kBatch) {
@@ -173,7 +159,7 @@ GradientSketch::GradientSketch(const Network& net, std::vector<double> params, c
 
 void GradientSketch::transform(const double* x, index_t n, double* out) const {
   const index_t d = net_.input_size(), P = net_.num_params(), K = directions_;
-  check_rows("gradient sketch", x, n, d);
+  detail::check_finite_rows("gradient sketch", x, n, d);
   const auto dirs = detail::directions_for<double>(mode_, net_.output_size());
   // Groups of examples share one backward pass (jacobian_rows); each thread projects its own rows, so a
   // row's features depend only on that row.
@@ -184,7 +170,6 @@ void GradientSketch::transform(const double* x, index_t n, double* out) const {
       const index_t lo = grp * kGroup, cnt = std::min(kGroup, n - lo);
       g.resize(size_t(cnt * K * P));
       detail::jacobian_rows(net_, theta_.data(), x + lo * d, cnt, dirs, g.data());
-      ThreadScope serial(1);  // already inside a parallel loop
       if (count_) count_->apply(g.data(), cnt * K, out + lo * K * m_);
       else srht_->apply(g.data(), cnt * K, out + lo * K * m_, false);
     }

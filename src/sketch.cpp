@@ -485,11 +485,11 @@ ArcCosineFeatures::ArcCosineFeatures(const ArcCosineParams& p) : d_(p.input_dim)
     // just drawn) and r² ~ χ²_{d+2}, a sum of d + 2 squared normals.
     const std::uint64_t sr = stream("arccos.radius", p.index);
     parallel_for(m_, [&](std::int64_t begin, std::int64_t end) {
+    std::vector<double> g(static_cast<size_t>(d_ + 2));  // the radius's d + 2 normals, per row
     for (index_t k = begin; k < end; ++k) {
       double* wk = w.data() + k * d_;
       double norm2 = 0.0, r2 = 0.0;
       for (index_t j = 0; j < d_; ++j) norm2 += wk[j] * wk[j];
-      std::vector<double> g(static_cast<size_t>(d_ + 2));
       fill_normal(p.seed, sr, std::uint64_t(k * (d_ + 2)), std::uint64_t(d_ + 2), g.data());
       for (double v : g) r2 += v * v;
       const double norm = std::sqrt(norm2), r = std::sqrt(r2);

@@ -22,7 +22,7 @@
 namespace ntk {
 
 namespace detail {
-class PolyCombiner;  // src/poly_features.hpp
+class PolyCombiner;  // src/sketch_detail.hpp
 }
 
 struct NtkSketchParams {

@@ -1,6 +1,10 @@
-// Features of a dot-product kernel Σ_j c_j ⟨x, y⟩^j (all c_j ≥ 0) from the degree sketches P_j(x),
+// What the feature maps (features.cpp, cntk_sketch.cpp) share. Private to the library.
+//
+// Row checks and the polynomial degree, checked once here with one message.
+//
+// PolyCombiner: features of a dot-product kernel Σ_j c_j ⟨x, y⟩^j (all c_j ≥ 0) from the degree sketches P_j(x),
 // j = 0..q, of one PolySketch tree: the blocks √c_j·P_j(x) joined and mapped to m by one SRHT, so
-// E⟨F(x), F(y)⟩ = Σ_j c_j ⟨x, y⟩^j. Shared by NTKSketch and CNTKSketch. Private to the library.
+// E⟨F(x), F(y)⟩ = Σ_j c_j ⟨x, y⟩^j.
 //   fourier:  F = SRHT_m([√c_0, √c_1·P_1, ..., √c_q·P_q])
 //   hadamard: F = [√c_0, SRHT_{m−1}(√c_1·P_1 ⊕ ... ⊕ √c_q·P_q)]: the constant term is exact, and the
 //             transform's length q·poly_dim stays a power of two when poly_dim is one (a leading
@@ -9,11 +13,29 @@
 #include <cmath>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
+#include "ntk/error.hpp"
 #include "ntk/sketch.hpp"
 
 namespace ntk::detail {
+
+// Throws InvalidArgument naming the first row (0-based within x) with a NaN or infinite entry.
+inline void check_finite_rows(const char* what, const double* x, index_t n, index_t d) {
+  if (n < 0) throw InvalidArgument(std::string(what) + ": negative row count");
+  for (index_t i = 0; i < n; ++i)
+    if (const index_t j = first_non_finite(x + i * d, d); j >= 0)
+      throw InvalidArgument(std::string(what) + ": row " + std::to_string(i) + " has a NaN or infinite entry (column " +
+                            std::to_string(j) + ")");
+}
+
+// The degree of a fitted polynomial fed to PolySketch: a power of two (the tree) up to fit_polynomial's 64.
+inline int checked_poly_degree(const char* what, int q) {
+  if (q < 1 || q > 64 || (q & (q - 1)) != 0)
+    throw InvalidArgument(std::string(what) + ": degree must be a power of two between 1 and 64, got " + std::to_string(q));
+  return q;
+}
 
 class PolyCombiner {
  public:
