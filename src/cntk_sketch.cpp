@@ -26,14 +26,69 @@ std::vector<double> fit(double (*f)(double), int q, double lo) {
   return fit_polynomial(f, q, o);
 }
 
+// Output pixels carried through a layer's whole pipeline at once: their intermediate values (the
+// stacked taps, the degree sketches, the κ0 features) stay in cache instead of streaming every
+// stage over all pixels through memory.
+constexpr index_t kPixelChunk = 16;
+
 }  // namespace
+
+// The convolution's sketch of the stacked taps [u_δ]_δ (F blocks of `block` values) to `width`, added tap
+// by tap from where each tap's values live. When a block is as long as the sketch (every layer past
+// the first): v[k] = Σ_δ s_δ[k]·u_δ[(k + r_δ) mod width], i.i.d. random signs s_δ and distinct random
+// cyclic shifts r_δ -- a CountSketch whose hash is a rotation within each tap. Within a tap ⟨v, v'⟩ is
+// then exact (no collisions), across taps its terms have mean zero (E[s_δ s_δ'] = 0), so it is unbiased,
+// and the sum is a contiguous multiply-add instead of a scatter. The shifts matter: neighbouring
+// pixels' features are close, and without them coordinate k of one tap would always meet coordinate k
+// of another, whose product φ_k² has three times the variance of a product of distinct coordinates.
+// Otherwise (a first layer whose taps are wider or narrower than the sketch) a CountSketch.
+class CntkSketch::TapSketch {
+ public:
+  TapSketch(index_t taps, index_t block, index_t width, std::uint64_t seed, std::uint64_t index) : block_(block) {
+    if (block != width) {
+      count_ = std::make_unique<CountSketch>(SketchParams{taps * block, width, seed, index});
+      return;
+    }
+    sign_.resize(static_cast<size_t>(taps * block));
+    for (index_t j = 0; j < taps * block; ++j) sign_[size_t(j)] = uniform(seed, index, std::uint64_t(j)) < 0.5 ? -1.0 : 1.0;
+    std::uint64_t draw = std::uint64_t(taps * block);
+    for (index_t t = 0; t < taps; ++t) {
+      index_t r;
+      do {  // distinct shifts while there are enough of them
+        r = std::min(block - 1, static_cast<index_t>(uniform(seed, index, draw++) * double(block)));
+      } while (taps <= block && std::find(shift_.begin(), shift_.end(), r) != shift_.end());
+      shift_.push_back(r);
+    }
+  }
+  // out (width) += scale × the sketch of tap `tap`'s values u (block).
+  void add(index_t tap, const double* __restrict u, double scale, double* __restrict out) const {
+    if (count_) return count_->add_block(tap * block_, u, block_, scale, out);
+    const double* __restrict s = sign_.data() + tap * block_;
+    const index_t r = shift_[size_t(tap)], head = block_ - r;
+    for (index_t k = 0; k < head; ++k) out[k] += scale * s[k] * u[k + r];
+    for (index_t k = head; k < block_; ++k) out[k] += scale * s[k] * u[k - head];
+  }
+
+ private:
+  index_t block_;
+  std::vector<double> sign_;    // (taps, block) when block == width
+  std::vector<index_t> shift_;  // r_δ
+  std::unique_ptr<CountSketch> count_;
+};
+
+// One thread's buffers, reused across its images: the layer's inputs and outputs for every pixel, and
+// one chunk of pixels' intermediates.
+struct CntkSketch::Workspace {
+  std::vector<double> phi, tau, diag, next_phi, next_tau, next_diag;
+  std::vector<double> t, unit, norm, degrees, dot;
+};
 
 struct CntkSketch::Layer {
   index_t in_h = 0, in_w = 0, out_h = 0, out_w = 0, pad_top = 0, pad_left = 0;
   index_t phi_in = 0;  // width of φ_{h−1}: C, then m/2
   index_t v_dim = 0;   // F·phi_in when kept exact, else the sketch width
   index_t t_dim = 0;
-  std::unique_ptr<CountSketch> conv_v, conv_t;  // conv_v null: v exact; conv_t null: first layer
+  std::unique_ptr<TapSketch> conv_v, conv_t;  // conv_v null: v exact; conv_t null: first layer
   std::unique_ptr<PolySketch> poly;
   std::unique_ptr<detail::PolyCombiner> comb1, comb0;
   std::unique_ptr<TensorSrht> mix;
@@ -93,11 +148,11 @@ CntkSketch::CntkSketch(const CntkSketchParams& p) : p_(p) {
       L->v_dim = cat;
     } else {
       L->v_dim = sketch_dim_;
-      L->conv_v = std::make_unique<CountSketch>(SketchParams{cat, sketch_dim_, p.seed, part("conv_v", l)});
+      L->conv_v = std::make_unique<TapSketch>(F, L->phi_in, sketch_dim_, p.seed, part("conv_v", l));
     }
     L->t_dim = L->v_dim;
     if (l > 0) {
-      L->conv_t = std::make_unique<CountSketch>(SketchParams{F * half_, sketch_dim_, p.seed, part("conv_t", l)});
+      L->conv_t = std::make_unique<TapSketch>(F, half_, sketch_dim_, p.seed, part("conv_t", l));
       L->t_dim += sketch_dim_;
     }
     L->poly = std::make_unique<PolySketch>(PolySketchParams{L->v_dim, poly_dim_, p.degree, p.seed, part("poly", l), p.transform});
@@ -117,18 +172,25 @@ index_t CntkSketch::output_dim() const { return 2 * half_; }
 void CntkSketch::transform(const double* x, index_t n, double* out) const {
   const index_t d = p_.height * p_.width * p_.channels;
   detail::check_finite_rows("CNTKSketch", x, n, d);
-  // One image at a time, its pixels on all threads: every pixel's features are a pure function of the
-  // image, so the output does not depend on the thread count.
-  for (index_t i = 0; i < n; ++i) image(x + i * d, out + i * output_dim());
+  // Images on all threads, each image on one: an image's features are a pure function of it, so the
+  // output does not depend on the thread count or the batch.
+  parallel_for(n, [&](index_t begin, index_t end) {
+    Workspace ws;
+    for (index_t i = begin; i < end; ++i) image(x + i * d, out + i * output_dim(), ws);
+  });
 }
 
-void CntkSketch::image(const double* x, double* out) const {
+void CntkSketch::image(const double* x, double* out, Workspace& ws) const {
   const index_t F = index_t(p_.filter) * p_.filter, C = p_.channels, q = p_.degree, mp = poly_dim_;
-  const double conv_scale = std::sqrt(2.0 / double(F));
+  const double conv_scale = std::sqrt(2.0 / double(F)), inv_sqrt2 = 1.0 / std::sqrt(2.0);
   // φ_{h−1} and its squared norms' exact counterparts (the diagonal of the NNGP feeding layer h), and
   // τ_{h−1} (absent before the first layer).
   index_t pixels = p_.height * p_.width, phi_dim = C;
-  std::vector<double> phi(static_cast<size_t>(pixels * C)), diag(static_cast<size_t>(pixels)), tau;
+  auto& phi = ws.phi;
+  auto& tau = ws.tau;
+  auto& diag = ws.diag;
+  phi.resize(static_cast<size_t>(pixels * C));
+  diag.resize(static_cast<size_t>(pixels));
   for (index_t k = 0; k < pixels; ++k) {
     double s = 0;
     for (index_t c = 0; c < C; ++c) {
@@ -140,57 +202,59 @@ void CntkSketch::image(const double* x, double* out) const {
   for (const auto& Lp : layers_) {
     const Layer& L = *Lp;
     const index_t out_pixels = L.out_h * L.out_w;
-    std::vector<double> unit(static_cast<size_t>(out_pixels * L.v_dim)), norm(static_cast<size_t>(out_pixels));
-    std::vector<double> t(static_cast<size_t>(out_pixels * L.t_dim));
-    // Pre-activations: the taps' features stacked (and sketched), the exact diagonal, the NTK input.
-    parallel_for(out_pixels, [&](index_t begin, index_t end) {
-      for (index_t o = begin; o < end; ++o) {
-        const index_t oy = o / L.out_w, ox = o % L.out_w;
-        double* v = t.data() + o * L.t_dim;  // v_h(p) is the first part of t_h(p)
-        std::fill(v, v + L.t_dim, 0.0);
+    ws.next_phi.resize(static_cast<size_t>(out_pixels * half_));
+    ws.next_tau.resize(static_cast<size_t>(out_pixels * half_));
+    ws.next_diag.resize(static_cast<size_t>(out_pixels));
+    for (index_t o0 = 0; o0 < out_pixels; o0 += kPixelChunk) {
+      const index_t cn = std::min(kPixelChunk, out_pixels - o0);
+      ws.t.assign(static_cast<size_t>(cn * L.t_dim), 0.0);
+      ws.unit.resize(static_cast<size_t>(cn * L.v_dim));
+      ws.norm.resize(static_cast<size_t>(cn));
+      // Pre-activations: the taps' features stacked (and sketched), the exact diagonal, the NTK input.
+      for (index_t r = 0; r < cn; ++r) {
+        const index_t o = o0 + r, oy = o / L.out_w, ox = o % L.out_w;
+        double* v = ws.t.data() + r * L.t_dim;  // v_h(p) is the first part of t_h(p)
         double a2 = 0;
-        // The stacked taps [√(2/F)·φ(p + δ)]_δ go straight into their CountSketch block by block (it is
-        // linear and separable by coordinate), or are copied when kept exact; taps outside add nothing.
         for (index_t dy = 0; dy < p_.filter; ++dy)
           for (index_t dx = 0; dx < p_.filter; ++dx) {
             const index_t iy = oy + dy - L.pad_top, ix = ox + dx - L.pad_left, tap = dy * p_.filter + dx;
-            if (iy < 0 || iy >= L.in_h || ix < 0 || ix >= L.in_w) continue;
+            if (iy < 0 || iy >= L.in_h || ix < 0 || ix >= L.in_w) continue;  // zero padding adds nothing
             const index_t src = iy * L.in_w + ix;
             a2 += diag[size_t(src)];
             const double* ph = phi.data() + src * phi_dim;
             if (L.conv_v)
-              L.conv_v->add_block(tap * phi_dim, ph, phi_dim, conv_scale, v);
+              L.conv_v->add(tap, ph, conv_scale, v);
             else
               for (index_t c = 0; c < phi_dim; ++c) v[tap * phi_dim + c] = conv_scale * ph[c];
-            if (L.conv_t) L.conv_t->add_block(tap * half_, tau.data() + src * half_, half_, conv_scale, v + L.v_dim);
+            if (L.conv_t) L.conv_t->add(tap, tau.data() + src * half_, conv_scale, v + L.v_dim);
           }
         a2 *= 2.0 / double(F);  // A_h(p, p) = (2/F) Σ_taps diag
-        const double a = std::sqrt(a2);
-        norm[size_t(o)] = a;
-        for (index_t c = 0; c < L.v_dim; ++c) unit[size_t(o * L.v_dim + c)] = a > 0 ? v[c] / a : 0.0;
+        const double a = std::sqrt(a2), inv = a > 0 ? 1.0 / a : 0.0;
+        ws.norm[size_t(r)] = a;
+        for (index_t c = 0; c < L.v_dim; ++c) ws.unit[size_t(r * L.v_dim + c)] = v[c] * inv;
       }
-    });
-    // The ReLU by polynomial sketches of the normalized pre-activations: one tree, two coefficient sets.
-    std::vector<double> degrees(static_cast<size_t>(out_pixels * (q + 1) * mp));
-    L.poly->apply_degrees(unit.data(), out_pixels, degrees.data(), false);
-    unit = {};
-    std::vector<double> next_phi(static_cast<size_t>(out_pixels * half_)), dot(next_phi.size());
-    L.comb1->apply(*L.c1, degrees.data(), out_pixels, next_phi.data());
-    L.comb0->apply(*L.c0, degrees.data(), out_pixels, dot.data());
-    degrees = {};
-    // φ_h = a/√2 · Poly_κ1, φ̇_h = Poly_κ0/√2 (nt's ReLU: Σ' = √(Σ11Σ22)·κ1/2, Θ' = Θ·κ0/2).
-    for (index_t o = 0; o < out_pixels; ++o)
-      for (index_t k = 0; k < half_; ++k) {
-        next_phi[size_t(o * half_ + k)] *= norm[size_t(o)] / std::sqrt(2.0);
-        dot[size_t(o * half_ + k)] /= std::sqrt(2.0);
+      // The ReLU by polynomial sketches of the normalized pre-activations: one tree, two coefficient sets.
+      ws.degrees.resize(static_cast<size_t>(cn * (q + 1) * mp));
+      L.poly->apply_degrees(ws.unit.data(), cn, ws.degrees.data(), false);
+      double* nphi = ws.next_phi.data() + o0 * half_;
+      ws.dot.resize(static_cast<size_t>(cn * half_));
+      L.comb1->apply(*L.c1, ws.degrees.data(), cn, nphi);
+      L.comb0->apply(*L.c0, ws.degrees.data(), cn, ws.dot.data());
+      // φ_h = a/√2 · Poly_κ1, φ̇_h = Poly_κ0/√2 (nt's ReLU: Σ' = √(Σ11Σ22)·κ1/2, Θ' = Θ·κ0/2).
+      for (index_t r = 0; r < cn; ++r) {
+        const double s = ws.norm[size_t(r)] * inv_sqrt2;
+        for (index_t k = 0; k < half_; ++k) {
+          nphi[r * half_ + k] *= s;
+          ws.dot[size_t(r * half_ + k)] *= inv_sqrt2;
+        }
+        ws.next_diag[size_t(o0 + r)] = ws.norm[size_t(r)] * ws.norm[size_t(r)] / 2.0;  // B_h(p, p)
       }
-    std::vector<double> next_tau(static_cast<size_t>(out_pixels * half_));
-    L.mix->apply(t.data(), dot.data(), out_pixels, next_tau.data(), false);
-    phi = std::move(next_phi);
-    tau = std::move(next_tau);
+      L.mix->apply(ws.t.data(), ws.dot.data(), cn, ws.next_tau.data() + o0 * half_, false);
+    }
+    std::swap(phi, ws.next_phi);
+    std::swap(tau, ws.next_tau);
+    std::swap(diag, ws.next_diag);
     phi_dim = half_;
-    diag.resize(size_t(out_pixels));
-    for (index_t o = 0; o < out_pixels; ++o) diag[size_t(o)] = norm[size_t(o)] * norm[size_t(o)] / 2.0;  // B_h(p, p)
     pixels = out_pixels;
   }
   // Global average pooling of both parts; the readout Dense(k) adds them (Θ = Σ_GAP + Θ_GAP).

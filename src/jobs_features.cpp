@@ -16,9 +16,9 @@ namespace ntk {
 
 namespace {
 
-// Rows per batch handed to the map: large enough to keep both threads busy and the progress calls
-// rare, small enough that the batch's float64 features are a few tens of MB.
-index_t batch_rows(index_t dim) { return std::clamp<index_t>((index_t(4) << 20) / std::max<index_t>(dim, 1), 64, 4096); }
+// Rows per batch handed to the map: large enough to keep both threads busy, NTKRF's matrix products
+// large and the progress calls rare, small enough that the batch's float64 features are ~128 MB.
+index_t batch_rows(index_t dim) { return std::clamp<index_t>((index_t(16) << 20) / std::max<index_t>(dim, 1), 64, 4096); }
 
 struct AnyMap {
   std::unique_ptr<NtkSketch> sketch;
@@ -52,7 +52,7 @@ AnyMap make_map(const FeaturesJob& job, const Shape& example, const std::string&
     m.name = "NTKSketch";
   } else if (job.sketch == "ntkrf") {
     m.rf = std::make_unique<NtkRandomFeatures>(
-        NtkRandomFeaturesParams{d, job.dim, job.depth, job.relu_dim, 0, job.leverage, job.seed, dense_transform});
+        NtkRandomFeaturesParams{d, job.dim, job.depth, job.relu_dim, job.step_dim, job.leverage, job.seed, dense_transform});
     m.name = "NTKRF";
   } else if (job.sketch == "cntk") {
     if (example.size() != 3)

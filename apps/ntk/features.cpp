@@ -15,7 +15,7 @@ struct FeaturesArgs {
   std::optional<std::uint64_t> init_seed;
   std::string sketch = "ntk", transform, padding = "SAME", x, out, dtype = "float32", max_memory, idx_scale = "unit";
   int depth = 1, degree = 0, filter = 3, threads = 0;
-  ntk::index_t dim = 4096, poly_dim = 0, relu_dim = 0;
+  ntk::index_t dim = 4096, poly_dim = 0, relu_dim = 0, step_dim = 0;
   std::uint64_t seed = 0;
   bool plain = false, flatten = false, layerwise = false, quiet = false;
 };
@@ -31,6 +31,7 @@ void run(const FeaturesArgs& a) {
   job.same = a.padding == "SAME";
   job.poly_dim = a.poly_dim;
   job.relu_dim = a.relu_dim;
+  job.step_dim = a.step_dim;
   job.leverage = !a.plain;
   job.seed = a.seed;
   if (!a.transform.empty())
@@ -113,6 +114,8 @@ Subcommand add_features(CLI::App& app) {
   sub->add_option("--poly-dim", a->poly_dim, "NTKSketch: width of the PolySketch tree (default M/4)")->type_name("P");
   sub->add_option("--relu-dim", a->relu_dim, "NTKRF: order-1 features per layer (default M/2; the rest are the tensor sketch)")
       ->type_name("M1");
+  sub->add_option("--step-dim", a->step_dim, "NTKRF: order-0 (ReLU derivative) features per layer (default: --relu-dim)")
+      ->type_name("M0");
   sub->add_flag("--plain-sampling", a->plain, "NTKRF: Gaussian order-1 features instead of leverage-score sampling");
   sub->add_option("--transform", a->transform,
                   "Transform of the SRHTs: fourier (complex FFT, kissfft) or hadamard (real Walsh-Hadamard, faster); "

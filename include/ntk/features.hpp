@@ -124,14 +124,17 @@ class GradientSketch {
 //     [Conv(k, f, padding=SAME|VALID, W_std=√2, b_std=none), Relu] × L, GlobalAvgPool, Dense(k, b_std=none)
 // (Arora et al.'s CNTK-GAP for f = 3, SAME; the released code's variant for VALID). Per pixel p and layer h:
 //   v_h(p) = √(2/F)·[φ_{h−1}(p + δ)]_δ (F = f² taps, zeros outside; φ_0 = x/√C), so ⟨v_h(p), v_h(p')⟩ is the
-//     layer's pre-activation covariance A_h(p, p') exactly, then a CountSketch down to the sketch width;
+//     layer's pre-activation covariance A_h(p, p') exactly, then sketched down to the sketch width (past
+//     the first layer Σ_δ s_δ ∘ rotate(φ(p + δ), r_δ) with random signs and distinct random rotations per
+//     tap: a CountSketch with no collisions within a tap; a plain CountSketch for a first layer);
 //   a_h(p) = √A_h(p, p) from the exact diagonal recursion (no sketch);
 //   φ_h(p) = a_h(p)/√2 · Poly_κ1(v_h(p)/a_h(p)),  φ̇_h(p) = Poly_κ0(v_h(p)/a_h(p))/√2 (PolySketch of one tree,
 //     two sets of fitted coefficients), so ⟨φ_h, φ_h'⟩ ≈ the post-ReLU NNGP and ⟨φ̇_h, φ̇_h'⟩ ≈ κ0(ρ)/2;
 //   t_h(p) = [v_h(p), √(2/F)·[τ_{h−1}(p + δ)]_δ] (t_1 = v_1): ⟨t, t'⟩ ≈ the pre-activation NTK;
 //   τ_h(p) = TensorSRHT(t_h(p), φ̇_h(p)): ⟨τ, τ'⟩ ≈ the post-ReLU NTK;
 // features [mean_p φ_L(p), mean_p τ_L(p)]. Consistent (the error falls as the widths grow), not unbiased: the
-// polynomial sketches act on sketched inputs. Cost per image linear in the pixels, O(L·D·m log m).
+// polynomial sketches act on sketched inputs. Cost per image linear in the pixels, O(L·D·m log m); images
+// run in parallel, one per thread.
 // A 1 × 1 image of C = d channels with 1 × 1 filters is the dense network of NtkSketch's kernel, and this
 // is then the paper's layer-wise NTKSketch (Algorithm 1), with per-layer fit intervals [α_l, 1].
 struct CntkSketchParams {
@@ -156,11 +159,13 @@ class CntkSketch {
 
  private:
   struct Layer;
+  class TapSketch;
+  struct Workspace;
   CntkSketchParams p_;
   index_t half_, sketch_dim_, poly_dim_;
   std::vector<std::vector<double>> kappa1_, kappa0_;  // fitted coefficients per layer
   std::vector<std::unique_ptr<Layer>> layers_;
-  void image(const double* x, double* out) const;
+  void image(const double* x, double* out, Workspace& ws) const;
 };
 
 }  // namespace ntk

@@ -20,6 +20,7 @@ struct FeaturesJob {
   bool same = true;            // CNTKSketch: SAME (true) or VALID padding
   index_t poly_dim = 0;        // NTKSketch: PolySketch width (0: dim/4)
   index_t relu_dim = 0;        // NTKRF: order-1 features per layer (0: dim/2)
+  index_t step_dim = 0;        // NTKRF: order-0 features per layer (0: relu_dim)
   bool leverage = true;        // NTKRF: leverage-score sampling of the order-1 features
   std::uint64_t seed = 0;
   // nullopt: Fourier for ntk / ntkrf / gradient, Hadamard for cntk (as accurate there at large m and
