@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cmath>
 #include <complex>
+#include <optional>
 #include <string>
 
 #include "blas.hpp"
@@ -26,9 +27,16 @@ using cplx = std::complex<double>;
 
 namespace detail {
 struct Fft {
-  Fft(index_t n, bool inverse) : length(n), plan(static_cast<std::size_t>(n), inverse) {}
+  Fft(index_t n, bool inverse)
+      : length(n), plan(static_cast<std::size_t>(n), inverse) {
+    if (n % 2 == 0 && !inverse) half.emplace(static_cast<std::size_t>(n / 2), false);
+  }
   index_t length;
   kissfft<double> plan;  // transform() is const and, for radices 2..5 only, touches no shared state
+  // For real inputs of even length: kissfft's transform_real, an n/2-point complex FFT and one twiddle
+  // pass, about half the work of `plan`. None for odd lengths and inverse transforms.
+  std::optional<kissfft<double>> half;
+  bool real() const { return half.has_value(); }
 };
 }  // namespace detail
 
@@ -93,13 +101,31 @@ void check_row(const char* what, const double* x, index_t d, index_t row) {
                           std::to_string(j) + ")");
 }
 
-// buf = FFT(x ∘ sign), x zero-padded to the FFT length; out = FFT.
+// The DFT of x ∘ sign, x zero-padded to the FFT length L, in the layout dft_at reads: by the real
+// transform when L is even (out[0] = (X_0, X_{L/2}), both real; out[k] = X_k for 0 < k < L/2; the rest
+// X_{L−k} = conj X_k, as the input is real), else by the complex one (out[k] = X_k). buf: L scratch values.
 void signed_fft(const detail::Fft& fft, const double* x, const std::vector<double>& sign, std::vector<cplx>& buf,
                 std::vector<cplx>& out) {
   const auto d = static_cast<index_t>(sign.size());
+  if (fft.real()) {
+    auto* r = reinterpret_cast<double*>(buf.data());  // L reals in the first half of buf
+    for (index_t j = 0; j < d; ++j) r[j] = x[j] * sign[size_t(j)];
+    std::fill(r + d, r + fft.length, 0.0);
+    fft.half->transform_real(r, out.data());
+    return;
+  }
   for (index_t j = 0; j < d; ++j) buf[size_t(j)] = cplx(x[j] * sign[size_t(j)], 0.0);
   for (index_t j = d; j < fft.length; ++j) buf[size_t(j)] = 0.0;
   fft.plan.transform(buf.data(), out.data());
+}
+
+// X_k from signed_fft's output.
+inline cplx dft_at(const detail::Fft& fft, const std::vector<cplx>& f, index_t k) {
+  if (!fft.real()) return f[size_t(k)];
+  const index_t h = fft.length / 2;
+  if (k == 0) return f[0].real();
+  if (k == h) return f[0].imag();
+  return k < h ? f[size_t(k)] : std::conj(f[size_t(fft.length - k)]);
 }
 
 // The smallest power of two ≥ n.
@@ -201,7 +227,7 @@ void Srht::apply(const double* x, index_t n, double* out, bool check_finite) con
       signed_fft(*fft_, xi, sign_, buf, f);
       double* o = out + i * m_;
       for (index_t k = 0; k < s; ++k) {
-        const cplx z = f[size_t(pick_[size_t(k)])];
+        const cplx z = dft_at(*fft_, f, pick_[size_t(k)]);
         o[k] = scale * z.real();
         o[s + k] = scale * z.imag();
       }
@@ -265,7 +291,7 @@ void TensorSrht::apply(const double* x, const double* y, index_t n, double* out,
       signed_fft(*fft2_, yi, sign2_, buf, f2);
       double* o = out + i * m_;
       for (index_t k = 0; k < s; ++k) {
-        const cplx z = f1[size_t(pick1_[size_t(k)])] * f2[size_t(pick2_[size_t(k)])];
+        const cplx z = dft_at(*fft1_, f1, pick1_[size_t(k)]) * dft_at(*fft2_, f2, pick2_[size_t(k)]);
         o[k] = scale * z.real();
         o[s + k] = scale * z.imag();
       }
