@@ -26,6 +26,18 @@ std::vector<double> fit(double (*f)(double), int q, double lo) {
   return fit_polynomial(f, q, o);
 }
 
+// out[k] += scale·s[k]·u[(k + r) mod n]: two contiguous multiply-adds, compiled for AVX-512, AVX2 and
+// the baseline (chosen at run time, as the Walsh-Hadamard transform in sketch.cpp).
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
+__attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+void rotated_signed_add(const double* __restrict s, const float* __restrict u, index_t r, index_t n, double scale,
+                        double* __restrict out) {
+  const index_t head = n - r;
+  for (index_t k = 0; k < head; ++k) out[k] += scale * s[k] * double(u[k + r]);
+  for (index_t k = head; k < n; ++k) out[k] += scale * s[k] * double(u[k - head]);
+}
+
 // Output pixels carried through a layer's whole pipeline at once: their intermediate values (the
 // stacked taps, the degree sketches, the κ0 features) stay in cache instead of streaming every
 // stage over all pixels through memory.
@@ -61,12 +73,10 @@ class CntkSketch::TapSketch {
     }
   }
   // out (width) += scale × the sketch of tap `tap`'s values u (block).
-  void add(index_t tap, const double* __restrict u, double scale, double* __restrict out) const {
+  void add(index_t tap, const float* u, double scale, double* out) const {
     if (count_) return count_->add_block(tap * block_, u, block_, scale, out);
-    const double* __restrict s = sign_.data() + tap * block_;
-    const index_t r = shift_[size_t(tap)], head = block_ - r;
-    for (index_t k = 0; k < head; ++k) out[k] += scale * s[k] * u[k + r];
-    for (index_t k = head; k < block_; ++k) out[k] += scale * s[k] * u[k - head];
+    const index_t r = shift_[size_t(tap)];
+    rotated_signed_add(sign_.data() + tap * block_, u, r, block_, scale, out);
   }
 
  private:
@@ -77,10 +87,13 @@ class CntkSketch::TapSketch {
 };
 
 // One thread's buffers, reused across its images: the layer's inputs and outputs for every pixel, and
-// one chunk of pixels' intermediates.
+// one chunk of pixels' intermediates. φ and τ of every pixel are kept in float32: each is read by F
+// output pixels, so these reads are the layer's memory traffic, and their rounding (~1e-7) is far below
+// the sketches' error.
 struct CntkSketch::Workspace {
-  std::vector<double> phi, tau, diag, next_phi, next_tau, next_diag;
-  std::vector<double> t, unit, norm, degrees, dot;
+  std::vector<float> phi, tau, next_phi, next_tau;
+  std::vector<double> diag, next_diag;
+  std::vector<double> t, unit, norm, degrees, dot, chunk_phi, chunk_tau;
 };
 
 struct CntkSketch::Layer {
@@ -194,7 +207,7 @@ void CntkSketch::image(const double* x, double* out, Workspace& ws) const {
   for (index_t k = 0; k < pixels; ++k) {
     double s = 0;
     for (index_t c = 0; c < C; ++c) {
-      phi[size_t(k * C + c)] = x[k * C + c] / std::sqrt(double(C));
+      phi[size_t(k * C + c)] = static_cast<float>(x[k * C + c] / std::sqrt(double(C)));
       s += x[k * C + c] * x[k * C + c];
     }
     diag[size_t(k)] = s / double(C);  // Σ⁰(p, p) = ‖x_p‖²/C
@@ -221,11 +234,11 @@ void CntkSketch::image(const double* x, double* out, Workspace& ws) const {
             if (iy < 0 || iy >= L.in_h || ix < 0 || ix >= L.in_w) continue;  // zero padding adds nothing
             const index_t src = iy * L.in_w + ix;
             a2 += diag[size_t(src)];
-            const double* ph = phi.data() + src * phi_dim;
+            const float* ph = phi.data() + src * phi_dim;
             if (L.conv_v)
               L.conv_v->add(tap, ph, conv_scale, v);
             else
-              for (index_t c = 0; c < phi_dim; ++c) v[tap * phi_dim + c] = conv_scale * ph[c];
+              for (index_t c = 0; c < phi_dim; ++c) v[tap * phi_dim + c] = conv_scale * double(ph[c]);
             if (L.conv_t) L.conv_t->add(tap, tau.data() + src * half_, conv_scale, v + L.v_dim);
           }
         a2 *= 2.0 / double(F);  // A_h(p, p) = (2/F) Σ_taps diag
@@ -236,20 +249,23 @@ void CntkSketch::image(const double* x, double* out, Workspace& ws) const {
       // The ReLU by polynomial sketches of the normalized pre-activations: one tree, two coefficient sets.
       ws.degrees.resize(static_cast<size_t>(cn * (q + 1) * mp));
       L.poly->apply_degrees(ws.unit.data(), cn, ws.degrees.data(), false);
-      double* nphi = ws.next_phi.data() + o0 * half_;
+      ws.chunk_phi.resize(static_cast<size_t>(cn * half_));
+      ws.chunk_tau.resize(static_cast<size_t>(cn * half_));
       ws.dot.resize(static_cast<size_t>(cn * half_));
-      L.comb1->apply(*L.c1, ws.degrees.data(), cn, nphi);
+      L.comb1->apply(*L.c1, ws.degrees.data(), cn, ws.chunk_phi.data());
       L.comb0->apply(*L.c0, ws.degrees.data(), cn, ws.dot.data());
       // φ_h = a/√2 · Poly_κ1, φ̇_h = Poly_κ0/√2 (nt's ReLU: Σ' = √(Σ11Σ22)·κ1/2, Θ' = Θ·κ0/2).
       for (index_t r = 0; r < cn; ++r) {
         const double s = ws.norm[size_t(r)] * inv_sqrt2;
+        float* nphi = ws.next_phi.data() + (o0 + r) * half_;
         for (index_t k = 0; k < half_; ++k) {
-          nphi[r * half_ + k] *= s;
+          nphi[k] = static_cast<float>(ws.chunk_phi[size_t(r * half_ + k)] * s);
           ws.dot[size_t(r * half_ + k)] *= inv_sqrt2;
         }
         ws.next_diag[size_t(o0 + r)] = ws.norm[size_t(r)] * ws.norm[size_t(r)] / 2.0;  // B_h(p, p)
       }
-      L.mix->apply(ws.t.data(), ws.dot.data(), cn, ws.next_tau.data() + o0 * half_, false);
+      L.mix->apply(ws.t.data(), ws.dot.data(), cn, ws.chunk_tau.data(), false);
+      std::copy(ws.chunk_tau.begin(), ws.chunk_tau.end(), ws.next_tau.begin() + o0 * half_);
     }
     std::swap(phi, ws.next_phi);
     std::swap(tau, ws.next_tau);
@@ -261,8 +277,8 @@ void CntkSketch::image(const double* x, double* out, Workspace& ws) const {
   for (index_t k = 0; k < 2 * half_; ++k) out[k] = 0.0;
   for (index_t o = 0; o < pixels; ++o)
     for (index_t k = 0; k < half_; ++k) {
-      out[k] += phi[size_t(o * half_ + k)] / double(pixels);
-      out[half_ + k] += tau[size_t(o * half_ + k)] / double(pixels);
+      out[k] += double(phi[size_t(o * half_ + k)]) / double(pixels);
+      out[half_ + k] += double(tau[size_t(o * half_ + k)]) / double(pixels);
     }
 }
 

@@ -443,11 +443,21 @@ void CountSketch::apply_row(const double* x, double* out) const {
   for (index_t j = 0; j < d_; ++j) out[bucket_[size_t(j)]] += sign_[size_t(j)] * x[j];
 }
 
+namespace {
+template <class T>
+void add_signed(const index_t* h, const double* sg, const T* values, index_t count, double scale, double* out) {
+  for (index_t j = 0; j < count; ++j) out[h[j]] += scale * sg[j] * double(values[j]);
+}
+}  // namespace
+
 void CountSketch::add_block(index_t first, const double* values, index_t count, double scale, double* out) const {
   if (first < 0 || count < 0 || first + count > d_) throw InvalidArgument("CountSketch: block outside the input");
-  const index_t* h = bucket_.data() + first;
-  const double* sg = sign_.data() + first;
-  for (index_t j = 0; j < count; ++j) out[h[j]] += scale * sg[j] * values[j];
+  add_signed(bucket_.data() + first, sign_.data() + first, values, count, scale, out);
+}
+
+void CountSketch::add_block(index_t first, const float* values, index_t count, double scale, double* out) const {
+  if (first < 0 || count < 0 || first + count > d_) throw InvalidArgument("CountSketch: block outside the input");
+  add_signed(bucket_.data() + first, sign_.data() + first, values, count, scale, out);
 }
 
 void CountSketch::apply(const double* x, index_t n, double* out) const {

@@ -155,6 +155,7 @@ class CountSketch {
   // [first, first + count) are `values` (the rest zero) into out (m), so a long input can be sketched
   // piece by piece from where its parts live, without assembling it.
   void add_block(index_t first, const double* values, index_t count, double scale, double* out) const;
+  void add_block(index_t first, const float* values, index_t count, double scale, double* out) const;
 
  private:
   friend class TensorSketch;
