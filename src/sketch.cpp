@@ -42,16 +42,18 @@ struct Fft {
 
 namespace {
 
-// The smallest 2^a 3^b 5^c ≥ n. kissfft handles any length, but a prime factor > 5 goes through its
-// generic butterfly, which is O(p²) and writes a scratch buffer inside the (shared) plan, so it is
-// neither fast nor thread-safe: padding to these lengths avoids it, and zero padding keeps the SRHT
-// unbiased (see above).
+// The smallest even 2^a 3^b 5^c ≥ n (a ≥ 1; 1 for n = 1). kissfft handles any length, but a prime
+// factor > 5 goes through its generic butterfly, which is O(p²) and writes a scratch buffer inside the
+// (shared) plan, so it is neither fast nor thread-safe: padding to these lengths avoids it, and zero
+// padding keeps the SRHT unbiased (see above). Even, so that real inputs take the half-length real
+// transform (16385 → 17280 real is about half the work of 16875 complex).
 index_t fft_length(index_t n) {
-  index_t best = 1;
+  if (n <= 1) return 1;
+  index_t best = 2;
   while (best < n) best *= 2;  // a power of two always works; look for a smaller 5-smooth one
   for (index_t p5 = 1; p5 < best; p5 *= 5)
     for (index_t p35 = p5; p35 < best; p35 *= 3) {
-      index_t v = p35;
+      index_t v = 2 * p35;
       while (v < n) v *= 2;
       if (v < best) best = v;
     }
