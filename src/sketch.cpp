@@ -106,28 +106,27 @@ void check_row(const char* what, const double* x, index_t d, index_t row) {
 // The DFT of x ∘ sign, x zero-padded to the FFT length L, in the layout dft_at reads: by the real
 // transform when L is even (out[0] = (X_0, X_{L/2}), both real; out[k] = X_k for 0 < k < L/2; the rest
 // X_{L−k} = conj X_k, as the input is real), else by the complex one (out[k] = X_k). buf: L scratch values.
-void signed_fft(const detail::Fft& fft, const double* x, const std::vector<double>& sign, std::vector<cplx>& buf,
-                std::vector<cplx>& out) {
+void signed_fft(const detail::Fft& fft, const double* x, const std::vector<double>& sign, cplx* buf, cplx* out) {
   const auto d = static_cast<index_t>(sign.size());
   if (fft.real()) {
-    auto* r = reinterpret_cast<double*>(buf.data());  // L reals in the first half of buf
+    auto* r = reinterpret_cast<double*>(buf);  // L reals in the first half of buf
     for (index_t j = 0; j < d; ++j) r[j] = x[j] * sign[size_t(j)];
     std::fill(r + d, r + fft.length, 0.0);
-    fft.half->transform_real(r, out.data());
+    fft.half->transform_real(r, out);
     return;
   }
-  for (index_t j = 0; j < d; ++j) buf[size_t(j)] = cplx(x[j] * sign[size_t(j)], 0.0);
-  for (index_t j = d; j < fft.length; ++j) buf[size_t(j)] = 0.0;
-  fft.plan.transform(buf.data(), out.data());
+  for (index_t j = 0; j < d; ++j) buf[j] = cplx(x[j] * sign[size_t(j)], 0.0);
+  for (index_t j = d; j < fft.length; ++j) buf[j] = 0.0;
+  fft.plan.transform(buf, out);
 }
 
 // X_k from signed_fft's output.
-inline cplx dft_at(const detail::Fft& fft, const std::vector<cplx>& f, index_t k) {
-  if (!fft.real()) return f[size_t(k)];
+inline cplx dft_at(const detail::Fft& fft, const cplx* f, index_t k) {
+  if (!fft.real()) return f[k];
   const index_t h = fft.length / 2;
   if (k == 0) return f[0].real();
   if (k == h) return f[0].imag();
-  return k < h ? f[size_t(k)] : std::conj(f[size_t(fft.length - k)]);
+  return k < h ? f[k] : std::conj(f[fft.length - k]);
 }
 
 // The smallest power of two ≥ n.
@@ -228,10 +227,10 @@ void Srht::apply(const double* x, index_t n, double* out, bool check_finite) con
     std::vector<cplx> buf(static_cast<size_t>(fft_->length)), f(static_cast<size_t>(fft_->length));
     for (index_t i = begin; i < end; ++i) {
       const double* xi = x + i * d_;
-      signed_fft(*fft_, xi, sign_, buf, f);
+      signed_fft(*fft_, xi, sign_, buf.data(), f.data());
       double* o = out + i * m_;
       for (index_t k = 0; k < s; ++k) {
-        const cplx z = dft_at(*fft_, f, pick_[size_t(k)]);
+        const cplx z = dft_at(*fft_, f.data(), pick_[size_t(k)]);
         o[k] = scale * z.real();
         o[s + k] = scale * z.imag();
       }
@@ -261,6 +260,43 @@ TensorSrht::TensorSrht(const TensorSketchParams& p)
   pick2_ = random_indices(p.seed, stream("tensor_srht.P2", p.index), samples, length2_);
 }
 
+void TensorSrht::sample(int side, const double* v, double* out, Buffers& b) const {
+  const std::vector<double>& sign = side == 1 ? sign1_ : sign2_;
+  const std::vector<index_t>& pick = side == 1 ? pick1_ : pick2_;
+  if (hadamard_) {
+    b.real.resize(static_cast<size_t>(side == 1 ? length1_ : length2_));
+    signed_fwht(v, sign, b.real);
+    for (index_t k = 0; k < m_; ++k) out[k] = double(b.real[size_t(pick[size_t(k)])]);
+    return;
+  }
+  const detail::Fft& fft = side == 1 ? *fft1_ : *fft2_;
+  b.buf.resize(static_cast<size_t>(2 * fft.length));
+  b.spectrum.resize(static_cast<size_t>(2 * fft.length));
+  auto* buf = reinterpret_cast<cplx*>(b.buf.data());
+  auto* f = reinterpret_cast<cplx*>(b.spectrum.data());
+  signed_fft(fft, v, sign, buf, f);
+  for (index_t k = 0; k < m_ / 2; ++k) {
+    const cplx z = dft_at(fft, f, pick[size_t(k)]);
+    out[2 * k] = z.real();
+    out[2 * k + 1] = z.imag();
+  }
+}
+
+void TensorSrht::combine(const double* a, const double* b, double* out) const {
+  if (hadamard_) {
+    const double scale = 1.0 / std::sqrt(double(m_));
+    for (index_t k = 0; k < m_; ++k) out[k] = scale * a[k] * b[k];
+    return;
+  }
+  const index_t s = m_ / 2;
+  const double scale = 1.0 / std::sqrt(double(s));
+  for (index_t k = 0; k < s; ++k) {
+    const cplx z = cplx(a[2 * k], a[2 * k + 1]) * cplx(b[2 * k], b[2 * k + 1]);
+    out[k] = scale * z.real();
+    out[s + k] = scale * z.imag();
+  }
+}
+
 void TensorSrht::apply(const double* x, const double* y, index_t n, double* out, bool check_finite) const {
   check_batch("TensorSRHT", n);
   if (check_finite)
@@ -268,38 +304,13 @@ void TensorSrht::apply(const double* x, const double* y, index_t n, double* out,
       check_row("TensorSRHT (first input)", x + i * d1_, d1_, i);
       check_row("TensorSRHT (second input)", y + i * d2_, d2_, i);
     }
-  if (hadamard_) {
-    const double scale = 1.0 / std::sqrt(double(m_));
-    parallel_for(n, [&](std::int64_t begin, std::int64_t end) {
-      std::vector<float> b1(static_cast<size_t>(length1_)), b2(static_cast<size_t>(length2_));
-      for (index_t i = begin; i < end; ++i) {
-        const double* xi = x + i * d1_;
-        const double* yi = y + i * d2_;
-        signed_fwht(xi, sign1_, b1);
-        signed_fwht(yi, sign2_, b2);
-        double* o = out + i * m_;
-        for (index_t k = 0; k < m_; ++k)
-          o[k] = scale * double(b1[size_t(pick1_[size_t(k)])]) * double(b2[size_t(pick2_[size_t(k)])]);
-      }
-    });
-    return;
-  }
-  const index_t s = m_ / 2;
-  const double scale = 1.0 / std::sqrt(double(s));
   parallel_for(n, [&](std::int64_t begin, std::int64_t end) {
-    const index_t len = std::max(fft1_->length, fft2_->length);
-    std::vector<cplx> buf(static_cast<size_t>(len)), f1(static_cast<size_t>(len)), f2(static_cast<size_t>(len));
+    Buffers buffers;
+    std::vector<double> a(static_cast<size_t>(m_)), b(static_cast<size_t>(m_));
     for (index_t i = begin; i < end; ++i) {
-      const double* xi = x + i * d1_;
-      const double* yi = y + i * d2_;
-      signed_fft(*fft1_, xi, sign1_, buf, f1);
-      signed_fft(*fft2_, yi, sign2_, buf, f2);
-      double* o = out + i * m_;
-      for (index_t k = 0; k < s; ++k) {
-        const cplx z = dft_at(*fft1_, f1, pick1_[size_t(k)]) * dft_at(*fft2_, f2, pick2_[size_t(k)]);
-        o[k] = scale * z.real();
-        o[s + k] = scale * z.imag();
-      }
+      sample(1, x + i * d1_, a.data(), buffers);
+      sample(2, y + i * d2_, b.data(), buffers);
+      combine(a.data(), b.data(), out + i * m_);
     }
   });
 }
@@ -334,12 +345,18 @@ PolySketch::PolySketch(const PolySketchParams& p) : d_(p.input_dim), m_(p.output
   for (int k = 0; k < q_; ++k) leaves.insert(leaves.end(), e1.begin(), e1.end());
   node_e1_.push_back(std::move(leaves));
   size_t node = 0;
+  TensorSrht::Buffers buffers;
   for (int l = 1; l <= levels_; ++l) {
     const index_t in = l == 1 ? d_ : m_;
     const std::vector<double>& below = node_e1_.back();
     std::vector<double> level(static_cast<size_t>((q_ >> l) * m_));
-    for (int k = 0; k < (q_ >> l); ++k)
-      nodes_[node++].apply(below.data() + 2 * k * in, below.data() + (2 * k + 1) * in, 1, level.data() + k * m_);
+    for (int k = 0; k < (q_ >> l); ++k, ++node) {
+      for (int side = 1; side <= 2; ++side) {
+        e1_samples_.emplace_back(static_cast<size_t>(m_));
+        nodes_[node].sample(side, below.data() + (2 * k + side - 1) * in, e1_samples_.back().data(), buffers);
+      }
+      nodes_[node].combine(e1_samples_[2 * node].data(), e1_samples_[2 * node + 1].data(), level.data() + k * m_);
+    }
     node_e1_.push_back(std::move(level));
   }
 }
@@ -360,22 +377,37 @@ void PolySketch::row_degrees(const double* x, int lo, int hi, double* out, Scrat
     return;
   }
   // xs[l]: level l's all-x nodes (level 0: the leaves, all x). Only the nodes some degree needs are
-  // computed: node k of level l is all x for degree j when (k + 1)·2^l ≤ j.
+  // computed: node k of level l is all x for degree j when (k + 1)·2^l ≤ j. Every input of a node is
+  // transformed once per row: an all-x input's samples serve the all-x node and every mixed node that
+  // shares it, an all-e1 input's samples are constants, and only a mixed input is transformed anew
+  // (about half the transforms of applying each node to its two inputs).
+  const size_t n_nodes = nodes_.size();
   auto& xs = sc.xs;
   xs.resize(static_cast<size_t>(levels_ + 1));
-  auto& mixed = sc.mixed;
-  auto& held = sc.held;  // the mixed node's value while it is an input of the next one
-  mixed.resize(static_cast<size_t>(m_));
-  held.resize(static_cast<size_t>(m_));
+  sc.x_samples.resize(n_nodes * 2 * static_cast<size_t>(m_));
+  sc.have_x.assign(n_nodes * 2, 0);
+  sc.mixed.resize(static_cast<size_t>(m_));
+  sc.side_a.resize(static_cast<size_t>(m_));
+  sc.side_b.resize(static_cast<size_t>(m_));
+  // The samples of node `node`'s input `side` when that input is all x (its value at `v`).
+  auto x_sample = [&](size_t node, int side, const double* v) -> const double* {
+    double* s = sc.x_samples.data() + (2 * node + size_t(side - 1)) * size_t(m_);
+    if (!sc.have_x[2 * node + size_t(side - 1)]) {
+      nodes_[node].sample(side, v, s, sc.buffers);
+      sc.have_x[2 * node + size_t(side - 1)] = 1;
+    }
+    return s;
+  };
   size_t first = 0;  // index in nodes_ of the first node of level l
   for (int l = 1; l <= levels_; ++l) {
     const index_t in = l == 1 ? d_ : m_;
     const int needed = hi >> l;  // all-x nodes 0..needed−1 of this level are used
     xs[size_t(l)].resize(static_cast<size_t>(std::max(needed, 0) * m_));
     for (int k = 0; k < needed; ++k) {
-      const double* a = l == 1 ? x : xs[size_t(l - 1)].data() + 2 * k * in;
-      const double* b = l == 1 ? x : xs[size_t(l - 1)].data() + (2 * k + 1) * in;
-      nodes_[first + size_t(k)].apply(a, b, 1, xs[size_t(l)].data() + k * m_, false);
+      const size_t node = first + size_t(k);
+      const double* a = x_sample(node, 1, l == 1 ? x : xs[size_t(l - 1)].data() + 2 * k * in);
+      const double* b = x_sample(node, 2, l == 1 ? x : xs[size_t(l - 1)].data() + (2 * k + 1) * in);
+      nodes_[node].combine(a, b, xs[size_t(l)].data() + k * m_);
     }
     first += size_t(q_ >> l);
   }
@@ -392,21 +424,25 @@ void PolySketch::row_degrees(const double* x, int lo, int hi, double* out, Scrat
       const index_t in = l == 1 ? d_ : m_;
       if ((j & ((1 << l) - 1)) != 0) {  // node j >> l of level l is mixed
         const int k = j >> l, boundary = j >> (l - 1);
-        auto child = [&](int c) -> const double* {
-          if (c < boundary) return l == 1 ? x : xs[size_t(l - 1)].data() + c * in;
-          if (c == boundary && have) return mixed.data();
-          return node_e1_[size_t(l - 1)].data() + c * in;
+        const size_t node = first + size_t(k);
+        // The samples of child c (side 1 or 2): all x, the previous mixed value, or all e1.
+        auto child = [&](int c, double* fresh) -> const double* {
+          const int side = c - 2 * k + 1;
+          if (c < boundary) return x_sample(node, side, l == 1 ? x : xs[size_t(l - 1)].data() + c * in);
+          if (c == boundary && have) {
+            nodes_[node].sample(side, sc.mixed.data(), fresh, sc.buffers);
+            return fresh;
+          }
+          return e1_samples_[2 * node + size_t(side - 1)].data();
         };
-        const double* a = child(2 * k);
-        const double* b = child(2 * k + 1);
-        // The previous mixed value is an input here and mixed.data() the output: move it aside first.
-        if (a == mixed.data() || b == mixed.data()) std::swap(mixed, held);  // a, b now point into held
-        nodes_[first + size_t(k)].apply(a, b, 1, mixed.data(), false);
+        const double* a = child(2 * k, sc.side_a.data());
+        const double* b = child(2 * k + 1, sc.side_b.data());
+        nodes_[node].combine(a, b, sc.mixed.data());  // the previous mixed value is no longer needed
         have = true;
       }
       first += size_t(q_ >> l);
     }
-    std::copy(mixed.begin(), mixed.end(), o);
+    std::copy(sc.mixed.begin(), sc.mixed.end(), o);
   }
 }
 

@@ -94,6 +94,17 @@ class TensorSrht {
   // x: (n, input_dim1), y: (n, input_dim2), out: (n, output_dim); row i sketches x_i ⊗ y_i.
   void apply(const double* x, const double* y, index_t n, double* out, bool check_finite = true) const;
 
+  // apply's two halves, for callers that meet one input in several pairs (PolySketch's tree) and
+  // transform it once. sample: the sampled transform of one input v of side 1 (x: D1, P1) or 2 (y: D2,
+  // P2) into out (m values: fourier, m/2 complex samples as (re, im) pairs; hadamard, m reals);
+  // combine: the sketch of the pair whose samples are a (side 1) and b (side 2).
+  struct Buffers {
+    std::vector<double> buf, spectrum;  // complex values as (re, im) pairs
+    std::vector<float> real;
+  };
+  void sample(int side, const double* v, double* out, Buffers& b) const;
+  void combine(const double* a, const double* b, double* out) const;
+
  private:
   index_t d1_, d2_, m_;
   bool hadamard_;
@@ -131,8 +142,11 @@ class PolySketch {
  private:
   // Degrees [lo, hi] of one checked row into out (hi − lo + 1, m), with buffers reused across rows.
   struct Scratch {
-    std::vector<std::vector<double>> xs;
-    std::vector<double> mixed, held;
+    std::vector<std::vector<double>> xs;  // per level, its all-x nodes' values
+    std::vector<double> x_samples;        // (nodes, 2, m): each node's samples of its all-x inputs
+    std::vector<char> have_x;             // (nodes, 2): whether those are computed for this row
+    std::vector<double> mixed, side_a, side_b;
+    TensorSrht::Buffers buffers;
   };
   void row_degrees(const double* x, int lo, int hi, double* out, Scratch& scratch) const;
   index_t d_, m_;
@@ -142,6 +156,8 @@ class PolySketch {
   // node_e1_[l]: the values of level l's nodes when fed only e1 (l = 0: the q leaves, e1 itself, each of
   // dimension d; l ≥ 1: q/2^l vectors of dimension m).
   std::vector<std::vector<double>> node_e1_;
+  // e1_samples_[2·node + side]: the node's samples of its input when that input is all e1 (a constant).
+  std::vector<std::vector<double>> e1_samples_;
 };
 
 // CountSketch (Charikar et al.): out[h(j)] += s(j)·x[j], h uniform in [0, m), s = ±1.

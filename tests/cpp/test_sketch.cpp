@@ -9,11 +9,13 @@
 #include <iostream>
 #include <limits>
 #include <numbers>
+#include <string>
 
 #include "harness.hpp"
 #include "sketch_oracle.hpp"
 #include "ntk/error.hpp"
 #include "ntk/parallel.hpp"
+#include "ntk/rng.hpp"
 #include "ntk/sketch.hpp"
 
 namespace ntk {
@@ -189,6 +191,46 @@ TEST(Sketch, PolySketchUnbiasedForPowersOfInnerProduct) {
   s.apply(x.data(), kN, top.data());
   for (index_t i = 0; i < kN; ++i)
     for (index_t k = 0; k < m; ++k) EXPECT_EQ(top[size_t(i * m + k)], all[size_t((i * (q + 1) + q) * m + k)]);
+}
+
+TEST(Sketch, PolySketchDegreesEqualTheTreeEvaluatedNodeByNode) {
+  // apply_degrees transforms each node input once per row and shares it across degrees; here every
+  // degree j is the plain tree: leaves 0..j−1 fed x and the rest e1, each node a TensorSRHT::apply of
+  // its two children (the nodes built as PolySketch names them).
+  const index_t d = 7, m = 24, n = 3;
+  const int q = 8;
+  const Vec x = test::random_vector<double>(n * d, 5);
+  for (SketchTransform t : kTransforms) {
+    SCOPED_TRACE(int(t));
+    const std::uint64_t seed = 11, index = 4;
+    PolySketch s({d, m, q, seed, index, t});
+    Vec all(static_cast<size_t>(n * (q + 1) * m));
+    s.apply_degrees(x.data(), n, all.data());
+    std::vector<TensorSrht> nodes;
+    for (int l = 1, i = 0; (1 << l) <= q; ++l)
+      for (int k = 0; k < (q >> l); ++k, ++i) {
+        const std::string name = "polysketch." + std::to_string(index) + ".node." + std::to_string(i);
+        nodes.emplace_back(TensorSketchParams{l == 1 ? d : m, l == 1 ? d : m, m, seed, stream_id(name.c_str()), t});
+      }
+    Vec e1(static_cast<size_t>(d), 0.0);
+    e1[0] = 1.0;
+    for (index_t r = 0; r < n; ++r)
+      for (int j = 0; j <= q; ++j) {
+        std::vector<Vec> level;
+        for (int leaf = 0; leaf < q; ++leaf) level.push_back(leaf < j ? Vec(x.begin() + r * d, x.begin() + (r + 1) * d) : e1);
+        size_t node = 0;
+        while (level.size() > 1) {
+          std::vector<Vec> up;
+          for (size_t k = 0; k < level.size(); k += 2) {
+            up.emplace_back(static_cast<size_t>(m));
+            nodes[node++].apply(level[k].data(), level[k + 1].data(), 1, up.back().data());
+          }
+          level = std::move(up);
+        }
+        for (index_t k = 0; k < m; ++k)
+          EXPECT_NEAR(all[size_t((r * (q + 1) + j) * m + k)], level[0][size_t(k)], 1e-12) << "row " << r << " degree " << j;
+      }
+  }
 }
 
 TEST(Sketch, OutputDependsOnlyOnSeedAndRow) {
