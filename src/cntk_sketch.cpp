@@ -182,6 +182,22 @@ CntkSketch::CntkSketch(const CntkSketchParams& p) : p_(p) {
 
 index_t CntkSketch::output_dim() const { return 2 * half_; }
 
+std::uint64_t CntkSketch::memory_bytes(const CntkSketchParams& p, int threads) {
+  const auto m = std::uint64_t(std::max<index_t>(p.output_dim, 8)), half = m / 2;
+  const std::uint64_t mp = p.poly_dim > 0 ? std::uint64_t(p.poly_dim) : std::max<std::uint64_t>(2, (m / 4 + 1) / 2 * 2);
+  const std::uint64_t F = std::uint64_t(std::max(p.filter, 1)) * std::uint64_t(std::max(p.filter, 1));
+  const std::uint64_t C = std::uint64_t(std::max<index_t>(p.channels, 1)), q = std::uint64_t(std::max(p.degree, 1));
+  const std::uint64_t pixels = std::uint64_t(std::max<index_t>(p.height, 1)) * std::uint64_t(std::max<index_t>(p.width, 1));
+  const std::uint64_t L = std::uint64_t(std::max(p.depth, 1));
+  // Per layer: the taps' signs and rotations (or a first layer's CountSketch), the PolySketch tree and
+  // the SRHTs' signs and picks. Per thread: φ, τ and their successors for every pixel (float32), the
+  // diagonal, and one chunk's stacked taps, degree sketches and κ0 features, plus transform buffers.
+  const std::uint64_t layers = L * (2 * F * std::max(half, C) * 16 + q * 12 * mp * 8 + 8 * m * 8);
+  const std::uint64_t image = 4 * pixels * std::max(half, C) * 4 + 2 * pixels * 8;
+  const std::uint64_t chunk = std::uint64_t(kPixelChunk) * (2 * half + half + (2 * q + 2) * mp + 4 * half) * 8;
+  return layers + std::uint64_t(std::max(threads, 1)) * (image + chunk + 16 * m * 8);
+}
+
 void CntkSketch::transform(const double* x, index_t n, double* out) const {
   const index_t d = p_.height * p_.width * p_.channels;
   detail::check_finite_rows("CNTKSketch", x, n, d);

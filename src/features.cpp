@@ -57,6 +57,16 @@ NtkSketch::NtkSketch(const NtkSketchParams& p)
       combine_(std::make_unique<detail::PolyCombiner>(q_, mp_, m_, p.seed, child("ntk_sketch", "combine", 0), p.transform)) {}
 
 NtkSketch::~NtkSketch() = default;
+
+std::uint64_t NtkSketch::memory_bytes(const NtkSketchParams& p, int threads) {
+  const auto d = std::uint64_t(std::max<index_t>(p.input_dim, 1)), m = std::uint64_t(std::max<index_t>(p.output_dim, 2));
+  const std::uint64_t mp = std::uint64_t(poly_width(p)), q = std::uint64_t(std::max(p.degree, 1));
+  // The tree's random signs, picks and constant samples; a batch's unit rows, degree sketches and
+  // combined rows; each thread's transform buffers and cached samples (2 per node).
+  const std::uint64_t tree = q * (4 * d + 6 * mp) * 8, batch = std::uint64_t(kBatch) * (d + (2 * q + 1) * mp + 2 * m) * 8;
+  const std::uint64_t per_thread = (8 * std::max(d, q * mp) + 2 * q * mp) * 8;
+  return tree + batch + std::uint64_t(std::max(threads, 1)) * per_thread;
+}
 NtkSketch::NtkSketch(NtkSketch&&) noexcept = default;
 
 void NtkSketch::transform(const double* x, index_t n, double* out) const {
@@ -90,6 +100,19 @@ void NtkSketch::transform(const double* x, index_t n, double* out) const {
 }
 
 // ---- NtkRandomFeatures ----
+
+std::uint64_t NtkRandomFeatures::memory_bytes(const NtkRandomFeaturesParams& p, int threads) {
+  const auto d = std::uint64_t(std::max<index_t>(p.input_dim, 1)), m = std::uint64_t(std::max<index_t>(p.output_dim, 2));
+  const std::uint64_t m1 = p.relu_dim > 0 ? std::uint64_t(p.relu_dim) : m / 2, m0 = p.step_dim > 0 ? std::uint64_t(p.step_dim) : m1;
+  // The float32 weights of both feature kinds per layer, a batch's z, ψ, step, next z and mixed rows,
+  // each thread's SGEMM rows and the TensorSRHTs' transform buffers.
+  std::uint64_t weights = 0, z = d;
+  for (int h = 0; h < std::max(p.depth, 1); ++h, z = m1) weights += (m0 + m1) * z * 4 + (m0 + m1) * 8;
+  const std::uint64_t batch = std::uint64_t(kRfBatch) * (std::max(d, m1) + m + m0 + m1 + m) * 8;
+  const std::uint64_t rows = std::uint64_t(kRfBatch) / std::uint64_t(std::max(threads, 1)) + 1;
+  const std::uint64_t per_thread = rows * (std::max(d, m1) + std::max(m0, m1)) * 4 + 12 * std::max(m, d) * 8;
+  return weights + batch + std::uint64_t(std::max(threads, 1)) * per_thread;
+}
 
 NtkRandomFeatures::NtkRandomFeatures(const NtkRandomFeaturesParams& p) : d_(p.input_dim) {
   check_common("NTKRF", p.input_dim, p.output_dim, p.depth);
@@ -138,6 +161,16 @@ void NtkRandomFeatures::transform(const double* x, index_t n, double* out) const
 }
 
 // ---- GradientSketch ----
+
+std::uint64_t GradientSketch::memory_bytes(const Network& net, const GradientSketchParams& p, int threads) {
+  const auto P = std::uint64_t(net.num_params()), m = std::uint64_t(std::max<index_t>(p.output_dim, 2));
+  const std::uint64_t K = p.mode.kind == EntkMode::full ? std::uint64_t(net.output_size()) : 1;
+  // A copy of the parameters, the projection's signs and picks (or hashes), and per thread one group's
+  // gradients (8 examples x K directions x P), the backward pass's activations (bounded by the same
+  // order) and the transform buffers (the FFT of a P-vector padded, complex).
+  const std::uint64_t per_thread = 2 * 8 * K * P * 8 + 6 * P * 8;
+  return P * 8 + P * 16 + m * 8 + std::uint64_t(std::max(threads, 1)) * per_thread;
+}
 
 GradientSketch::GradientSketch(const Network& net, std::vector<double> params, const GradientSketchParams& p)
     : net_(net), theta_(std::move(params)), m_(p.output_dim), directions_(0), mode_(p.mode) {

@@ -2,6 +2,7 @@
 #include "ntk/jobs_features.hpp"
 
 #include <algorithm>
+#include <functional>
 #include <memory>
 #include <sstream>
 #include <variant>
@@ -36,36 +37,48 @@ struct AnyMap {
   }
 };
 
-AnyMap make_map(const FeaturesJob& job, const Shape& example, const std::string& input) {
+// The map's own memory (estimated from its parameters) and its values per example, told to `budget`
+// before the map is built, so that a budget too small is refused before anything large is allocated.
+using BudgetCheck = std::function<void(std::uint64_t map_bytes, index_t directions)>;
+
+AnyMap make_map(const FeaturesJob& job, const Shape& example, const std::string& input, const BudgetCheck& budget) {
   AnyMap m;
   const SketchTransform dense_transform = job.transform.value_or(SketchTransform::fourier);
   const index_t d = numel(example);
+  const int threads = num_threads();
   if (job.sketch == "ntk" && job.layerwise) {
     // A dense network is a CNTK of 1 × 1 images of d channels with 1 × 1 filters (ntk/features.hpp).
-    m.cntk = std::make_unique<CntkSketch>(CntkSketchParams{1, 1, d, job.dim, job.depth, 1, true,
-                                                           job.degree > 0 ? job.degree : 2, job.poly_dim, job.seed,
-                                                           dense_transform});
+    const CntkSketchParams p{1, 1, d, job.dim, job.depth, 1, true, job.degree > 0 ? job.degree : 2, job.poly_dim, job.seed,
+                             dense_transform};
+    budget(CntkSketch::memory_bytes(p, threads), 1);
+    m.cntk = std::make_unique<CntkSketch>(p);
     m.name = "NTKSketch (layer-wise)";
   } else if (job.sketch == "ntk") {
-    m.sketch = std::make_unique<NtkSketch>(
-        NtkSketchParams{d, job.dim, job.depth, job.degree > 0 ? job.degree : 8, job.poly_dim, job.seed, dense_transform});
+    const NtkSketchParams p{d, job.dim, job.depth, job.degree > 0 ? job.degree : 8, job.poly_dim, job.seed, dense_transform};
+    budget(NtkSketch::memory_bytes(p, threads), 1);
+    m.sketch = std::make_unique<NtkSketch>(p);
     m.name = "NTKSketch";
   } else if (job.sketch == "ntkrf") {
-    m.rf = std::make_unique<NtkRandomFeatures>(
-        NtkRandomFeaturesParams{d, job.dim, job.depth, job.relu_dim, job.step_dim, job.leverage, job.seed, dense_transform});
+    const NtkRandomFeaturesParams p{d, job.dim, job.depth, job.relu_dim, job.step_dim, job.leverage, job.seed, dense_transform};
+    budget(NtkRandomFeatures::memory_bytes(p, threads), 1);
+    m.rf = std::make_unique<NtkRandomFeatures>(p);
     m.name = "NTKRF";
   } else if (job.sketch == "cntk") {
     if (example.size() != 3)
       throw InvalidArgument("--sketch cntk takes images (N, H, W, C), got examples of shape " + shape_string(example));
-    m.cntk = std::make_unique<CntkSketch>(CntkSketchParams{example[0], example[1], example[2], job.dim, job.depth, job.filter,
-                                                           job.same, job.degree > 0 ? job.degree : 2, job.poly_dim,
-                                                           job.seed, job.transform.value_or(SketchTransform::hadamard)});
+    const CntkSketchParams p{example[0], example[1], example[2], job.dim, job.depth, job.filter, job.same,
+                             job.degree > 0 ? job.degree : 2, job.poly_dim, job.seed,
+                             job.transform.value_or(SketchTransform::hadamard)};
+    budget(CntkSketch::memory_bytes(p, threads), 1);
+    m.cntk = std::make_unique<CntkSketch>(p);
     m.name = "CNTKSketch";
   } else if (job.sketch == "gradient") {
     m.net = std::make_unique<Network>(detail::make_network(job.net, example, input));
-    std::vector<double> theta = detail::resolve_params<double>(*m.net, job.params, num_threads());
-    m.grad = std::make_unique<GradientSketch>(*m.net, std::move(theta),
-                                              GradientSketchParams{job.dim, job.mode, job.projection, job.seed});
+    const GradientSketchParams p{job.dim, job.mode, job.projection, job.seed};
+    budget(GradientSketch::memory_bytes(*m.net, p, threads) + std::uint64_t(m.net->num_params()) * 8,
+           p.mode.kind == EntkMode::full ? m.net->output_size() : 1);
+    std::vector<double> theta = detail::resolve_params<double>(*m.net, job.params, threads);
+    m.grad = std::make_unique<GradientSketch>(*m.net, std::move(theta), p);
     m.directions = m.grad->directions();
     m.name = "gradient sketch (" + to_string(job.mode) + ")";
   } else {
@@ -95,20 +108,28 @@ JobResult run_features(const FeaturesJob& job) {
   if (const index_t bad = first_non_finite(x); bad >= 0)
     throw InvalidArgument(name + ": row " + std::to_string(bad / d) + " has a NaN or infinite entry");
 
-  const AnyMap map = detail::with_context(name + ": ", [&] { return make_map(job, example, name); });
+  // Inputs in float64, the map (its random matrices and working buffers), one batch of features in
+  // float64 and float32, and the features themselves when kept in memory: checked before the map exists.
+  const std::uint64_t in_bytes = std::uint64_t(x.size()) * 8;
+  const BudgetCheck budget = [&](std::uint64_t map_bytes, index_t directions) {
+    const index_t width = directions * job.dim, rows = std::min(n, batch_rows(width));
+    const std::uint64_t batch_bytes = std::uint64_t(rows) * std::uint64_t(width) * 12;
+    const std::uint64_t out_bytes =
+        job.output_path.empty() ? std::uint64_t(n) * std::uint64_t(width) * dtype_size(job.dtype) : 0;
+    const std::uint64_t total = in_bytes + map_bytes + batch_bytes + out_bytes;
+    if (job.max_memory == 0 || total <= job.max_memory) return;
+    std::ostringstream msg;
+    msg << "the features need " << (total >> 20) << " MiB (inputs in float64 " << (in_bytes >> 20) << " MiB, the "
+        << job.sketch << " map and its buffers " << (map_bytes >> 20) << " MiB, a batch of features "
+        << (batch_bytes >> 20) << " MiB" << (out_bytes ? ", features in memory " + std::to_string(out_bytes >> 20) + " MiB" : "")
+        << "), over --max-memory " << (job.max_memory >> 20) << " MiB: raise --max-memory, or lower --dim"
+        << (out_bytes ? " or write the features to a file" : "");
+    throw MemoryBudgetError(msg.str());
+  };
+  const AnyMap map = detail::with_context(name + ": ", [&] { return make_map(job, example, name, budget); });
   const index_t width = map.directions * job.dim;  // values per example
   const Shape out_shape = map.directions == 1 ? Shape{n, job.dim} : Shape{n, map.directions, job.dim};
   const index_t rows = std::min(n, batch_rows(width));
-  const std::uint64_t in_bytes = std::uint64_t(x.size()) * 8, batch_bytes = std::uint64_t(rows) * std::uint64_t(width) * 16;
-  const std::uint64_t out_bytes = job.output_path.empty() ? std::uint64_t(n) * std::uint64_t(width) * dtype_size(job.dtype) : 0;
-  if (job.max_memory > 0 && in_bytes + batch_bytes + out_bytes > job.max_memory) {
-    std::ostringstream msg;
-    msg << "the features need " << (in_bytes + batch_bytes + out_bytes) / (1 << 20) << " MiB (inputs in float64 "
-        << in_bytes / (1 << 20) << " MiB" << (out_bytes ? ", features in memory " + std::to_string(out_bytes >> 20) + " MiB" : "")
-        << "), over --max-memory " << job.max_memory / (1 << 20) << " MiB: raise --max-memory"
-        << (out_bytes ? " or write them to a file" : "");
-    throw MemoryBudgetError(msg.str());
-  }
 
   std::unique_ptr<NpyFileWriter> file;
   std::optional<AnyArray> memory;

@@ -42,6 +42,9 @@ struct NtkSketchParams {
 class NtkSketch {
  public:
   explicit NtkSketch(const NtkSketchParams& p);
+  // Bytes the map and one transform call on `threads` threads hold, at most (estimated before
+  // constructing it, for memory budgets; the inputs and outputs are the caller's).
+  static std::uint64_t memory_bytes(const NtkSketchParams& p, int threads);
   ~NtkSketch();
   NtkSketch(NtkSketch&&) noexcept;
   index_t input_dim() const { return d_; }
@@ -77,6 +80,7 @@ struct NtkRandomFeaturesParams {
 class NtkRandomFeatures {
  public:
   explicit NtkRandomFeatures(const NtkRandomFeaturesParams& p);
+  static std::uint64_t memory_bytes(const NtkRandomFeaturesParams& p, int threads);  // as NtkSketch's
   index_t input_dim() const { return d_; }
   index_t output_dim() const { return m1_ + ms_; }
   void transform(const double* x, index_t n, double* out) const;
@@ -106,6 +110,8 @@ struct GradientSketchParams {
 class GradientSketch {
  public:
   GradientSketch(const Network& net, std::vector<double> params, const GradientSketchParams& p);
+  // As NtkSketch's; the Network and the caller's parameter vector not included.
+  static std::uint64_t memory_bytes(const Network& net, const GradientSketchParams& p, int threads);
   index_t output_dim() const { return m_; }
   index_t directions() const { return directions_; }  // K: 1, or O for full
   // x (n, input shape...) -> out (n, K, m).
@@ -154,6 +160,7 @@ struct CntkSketchParams {
 class CntkSketch {
  public:
   explicit CntkSketch(const CntkSketchParams& p);
+  static std::uint64_t memory_bytes(const CntkSketchParams& p, int threads);  // as NtkSketch's
   ~CntkSketch();
   index_t output_dim() const;
   // x (n, H, W, C) NHWC -> out (n, output_dim).

@@ -134,6 +134,16 @@ TEST_F(CliFeatures, BadInputFailsCleanly) {
   EXPECT_NE(n.err.find("row 1"), std::string::npos) << n.err;
   write_npy(path("empty.npy"), Array<double>(Shape{0, 4}));
   expect_failure("features --sketch ntk --dim 16 -x " + q(path("empty.npy")) + " -o " + q(path("f.npy")), 1, path("f.npy"));
+  // The map's own matrices count against the budget, and are refused before they are allocated: NTKRF's
+  // second-layer weights at M = 65536 alone are 8 GiB in float32.
+  const Result big = expect_failure("features --sketch ntkrf --depth 2 --dim 65536 --max-memory 1G" + x, 1, path("f.npy"));
+  EXPECT_NE(big.err.find("ntkrf map"), std::string::npos) << big.err;
+  EXPECT_NE(big.err.find("--max-memory"), std::string::npos) << big.err;
+  for (const std::string s : {"ntk", "ntkrf", "ntk --layerwise"})
+    EXPECT_EQ(run("features --sketch " + s + " --depth 2 --dim 64 --max-memory 64M -q -x " + q(path("x.npy")) + " -o " +
+                  q(path("ok.npy"))).status, 0) << s;
+  expect_failure("features --sketch cntk --dim 65536 --max-memory 32M -x " + q(path("img.npy")) + " -o " + q(path("f.npy")), 1,
+                 path("f.npy"));
 }
 
 }  // namespace
