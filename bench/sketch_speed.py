@@ -72,8 +72,9 @@ def transform_flops(sketch, m, transform, d=784, depth=2):
         levels = int(math.log2(q))
         nodes = [(q >> l, d if l == 1 else mp) for l in range(1, levels + 1)]
         flops = sum(k * 2 * tr(n) for k, n in nodes)  # the all-x tree: two transforms per TensorSRHT
-        for j in range(1, q):  # the mixed nodes of each degree
-            flops += sum(2 * tr(d if l == 1 else mp) for l in range(1, levels + 1) if j % (1 << l))
+        # A mixed node of degree j at level l >= 2 transforms only its mixed child (the level below is
+        # mixed when j mod 2^(l-1) != 0); its all-x and all-e1 inputs' samples are shared or constant.
+        flops += sum(tr(mp) for j in range(1, q) for l in range(2, levels + 1) if j % (1 << (l - 1)))
         return flops + tr((1 if fourier else 0) + q * mp)  # the combining SRHT
     if sketch == "ntkrf":
         m1 = m0 = m // 2
