@@ -107,25 +107,29 @@ std::uint64_t NtkRandomFeatures::memory_bytes(const NtkRandomFeaturesParams& p, 
   // The float32 weights of both feature kinds per layer, a batch's z, ψ, step, next z and mixed rows,
   // each thread's SGEMM rows and the TensorSRHTs' transform buffers.
   std::uint64_t weights = 0, z = d;
-  for (int h = 0; h < std::max(p.depth, 1); ++h, z = m1) weights += (m0 + m1) * z * 4 + (m0 + m1) * 8;
+  const std::uint64_t projected = p.shared_projection ? m1 : m0 + m1;  // rows of the layers' weights
+  for (int h = 0; h < std::max(p.depth, 1); ++h, z = m1) weights += projected * z * 4 + projected * 8;
   const std::uint64_t batch = std::uint64_t(kRfBatch) * (std::max(d, m1) + m + m0 + m1 + m) * 8;
   const std::uint64_t rows = std::uint64_t(kRfBatch) / std::uint64_t(std::max(threads, 1)) + 1;
   const std::uint64_t per_thread = rows * (std::max(d, m1) + std::max(m0, m1)) * 4 + 12 * std::max(m, d) * 8;
   return weights + batch + std::uint64_t(std::max(threads, 1)) * per_thread;
 }
 
-NtkRandomFeatures::NtkRandomFeatures(const NtkRandomFeaturesParams& p) : d_(p.input_dim) {
+NtkRandomFeatures::NtkRandomFeatures(const NtkRandomFeaturesParams& p) : d_(p.input_dim), shared_(p.shared_projection) {
   check_common("NTKRF", p.input_dim, p.output_dim, p.depth);
   m1_ = p.relu_dim > 0 ? p.relu_dim : p.output_dim / 2;
   ms_ = p.output_dim - m1_;
   m0_ = p.step_dim > 0 ? p.step_dim : m1_;
+  if (shared_ && m0_ != m1_)
+    throw InvalidArgument("NTKRF: shared projections give as many step features as ReLU features (" + std::to_string(m1_) +
+                          "), not " + std::to_string(m0_) + "; separate projections (--separate-projections) allow other counts");
   if (m1_ < 1 || ms_ < 2 || ms_ % 2 != 0)
     throw InvalidArgument("NTKRF: the feature dimension " + std::to_string(p.output_dim) + " minus the ReLU features " +
                           std::to_string(m1_) + " must leave an even number >= 2 for the tensor sketch");
   index_t z_dim = d_, psi_dim = d_;
   for (int h = 0; h < p.depth; ++h) {
     const auto layer = std::uint64_t(h);
-    step_.emplace_back(ArcCosineParams{z_dim, m0_, 0, p.seed, child("ntkrf", "step", layer)});
+    if (!shared_) step_.emplace_back(ArcCosineParams{z_dim, m0_, 0, p.seed, child("ntkrf", "step", layer)});
     relu_.emplace_back(ArcCosineParams{z_dim, m1_, 1, p.seed, child("ntkrf", "relu", layer), p.leverage});
     mix_.emplace_back(TensorSketchParams{psi_dim, m0_, ms_, p.seed, child("ntkrf", "mix", layer), p.transform});
     z_dim = m1_;
@@ -143,9 +147,13 @@ void NtkRandomFeatures::transform(const double* x, index_t n, double* out) const
     psi = z;
     for (size_t h = 0; h < relu_.size(); ++h) {
       step.resize(size_t(nb * m0_));
-      step_[h].apply(z.data(), nb, step.data(), false);
       next_z.resize(size_t(nb * m1_));
-      relu_[h].apply(z.data(), nb, next_z.data(), false);
+      if (shared_) {
+        relu_[h].apply_pair(z.data(), nb, next_z.data(), step.data());
+      } else {
+        step_[h].apply(z.data(), nb, step.data(), false);
+        relu_[h].apply(z.data(), nb, next_z.data(), false);
+      }
       mixed.resize(size_t(nb * ms_));
       mix_[h].apply(psi.data(), step.data(), nb, mixed.data(), false);
       psi.resize(size_t(nb * m));

@@ -593,6 +593,19 @@ void ArcCosineFeatures::apply(const double* x, index_t n, double* out, bool chec
   check_batch("arc-cosine features", n);
   if (check_finite)
     for (index_t i = 0; i < n; ++i) check_row("arc-cosine features", x + i * d_, d_, i);
+  if (order_ == 0)
+    project(x, n, nullptr, out);
+  else
+    project(x, n, out, nullptr);
+}
+
+void ArcCosineFeatures::apply_pair(const double* x, index_t n, double* relu, double* step) const {
+  check_batch("arc-cosine features", n);
+  if (order_ != 1) throw InvalidArgument("arc-cosine features: paired ReLU and step features come from an order-1 map");
+  project(x, n, relu, step);
+}
+
+void ArcCosineFeatures::project(const double* x, index_t n, double* relu, double* step) const {
   // Row blocks of one SGEMM each, XWᵀ in float32 (twice the GEMM rate of float64; its rounding, ~1e-7
   // relative, is far below the features' Monte Carlo error): every output is one dot product over the
   // full d whatever the block (see blas.hpp), so a row's features do not depend on the batch split or
@@ -602,11 +615,14 @@ void ArcCosineFeatures::apply(const double* x, index_t n, double* out, bool chec
     std::vector<float> xs(x + begin * d_, x + end * d_), prod(static_cast<size_t>(rows * m_));
     detail::gemm_serial(false, true, rows, m_, d_, 1.0f, xs.data(), d_, w_.data(), d_, 0.0f, prod.data(), m_);
     for (index_t i = 0; i < rows; ++i) {
-      double* o = out + (begin + i) * m_;
       const float* p = prod.data() + i * m_;
-      for (index_t k = 0; k < m_; ++k) {
-        const double t = p[k];
-        o[k] = t > 0.0 ? (order_ == 0 ? scale_[size_t(k)] : scale_[size_t(k)] * t) : 0.0;
+      if (relu) {
+        double* o = relu + (begin + i) * m_;
+        for (index_t k = 0; k < m_; ++k) o[k] = p[k] > 0.0f ? scale_[size_t(k)] * double(p[k]) : 0.0;
+      }
+      if (step) {
+        double* o = step + (begin + i) * m_;
+        for (index_t k = 0; k < m_; ++k) o[k] = p[k] > 0.0f ? scale_[size_t(k)] : 0.0;
       }
     }
   });

@@ -17,7 +17,7 @@ struct FeaturesArgs {
   int depth = 1, degree = 0, filter = 3, threads = 0;
   ntk::index_t dim = 4096, poly_dim = 0, relu_dim = 0, step_dim = 0;
   std::uint64_t seed = 0;
-  bool plain = false, flatten = false, layerwise = false, quiet = false;
+  bool plain = false, separate = false, flatten = false, layerwise = false, quiet = false;
 };
 
 void run(const FeaturesArgs& a) {
@@ -33,6 +33,7 @@ void run(const FeaturesArgs& a) {
   job.relu_dim = a.relu_dim;
   job.step_dim = a.step_dim;
   job.leverage = !a.plain;
+  job.shared_projection = !a.separate;
   job.seed = a.seed;
   if (!a.transform.empty())
     job.transform = a.transform == "hadamard" ? SketchTransform::hadamard : SketchTransform::fourier;
@@ -117,6 +118,9 @@ Subcommand add_features(CLI::App& app) {
   sub->add_option("--step-dim", a->step_dim, "NTKRF: order-0 (ReLU derivative) features per layer (default: --relu-dim)")
       ->type_name("M0");
   sub->add_flag("--plain-sampling", a->plain, "NTKRF: Gaussian order-1 features instead of leverage-score sampling");
+  sub->add_flag("--separate-projections", a->separate,
+                "NTKRF: draw the step features' projections apart from the ReLU features' (the paper's map; by default "
+                "they share them: one matrix product per layer instead of two, as accurate in our measurements)");
   sub->add_option("--transform", a->transform,
                   "Transform of the SRHTs: fourier (complex FFT, kissfft) or hadamard (real Walsh-Hadamard, faster); "
                   "default fourier, hadamard for cntk")

@@ -72,10 +72,15 @@ struct NtkRandomFeaturesParams {
   bool leverage = true;    // order-1 features by leverage-score sampling (lower variance)
   std::uint64_t seed = 0;
   SketchTransform transform = SketchTransform::fourier;  // of the TensorSRHTs
+  // The step features from the ReLU features' projections (ArcCosineFeatures::apply_pair; m0 = m1):
+  // one matrix product per layer instead of two (1.56x less time at m = 8192), correlating the two
+  // kinds; beyond the paper, and as accurate on Fashion-MNIST and in the tests (README, sketches).
+  bool shared_projection = true;
 };
 
 // NTKRF (the paper's Algorithm 2): z⁰ = ψ⁰ = x; per layer h, φ̇ = ArcCos₀(zʰ⁻¹) (m0), zʰ = ArcCos₁(zʰ⁻¹)
-// (m1), ψʰ = [zʰ, TensorSRHT(ψʰ⁻¹, φ̇)] (m1 + ms); features ψᴸ/√d. ⟨zʰ, z'ʰ⟩ ≈ Σʰ and ⟨ψʰ, ψ'ʰ⟩ ≈
+// (m1), ψʰ = [zʰ, TensorSRHT(ψʰ⁻¹, φ̇)] (m1 + ms); features ψᴸ/√d. By default φ̇ and zʰ share their
+// projections (shared_projection). ⟨zʰ, z'ʰ⟩ ≈ Σʰ and ⟨ψʰ, ψ'ʰ⟩ ≈
 // Σʰ + Θʰ⁻¹·Σ̇ʰ = Θʰ; exact in expectation at depth 1, consistent (bias O(1/m1)) deeper.
 class NtkRandomFeatures {
  public:
@@ -87,7 +92,8 @@ class NtkRandomFeatures {
 
  private:
   index_t d_, m1_, m0_, ms_;
-  std::vector<ArcCosineFeatures> step_, relu_;
+  bool shared_;
+  std::vector<ArcCosineFeatures> step_, relu_;  // step_ empty when shared
   std::vector<TensorSrht> mix_;
 };
 

@@ -22,6 +22,7 @@ struct FeaturesJob {
   index_t relu_dim = 0;        // NTKRF: order-1 features per layer (0: dim/2)
   index_t step_dim = 0;        // NTKRF: order-0 features per layer (0: relu_dim)
   bool leverage = true;        // NTKRF: leverage-score sampling of the order-1 features
+  bool shared_projection = true;   // NTKRF: step features from the ReLU features' projections
   std::uint64_t seed = 0;
   // nullopt: Fourier for ntk / ntkrf / gradient, Hadamard for cntk (as accurate there at large m and
   // about 3x faster; README, sketches).

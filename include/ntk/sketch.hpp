@@ -208,8 +208,14 @@ class ArcCosineFeatures {
   index_t output_dim() const { return m_; }
   int order() const { return order_; }
   void apply(const double* x, index_t n, double* out, bool check_finite = true) const;
+  // Order 1 only: the ReLU features into relu (n, m) and, from the same projections, step features into
+  // step (n, m): step_k = scale_k·1[w_k·x > 0] with the ReLU features' scale. Unbiased for κ0 as well:
+  // with leverage sampling that scale is √(2/m)·√(N/q)(w_k), the importance weight of order 0 too. One
+  // SGEMM for both kinds; the two are then correlated (the same w_k), not independent.
+  void apply_pair(const double* x, index_t n, double* relu, double* step) const;
 
  private:
+  void project(const double* x, index_t n, double* relu, double* step) const;
   index_t d_, m_;
   int order_;
   std::vector<float> w_;       // (m, d) row-major, drawn in float64 and rounded

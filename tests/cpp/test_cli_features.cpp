@@ -49,7 +49,7 @@ TEST_F(CliFeatures, GramApproximatesTheKernelOfTheSpecAndMatchesTheLibrary) {
   const Array<double> x = write_points("x.npy", n, d);
   ASSERT_EQ(run("kernel --net " + std::string(kSpec2) + " --x1 " + q(path("x.npy")) + " -o " + q(path("k.npy")) + " -q").status, 0);
   const Array<double> k = read_npy(path("k.npy")).as<double>();
-  for (const std::string sketch : {"ntk", "ntkrf", "ntk --layerwise", "ntkrf --relu-dim 1024 --step-dim 2048 --transform hadamard"}) {
+  for (const std::string sketch : {"ntk", "ntkrf", "ntk --layerwise", "ntkrf --relu-dim 1024 --step-dim 2048 --transform hadamard --separate-projections"}) {
     SCOPED_TRACE(sketch);
     const Result r = run("features --sketch " + sketch + " --depth 2 --dim " + std::to_string(m) + " --seed 3 --dtype float64 -x " +
                          q(path("x.npy")) + " -o " + q(path("f.npy")));
@@ -68,7 +68,7 @@ TEST_F(CliFeatures, GramApproximatesTheKernelOfTheSpecAndMatchesTheLibrary) {
     else if (sketch == "ntkrf")
       NtkRandomFeatures({d, m, 2, 0, 0, true, 3}).transform(x.data(), n, lib.data());
     else
-      NtkRandomFeatures({d, m, 2, 1024, 2048, true, 3, SketchTransform::hadamard}).transform(x.data(), n, lib.data());
+      NtkRandomFeatures({d, m, 2, 1024, 2048, true, 3, SketchTransform::hadamard, false}).transform(x.data(), n, lib.data());
     for (index_t i = 0; i < n * m; ++i) ASSERT_EQ(f[i], lib[size_t(i)]) << i;
   }
 }

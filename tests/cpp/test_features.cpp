@@ -242,11 +242,11 @@ TEST(Features, NtkSketchIsUnbiasedForItsPolynomial) {
 TEST(Features, NtkRandomFeaturesAreUnbiasedAtDepthOne) {
   const index_t n = 6, d = 4, m = 16;
   const Vec x = points(n, d, 8);
-  for (bool leverage : {false, true}) {
-    SCOPED_TRACE(leverage);
+  for (auto [leverage, shared] : {std::pair{false, false}, std::pair{true, false}, std::pair{false, true}, std::pair{true, true}}) {
+    SCOPED_TRACE(int(leverage) + 10 * int(shared));
     check_unbiased(
         [&](std::uint64_t seed) {
-          NtkRandomFeatures s({d, m, 1, 0, 0, leverage, seed});
+          NtkRandomFeatures s({d, m, 1, 0, 0, leverage, seed, SketchTransform::fourier, shared});
           Vec f(size_t(n * m));
           s.transform(x.data(), n, f.data());
           return gram(f, n, m);
@@ -269,15 +269,18 @@ TEST(Features, LargeFeatureMapsApproximateTheExactNtk) {
     for (SketchTransform t : {SketchTransform::fourier, SketchTransform::hadamard}) {
       NtkSketch({d, m, depth, 8, 0, 1, t}).transform(x.data(), n, f.data());
       const double e_sketch = rel_frobenius(gram(f, n, m), exact);
-      NtkRandomFeatures({d, m, depth, 0, 0, true, 1, t}).transform(x.data(), n, f.data());
+      NtkRandomFeatures({d, m, depth, 0, 0, true, 1, t, false}).transform(x.data(), n, f.data());
       const double e_rf = rel_frobenius(gram(f, n, m), exact);
+      NtkRandomFeatures({d, m, depth, 0, 0, true, 1, t, true}).transform(x.data(), n, f.data());
+      const double e_shared = rel_frobenius(gram(f, n, m), exact);
       std::cout << "[ info ] depth " << depth << ", m = " << m << ", transform " << int(t) << ": NTKSketch error "
-                << e_sketch << ", NTKRF error " << e_rf << "\n";
+                << e_sketch << ", NTKRF error " << e_rf << " (shared projections, the default: " << e_shared << ")\n";
       // The real Hadamard samples have more variance per output than the complex Fourier ones (a product
       // of two real samples has relative variance 8 against 3 for two complex ones at half the count).
       const double limit = t == SketchTransform::fourier ? 0.05 : 0.1;
       EXPECT_LT(e_sketch, limit);
       EXPECT_LT(e_rf, limit);
+      EXPECT_LT(e_shared, limit);
     }
   }
 }
@@ -420,6 +423,8 @@ TEST(Features, BadInputThrows) {
   EXPECT_THROW(NtkRandomFeatures({4, 16, 0, 0, 0, true, 0}), InvalidArgument);
   EXPECT_THROW(NtkRandomFeatures({4, 16, 1, 15, 0, true, 0}), InvalidArgument);  // leaves 1 for the tensor sketch
   EXPECT_THROW(NtkRandomFeatures({4, 2, 1, 0, 0, true, 0}), InvalidArgument);    // too small for both parts
+  EXPECT_THROW(NtkRandomFeatures({4, 16, 1, 4, 8, true, 0}), InvalidArgument);   // shared projections: m0 = m1
+  EXPECT_NO_THROW(NtkRandomFeatures({4, 16, 1, 4, 8, true, 0, SketchTransform::fourier, false}));
   const double nan = std::numeric_limits<double>::quiet_NaN();
   Vec x{1, 2, 3, 4, 5, 6, 7, nan}, out(32);
   EXPECT_THROW(NtkSketch({4, 16, 1, 4, 0, 0}).transform(x.data(), 2, out.data()), InvalidArgument);
