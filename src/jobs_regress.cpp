@@ -344,11 +344,17 @@ void check_exact_memory(const RegressJob& job, index_t n, index_t m) {
 }
 
 // Ridge on features: W = (FᵀF + λI)⁻¹ FᵀY, F read from its file in row batches.
-SolveOutcome solve_features(const RegressJob& job, const Array<double>& y, index_t n, index_t m) {
+// selection: with --ridge auto, its candidates in, the validation MSEs and the choice out.
+SolveOutcome solve_features(const RegressJob& job, const Array<double>& y, index_t n, index_t m, RidgeSelection* selection,
+                            index_t validation) {
   FeatureRidgeOptions opt;
   opt.ridge = job.ridge;
   opt.relative = !job.ridge_absolute;
   opt.threads = job.threads;
+  if (selection) {
+    opt.ridge_grid = selection->ridges;
+    opt.validation = validation;
+  }
   // Files are read in row batches through a memory map, for the fit and the predictions alike;
   // arrays in memory are converted once. The widths were checked against each other already.
   std::optional<Array<double>> f_train;
@@ -374,6 +380,10 @@ SolveOutcome solve_features(const RegressJob& job, const Array<double>& y, index
   s.lambda = fit.lambda;
   s.cholesky = fit.cholesky;
   s.warning = fit.warning;
+  if (selection) {
+    selection->validation_mse = fit.validation_mse;
+    selection->best_ridge = fit.chosen_ridge;
+  }
   return s;
 }
 
@@ -537,7 +547,7 @@ RegressResult run_regress(const RegressJob& job) {
   const bool iterative = job.f_train || job.centers > 0;
   const char* solver_name = job.f_train ? "ridge regression on features" : "Nyström";
   if (iterative && gp) throw InvalidArgument(std::string(solver_name) + " gives no posterior covariance; solve the kernel exactly");
-  if (iterative && job.ridge_auto)
+  if (job.centers > 0 && job.ridge_auto)
     throw InvalidArgument(std::string(solver_name) + " takes a fixed ridge; choose it with an exact solve on a subset");
   if (iterative && (job.times.size() != 1 || !std::isinf(job.times[0])))
     throw InvalidArgument(std::string(solver_name) + " gives the converged solution (t = inf) only; drop the finite times");
@@ -621,21 +631,27 @@ RegressResult run_regress(const RegressJob& job) {
     if (n < 2 || v >= n)
       throw InvalidArgument("choosing the ridge holds out " + std::to_string(v) + " of the " + std::to_string(n) +
                             " training examples; give a smaller validation split or a fixed ridge");
-    r.selection = select_ridge(*k_train, y, v, job.ridge_grid.empty() ? default_ridge_grid() : job.ridge_grid, job.threads);
+    const std::vector<double> grid = job.ridge_grid.empty() ? default_ridge_grid() : job.ridge_grid;
     r.validation = v;
-    reg.diag_reg = r.selection->best_ridge;
+    if (job.f_train) {  // chosen inside the features' solve, which sees FᵀF
+      r.selection = RidgeSelection{grid, {}, 0.0};
+    } else {
+      r.selection = select_ridge(*k_train, y, v, grid, job.threads);
+      reg.diag_reg = r.selection->best_ridge;
+    }
   }
-  r.ridge = reg.diag_reg;
-  r.ridge_absolute = reg.diag_reg_absolute_scale;
 
   SolveOutcome s;
   if (job.f_train) {
-    s = solve_features(job, y, n, m);
+    s = solve_features(job, y, n, m, r.selection ? &*r.selection : nullptr, r.validation);
+    if (r.selection) reg.diag_reg = r.selection->best_ridge;
   } else if (job.centers) {
     s = solve_nystrom(job, y, blocks);
   } else {
     s = solve_exact_kernel(job, *k_train, k_test ? &*k_test : nullptr, y, reg);
   }
+  r.ridge = reg.diag_reg;
+  r.ridge_absolute = reg.diag_reg_absolute_scale;
   r.centers = s.centers;
   r.iterations = s.iterations;
   r.kernel_cached = s.kernel_cached;

@@ -45,13 +45,23 @@ FeatureRidgeFit solve_features(index_t n, index_t m, const RowReader& read_rows,
   const index_t batch = std::clamp<index_t>(
       options.batch_rows > 0 ? options.batch_rows : index_t((std::uint64_t{64} << 20) / (8 * std::uint64_t(m))), 1, n);
 
-  Array<double> gram(Shape{m, m}), fty(Shape{m, o});
+  const bool select = !options.ridge_grid.empty();
+  const index_t v = select ? options.validation : 0, n_fit = n - v;
+  if (select) {
+    if (v < 1 || n_fit < 1)
+      throw InvalidArgument("the validation split must hold between 1 and N - 1 examples, got " + std::to_string(v) + " of " +
+                            std::to_string(n));
+    for (double r : options.ridge_grid)
+      if (!(r >= 0) || !std::isfinite(r)) throw InvalidArgument("candidate ridges must be finite and >= 0");
+  }
+
+  // FᵀF and FᵀY of rows [lo, hi) added into gram (upper triangle) and fty; keep: the rows themselves.
   std::vector<double> f(size_t(batch * m));
-  {
+  auto accumulate = [&](index_t lo, index_t hi, Array<double>& gram, Array<double>& fty, std::vector<double>* keep) {
     // SYRK has no split over ntkit's threads (detail::gemm's): it runs on OpenBLAS's, as LAPACK does.
     detail::LapackThreads blas_threads;
-    for (index_t begin = 0; begin < n; begin += batch) {
-      const index_t rows = std::min(batch, n - begin);
+    for (index_t begin = lo; begin < hi; begin += batch) {
+      const index_t rows = std::min(batch, hi - begin);
       read_rows(begin, rows, f.data());
       if (const index_t bad = first_non_finite(f.data(), rows * m); bad >= 0)
         throw InvalidArgument(what + " has a non-finite value (NaN or Inf) in row " + std::to_string(begin + bad / m) +
@@ -59,16 +69,61 @@ FeatureRidgeFit solve_features(index_t n, index_t m, const RowReader& read_rows,
       cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, blasint(m), blasint(rows), 1.0, f.data(), blasint(m), 1.0,
                   gram.data(), blasint(m));
       detail::gemm_serial(true, false, m, o, rows, 1.0, f.data(), m, y.data() + begin * o, o, 1.0, fty.data(), o);
+      if (keep) keep->insert(keep->end(), f.begin(), f.begin() + rows * m);
     }
-  }
-  double trace = 0;
-  for (index_t i = 0; i < m; ++i) {
-    trace += gram[i * m + i];
-    for (index_t j = 0; j < i; ++j) gram[i * m + j] = gram[j * m + i];
+  };
+  auto symmetrize = [m](Array<double>& g) {
+    double trace = 0;
+    for (index_t i = 0; i < m; ++i) {
+      trace += g[i * m + i];
+      for (index_t j = 0; j < i; ++j) g[i * m + j] = g[j * m + i];
+    }
+    return trace;
+  };
+  Array<double> gram(Shape{m, m}), fty(Shape{m, o});
+  accumulate(0, n_fit, gram, fty, nullptr);
+  double trace = symmetrize(gram);
+  FeatureRidgeFit fit;
+  double chosen = options.ridge;
+  if (select) {
+    // The last v rows validate: with FᵀF = V Λ Vᵀ over the fit rows, the validation predictions at λ
+    // are P diag(1/(Λ + λ)) Q, P = F_v V and Q = Vᵀ FᵀY, formed once (select_ridge's scheme on K = FFᵀ).
+    Array<double> gram_v(Shape{m, m}), fty_v(Shape{m, o});
+    std::vector<double> f_val;
+    f_val.reserve(size_t(v * m));
+    accumulate(n_fit, n, gram_v, fty_v, &f_val);
+    std::vector<double> a(gram.data(), gram.data() + m * m), w;
+    detail::eigh(a, m, w);  // rows of a: eigenvectors
+    const double tol = detail::eigen_tolerance(w, m), mean_norm = trace / double(n_fit);
+    std::vector<double> p(size_t(v * m)), q(size_t(m * o)), gq(q.size()), pred(size_t(v * o));
+    detail::gemm(false, true, v, m, m, 1.0, f_val.data(), m, a.data(), m, 0.0, p.data(), m);
+    detail::gemm(false, false, m, o, m, 1.0, a.data(), m, fty.data(), o, 0.0, q.data(), o);
+    for (double r : options.ridge_grid) {
+      const double lambda = options.relative ? r * mean_norm : r;
+      for (index_t j = 0; j < m; ++j) {
+        const double e = w[size_t(j)] + lambda, g = e > tol ? 1.0 / e : 0.0;
+        for (index_t c = 0; c < o; ++c) gq[size_t(j * o + c)] = g * q[size_t(j * o + c)];
+      }
+      detail::gemm(false, false, v, o, m, 1.0, p.data(), m, gq.data(), o, 0.0, pred.data(), o);
+      double mse = 0;
+      for (index_t i = 0; i < v; ++i)
+        for (index_t c = 0; c < o; ++c) {
+          const double d = pred[size_t(i * o + c)] - y[(n_fit + i) * o + c];
+          mse += d * d / double(v * o);
+        }
+      fit.validation_mse.push_back(mse);
+    }
+    chosen = options.ridge_grid[size_t(std::min_element(fit.validation_mse.begin(), fit.validation_mse.end()) -
+                                       fit.validation_mse.begin())];
+    fit.chosen_ridge = chosen;
+    // The refit on all rows: the validation rows' FᵀF and FᵀY join the fit rows'.
+    const double trace_v = symmetrize(gram_v);
+    for (index_t e = 0; e < m * m; ++e) gram[e] += gram_v[e];
+    for (index_t e = 0; e < m * o; ++e) fty[e] += fty_v[e];
+    trace += trace_v;
   }
   // mean(diag F Fᵀ) = mean ‖f_i‖² = trace(FᵀF) / n: kernel_ridge's relative ridge on K = F Fᵀ.
-  FeatureRidgeFit fit;
-  fit.lambda = options.relative ? options.ridge * trace / double(n) : options.ridge;
+  fit.lambda = options.relative ? chosen * trace / double(n) : chosen;
   RidgeOptions ridge;
   ridge.ridge = fit.lambda;
   ridge.relative = false;

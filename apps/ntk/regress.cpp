@@ -226,7 +226,7 @@ Subcommand add_regress(CLI::App& app) {
       "mean.\n\n"
       "Beyond memory: --f-train F.npy / --f-test FT.npy are feature matrices (N, m) / (M, m) (e.g. 'ntk features'): "
       "ridge regression on features through F^T F (m x m, accumulated over row batches of the memory-mapped file), "
-      "never the N x N kernel, with the ridge relative to mean ||f_i||^2. --centers M solves the kernel by Nystrom "
+      "never the N x N kernel, with the ridge relative to mean ||f_i||^2 (--ridge auto chooses it as for kernels). --centers M solves the kernel by Nystrom "
       "kernel ridge on M centers drawn uniformly (--center-seed), (K_nM^T K_nM + lambda K_MM) a = K_nM^T Y, by "
       "Falkon's preconditioned conjugate gradient: the kernel files are memory-mapped and only their centers' columns "
       "read. --net SPEC --x-train X [--x-test XT] computes the kernel from the network instead of files, block by "

@@ -135,6 +135,11 @@ struct FeatureRidgeOptions {
   bool relative = true;
   index_t batch_rows = 0;  // rows of F per accumulation step; 0: batches of about 64 MiB
   int threads = 0;         // threads for this call; 0 = num_threads()
+  // Non-empty: choose the relative ridge among these instead (`ridge` unused), as select_ridge does
+  // for kernels: fit on all rows but the last `validation`, keep the candidate with the least
+  // validation MSE (one eigendecomposition of the fit rows' FᵀF prices them all), refit on all rows.
+  std::vector<double> ridge_grid;
+  index_t validation = 0;
 };
 
 struct FeatureRidgeFit {
@@ -143,6 +148,8 @@ struct FeatureRidgeFit {
   bool cholesky = true;            // false: FᵀF + λI was not numerically positive definite
   index_t dropped_directions = 0;  // of the eigendecomposition fallback
   std::string warning;             // non-empty when the fallback ran
+  std::vector<double> validation_mse;  // with ridge_grid: per candidate
+  double chosen_ridge = 0.0;           // with ridge_grid: the relative ridge chosen
 };
 
 // features (n, m) in memory, y (n, O) or (n,). InvalidArgument on shapes that do not match,

@@ -297,13 +297,17 @@ TEST_F(CliRegress, SolverChoicesThatDoNotFitAreRefused) {
   // Two sources at once; inputs without a network.
   expect_failure(base() + " --f-train " + q(path("F.npy")) + y + o_flag, 2, out);
   expect_failure(base() + " --x-train " + q(path("F.npy")) + y + o_flag, 2, out);
-  // Nyström and features give the converged solution at a fixed ridge only.
+  // Nyström gives the converged solution at a fixed ridge only; features the converged solution, with
+  // a fixed ridge or one chosen on the last training rows (--ridge auto, as for kernels).
   for (const char* flag : {" --centers 3 --time 1", " --centers 3 --ridge auto"}) {
     r = expect_failure(base() + y + flag + o_flag, 1, out);
     EXPECT_NE(r.err.find("Nyström"), std::string::npos) << r.err;
   }
-  r = expect_failure("regress --f-train " + q(path("F.npy")) + y + " --ridge auto --train-predictions " + q(out), 1, out);
+  r = expect_failure("regress --f-train " + q(path("F.npy")) + y + " --ridge auto --time 1 --train-predictions " + q(out), 1, out);
   EXPECT_NE(r.err.find("features"), std::string::npos) << r.err;
+  const Result chosen = run("regress --f-train " + q(path("F.npy")) + y + " --ridge auto --json");
+  ASSERT_EQ(chosen.status, 0) << chosen.err;
+  EXPECT_NE(chosen.out.find("\"ridge_selection\""), std::string::npos) << chosen.out;
   // An exact solve beyond the budget names Nyström's knob.
   r = expect_failure(base() + y + " --max-memory 1000" + o_flag, 1, out);
   EXPECT_NE(r.err.find("--centers"), std::string::npos) << r.err;

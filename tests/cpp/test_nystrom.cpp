@@ -575,6 +575,35 @@ TEST(FeatureRidge, PredictsWhatKernelRidgeOnInnerProductsDoes) {
   }
 }
 
+TEST(FeatureRidge, AutomaticRidgeChoosesAsSelectRidgeOnTheInnerProducts) {
+  // The features' choice (one eigendecomposition of the fit rows' FᵀF, m x m) against select_ridge on
+  // K = FFᵀ (one of the fit rows' N x N kernel block): the same validation MSEs, the same choice, and
+  // the refit equals a fixed-ridge fit on all rows at the chosen ridge. Batches of 7 rows straddle the
+  // boundary between the fit and the validation rows.
+  const std::vector<double> grid = {0.0, 1e-6, 1e-4, 1e-2, 1e-1, 1.0, 10.0};
+  for (const index_t m : {12, 40}) {  // fewer and more features than fit rows
+    const index_t n = 33, o = 2, v = 5;
+    Array<double> f(Shape{n, m}, test::random_vector<double>(n * m, 95 + std::uint64_t(m)));
+    const Array<double> y = targets(n, o, 96);
+    const Array<double> k(Shape{n, n}, naive_abt(f, f));
+    const RidgeSelection expect = select_ridge(k, y, v, grid);
+    FeatureRidgeOptions opt;
+    opt.ridge_grid = grid;
+    opt.validation = v;
+    opt.batch_rows = 7;
+    const FeatureRidgeFit fit = feature_ridge(f, y, opt);
+    ASSERT_EQ(fit.validation_mse.size(), grid.size());
+    for (size_t i = 0; i < grid.size(); ++i)
+      EXPECT_NEAR(fit.validation_mse[i], expect.validation_mse[i], 1e-8 * expect.validation_mse[i]) << m << " " << grid[i];
+    EXPECT_EQ(fit.chosen_ridge, expect.best_ridge);
+    FeatureRidgeOptions fixed;
+    fixed.ridge = fit.chosen_ridge;
+    EXPECT_LT(rel(fit.weights.vector(), feature_ridge(f, y, fixed).weights.vector()), 1e-10);
+    opt.validation = n;
+    EXPECT_THROW(feature_ridge(f, y, opt), InvalidArgument);  // nothing left to fit
+  }
+}
+
 using FeatureRidgeFile = test::FileTest;
 
 TEST_F(FeatureRidgeFile, BatchesFloat32AndMappedFilesGiveTheSameWeights) {
