@@ -8,6 +8,7 @@ against its exact pNTK from `ntk entk --mode pntk`, on the same images as 28 x 2
 
     /usr/bin/python3 bench/sketch_error.py [--ntk build/ntk] [--n 1000] [--depth 2]
                                            [--dims 1024,4096,16384] [--seeds 0] [--threads 2]
+                                           [--skip-dense] [--skip-gradient] [--cntk-n 100] [--cntk-exact K.npy]
 """
 import argparse
 import gzip
@@ -46,6 +47,9 @@ def main():
     p.add_argument("--skip-dense", action="store_true")
     p.add_argument("--skip-gradient", action="store_true")
     p.add_argument("--cntk-n", type=int, default=100, help="images for the CNTKSketch table (0: skip)")
+    p.add_argument("--cntk-exact", type=Path,
+                   help="the exact CNTK-GAP of the first --cntk-n images (.npy), e.g. k_train.npy of "
+                        "bench/cntk_end_to_end.py (1000 images take about an hour on 2 cores), instead of computing it")
     a = p.parse_args()
     dims = [int(v) for v in a.dims.split(",")]
     seeds = [int(v) for v in a.seeds.split(",")]
@@ -74,12 +78,19 @@ def main():
             conv = "Conv(8, 3, padding=SAME, W_std=1.4142135623730951, b_std=none), Relu"
             cspec = ", ".join([conv] * 3 + ["GlobalAvgPool, Dense(1, W_std=1, b_std=none)"])
             np.save(tmp / "cimg.npy", x[: a.cntk_n].reshape(-1, 28, 28, 1))
-            t0 = time.perf_counter()
-            subprocess.run([a.ntk, "kernel", "--net", cspec, "--x1", str(tmp / "cimg.npy"), "-o", str(tmp / "ck.npy"),
-                            "-q", *threads], check=True)
-            print(f"\nexact CNTK-GAP of {a.cntk_n} images: ntk kernel --net '{cspec}' ({time.perf_counter() - t0:.1f} s)")
+            if a.cntk_exact:
+                ck = np.load(a.cntk_exact).astype(np.float64)
+                if ck.shape != (a.cntk_n, a.cntk_n):
+                    raise SystemExit(f"error: --cntk-exact is {ck.shape}, not ({a.cntk_n}, {a.cntk_n})")
+                print(f"\nexact CNTK-GAP of {a.cntk_n} images from {a.cntk_exact} (ntk kernel --net '{cspec}')")
+            else:
+                t0 = time.perf_counter()
+                subprocess.run([a.ntk, "kernel", "--net", cspec, "--x1", str(tmp / "cimg.npy"), "-o", str(tmp / "ck.npy"),
+                                "-q", *threads], check=True)
+                print(f"\nexact CNTK-GAP of {a.cntk_n} images: ntk kernel --net '{cspec}' ({time.perf_counter() - t0:.1f} s)")
+                ck = np.load(tmp / "ck.npy")
             error_rows("cntk", features("cimg.npy", "cf.npy", "--sketch", "cntk", "--depth", "3"),
-                       np.load(tmp / "ck.npy"), tmp / "cf.npy", a.cntk_n, dims, seeds)
+                       ck, tmp / "cf.npy", a.cntk_n, dims, seeds)
         if a.skip_gradient:
             return
         cnn = ("Conv(64, 3, padding=SAME, b_std=0), Relu, Conv(64, 3, padding=SAME, b_std=0), Relu, "
