@@ -41,6 +41,14 @@ std::string short_number(double v);
 // Eigenvalues at or below this are treated as zero: the rounding level of the largest.
 double eigen_tolerance(const std::vector<double>& w, index_t n);
 
+// The validation MSE (mean over rows and outputs) of ridge regression at each λ = r·scale, r in
+// `ridges`, from one eigendecomposition (eigenvalues w of a dim × dim training matrix): the validation
+// predictions are P diag(1/(w + λ)) Q, P (v × dim) and Q (dim × o) formed by the caller; eigenvalues at
+// or below eigen_tolerance are dropped. y_val (v × o). select_ridge's scheme, shared with the features'.
+std::vector<double> validation_mses(const std::vector<double>& w, const std::vector<double>& p, const std::vector<double>& q,
+                                    index_t v, index_t dim, index_t o, const double* y_val, const std::vector<double>& ridges,
+                                    double scale);
+
 // x (n × o) = V diag(g) Vᵀ y, V's eigenvectors the rows of `vecs` (row-major n × n).
 void apply_spectral(const std::vector<double>& vecs, const std::vector<double>& g, index_t n, const double* y,
                     index_t o, double* x);

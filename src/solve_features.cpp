@@ -94,25 +94,11 @@ FeatureRidgeFit solve_features(index_t n, index_t m, const RowReader& read_rows,
     accumulate(n_fit, n, gram_v, fty_v, &f_val);
     std::vector<double> a(gram.data(), gram.data() + m * m), w;
     detail::eigh(a, m, w);  // rows of a: eigenvectors
-    const double tol = detail::eigen_tolerance(w, m), mean_norm = trace / double(n_fit);
-    std::vector<double> p(size_t(v * m)), q(size_t(m * o)), gq(q.size()), pred(size_t(v * o));
+    std::vector<double> p(size_t(v * m)), q(size_t(m * o));
     detail::gemm(false, true, v, m, m, 1.0, f_val.data(), m, a.data(), m, 0.0, p.data(), m);
     detail::gemm(false, false, m, o, m, 1.0, a.data(), m, fty.data(), o, 0.0, q.data(), o);
-    for (double r : options.ridge_grid) {
-      const double lambda = options.relative ? r * mean_norm : r;
-      for (index_t j = 0; j < m; ++j) {
-        const double e = w[size_t(j)] + lambda, g = e > tol ? 1.0 / e : 0.0;
-        for (index_t c = 0; c < o; ++c) gq[size_t(j * o + c)] = g * q[size_t(j * o + c)];
-      }
-      detail::gemm(false, false, v, o, m, 1.0, p.data(), m, gq.data(), o, 0.0, pred.data(), o);
-      double mse = 0;
-      for (index_t i = 0; i < v; ++i)
-        for (index_t c = 0; c < o; ++c) {
-          const double d = pred[size_t(i * o + c)] - y[(n_fit + i) * o + c];
-          mse += d * d / double(v * o);
-        }
-      fit.validation_mse.push_back(mse);
-    }
+    fit.validation_mse = detail::validation_mses(w, p, q, v, m, o, y.data() + n_fit * o, options.ridge_grid,
+                                                 options.relative ? trace / double(n_fit) : 1.0);
     chosen = options.ridge_grid[size_t(std::min_element(fit.validation_mse.begin(), fit.validation_mse.end()) -
                                        fit.validation_mse.begin())];
     fit.chosen_ridge = chosen;

@@ -178,6 +178,33 @@ Array<double> kernel_ridge_predict(const Array<T>& k_test, const Array<double>& 
   return out;
 }
 
+namespace detail {
+
+std::vector<double> validation_mses(const std::vector<double>& w, const std::vector<double>& p, const std::vector<double>& q,
+                                    index_t v, index_t dim, index_t o, const double* y_val, const std::vector<double>& ridges,
+                                    double scale) {
+  const double tol = eigen_tolerance(w, dim);
+  std::vector<double> gq(q.size()), pred(size_t(v * o)), out;
+  for (double r : ridges) {
+    const double lambda = r * scale;
+    for (index_t j = 0; j < dim; ++j) {
+      const double e = w[size_t(j)] + lambda, g = e > tol ? 1.0 / e : 0.0;
+      for (index_t c = 0; c < o; ++c) gq[size_t(j * o + c)] = g * q[size_t(j * o + c)];
+    }
+    gemm(false, false, v, o, dim, 1.0, p.data(), dim, gq.data(), o, 0.0, pred.data(), o);
+    double mse = 0;
+    for (index_t i = 0; i < v; ++i)
+      for (index_t c = 0; c < o; ++c) {
+        const double d = pred[size_t(i * o + c)] - y_val[i * o + c];
+        mse += d * d / double(v * o);
+      }
+    out.push_back(mse);
+  }
+  return out;
+}
+
+}  // namespace detail
+
 template <class T>
 RidgeSelection select_ridge(const Array<T>& k, const Array<double>& y, index_t validation,
                             const std::vector<double>& ridges, int threads) {
@@ -198,7 +225,6 @@ RidgeSelection select_ridge(const Array<T>& k, const Array<double>& y, index_t v
   }
   std::vector<double> w;
   detail::eigh(a, nt, w);  // rows of a: eigenvectors of the training block
-  const double tol = detail::eigen_tolerance(w, nt);
   // P = K_vt V (validation × nt) and Q = Vᵀ Y_t (nt × o), once; each candidate is P diag(g) Q.
   std::vector<double> kvt(size_t(validation * nt)), q(size_t(nt * o));
   for (index_t i = 0; i < validation; ++i)
@@ -207,22 +233,7 @@ RidgeSelection select_ridge(const Array<T>& k, const Array<double>& y, index_t v
   detail::gemm(false, false, nt, o, nt, 1.0, a.data(), nt, y.data(), o, 0.0, q.data(), o);
   RidgeSelection s;
   s.ridges = ridges;
-  std::vector<double> gq(q.size()), pred(size_t(validation * o));
-  for (double r : ridges) {
-    const double lambda = r * mean_diag;
-    for (index_t j = 0; j < nt; ++j) {
-      const double e = w[size_t(j)] + lambda, g = e > tol ? 1.0 / e : 0.0;
-      for (index_t c = 0; c < o; ++c) gq[size_t(j * o + c)] = g * q[size_t(j * o + c)];
-    }
-    detail::gemm(false, false, validation, o, nt, 1.0, p.data(), nt, gq.data(), o, 0.0, pred.data(), o);
-    double mse = 0;
-    for (index_t i = 0; i < validation; ++i)
-      for (index_t c = 0; c < o; ++c) {
-        const double d = pred[size_t(i * o + c)] - y[(nt + i) * o + c];
-        mse += d * d / double(validation * o);
-      }
-    s.validation_mse.push_back(mse);
-  }
+  s.validation_mse = detail::validation_mses(w, p, q, validation, nt, o, y.data() + nt * o, ridges, mean_diag);
   s.best_ridge = ridges[size_t(std::min_element(s.validation_mse.begin(), s.validation_mse.end()) - s.validation_mse.begin())];
   return s;
 }
