@@ -59,8 +59,10 @@ AnyMap make_map(const FeaturesJob& job, const Shape& example, const std::string&
     m.sketch = std::make_unique<NtkSketch>(p);
     m.name = "NTKSketch";
   } else if (job.sketch == "ntkrf") {
-    const NtkRandomFeaturesParams p{d,        job.dim,  job.depth,       job.relu_dim,         job.step_dim,
-                                    job.leverage, job.seed, dense_transform, job.shared_projection};
+    const NtkRandomFeaturesParams p{d,           job.dim,  job.depth,
+                                    job.relu_dim, job.step_dim, job.leverage,
+                                    job.seed,     job.transform.value_or(SketchTransform::hadamard),
+                                    job.shared_projection};
     budget(NtkRandomFeatures::memory_bytes(p, threads), 1);
     m.rf = std::make_unique<NtkRandomFeatures>(p);
     m.name = "NTKRF";

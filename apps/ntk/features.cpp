@@ -123,7 +123,7 @@ Subcommand add_features(CLI::App& app) {
                 "they share them: one matrix product per layer instead of two, as accurate in our measurements)");
   sub->add_option("--transform", a->transform,
                   "Transform of the SRHTs: fourier (complex FFT, kissfft) or hadamard (real Walsh-Hadamard, faster); "
-                  "default fourier, hadamard for cntk")
+                  "default fourier for ntk, hadamard for ntkrf and cntk (measured faster there; README)")
       ->check(CLI::IsMember({"fourier", "hadamard"}).description(""))
       ->type_name("fourier|hadamard");
   sub->add_option("--seed", a->seed, "Seed of the random map")->type_name("S")->capture_default_str();
