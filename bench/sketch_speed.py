@@ -63,7 +63,8 @@ def pow2(n):
 
 
 def transform_flops(sketch, m, transform, d=784, depth=2):
-    """Nominal FLOPs per image of NTKSketch (degree 8, PolySketch width m/4) or NTKRF (m1 = m0 = m/2)."""
+    """Nominal FLOPs per image of NTKSketch (degree 8, PolySketch width m/4) or NTKRF (m1 = m0 = m/2, the step
+    features from the ReLU features' projections: one product per layer)."""
     fourier = transform == "fourier"
     tr = (lambda n: 2.5 * fft_length(n) * math.log2(fft_length(n))) if fourier else \
          (lambda n: pow2(n) * math.log2(pow2(n)))
@@ -80,7 +81,7 @@ def transform_flops(sketch, m, transform, d=784, depth=2):
         m1 = m0 = m // 2
         flops, z_dim, psi_dim = 0.0, d, d
         for _ in range(depth):
-            flops += 2 * z_dim * (m0 + m1) + tr(psi_dim) + tr(m0)
+            flops += 2 * z_dim * m1 + tr(psi_dim) + tr(m0)
             z_dim, psi_dim = m1, m
         return flops
     return None
