@@ -186,6 +186,30 @@ void signed_fwht(const double* x, const std::vector<double>& sign, std::vector<f
   fwht(buf.data(), static_cast<index_t>(buf.size()));
 }
 
+// The SRHTs' one sampled transform: x ∘ sign, zero-padded, transformed and read at `pick`, unscaled,
+// into out: hadamard (fft null), one real value per pick from the Walsh-Hadamard transform of length
+// `hadamard_length`; fourier, (re, im) per pick of the DFT. Srht and TensorSrht both go through it.
+void sampled_transform(const detail::Fft* fft, index_t hadamard_length, const std::vector<double>& sign,
+                       const std::vector<index_t>& pick, const double* x, double* out, TensorSrht::Buffers& b) {
+  const auto count = static_cast<index_t>(pick.size());
+  if (!fft) {
+    b.real.resize(static_cast<size_t>(hadamard_length));
+    signed_fwht(x, sign, b.real);
+    for (index_t k = 0; k < count; ++k) out[k] = double(b.real[size_t(pick[size_t(k)])]);
+    return;
+  }
+  b.buf.resize(static_cast<size_t>(2 * fft->length));
+  b.spectrum.resize(static_cast<size_t>(2 * fft->length));
+  auto* buf = reinterpret_cast<cplx*>(b.buf.data());
+  auto* f = reinterpret_cast<cplx*>(b.spectrum.data());
+  signed_fft(*fft, x, sign, buf, f);
+  for (index_t k = 0; k < count; ++k) {
+    const cplx z = dft_at(*fft, f, pick[size_t(k)]);
+    out[2 * k] = z.real();
+    out[2 * k + 1] = z.imag();
+  }
+}
+
 }  // namespace
 
 // ---- Srht ----
@@ -208,31 +232,22 @@ void Srht::apply(const double* x, index_t n, double* out, bool check_finite) con
   check_batch("SRHT", n);
   if (check_finite)
     for (index_t i = 0; i < n; ++i) check_row("SRHT", x + i * d_, d_, i);
-  if (hadamard_) {
-    const double scale = 1.0 / std::sqrt(double(m_));
-    parallel_for(n, [&](std::int64_t begin, std::int64_t end) {
-      std::vector<float> buf(static_cast<size_t>(length_));
-      for (index_t i = begin; i < end; ++i) {
-        const double* xi = x + i * d_;
-        signed_fwht(xi, sign_, buf);
-        double* o = out + i * m_;
-        for (index_t k = 0; k < m_; ++k) o[k] = scale * double(buf[size_t(pick_[size_t(k)])]);
-      }
-    });
-    return;
-  }
-  const index_t s = m_ / 2;
+  // hadamard: m real samples, out = sample/√m; fourier: m/2 complex samples, out = [Re, Im]/√(m/2).
+  const index_t s = hadamard_ ? m_ : m_ / 2;
   const double scale = 1.0 / std::sqrt(double(s));
   parallel_for(n, [&](std::int64_t begin, std::int64_t end) {
-    std::vector<cplx> buf(static_cast<size_t>(fft_->length)), f(static_cast<size_t>(fft_->length));
+    TensorSrht::Buffers buffers;
+    std::vector<double> z(static_cast<size_t>(m_));
     for (index_t i = begin; i < end; ++i) {
-      const double* xi = x + i * d_;
-      signed_fft(*fft_, xi, sign_, buf.data(), f.data());
+      sampled_transform(fft_.get(), length_, sign_, pick_, x + i * d_, z.data(), buffers);
       double* o = out + i * m_;
+      if (hadamard_) {
+        for (index_t k = 0; k < m_; ++k) o[k] = scale * z[size_t(k)];
+        continue;
+      }
       for (index_t k = 0; k < s; ++k) {
-        const cplx z = dft_at(*fft_, f.data(), pick_[size_t(k)]);
-        o[k] = scale * z.real();
-        o[s + k] = scale * z.imag();
+        o[k] = scale * z[size_t(2 * k)];
+        o[s + k] = scale * z[size_t(2 * k + 1)];
       }
     }
   });
@@ -261,25 +276,10 @@ TensorSrht::TensorSrht(const TensorSketchParams& p)
 }
 
 void TensorSrht::sample(int side, const double* v, double* out, Buffers& b) const {
-  const std::vector<double>& sign = side == 1 ? sign1_ : sign2_;
-  const std::vector<index_t>& pick = side == 1 ? pick1_ : pick2_;
-  if (hadamard_) {
-    b.real.resize(static_cast<size_t>(side == 1 ? length1_ : length2_));
-    signed_fwht(v, sign, b.real);
-    for (index_t k = 0; k < m_; ++k) out[k] = double(b.real[size_t(pick[size_t(k)])]);
-    return;
-  }
-  const detail::Fft& fft = side == 1 ? *fft1_ : *fft2_;
-  b.buf.resize(static_cast<size_t>(2 * fft.length));
-  b.spectrum.resize(static_cast<size_t>(2 * fft.length));
-  auto* buf = reinterpret_cast<cplx*>(b.buf.data());
-  auto* f = reinterpret_cast<cplx*>(b.spectrum.data());
-  signed_fft(fft, v, sign, buf, f);
-  for (index_t k = 0; k < m_ / 2; ++k) {
-    const cplx z = dft_at(fft, f, pick[size_t(k)]);
-    out[2 * k] = z.real();
-    out[2 * k + 1] = z.imag();
-  }
+  if (side == 1)
+    sampled_transform(fft1_.get(), length1_, sign1_, pick1_, v, out, b);
+  else
+    sampled_transform(fft2_.get(), length2_, sign2_, pick2_, v, out, b);
 }
 
 void TensorSrht::combine(const double* a, const double* b, double* out) const {
