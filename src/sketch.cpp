@@ -17,6 +17,7 @@
 #include <string>
 
 #include "blas.hpp"
+#include "sketch_detail.hpp"
 #include "ntk/error.hpp"
 #include "ntk/parallel.hpp"
 #include "ntk/rng.hpp"
@@ -95,12 +96,6 @@ void check_dims(const char* what, index_t d, index_t m, bool even) {
 
 void check_batch(const char* what, index_t n) {
   if (n < 0) throw InvalidArgument(std::string(what) + ": negative row count " + std::to_string(n));
-}
-
-void check_row(const char* what, const double* x, index_t d, index_t row) {
-  if (const index_t j = first_non_finite(x, d); j >= 0)
-    throw InvalidArgument(std::string(what) + ": row " + std::to_string(row) + " has a NaN or infinite entry (column " +
-                          std::to_string(j) + ")");
 }
 
 // The DFT of x ∘ sign, x zero-padded to the FFT length L, in the layout dft_at reads: by the real
@@ -231,7 +226,7 @@ Srht::Srht(const SketchParams& p)
 void Srht::apply(const double* x, index_t n, double* out, bool check_finite) const {
   check_batch("SRHT", n);
   if (check_finite)
-    for (index_t i = 0; i < n; ++i) check_row("SRHT", x + i * d_, d_, i);
+    for (index_t i = 0; i < n; ++i) detail::check_finite_row("SRHT", x + i * d_, d_, i);
   // hadamard: m real samples, out = sample/√m; fourier: m/2 complex samples, out = [Re, Im]/√(m/2).
   const index_t s = hadamard_ ? m_ : m_ / 2;
   const double scale = 1.0 / std::sqrt(double(s));
@@ -301,8 +296,8 @@ void TensorSrht::apply(const double* x, const double* y, index_t n, double* out,
   check_batch("TensorSRHT", n);
   if (check_finite)
     for (index_t i = 0; i < n; ++i) {
-      check_row("TensorSRHT (first input)", x + i * d1_, d1_, i);
-      check_row("TensorSRHT (second input)", y + i * d2_, d2_, i);
+      detail::check_finite_row("TensorSRHT (first input)", x + i * d1_, d1_, i);
+      detail::check_finite_row("TensorSRHT (second input)", y + i * d2_, d2_, i);
     }
   parallel_for(n, [&](std::int64_t begin, std::int64_t end) {
     Buffers buffers;
@@ -451,7 +446,7 @@ void PolySketch::apply(const double* x, index_t n, double* out) const {
   parallel_for(n, [&](std::int64_t begin, std::int64_t end) {
     Scratch sc;  // reused by the rows of this chunk
     for (index_t i = begin; i < end; ++i) {
-      check_row("PolySketch", x + i * d_, d_, i);
+      detail::check_finite_row("PolySketch", x + i * d_, d_, i);
       row_degrees(x + i * d_, q_, q_, out + i * m_, sc);
     }
   });
@@ -462,7 +457,7 @@ void PolySketch::apply_degrees(const double* x, index_t n, double* out, bool che
   parallel_for(n, [&](std::int64_t begin, std::int64_t end) {
     Scratch sc;  // reused by the rows of this chunk
     for (index_t i = begin; i < end; ++i) {
-      if (check_finite) check_row("PolySketch", x + i * d_, d_, i);
+      if (check_finite) detail::check_finite_row("PolySketch", x + i * d_, d_, i);
       row_degrees(x + i * d_, 0, q_, out + i * (q_ + 1) * m_, sc);
     }
   });
@@ -502,7 +497,7 @@ void CountSketch::apply(const double* x, index_t n, double* out) const {
   check_batch("CountSketch", n);
   parallel_for(n, [&](std::int64_t begin, std::int64_t end) {
     for (index_t i = begin; i < end; ++i) {
-      check_row("CountSketch", x + i * d_, d_, i);
+      detail::check_finite_row("CountSketch", x + i * d_, d_, i);
       apply_row(x + i * d_, out + i * m_);
     }
   });
@@ -532,8 +527,8 @@ void TensorSketch::apply(const double* x, const double* y, index_t n, double* ou
     std::vector<double> a(static_cast<size_t>(m_)), b(static_cast<size_t>(m_));
     std::vector<cplx> buf(static_cast<size_t>(len)), fa(static_cast<size_t>(len)), fb(static_cast<size_t>(len));
     for (index_t i = begin; i < end; ++i) {
-      check_row("TensorSketch (first input)", x + i * d1, d1, i);
-      check_row("TensorSketch (second input)", y + i * d2, d2, i);
+      detail::check_finite_row("TensorSketch (first input)", x + i * d1, d1, i);
+      detail::check_finite_row("TensorSketch (second input)", y + i * d2, d2, i);
       cs1_.apply_row(x + i * d1, a.data());
       cs2_.apply_row(y + i * d2, b.data());
       for (index_t k = 0; k < len; ++k) buf[size_t(k)] = k < m_ ? cplx(a[size_t(k)], 0.0) : cplx(0.0);
@@ -592,7 +587,7 @@ ArcCosineFeatures::ArcCosineFeatures(const ArcCosineParams& p) : d_(p.input_dim)
 void ArcCosineFeatures::apply(const double* x, index_t n, double* out, bool check_finite) const {
   check_batch("arc-cosine features", n);
   if (check_finite)
-    for (index_t i = 0; i < n; ++i) check_row("arc-cosine features", x + i * d_, d_, i);
+    for (index_t i = 0; i < n; ++i) detail::check_finite_row("arc-cosine features", x + i * d_, d_, i);
   if (order_ == 0)
     project(x, n, nullptr, out);
   else

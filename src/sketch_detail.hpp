@@ -21,13 +21,17 @@
 
 namespace ntk::detail {
 
+// Throws InvalidArgument when row `row` (x, d values) has a NaN or infinite entry, naming both.
+inline void check_finite_row(const char* what, const double* x, index_t d, index_t row) {
+  if (const index_t j = first_non_finite(x, d); j >= 0)
+    throw InvalidArgument(std::string(what) + ": row " + std::to_string(row) + " has a NaN or infinite entry (column " +
+                          std::to_string(j) + ")");
+}
+
 // Throws InvalidArgument naming the first row (0-based within x) with a NaN or infinite entry.
 inline void check_finite_rows(const char* what, const double* x, index_t n, index_t d) {
   if (n < 0) throw InvalidArgument(std::string(what) + ": negative row count");
-  for (index_t i = 0; i < n; ++i)
-    if (const index_t j = first_non_finite(x + i * d, d); j >= 0)
-      throw InvalidArgument(std::string(what) + ": row " + std::to_string(i) + " has a NaN or infinite entry (column " +
-                            std::to_string(j) + ")");
+  for (index_t i = 0; i < n; ++i) check_finite_row(what, x + i * d, d, i);
 }
 
 // The degree of a fitted polynomial fed to PolySketch: a power of two (the tree) up to fit_polynomial's 64.
