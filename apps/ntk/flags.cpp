@@ -64,8 +64,9 @@ std::string spec_help() {
   return "SPEC is a comma-separated list of layers, `Name` or `Name(args)`, e.g. "
          "'Conv(32, 3), Relu, GlobalAvgPool, Dense(10)'. Layers: " +
          names +
-         ". Arguments: Dense(out), Conv(out_channels, kernel, stride=1, padding=VALID|SAME), LeakyRelu(alpha), "
-         "AvgPool(window), Residual(layers..., shortcut=[layers...]) (block(x) + shortcut(x), the identity when "
+         ". Arguments: Dense(out), Conv(out_channels, kernel, stride=1, padding=VALID|SAME|p|pHxpW), LeakyRelu(alpha), "
+         "AvgPool(window, stride=window, padding=VALID|SAME|p|pHxpW) (an integer padding p is PyTorch's: p zeros "
+         "on each side, at most half the window), Residual(layers..., shortcut=[layers...]) (block(x) + shortcut(x), the identity when "
          "no shortcut is given); Dense and Conv also take W_std, b_std (none = no bias) and "
          "parameterization=ntk|standard; --W-std, --b-std and --parameterization set these for the whole network "
          "and a layer's own argument wins.";

@@ -1,6 +1,9 @@
-// Conv: 2-D convolution over NHWC inputs with HWIO filters, stride and VALID / SAME padding (SAME
-// as in TensorFlow and neural-tangents: the extra pixel of odd padding goes after). Computed per
-// example as im2col patches (Ho·Wo × kh·kw·C) times W reshaped (kh·kw·C × O), a GEMM.
+// Conv: 2-D convolution over NHWC inputs with HWIO filters, stride and VALID / SAME / integer
+// padding (SAME as in TensorFlow and neural-tangents: the extra pixel of odd padding goes after;
+// integer as in PyTorch: the same number of zeros on both sides; Padding2d in layers.hpp). Every
+// route below reads the geometry only through pad_top_ / pad_left_ and the output size, so the
+// three kinds share it. Computed per example as im2col patches (Ho·Wo × kh·kw·C) times W reshaped
+// (kh·kw·C × O), a GEMM.
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -19,15 +22,15 @@ constexpr index_t kPatchBytes = index_t(32) << 20;
 
 class Conv final : public LayerImpl<Conv> {
  public:
-  Conv(index_t out, std::pair<long long, long long> kernel, std::pair<long long, long long> stride, bool same,
+  Conv(index_t out, std::pair<long long, long long> kernel, std::pair<long long, long long> stride, Padding2d padding,
        AffineOptions o)
-      : out_(out), kh_(kernel.first), kw_(kernel.second), sh_(stride.first), sw_(stride.second), same_(same), o_(o) {}
+      : out_(out), kh_(kernel.first), kw_(kernel.second), sh_(stride.first), sw_(stride.second), padding_(padding), o_(o) {}
 
   std::string name() const override { return "Conv"; }
   bool output_channel_params() const override { return true; }
   std::string describe() const override {
     return "Conv(" + std::to_string(out_) + ", " + std::to_string(kh_) + "x" + std::to_string(kw_) +
-           ", stride=" + std::to_string(sh_) + "x" + std::to_string(sw_) + ", padding=" + (same_ ? "SAME" : "VALID") +
+           ", stride=" + std::to_string(sh_) + "x" + std::to_string(sw_) + ", padding=" + padding_.to_string() +
            ", " + describe_affine(o_) + ")";
   }
 
@@ -229,7 +232,11 @@ class Conv final : public LayerImpl<Conv> {
 
   // On one offset's grid (OffsetBlock) the window mean is a plain kh × kw mean filter: output cell
   // g reads input cells g + δ − pad, zero outside the grid (where p or p + d leaves the image).
-  bool kernel_has_offset_rule() const override { return sh_ == 1 && sw_ == 1; }
+  // Only when the output is no larger than the input: an even kernel with integer padding k/2
+  // grows it by a pixel, and then the grids would outgrow the driver's buffers (sized by the
+  // input), offsets beyond the network input's extent (never enumerated) would carry the bias, and
+  // an output grid could be non-empty over an empty input one. The layer-by-layer path covers it.
+  bool kernel_has_offset_rule() const override { return sh_ == 1 && sw_ == 1 && ho_ <= h_ && wo_ <= w_; }
   void kernel_offset_rule(OffsetBlockT<double>& b) const override { offset_rule(b); }
   void kernel_offset_rule(OffsetBlockT<float>& b) const override { offset_rule(b); }
   template <class T>
@@ -253,7 +260,7 @@ class Conv final : public LayerImpl<Conv> {
     if (in.size() != 3)
       throw InvalidArgument("Conv needs image inputs (H, W, C) per example, got " + shape_string(in));
     h_ = in[0], w_ = in[1], c_ = in[2];
-    const Window2d g = window_geometry(h_, w_, kh_, kw_, sh_, sw_, same_, "Conv kernel");
+    const Window2d g = window_geometry(h_, w_, kh_, kw_, sh_, sw_, padding_, "Conv kernel");
     ho_ = g.out_h, wo_ = g.out_w, pad_top_ = g.pad_top, pad_left_ = g.pad_left;
     return {ho_, wo_, out_};
   }
@@ -452,7 +459,7 @@ class Conv final : public LayerImpl<Conv> {
   }
 
   index_t out_, kh_, kw_, sh_, sw_;
-  bool same_;
+  Padding2d padding_;
   AffineOptions o_;
   index_t h_ = 0, w_ = 0, c_ = 0, ho_ = 0, wo_ = 0, pad_top_ = 0, pad_left_ = 0;
 };
@@ -464,8 +471,8 @@ std::unique_ptr<Layer> make_conv(const LayerSpec& spec, const NetworkDefaults& d
   index_t out = args.get_int("out_channels");
   auto kernel = args.get_size2("kernel", std::nullopt);
   auto stride = args.get_size2("stride", std::make_pair(1LL, 1LL));
-  bool same = args.get_choice("padding", {"VALID", "SAME"}, "VALID") == "SAME";
-  return std::make_unique<Conv>(out, kernel, stride, same, read_affine_options(args, defaults));
+  const Padding2d padding = read_padding(args, kernel.first, kernel.second);
+  return std::make_unique<Conv>(out, kernel, stride, padding, read_affine_options(args, defaults));
 }
 
 }  // namespace ntk::detail

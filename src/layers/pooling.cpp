@@ -63,17 +63,18 @@ void reduce_spatial(KernelState& s, bool diagonal_only) {
   s.diagonal = false;
 }
 
-// Average over windows; the divisor is always the full window (padding counts as zeros), as in
-// neural-tangents and PyTorch's default count_include_pad=True.
+// Average over windows, with VALID / SAME / integer padding (Padding2d); the divisor is always the
+// full window (padding counts as zeros), as in neural-tangents and PyTorch's default
+// count_include_pad=True, so padding=1 matches torch.nn.AvgPool2d(k, s, padding=1).
 class AvgPool final : public LinearLayer<AvgPool> {
  public:
-  AvgPool(std::pair<long long, long long> window, std::pair<long long, long long> stride, bool same)
-      : kh_(window.first), kw_(window.second), sh_(stride.first), sw_(stride.second), same_(same) {}
+  AvgPool(std::pair<long long, long long> window, std::pair<long long, long long> stride, Padding2d padding)
+      : kh_(window.first), kw_(window.second), sh_(stride.first), sw_(stride.second), padding_(padding) {}
   std::string name() const override { return "AvgPool"; }
   bool channelwise() const override { return true; }
   std::string describe() const override {
     return "AvgPool(" + std::to_string(kh_) + "x" + std::to_string(kw_) + ", stride=" + std::to_string(sh_) + "x" +
-           std::to_string(sw_) + ", padding=" + (same_ ? "SAME" : "VALID") + ")";
+           std::to_string(sw_) + ", padding=" + padding_.to_string() + ")";
   }
 
   template <class T>
@@ -135,7 +136,7 @@ class AvgPool final : public LinearLayer<AvgPool> {
   Shape infer_shape(const Shape& shape) override {
     Shape in = require_image("AvgPool", shape);
     h_ = in[0], w_ = in[1], c_ = in[2];
-    const Window2d g = window_geometry(h_, w_, kh_, kw_, sh_, sw_, same_, "AvgPool window");
+    const Window2d g = window_geometry(h_, w_, kh_, kw_, sh_, sw_, padding_, "AvgPool window");
     ho_ = g.out_h, wo_ = g.out_w, pad_top_ = g.pad_top, pad_left_ = g.pad_left;
     return {ho_, wo_, c_};
   }
@@ -154,7 +155,7 @@ class AvgPool final : public LinearLayer<AvgPool> {
   }
 
   index_t kh_, kw_, sh_, sw_;
-  bool same_;
+  Padding2d padding_;
   index_t h_ = 0, w_ = 0, c_ = 0, ho_ = 0, wo_ = 0, pad_top_ = 0, pad_left_ = 0;
 };
 
@@ -264,8 +265,8 @@ std::unique_ptr<Layer> make_avg_pool(const LayerSpec& spec) {
   ArgReader args(spec, {"window", "stride", "padding"});
   auto window = args.get_size2("window", std::nullopt);
   auto stride = args.get_size2("stride", window);
-  bool same = args.get_choice("padding", {"VALID", "SAME"}, "VALID") == "SAME";
-  return std::make_unique<AvgPool>(window, stride, same);
+  const Padding2d padding = read_padding(args, window.first, window.second);
+  return std::make_unique<AvgPool>(window, stride, padding);
 }
 
 std::unique_ptr<Layer> make_global_avg_pool(const LayerSpec& spec) {

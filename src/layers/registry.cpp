@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <functional>
@@ -97,21 +98,67 @@ std::string format_number(double v) {
   return buf;
 }
 
-Window2d window_geometry(index_t h, index_t w, index_t kh, index_t kw, index_t sh, index_t sw, bool same,
-                         const std::string& what) {
+std::string Padding2d::to_string() const {
+  switch (kind) {
+    case Kind::valid: return "VALID";
+    case Kind::same: return "SAME";
+    case Kind::integer: break;
+  }
+  return h == w ? std::to_string(h) : std::to_string(h) + "x" + std::to_string(w);
+}
+
+Padding2d read_padding(const ArgReader& args, index_t kh, index_t kw) {
+  Padding2d p;
+  const SpecArg* a = args.find("padding");
+  if (!a || a->value == "VALID") return p;
+  if (a->value == "SAME") {
+    p.kind = Padding2d::Kind::same;
+    return p;
+  }
+  // `3` or `1x2`: non-negative integers (get_size2 takes positive sizes only, and 0 is a valid
+  // padding on one axis, as in padding=1x0).
+  const std::string& s = a->value;
+  auto part = [&](size_t begin, size_t end) -> index_t {
+    long long v = -1;
+    auto r = std::from_chars(s.data() + begin, s.data() + end, v);
+    if (r.ec != std::errc() || r.ptr != s.data() + end || begin == end)
+      args.fail(*a, "'padding' must be VALID, SAME or zeros per side as an integer such as 1 or 1x2");
+    if (v < 0) args.fail(*a, "'padding' must not be negative");
+    return index_t(v);
+  };
+  const size_t x = s.find('x');
+  p.kind = Padding2d::Kind::integer;
+  p.h = part(0, x == std::string::npos ? s.size() : x);
+  p.w = x == std::string::npos ? p.h : part(x + 1, s.size());
+  if (p.h > kh / 2 || p.w > kw / 2)
+    args.fail(*a, "'padding' must be at most half the window (" + std::to_string(kh) + "x" + std::to_string(kw) +
+                      ": at most " + std::to_string(kh / 2) + "x" + std::to_string(kw / 2) + ")");
+  return p;
+}
+
+Window2d window_geometry(index_t h, index_t w, index_t kh, index_t kw, index_t sh, index_t sw,
+                         const Padding2d& padding, const std::string& what) {
   Window2d g;
-  if (same) {
+  if (padding.kind == Padding2d::Kind::same) {
     g.out_h = (h + sh - 1) / sh;
     g.out_w = (w + sw - 1) / sw;
     g.pad_top = std::max<index_t>((g.out_h - 1) * sh + kh - h, 0) / 2;
     g.pad_left = std::max<index_t>((g.out_w - 1) * sw + kw - w, 0) / 2;
     return g;
   }
-  if (h < kh || w < kw)
-    throw InvalidArgument(what + " " + std::to_string(kh) + "x" + std::to_string(kw) + " is larger than its input (" +
-                          std::to_string(h) + ", " + std::to_string(w) + ") with padding=VALID (use padding=SAME?)");
-  g.out_h = (h - kh) / sh + 1;
-  g.out_w = (w - kw) / sw + 1;
+  const index_t ph = padding.h, pw = padding.w;  // 0 under VALID
+  if (h + 2 * ph < kh || w + 2 * pw < kw) {
+    const std::string window = what + " " + std::to_string(kh) + "x" + std::to_string(kw);
+    const std::string input = std::to_string(h) + ", " + std::to_string(w);
+    if (padding.kind == Padding2d::Kind::valid)
+      throw InvalidArgument(window + " is larger than its input (" + input + ") with padding=VALID (use padding=SAME?)");
+    throw InvalidArgument(window + " is larger than its input (" + input + ") padded by " + std::to_string(ph) + "x" +
+                          std::to_string(pw) + " zeros (padding=" + padding.to_string() +
+                          "): no output pixel; use more padding or a smaller window");
+  }
+  g.out_h = (h + 2 * ph - kh) / sh + 1;
+  g.out_w = (w + 2 * pw - kw) / sw + 1;
+  g.pad_top = ph, g.pad_left = pw;
   return g;
 }
 

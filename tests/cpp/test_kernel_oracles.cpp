@@ -3,7 +3,7 @@
 // eigenvalues by Sturm bisection, Christoffel weights; not ntk::detail::gauss_hermite), closed forms
 // derived here from first principles (ABReLU family as a·x + b·|x|, Dense in both
 // parameterizations), and a direct pixel-sum transcription of the spatial rules (Conv with
-// SAME/VALID padding and strides, AvgPool, GlobalAvgPool, Flatten), LayerNorm and Residual.
+// SAME/VALID/integer padding and strides, AvgPool, GlobalAvgPool, Flatten), LayerNorm and Residual.
 // The point is that a one-term change in any rule makes a test here fail; Monte Carlo at 5% and
 // the optional neural-tangents tier do not guarantee that.
 #include <gtest/gtest.h>
@@ -261,10 +261,25 @@ std::pair<std::vector<double>, std::vector<double>> variances(const PairState& s
   return {(*ctx.va)[id], (*ctx.vb)[id]};
 }
 
+// Padding as the spec writes it: VALID, SAME, or PyTorch's integer padding (h zero rows above and
+// below, w zero columns left and right).
+struct Pad {
+  enum Kind { valid, same, zeros } kind = valid;
+  index_t h = 0, w = 0;
+  std::string text() const {
+    if (kind != zeros) return kind == same ? "SAME" : "VALID";
+    return std::to_string(h) + "x" + std::to_string(w);
+  }
+};
+Pad same_or_valid(bool same) { return {same ? Pad::same : Pad::valid}; }
+Pad zeros(index_t h, index_t w) { return {Pad::zeros, h, w}; }
+
 // Output size and leading pad of a window along one axis (TensorFlow's SAME: ceil(in / stride)
-// outputs, the odd padding pixel at the end; VALID: no padding).
-std::pair<index_t, index_t> window_axis(index_t in, index_t k, index_t stride, bool same) {
-  if (!same) return {(in - k) / stride + 1, 0};
+// outputs, the odd padding pixel at the end; VALID: no padding; PyTorch's integer padding p:
+// floor((in + 2p − k) / stride) + 1 outputs, p leading zeros).
+std::pair<index_t, index_t> window_axis(index_t in, index_t k, index_t stride, Pad::Kind kind, index_t p) {
+  if (kind == Pad::valid) return {(in - k) / stride + 1, 0};
+  if (kind == Pad::zeros) return {(in + 2 * p - k) / stride + 1, p};
   const index_t out = (in + stride - 1) / stride;
   return {out, std::max<index_t>((out - 1) * stride + k - in, 0) / 2};
 }
@@ -315,11 +330,14 @@ struct OracleNet {
   // examples, so m(Σ)(o, o') = mean over the kh·kw taps δ of Σ(s·o + δ − pad, s·o' + δ − pad),
   // zero when either pixel is padding; fan_in = kh·kw·C.
   OracleNet& conv(index_t out, index_t kh, index_t kw, index_t stride, bool same, AffineParams o) {
+    return conv(out, kh, kw, stride, same_or_valid(same), o);
+  }
+  OracleNet& conv(index_t out, index_t kh, index_t kw, index_t stride, Pad pad, AffineParams o) {
     add("Conv(" + std::to_string(out) + ", " + std::to_string(kh) + "x" + std::to_string(kw) +
-            ", stride=" + std::to_string(stride) + ", padding=" + (same ? "SAME" : "VALID") + affine_args(o) + ")",
+            ", stride=" + std::to_string(stride) + ", padding=" + pad.text() + affine_args(o) + ")",
         [=](PairState& s, Ctx&) {
-          const auto [oh, pt] = window_axis(s.h, kh, stride, same);
-          const auto [ow, pl] = window_axis(s.w, kw, stride, same);
+          const auto [oh, pt] = window_axis(s.h, kh, stride, pad.kind, pad.h);
+          const auto [ow, pl] = window_axis(s.w, kw, stride, pad.kind, pad.w);
           const index_t P = s.pixels(), Po = oh * ow;
           std::vector<double> sig(size_t(Po * Po)), ntk(size_t(Po * Po));
           for (index_t a = 0; a < Po; ++a)
@@ -382,11 +400,12 @@ struct OracleNet {
 
   // AvgPool (zero padding counted, as neural-tangents): the two examples' windows are averaged
   // independently, so m(o, o') = mean over δ, δ' of Σ(s·o + δ − pad, s·o' + δ' − pad).
-  OracleNet& avg_pool(index_t k, index_t stride, bool same) {
-    add("AvgPool(" + std::to_string(k) + ", stride=" + std::to_string(stride) + ", padding=" + (same ? "SAME" : "VALID") + ")",
+  OracleNet& avg_pool(index_t k, index_t stride, bool same) { return avg_pool(k, stride, same_or_valid(same)); }
+  OracleNet& avg_pool(index_t k, index_t stride, Pad pad) {
+    add("AvgPool(" + std::to_string(k) + ", stride=" + std::to_string(stride) + ", padding=" + pad.text() + ")",
         [=](PairState& s, Ctx&) {
-          const auto [oh, pt] = window_axis(s.h, k, stride, same);
-          const auto [ow, pl] = window_axis(s.w, k, stride, same);
+          const auto [oh, pt] = window_axis(s.h, k, stride, pad.kind, pad.h);
+          const auto [ow, pl] = window_axis(s.w, k, stride, pad.kind, pad.w);
           const index_t P = s.pixels(), Po = oh * ow;
           auto in_pixel = [&](index_t o, index_t dy, index_t dx) -> index_t {
             const index_t y = (o / ow) * stride + dy - pt, x = (o % ow) * stride + dx - pl;
@@ -750,6 +769,53 @@ TEST(KernelOracle, ConvPoolingLayerNormResidualExact) {
     worst = std::max(worst, check_net(r, {3}, kX1, kX2, 1e-12));
   }
   std::printf("[ info ] spatial rules, LayerNorm, Residual: worst error %.3g of the largest entry\n", worst);
+}
+
+TEST(KernelOracle, IntegerPaddingExact) {
+  // PyTorch's integer padding (p zeros on each side) on both paths of the library.
+  struct Case {
+    OracleNet net;
+    Shape in;
+  };
+  std::vector<Case> cases;
+  for (bool standard : {false, true}) {
+    {  // stride 1 with GlobalAvgPool (the offset path): SAME's padding written as 1, less than
+       // SAME's (a 5x5 filter with padding 1 shrinks the image to 3x2), rows only (3x1, 1x0)
+      OracleNet n;
+      n.conv(3, 3, 3, 1, zeros(1, 1), aff(1.3, 0.2, standard)).act(Act::relu)
+          .conv(2, 5, 5, 1, zeros(1, 1), aff(1.2, 0.1, standard)).act(Act::abs)
+          .conv(2, 3, 1, 1, zeros(1, 0), aff(1.1, std::nullopt, standard)).act(Act::relu)
+          .global_avg_pool().dense(1, aff(1.0, std::nullopt, standard));
+      cases.push_back({n, {5, 4, 2}});
+    }
+    {  // an even kernel with padding k/2 grows the image (3x4 -> 4x5): more pixel pairs, and
+       // more offsets, than the input has, each carrying the bias
+      OracleNet n;
+      n.conv(2, 2, 2, 1, zeros(1, 1), aff(1.2, 0.3, standard)).act(Act::abs)
+          .conv(2, 3, 3, 1, zeros(1, 1), aff(1.1, 0.1, standard)).act(Act::relu)
+          .global_avg_pool().dense(1, aff(1.0, 0.1, standard));
+      cases.push_back({n, {3, 4, 1}});
+    }
+  }
+  {  // a ResNet stem: 7x7 stride 2 padding 3 (9x8 -> 5x4), AvgPool 3 stride 2 padding 1 (-> 3x2),
+     // 3x3 padding 1, Flatten
+    OracleNet n;
+    n.conv(3, 7, 7, 2, zeros(3, 3), aff(1.4, 0.1)).act(Act::relu).avg_pool(3, 2, zeros(1, 1))
+        .conv(2, 3, 3, 1, zeros(1, 1), aff(1.2)).act(Act::leaky_relu, 0.1).flatten().dense(1, aff(1.0, 0.1));
+    cases.push_back({n, {9, 8, 1}});
+  }
+  {  // AvgPool stride 1 padding 1 grows the image (4x4 -> 5x5), zeros counted; GlobalAvgPool
+    OracleNet n;
+    n.conv(2, 3, 3, 1, zeros(1, 1), aff(1.1, 0.2)).act(Act::abs).avg_pool(2, 1, zeros(1, 1)).global_avg_pool()
+        .dense(1, aff(1.0, 0.1));
+    cases.push_back({n, {4, 4, 1}});
+  }
+  double worst = 0;
+  for (const Case& c : cases) {
+    const auto [x1, x2] = image_pair(c.in, 73);
+    worst = std::max(worst, check_net(c.net, c.in, x1, x2, 1e-12));
+  }
+  std::printf("[ info ] integer padding: worst error %.3g of the largest entry\n", worst);
 }
 
 TEST(KernelOracle, SmoothActivationsOnImages) {

@@ -57,6 +57,19 @@ std::vector<LayerCase> layer_cases() {
       {"ConvStride", "Conv(3, 3, stride=2, padding=SAME)", {7, 6, 2}, {4, 3, 3}, 54},
       {"ConvRect", "Conv(2, 3x5, stride=2x1, b_std=0.3, parameterization=standard)", {7, 8, 3}, {3, 4, 2}, 92},
       {"ConvSameEvenKernel", "Conv(2, 2x4, padding=SAME)", {5, 6, 1}, {5, 6, 2}, 16},
+      // Integer padding as PyTorch writes it: p zeros on each side, floor((in + 2p − k)/s) + 1
+      // outputs. 7x6, stride 2, padding=1: (7 + 2 − 3)/2 + 1 = 4, (6 + 2 − 3)/2 + 1 = 3, the sizes
+      // of ConvStride's SAME, but with a leading zero column where SAME has none (its odd padding
+      // pixel goes after), so the two place every window differently along the width.
+      {"ConvPad1Stride2", "Conv(3, 3, stride=2, padding=1, b_std=0.1)", {7, 6, 2}, {4, 3, 3}, 57},
+      // ResNet's stem filter on a small image: (5 + 6 − 7)/2 + 1 = 3, (6 + 6 − 7)/2 + 1 = 3.
+      {"ConvPad3Kernel7", "Conv(2, 7, stride=2, padding=3)", {5, 6, 1}, {3, 3, 2}, 98},
+      // Rows padded, columns not; stride 1 (the shifted-GEMM VJP with unequal margins, and the
+      // offset path): (4 + 2 − 3) + 1 = 4, 5 − 3 + 1 = 3.
+      {"ConvPad1x0", "Conv(2, 3, padding=1x0, b_std=0.2)", {4, 5, 2}, {4, 3, 2}, 38},
+      // An even kernel with padding k/2 grows the image by one pixel: 3 + 2 − 2 + 1 = 4, 4 + 1 = 5
+      // (more zero margin than SAME ever has; the offset path must stand aside for it).
+      {"ConvPadEvenKernel", "Conv(2, 2, padding=1, b_std=0.1)", {3, 4, 1}, {4, 5, 2}, 10},
       // Activations: shape-preserving, no parameters.
       {"Relu", "Relu", {9}, {9}, 0},
       {"LeakyRelu", "LeakyRelu(0.2)", {9}, {9}, 0},
@@ -70,6 +83,10 @@ std::vector<LayerCase> layer_cases() {
       {"AvgPool", "AvgPool(2)", {6, 5, 3}, {3, 2, 3}, 0},
       {"AvgPoolSame", "AvgPool(3, stride=2, padding=SAME)", {5, 6, 2}, {3, 3, 2}, 0},
       {"AvgPoolRect", "AvgPool(2x3, stride=1)", {4, 5, 2}, {3, 3, 2}, 0},
+      // Integer padding, the zeros counted in the mean (PyTorch's count_include_pad=True):
+      // (5 + 2 − 3)/2 + 1 = 3, (6 + 2 − 3)/2 + 1 = 3; then rows only, growing: 3 + 2 − 2 + 1 = 4.
+      {"AvgPoolPad", "AvgPool(3, stride=2, padding=1)", {5, 6, 2}, {3, 3, 2}, 0},
+      {"AvgPoolPadRect", "AvgPool(2x3, stride=1, padding=1x0)", {3, 4, 2}, {4, 2, 2}, 0},
       {"GlobalAvgPool", "GlobalAvgPool", {4, 3, 5}, {5}, 0},
       {"Flatten", "Flatten", {3, 2, 4}, {24}, 0},
       {"LayerNorm", "LayerNorm", {6}, {6}, 0},
@@ -100,6 +117,14 @@ std::vector<LayerCase> layer_cases() {
        "Conv(3, 3, padding=SAME), Residual(Relu, Conv(3, 3, padding=SAME, b_std=0.1), LayerNorm, Residual(Tanh)), "
        "AvgPool(2), Flatten, Dense(2, b_std=0)",
        {4, 4, 2}, {2}, 54 + 84 + 26},
+      // A ResNet's stem and block in miniature, padded as PyTorch's: 9x9x1 -> Conv 7x7 stride 2
+      // padding 3: 5x5x3 (49·3 + 3) -> AvgPool 3 stride 2 padding 1: 3x3x3 -> Conv 3x3 padding 1
+      // (27·3; so that the block's Relu sees a Gaussian input and the case has an exact kernel)
+      // -> Residual with Conv 3x3 padding 1: 3x3x3 (27·3) -> GlobalAvgPool 3 -> Dense 3·2.
+      {"ResNetStem",
+       "Conv(3, 7, stride=2, padding=3, b_std=0.1), Relu, AvgPool(3, stride=2, padding=1), Conv(3, 3, padding=1), "
+       "Residual(Relu, Conv(3, 3, padding=1)), Relu, GlobalAvgPool, Dense(2)",
+       {9, 9, 1}, {2}, 150 + 81 + 81 + 6},
       {"DeepTanh", deep, {5}, {12}, 72 + 8 * 156},
       {"DeepConv", deep_conv, {5, 5, 1}, {5, 5, 3}, 30 + 8 * 81},
       {"StandardMlp", "Dense(7), Relu, Dense(3)", {5}, {3}, 66, with_bias(0.0, kStd)},

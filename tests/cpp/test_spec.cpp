@@ -71,6 +71,84 @@ TEST(Spec, ErrorsNameTokenAndPosition) {
   expect_parse_error("Dense(10, W_std=inf)", "W_std=inf", 11);
 }
 
+// Integer padding as PyTorch writes it (padding=3, or padding=1x2 for rows x columns) beside
+// VALID and SAME: describe() writes back what parses to the same layer, and the output size is
+// PyTorch's floor((in + 2p − k)/s) + 1.
+TEST(Spec, IntegerPaddingRoundTrips) {
+  struct Case {
+    std::string spec;
+    Shape in, out;
+    std::string described;
+  };
+  const Case cases[] = {
+      {"Conv(4, 7, stride=2, padding=3)", {16, 15, 1}, {8, 8, 4},
+       "Conv(4, 7x7, stride=2x2, padding=3, W_std=1, b_std=none, parameterization=ntk)"},
+      {"Conv(2, 3x5, padding=1x2)", {4, 4, 1}, {4, 4, 2},
+       "Conv(2, 3x5, stride=1x1, padding=1x2, W_std=1, b_std=none, parameterization=ntk)"},
+      {"Conv(2, 3, padding=1x0)", {4, 4, 1}, {4, 2, 2},
+       "Conv(2, 3x3, stride=1x1, padding=1x0, W_std=1, b_std=none, parameterization=ntk)"},
+      {"Conv(2, 3, padding=0)", {4, 4, 1}, {2, 2, 2},
+       "Conv(2, 3x3, stride=1x1, padding=0, W_std=1, b_std=none, parameterization=ntk)"},
+      {"Conv(2, 2, padding=1)", {4, 4, 1}, {5, 5, 2},
+       "Conv(2, 2x2, stride=1x1, padding=1, W_std=1, b_std=none, parameterization=ntk)"},
+      {"Conv(2, 3, padding=SAME)", {4, 4, 1}, {4, 4, 2},
+       "Conv(2, 3x3, stride=1x1, padding=SAME, W_std=1, b_std=none, parameterization=ntk)"},
+      {"Conv(2, 3)", {4, 4, 1}, {2, 2, 2}, "Conv(2, 3x3, stride=1x1, padding=VALID, W_std=1, b_std=none, parameterization=ntk)"},
+      {"AvgPool(3, stride=2, padding=1)", {5, 6, 2}, {3, 3, 2}, "AvgPool(3x3, stride=2x2, padding=1)"},
+      {"AvgPool(2x3, padding=1)", {4, 6, 2}, {3, 2, 2}, "AvgPool(2x3, stride=2x3, padding=1)"},
+      {"AvgPool(3, 2, 0x1)", {5, 6, 2}, {2, 3, 2}, "AvgPool(3x3, stride=2x2, padding=0x1)"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.spec);
+    Network net(c.spec, c.in);
+    EXPECT_EQ(net.output_shape(), c.out);
+    EXPECT_EQ(net.layers()[0]->describe(), c.described);
+    Network again(net.describe(), c.in);
+    EXPECT_EQ(again.describe(), net.describe());
+    EXPECT_EQ(again.output_shape(), c.out);
+  }
+}
+
+TEST(Spec, IntegerPaddingErrorsNameLayerAndToken) {
+  // PyTorch's bound: at most half the window (k/2 rounded down) on each axis.
+  expect_parse_error("Conv(4, 3, padding=2)", "padding=2", 12);
+  expect_parse_error("Conv(4, 7, stride=2, padding=4)", "padding=4", 22);
+  expect_parse_error("Conv(4, 3x1, padding=1x1)", "padding=1x1", 14);
+  expect_parse_error("Conv(4, 1, padding=1)", "padding=1", 12);
+  expect_parse_error("AvgPool(2, padding=2)", "padding=2", 12);
+  expect_parse_error("AvgPool(3, 2, 2)", "'2'", 15);
+  // Negative, malformed, or neither a size nor VALID / SAME.
+  expect_parse_error("Conv(4, 3, padding=-1)", "padding=-1", 12);
+  expect_parse_error("Conv(4, 3, padding=1x-1)", "padding=1x-1", 12);
+  expect_parse_error("Conv(4, 3, padding=1x)", "padding=1x", 12);
+  expect_parse_error("Conv(4, 3, padding=x1)", "padding=x1", 12);
+  expect_parse_error("Conv(4, 3, padding=1.5)", "padding=1.5", 12);
+  expect_parse_error("Conv(4, 3, padding=1x1x1)", "padding=1x1x1", 12);
+  expect_parse_error("Conv(4, 3, padding=same)", "padding=same", 12);
+  for (const char* spec : {"Conv(4, 3, padding=2)", "AvgPool(2, padding=2)"}) {
+    try {
+      Network net(spec, {4, 4, 2});
+      FAIL() << spec;
+    } catch (const InvalidArgument& e) {  // ParseError is one
+      const std::string msg = e.what();
+      EXPECT_NE(msg.find(std::string(spec).substr(0, std::string(spec).find('('))), std::string::npos) << msg;
+      EXPECT_NE(msg.find("at most half the window"), std::string::npos) << msg;
+    }
+  }
+  // No output pixel: a window larger than the padded input, naming the layer.
+  try {
+    Network net("Dense(2), Conv(2, 7, padding=1)", {4, 4, 2});
+    FAIL();
+  } catch (const InvalidArgument& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("layer 1 (Conv"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("padding=1"), std::string::npos) << msg;
+  }
+  // One row: 1 + 2·1 − 5 < 0 leaves no window; 1 + 2·2 − 5 = 0 leaves exactly one.
+  EXPECT_THROW(Network("AvgPool(5, padding=1)", {1, 8, 1}), InvalidArgument);
+  EXPECT_EQ(Network("AvgPool(5, padding=2)", {1, 8, 1}).output_shape(), (Shape{1, 2, 1}));
+}
+
 TEST(Spec, DeepNestingIsRefusedNotACrash) {
   std::string spec;
   for (int i = 0; i < 100000; ++i) spec += "Residual(";

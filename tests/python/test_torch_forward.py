@@ -12,6 +12,8 @@ peer script bench/peers/torch_entk.py for the weight layout):
   NTK parameterization   -> weights rescaled W * W_std / sqrt(fan_in), biases b * b_std
                             (standard parameterization: the stored values are used as they are)
   SAME padding           -> TensorFlow's rule (extra pixel of odd padding after), via ZeroPad2d
+  integer padding p, hxw -> PyTorch's own: nn.Conv2d(padding=(h, w)), nn.AvgPool2d(padding=(h, w),
+                            count_include_pad=True), p zeros on each side
   LayerNorm              -> F.layer_norm over the channel axis, no affine, eps = 1e-12 default
   Gelu                   -> nn.GELU() (exact erf form); Erf -> torch.erf; Abs -> torch.abs
 
@@ -124,6 +126,11 @@ def size2(text):
     return int(a), int(b or a)
 
 
+def integer_padding(text):
+    """(h, w) for integer padding (`3` or `1x2`), None for VALID / SAME."""
+    return None if text in ("VALID", "SAME") else size2(text)
+
+
 def same_padding(size, k, s):
     """TensorFlow / neural-tangents SAME: (before, after) with the odd pixel after."""
     out = -(-size // s)
@@ -198,27 +205,31 @@ class TorchBuilder:
                 out = int(args[0])
                 (kh, kw_), (sh, sw) = size2(args[1]), size2(kw.get("stride", "1"))
                 W_std, b_std, par = self.affine(kw)
-                if kw.get("padding", "VALID") == "SAME":
+                padding = kw.get("padding", "VALID")
+                ph, pw = integer_padding(padding) or (0, 0)
+                if padding == "SAME":
                     (pt, pb), (pl, pr) = same_padding(H, kh, sh), same_padding(Wd, kw_, sw)
                     mods.append(torch.nn.ZeroPad2d((pl, pr, pt, pb)))
                     H, Wd = H + pt + pb, Wd + pl + pr
                 W = self.params[f"{path}.W"].astype(np.float64)
                 assert W.shape == (kh, kw_, C, out)
-                conv = torch.nn.Conv2d(C, out, (kh, kw_), stride=(sh, sw), bias=b_std is not None,
+                conv = torch.nn.Conv2d(C, out, (kh, kw_), stride=(sh, sw), padding=(ph, pw), bias=b_std is not None,
                                        dtype=torch.float64)
                 mods.append(self.load(conv, path, W.transpose(3, 2, 0, 1).copy(), kh * kw_ * C, W_std, b_std, par))
-                shape = ((H - kh) // sh + 1, (Wd - kw_) // sw + 1, out)
+                shape = ((H + 2 * ph - kh) // sh + 1, (Wd + 2 * pw - kw_) // sw + 1, out)
             elif name == "AvgPool":
                 H, Wd, C = shape
                 (kh, kw_) = size2(args[0])
                 (sh, sw) = size2(kw["stride"]) if "stride" in kw else (kh, kw_)
-                if kw.get("padding", "VALID") == "SAME":
+                padding = kw.get("padding", "VALID")
+                ph, pw = integer_padding(padding) or (0, 0)
+                if padding == "SAME":
                     # Zeros count in the average (ntkit and count_include_pad=True agree).
                     (pt, pb), (pl, pr) = same_padding(H, kh, sh), same_padding(Wd, kw_, sw)
                     mods.append(torch.nn.ZeroPad2d((pl, pr, pt, pb)))
                     H, Wd = H + pt + pb, Wd + pl + pr
-                mods.append(torch.nn.AvgPool2d((kh, kw_), stride=(sh, sw)))
-                shape = ((H - kh) // sh + 1, (Wd - kw_) // sw + 1, C)
+                mods.append(torch.nn.AvgPool2d((kh, kw_), stride=(sh, sw), padding=(ph, pw), count_include_pad=True))
+                shape = ((H + 2 * ph - kh) // sh + 1, (Wd + 2 * pw - kw_) // sw + 1, C)
             elif name == "GlobalAvgPool":
                 assert len(shape) == 3
                 mods.append(Fn(lambda x: x.mean(dim=(2, 3))))
@@ -349,6 +360,20 @@ def test_strided_valid_rect_cnn(ntk_bin, tmp_path, dtype):
     spec = ("Conv(8, 3x5, stride=2, padding=VALID, b_std=0.1), Relu, "
             "Conv(6, 2x3, stride=1x2, padding=SAME, b_std=0.1), Gelu, AvgPool(2), Flatten, Dense(10, b_std=0.1)")
     check(ntk_bin, tmp_path, spec, (28, 28, 1), dtype, seed=11)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("defaults", [STANDARD, {"W_std": 1.3}], ids=["standard", "ntk"])
+def test_integer_padding_stride2(ntk_bin, tmp_path, dtype, defaults):
+    # PyTorch's integer padding (p zeros on each side), as a ResNet writes it, against
+    # nn.Conv2d(padding=p) and nn.AvgPool2d(padding=p): 29x30x3 -> Conv 7x7 stride 2 padding 3:
+    # 15x15x8 (SAME would put 2 zero columns before the 30 wide image, not 3) -> AvgPool 3 stride 2
+    # padding 1 (zeros counted): 8x8x8 -> Conv 3x3 stride 2 padding 1: 4x4x6 -> Conv 3x5 padding
+    # 1x2: 4x4x6 -> Conv 2x2 padding 1 (an even kernel: the image grows): 5x5x4 -> Flatten -> Dense.
+    spec = ("Conv(8, 7, stride=2, padding=3, b_std=0.1), Relu, AvgPool(3, stride=2, padding=1), "
+            "Conv(6, 3, stride=2, padding=1, b_std=0.2), Gelu, Conv(6, 3x5, padding=1x2), Tanh, "
+            "Conv(4, 2, padding=1, b_std=0.1), Relu, Flatten, Dense(10, b_std=0.1)")
+    check(ntk_bin, tmp_path, spec, (29, 30, 3), dtype, seed=13, defaults=defaults)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
