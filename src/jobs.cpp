@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <type_traits>
 
 #include "jobs_detail.hpp"
 #include "ntk/parallel.hpp"
@@ -148,6 +149,10 @@ Array<T> LoadedInput::take() {
     copy.bytes.assign(bytes, bytes + numel(view_->shape) * index_t(dtype_size(view_->dtype)));
     return copy.as<T>();
   }
+  // The compute type's own values are read in place (a NumPy array is not copied); any other type
+  // is converted.
+  constexpr DType own_type = std::is_same_v<T, float> ? DType::float32 : DType::float64;
+  if (view_->dtype == own_type) return Array<T>::borrow(view_->shape, static_cast<const T*>(view_->data));
   Array<T> x(view_->shape);
   if (view_->dtype == DType::float32)
     convert_view<T, float>(*view_, x);

@@ -2,9 +2,11 @@
 // limit of gradient-descent dynamics, GP posterior covariance), metrics, outputs.
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <functional>
 #include <numeric>
+#include <sstream>
 #include <memory>
 #include <utility>
 #include <variant>
@@ -683,6 +685,63 @@ RegressResult run_regress(const RegressJob& job) {
   if (!job.train_output_path.empty()) write_npy(job.train_output_path, r.train_predictions);
   if (!job.covariance_path.empty()) write_npy(job.covariance_path, r.covariance);
   return r;
+}
+
+
+namespace {
+
+std::string json_number(double v) {
+  if (!std::isfinite(v)) return std::isnan(v) ? "\"nan\"" : v > 0 ? "\"inf\"" : "\"-inf\"";
+  char b[64];
+  std::snprintf(b, sizeof b, "%.17g", v);
+  return b;
+}
+
+std::string json_string(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    if (static_cast<unsigned char>(c) < 0x20) {
+      char b[8];
+      std::snprintf(b, sizeof b, "\\u%04x", c);
+      out += b;
+      continue;
+    }
+    out += c;
+  }
+  return out + "\"";
+}
+
+}  // namespace
+
+std::string regress_json(const RegressResult& r, const RegressJob& job) {
+  std::ostringstream o;
+  o << "{\"n_train\": " << r.n_train << ", \"n_test\": " << r.n_test << ", \"outputs\": " << r.outputs
+    << ", \"classes\": " << r.classes << ", \"solver\": " << json_string(r.solver) << ", \"ridge\": " << json_number(r.ridge)
+    << ", \"ridge_absolute\": " << (r.ridge_absolute ? "true" : "false") << ", \"lambda\": " << json_number(r.lambda);
+  if (r.centers)
+    o << ", \"centers\": " << r.centers << ", \"iterations\": " << r.iterations
+      << ", \"kernel_cached\": " << (r.kernel_cached ? "true" : "false");
+  if (r.selection) {
+    o << ", \"ridge_selection\": {\"validation\": " << r.validation << ", \"ridges\": [";
+    for (size_t i = 0; i < r.selection->ridges.size(); ++i) o << (i ? ", " : "") << json_number(r.selection->ridges[i]);
+    o << "], \"validation_mse\": [";
+    for (size_t i = 0; i < r.selection->validation_mse.size(); ++i)
+      o << (i ? ", " : "") << json_number(r.selection->validation_mse[i]);
+    o << "]}";
+  }
+  o << ", \"warning\": " << json_string(r.warning) << ", \"results\": [";
+  for (size_t i = 0; i < r.metrics.size(); ++i) {
+    const RegressMetrics& m = r.metrics[i];
+    o << (i ? ", " : "") << "{\"time\": " << json_number(m.time) << ", \"train_mse\": " << json_number(m.train_mse);
+    if (m.test_mse) o << ", \"test_mse\": " << json_number(*m.test_mse);
+    if (m.train_accuracy) o << ", \"train_accuracy\": " << json_number(*m.train_accuracy);
+    if (m.test_accuracy) o << ", \"test_accuracy\": " << json_number(*m.test_accuracy);
+    o << "}";
+  }
+  o << "], \"predictions\": " << json_string(job.output_path) << ", \"train_predictions\": "
+    << json_string(job.train_output_path) << ", \"covariance\": " << json_string(job.covariance_path) << "}";
+  return o.str();
 }
 
 }  // namespace ntk

@@ -37,22 +37,6 @@ std::string num(double v, int digits = 6) {
   return b;
 }
 
-std::string json_num(double v) { return std::isfinite(v) ? num(v, 17) : "\"" + num(v) + "\""; }
-
-std::string json_string(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
-    if (static_cast<unsigned char>(c) < 0x20) {
-      char b[8];
-      std::snprintf(b, sizeof b, "\\u%04x", c);
-      out += b;
-      continue;
-    }
-    out += c;
-  }
-  return out + "\"";
-}
 
 std::vector<double> parse_times(const std::string& s) {
   std::vector<double> times;
@@ -74,33 +58,7 @@ std::vector<double> parse_times(const std::string& s) {
 
 void print(const RegressResult& r, const RegressJob& job, bool json) {
   if (json) {
-    std::ostringstream o;
-    o << "{\"n_train\": " << r.n_train << ", \"n_test\": " << r.n_test << ", \"outputs\": " << r.outputs
-      << ", \"classes\": " << r.classes << ", \"solver\": " << json_string(r.solver) << ", \"ridge\": " << json_num(r.ridge)
-      << ", \"ridge_absolute\": " << (r.ridge_absolute ? "true" : "false") << ", \"lambda\": " << json_num(r.lambda);
-    if (r.centers)
-      o << ", \"centers\": " << r.centers << ", \"iterations\": " << r.iterations
-        << ", \"kernel_cached\": " << (r.kernel_cached ? "true" : "false");
-    if (r.selection) {
-      o << ", \"ridge_selection\": {\"validation\": " << r.validation << ", \"ridges\": [";
-      for (size_t i = 0; i < r.selection->ridges.size(); ++i) o << (i ? ", " : "") << json_num(r.selection->ridges[i]);
-      o << "], \"validation_mse\": [";
-      for (size_t i = 0; i < r.selection->validation_mse.size(); ++i)
-        o << (i ? ", " : "") << json_num(r.selection->validation_mse[i]);
-      o << "]}";
-    }
-    o << ", \"warning\": " << json_string(r.warning) << ", \"results\": [";
-    for (size_t i = 0; i < r.metrics.size(); ++i) {
-      const RegressMetrics& m = r.metrics[i];
-      o << (i ? ", " : "") << "{\"time\": " << json_num(m.time) << ", \"train_mse\": " << json_num(m.train_mse);
-      if (m.test_mse) o << ", \"test_mse\": " << json_num(*m.test_mse);
-      if (m.train_accuracy) o << ", \"train_accuracy\": " << json_num(*m.train_accuracy);
-      if (m.test_accuracy) o << ", \"test_accuracy\": " << json_num(*m.test_accuracy);
-      o << "}";
-    }
-    o << "], \"predictions\": " << json_string(job.output_path) << ", \"train_predictions\": "
-      << json_string(job.train_output_path) << ", \"covariance\": " << json_string(job.covariance_path) << "}";
-    std::cout << o.str() << "\n";
+    std::cout << regress_json(r, job) << "\n";
     return;
   }
   const std::string ridge = ", ridge " + num(r.ridge) + (r.ridge_absolute ? " absolute" : " relative") + " (lambda " +

@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,11 @@ std::string batch_shape_string(const Shape& per_example);
 // Shape without its leading (batch) axis; throws if shape is empty.
 Shape drop_first(const Shape& shape);
 
+// An array either owns its values (a std::vector) or borrows a read-only buffer it does not own,
+// e.g. a NumPy array's memory handed in by the Python bindings, so that large inputs are not copied.
+// A borrowed array reads the buffer in place through every const accessor; the first mutable access
+// copies it into owned storage (copy on write), so the lender's buffer is never written. The buffer
+// must outlive the array and every copy of it (copies of a borrowed array borrow the same buffer).
 template <class T>
 class Array {
  public:
@@ -32,21 +38,33 @@ class Array {
       throw InvalidArgument("array of shape " + shape_string(shape_) + " given " +
                             std::to_string(data_.size()) + " values");
   }
+  // Reads numel(shape) values at `values` without copying them (see above).
+  static Array borrow(Shape shape, const T* values) {
+    Array a;
+    a.borrowed_size_ = numel(shape);
+    a.shape_ = std::move(shape);
+    a.borrowed_ = values;
+    return a;
+  }
+  bool borrowed() const { return borrowed_ != nullptr; }
 
   const Shape& shape() const { return shape_; }
   index_t dim(size_t axis) const { return shape_.at(axis); }
   size_t ndim() const { return shape_.size(); }
-  index_t size() const { return static_cast<index_t>(data_.size()); }
-  bool empty() const { return data_.empty(); }
+  index_t size() const { return borrowed_ ? borrowed_size_ : static_cast<index_t>(data_.size()); }
+  bool empty() const { return size() == 0; }
 
-  T* data() { return data_.data(); }
-  const T* data() const { return data_.data(); }
-  T& operator[](index_t i) { return data_[static_cast<size_t>(i)]; }
-  const T& operator[](index_t i) const { return data_[static_cast<size_t>(i)]; }
-  std::span<T> span() { return data_; }
-  std::span<const T> span() const { return data_; }
-  std::vector<T>& vector() { return data_; }
-  const std::vector<T>& vector() const { return data_; }
+  T* data() { own(); return data_.data(); }
+  const T* data() const { return borrowed_ ? borrowed_ : data_.data(); }
+  T& operator[](index_t i) { own(); return data_[static_cast<size_t>(i)]; }
+  const T& operator[](index_t i) const { return data()[i]; }
+  std::span<T> span() { own(); return data_; }
+  std::span<const T> span() const { return {data(), static_cast<size_t>(size())}; }
+  std::vector<T>& vector() { own(); return data_; }
+  const std::vector<T>& vector() const {
+    if (borrowed_) throw std::logic_error("Array::vector() on a borrowed array (use span())");
+    return data_;
+  }
 
   // Same data, new shape with the same number of elements.
   void reshape(Shape shape) {
@@ -56,8 +74,19 @@ class Array {
   }
 
  private:
+  // Copy on write: a borrowed buffer becomes owned storage before anything may write to it.
+  void own() {
+    if (borrowed_) [[unlikely]] {
+      data_.assign(borrowed_, borrowed_ + borrowed_size_);
+      borrowed_ = nullptr;
+      borrowed_size_ = 0;
+    }
+  }
+
   Shape shape_;
   std::vector<T> data_;
+  const T* borrowed_ = nullptr;
+  index_t borrowed_size_ = 0;
 };
 
 // Element-type conversion (float <-> double).

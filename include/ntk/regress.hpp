@@ -167,4 +167,8 @@ struct RegressResult {
 // InvalidArgument (a message naming the flag / input) on inputs that do not fit together.
 RegressResult run_regress(const RegressJob& job);
 
+// The result as one JSON object (`ntk regress --json`, and the Python bindings' report): sizes, solver,
+// ridge (and its selection), metrics per time (an infinite time as the string "inf"), output paths.
+std::string regress_json(const RegressResult& r, const RegressJob& job);
+
 }  // namespace ntk

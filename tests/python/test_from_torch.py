@@ -1,0 +1,150 @@
+"""ntkit.from_torch against PyTorch itself, on models with random weights drawn by PyTorch (not
+ntkit's initialization): an MLP, a CNN with GELU, LeakyReLU, Sigmoid, integer / 'same' / stride-2
+padding, AvgPool2d, AdaptiveAvgPool2d(1), a CNN whose Flatten feeds a Linear (the (C, H, W) ->
+(H, W, C) row permutation), and a residual CNN (ntkit.torch_import.Residual).
+
+  apply           = the module's forward (inputs NHWC for ntkit, NCHW for torch)
+  empirical_ntk   = functorch's Jacobian contraction (vmap(jacrev), then einsum) for modes full,
+                    trace (mean over outputs) and pntk ((1/O) Σ_jk Θ_jk, REFERENCE.md)
+
+Metric: max|a - b| / max|b|; at most 1e-5 in float32 and 1e-10 in float64. Unsupported modules are
+refused with NotImplementedError naming the module's path.
+"""
+import numpy as np
+import pytest
+
+import ntkit
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+functorch = pytest.importorskip("functorch")
+from ntkit.torch_import import Residual  # noqa: E402  (needs torch)
+
+TOL = {"float32": 1e-5, "float64": 1e-10}
+TORCH_DTYPE = {"float32": torch.float32, "float64": torch.float64}
+
+
+def mlp():
+    return nn.Sequential(nn.Linear(12, 24), nn.ReLU(), nn.Linear(24, 16), nn.Tanh(),
+                         nn.Sequential(nn.Dropout(0.3), nn.Linear(16, 5)))
+
+
+def cnn():
+    return nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1), nn.GELU(),
+        nn.Conv2d(6, 6, 3, stride=2, padding=1), nn.LeakyReLU(0.1),
+        nn.Conv2d(6, 6, (3, 1), padding="same"), nn.Sigmoid(),
+        nn.AvgPool2d(2), nn.Identity(),
+        nn.Conv2d(6, 8, 3, padding="valid", bias=False), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4))
+
+
+def flatten_cnn():
+    return nn.Sequential(nn.Conv2d(2, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 6), nn.ReLU(),
+                         nn.Linear(6, 3))
+
+
+def residual_cnn():
+    return nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(),
+        Residual(nn.Conv2d(6, 6, 3, padding=1), nn.ReLU(), nn.Conv2d(6, 6, 3, padding=1)), nn.ReLU(),
+        Residual(nn.Sequential(nn.Conv2d(6, 6, 1), nn.Tanh())),
+        nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(), nn.Linear(6, 3))
+
+
+MODELS = {"mlp": (mlp, (12,)), "cnn": (cnn, (14, 14, 3)), "flatten_cnn": (flatten_cnn, (8, 8, 2)),
+          "residual_cnn": (residual_cnn, (8, 8, 3))}
+
+
+def make(name, dtype):
+    build, shape = MODELS[name]
+    torch.manual_seed(7)
+    model = build().to(TORCH_DTYPE[dtype]).eval()
+    with torch.no_grad():  # "trained-looking" weights: not PyTorch's or ntkit's initialization scale
+        for p in model.parameters():
+            p.mul_(1.5).add_(0.05 * torch.randn_like(p))
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((5,) + shape).astype(dtype)
+    return model, shape, x
+
+
+def to_torch(x):
+    t = torch.from_numpy(np.ascontiguousarray(x))
+    return t.permute(0, 3, 1, 2).contiguous() if t.dim() == 4 else t
+
+
+def rel(a, b):
+    return float(np.max(np.abs(np.asarray(a, np.float64) - b)) / np.max(np.abs(b)))
+
+
+def functorch_entk(model, x):
+    """(N, N, O, O) by Jacobian contraction, as the PyTorch NTK tutorial."""
+    fmodel, params = functorch.make_functional(model)
+
+    def f(params, xi):
+        return fmodel(params, xi.unsqueeze(0)).squeeze(0)
+
+    jac = functorch.vmap(functorch.jacrev(f), (None, 0))(params, to_torch(x))
+    j = torch.cat([t.flatten(2) for t in jac], dim=2)  # (N, O, P)
+    return torch.einsum("iap,jbp->ijab", j, j).detach().numpy().astype(np.float64)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", list(MODELS))
+def test_apply_and_entk_equal_torch(name, dtype):
+    model, shape, x = make(name, dtype)
+    net, params = ntkit.from_torch(model, shape)
+    assert net.input_shape == shape
+    assert all(p.dtype == np.dtype(dtype) for p in params.values())
+    with torch.no_grad():
+        ref = model(to_torch(x)).numpy().astype(np.float64)
+    assert rel(net.apply(params, x), ref) <= TOL[dtype], net.spec
+
+    full_ref = functorch_entk(model, x)
+    o = full_ref.shape[-1]
+    full = ntkit.empirical_ntk(net, params, x, mode="full")
+    assert full.shape == full_ref.shape
+    assert rel(full, full_ref) <= TOL[dtype]
+    trace_ref = np.einsum("ijaa->ij", full_ref) / o
+    pntk_ref = full_ref.sum(axis=(2, 3)) / o
+    for method in ["jc", "vp", "sd"]:
+        assert rel(ntkit.empirical_ntk(net, params, x, mode="trace", method=method), trace_ref) <= TOL[dtype], method
+        assert rel(ntkit.empirical_ntk(net, params, x, mode="pntk", method=method), pntk_ref) <= TOL[dtype], method
+
+
+def test_spec_reads_as_expected():
+    net, params = ntkit.from_torch(flatten_cnn(), (8, 8, 2))
+    assert net.spec == ("Conv(4, 3, stride=1, padding=VALID, b_std=0), Relu, Flatten, Dense(6, b_std=0), Relu, "
+                        "Dense(3, b_std=0)")
+    assert net.parameterization == "standard"
+    assert sorted(params) == ["0.W", "0.b", "3.W", "3.b", "5.W", "5.b"]
+    assert params["0.W"].shape == (3, 3, 2, 4)  # HWIO
+    net, params = ntkit.from_torch(residual_cnn(), (8, 8, 3))
+    assert "Residual(Conv(6, 3, stride=1, padding=SAME, b_std=0), Relu, Conv(6, 3, stride=1, padding=SAME, b_std=0))" \
+        in net.spec
+    assert "2.0.W" in params and "2.2.b" in params and "4.0.W" in params
+
+
+class Custom(nn.Module):
+    def forward(self, x):
+        return 2 * x
+
+
+@pytest.mark.parametrize("model, path", [
+    (nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4)), "'1'"),
+    (nn.Sequential(nn.Linear(4, 4), nn.Sequential(nn.ReLU(), Custom())), "'1.1'"),
+    (nn.Sequential(nn.Linear(4, 4), nn.GELU(approximate="tanh")), "tanh approximation"),
+    (nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5)), "training mode"),
+])
+def test_unsupported_modules_are_refused_by_path(model, path):
+    if "training" not in path:
+        model.eval()
+    with pytest.raises(NotImplementedError, match=path):
+        ntkit.from_torch(model, (4,))
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="torch.nn.Module"):
+        ntkit.from_torch("Dense(3)", (4,))
+    with pytest.raises(ValueError, match="input_shape"):
+        ntkit.from_torch(mlp().eval(), (3, 4))
