@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
 # Installs the Debian packages ntkit needs, only those missing. Usage:
-#   scripts/install-deps.sh [build|test|all]   (default: build)
+#   scripts/install-deps.sh [build|python|test|all]   (default: build)
 # build: compiler, CMake, BLAS/LAPACK, zlib, libzip, CLI11, Eigen + Spectra (Lanczos) and the Fashion-MNIST data set.
-# test:  build + GoogleTest, Google Benchmark, clang (fuzzing), NumPy, PyTorch, pytest and venv (oracles).
+# python: build + what `pip install .` and the package use: Python headers, venv, NumPy, tqdm.
+# test:  build + python + GoogleTest, Google Benchmark, clang (fuzzing), PyTorch, pytest (oracles).
 set -euo pipefail
 profile=${1:-build}
 
 build_pkgs=(g++ cmake make pkg-config libopenblas-dev liblapacke-dev zlib1g-dev libzip-dev libcli11-dev libeigen3-dev libspectra-dev libkissfft-dev
             dataset-fashion-mnist)
-test_pkgs=(libgtest-dev libbenchmark-dev python3 python3-numpy python3-torch python3-pytest python3-venv clang)
+python_pkgs=(python3 python3-dev python3-venv python3-numpy python3-tqdm)
+test_pkgs=(libgtest-dev libbenchmark-dev python3-torch python3-pytest clang)
 
 case "$profile" in
   build) pkgs=("${build_pkgs[@]}") ;;
-  test|all) pkgs=("${build_pkgs[@]}" "${test_pkgs[@]}") ;;
-  *) echo "error: unknown profile '$profile' (use build, test or all)" >&2; exit 2 ;;
+  python) pkgs=("${build_pkgs[@]}" "${python_pkgs[@]}") ;;
+  test|all) pkgs=("${build_pkgs[@]}" "${python_pkgs[@]}" "${test_pkgs[@]}") ;;
+  *) echo "error: unknown profile '$profile' (use build, python, test or all)" >&2; exit 2 ;;
 esac
 
 missing=()

@@ -13,8 +13,8 @@ listed in the expected-skips file.
 
 Rules, per test module (tests/python/test_*.py):
   - every module must appear in the report with at least one test that ran, and none skipped;
-  - except the neural-tangents modules (NT_MODULES: test_nt_kernels.py, test_nt_predict.py; JAX
-    neural-tangents, installed by scripts/install-nt.sh) when
+  - except the neural-tangents modules (NT_MODULES: test_nt_kernels.py, test_nt_predict.py,
+    test_package_nt.py; JAX neural-tangents, installed by scripts/install-nt.sh) when
     STATUS is "offline": PyPI did not answer, so the tier may be skipped (a warning is printed).
     STATUS "ok" means the venv imports neural-tangents: the tier must run. Any other status (the
     install failed although PyPI answered, or install-nt.sh did not run) fails.
@@ -27,7 +27,7 @@ import xml.etree.ElementTree as ET
 from collections import defaultdict
 from pathlib import Path
 
-NT_MODULES = {"test_nt_kernels", "test_nt_predict"}
+NT_MODULES = {"test_nt_kernels", "test_nt_predict", "test_package_nt"}
 
 
 def module_of(case):
