@@ -11,6 +11,10 @@ from . import _core
 ArrayOrPath = Union[np.ndarray, str, "os.PathLike[str]"]
 Progress = Union[None, bool, Callable[[int, int], Any]]
 
+# The integer element types the C++ jobs read (ntk::DType), and lossless widenings into them.
+_JOB_INTS = {np.dtype(t) for t in (np.int8, np.int16, np.int32, np.int64, np.uint8)}
+_WIDER_INT = {np.dtype(np.uint16): np.dtype(np.int32), np.dtype(np.uint32): np.dtype(np.int64)}
+
 
 def as_input(x: Any, name: str, *, allow_int: bool = False) -> Union[np.ndarray, str]:
     """An array or a file path as a job reads it.
@@ -18,8 +22,13 @@ def as_input(x: Any, name: str, *, allow_int: bool = False) -> Union[np.ndarray,
     A path (str or os.PathLike) is passed through: the job reads it (.npy or IDX) as the CLI would.
     An array that is C-contiguous, native-endian float32 or float64 is passed as it is and the C++
     side reads its buffer in place (no copy when its dtype is the compute dtype); any other layout
-    or float type is converted once here. Integer arrays are kept for targets and labels
-    (allow_int) and converted to float64 otherwise.
+    or float type is converted once here. With allow_int (network and feature-map inputs, targets
+    and labels) integer arrays of the types the jobs read (int8..int64, uint8) are passed as they
+    are, as the CLI reads an integer .npy: the job converts inputs to the compute type (float32
+    unless asked otherwise) and takes integer targets as class labels; other integer types are
+    widened without loss (uint16 -> int32, uint32 and uint64 -> int64; uint64 values beyond int64
+    -> float64). Otherwise (kernels, features given to the solvers) and for bool, integers are
+    converted to float64.
     """
     if isinstance(x, (str, os.PathLike)):
         return os.fspath(x)
@@ -28,8 +37,17 @@ def as_input(x: Any, name: str, *, allow_int: bool = False) -> Union[np.ndarray,
         dtype = a.dtype.newbyteorder("=")
     elif a.dtype.kind == "f":  # float16, longdouble
         dtype = np.dtype(np.float64 if a.dtype.itemsize > 8 else np.float32)
+    elif a.dtype.kind in "iu" and allow_int:
+        native = a.dtype.newbyteorder("=")
+        if native in _JOB_INTS:
+            dtype = native
+        elif native in _WIDER_INT:
+            dtype = _WIDER_INT[native]
+        else:  # uint64: int64 when its values fit (they always do for labels and pixels)
+            fits = a.size == 0 or int(a.max()) <= np.iinfo(np.int64).max
+            dtype = np.dtype(np.int64 if fits else np.float64)
     elif a.dtype.kind in "iub":
-        dtype = a.dtype.newbyteorder("=") if allow_int and a.dtype.kind != "b" else np.dtype(np.float64)
+        dtype = np.dtype(np.float64)
     else:
         raise ValueError(f"{name} must be a float or integer array, got dtype {a.dtype}")
     return np.ascontiguousarray(a, dtype=dtype)

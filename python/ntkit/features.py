@@ -61,7 +61,7 @@ class _FeatureMap:
         return f"{type(self).__name__}({args})"
 
     def _check_rows(self, X, name: str):
-        X = as_input(X, name)
+        X = as_input(X, name, allow_int=True)  # integers as the CLI reads an integer .npy
         if isinstance(X, str):
             return X, None
         if X.ndim < 2:

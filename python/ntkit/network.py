@@ -66,7 +66,7 @@ class Network:
 
     def check_input(self, x, name: str):
         """x as a job takes it, checked to have this network's per-example shape."""
-        x = as_input(x, name)
+        x = as_input(x, name, allow_int=True)  # integers as the CLI reads an integer .npy
         if isinstance(x, np.ndarray) and tuple(x.shape[1:]) != self.input_shape:
             raise ValueError(f"{name} has shape {x.shape}; the network takes (N, "
                              f"{', '.join(map(str, self.input_shape))}) (input_shape={self.input_shape})")
