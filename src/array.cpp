@@ -1,6 +1,10 @@
 #include "ntk/array.hpp"
 
+#include <algorithm>
+#include <bit>
 #include <cmath>
+#include <cstdint>
+#include <type_traits>
 #include <limits>
 
 namespace ntk {
@@ -39,8 +43,20 @@ Shape drop_first(const Shape& shape) {
 
 template <class T>
 index_t first_non_finite(const T* values, index_t count) {
-  for (index_t i = 0; i < count; ++i)
-    if (!std::isfinite(values[i])) return i;
+  // Block by block: a branch-free test of the exponent bits (all ones: Inf or NaN) that the compiler
+  // vectorizes, so that checking an input or a parameter vector costs about one read of it; the
+  // exact index is searched only inside a block that has one.
+  using Bits = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+  constexpr Bits exponent = sizeof(T) == 4 ? Bits(0x7f800000u) : Bits(0x7ff0000000000000ull);
+  constexpr index_t block = 1024;
+  for (index_t b = 0; b < count; b += block) {
+    const index_t e = std::min(count, b + block);
+    Bits bad = 0;
+    for (index_t i = b; i < e; ++i) bad |= Bits((std::bit_cast<Bits>(values[i]) & exponent) == exponent);
+    if (bad)
+      for (index_t i = b; i < e; ++i)
+        if (!std::isfinite(values[i])) return i;
+  }
   return -1;
 }
 

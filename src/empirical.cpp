@@ -62,7 +62,7 @@ class ScratchFile {
 template <class T>
 class EntkProducer final : public detail::TileProducer<T> {
  public:
-  EntkProducer(const Network& net, const std::vector<T>& theta, const Array<T>& x1, const Array<T>* x2_in,
+  EntkProducer(const Network& net, ThetaSpan<T> theta, const Array<T>& x1, const Array<T>* x2_in,
                const EntkOptions& options, const EntkPlan& plan, const std::string& spill_path)
       : net_(net), theta_(theta), x1_(x1), x2_(x2_in ? *x2_in : x1), symmetric_(x2_in == nullptr), mode_(options.mode),
         dirs_(directions_for<T>(options.mode, net.output_size())), method_(plan.method), t_(plan.tile) {
@@ -184,7 +184,7 @@ class EntkProducer final : public detail::TileProducer<T> {
   }
 
   const Network& net_;
-  const std::vector<T>& theta_;
+  ThetaSpan<T> theta_;
   const Array<T>& x1_;
   const Array<T>& x2_;
   const bool symmetric_;
@@ -214,7 +214,7 @@ detail::TileGrid entk_grid(const Network& net, index_t n1, index_t n2, bool symm
 }
 
 template <class T>
-void validate(const Network& net, const std::vector<T>& theta, const Array<T>& x1, const Array<T>* x2,
+void validate(const Network& net, ThetaSpan<T> theta, const Array<T>& x1, const Array<T>* x2,
               const EntkOptions& options) {
   if (static_cast<index_t>(theta.size()) != net.num_params())
     throw InvalidArgument("got " + std::to_string(theta.size()) + " parameters, the network has " + std::to_string(net.num_params()));
@@ -230,7 +230,7 @@ void validate(const Network& net, const std::vector<T>& theta, const Array<T>& x
 }  // namespace
 
 template <class T>
-Array<T> empirical_ntk(const Network& net, const std::vector<T>& theta, const Array<T>& x1,
+Array<T> empirical_ntk(const Network& net, ThetaSpan<T> theta, const Array<T>& x1,
                        const std::type_identity_t<Array<T>>* x2, const EntkOptions& options) {
   ThreadScope threads(options.threads);
   validate(net, theta, x1, x2, options);
@@ -245,7 +245,7 @@ Array<T> empirical_ntk(const Network& net, const std::vector<T>& theta, const Ar
 }
 
 template <class T>
-void empirical_ntk_to_file(const Network& net, const std::vector<T>& theta, const Array<T>& x1,
+void empirical_ntk_to_file(const Network& net, ThetaSpan<T> theta, const Array<T>& x1,
                            const std::type_identity_t<Array<T>>* x2, const EntkOptions& options, const std::string& path) {
   ThreadScope threads(options.threads);
   validate(net, theta, x1, x2, options);
@@ -263,7 +263,7 @@ void empirical_ntk_to_file(const Network& net, const std::vector<T>& theta, cons
 }
 
 template <class T>
-Array<T> empirical_nngp(const Network& net, const std::vector<T>& theta, const Array<T>& x1,
+Array<T> empirical_nngp(const Network& net, ThetaSpan<T> theta, const Array<T>& x1,
                         const std::type_identity_t<Array<T>>* x2, const EntkMode& mode) {
   EntkOptions o;
   o.mode = mode;
@@ -301,9 +301,9 @@ Array<T> empirical_nngp(const Network& net, const std::vector<T>& theta, const A
   return out;
 }
 
-template Array<float> empirical_nngp<float>(const Network&, const std::vector<float>&, const Array<float>&,
+template Array<float> empirical_nngp<float>(const Network&, ThetaSpan<float>, const Array<float>&,
                                             const Array<float>*, const EntkMode&);
-template Array<double> empirical_nngp<double>(const Network&, const std::vector<double>&, const Array<double>&,
+template Array<double> empirical_nngp<double>(const Network&, ThetaSpan<double>, const Array<double>&,
                                               const Array<double>*, const EntkMode&);
 
 template <class T>
@@ -332,13 +332,13 @@ void NtkOperator<T>::apply(const T* v, T* out, index_t count) const {
 template class NtkOperator<float>;
 template class NtkOperator<double>;
 
-template void empirical_ntk_to_file<float>(const Network&, const std::vector<float>&, const Array<float>&,
+template void empirical_ntk_to_file<float>(const Network&, ThetaSpan<float>, const Array<float>&,
                                            const Array<float>*, const EntkOptions&, const std::string&);
-template void empirical_ntk_to_file<double>(const Network&, const std::vector<double>&, const Array<double>&,
+template void empirical_ntk_to_file<double>(const Network&, ThetaSpan<double>, const Array<double>&,
                                             const Array<double>*, const EntkOptions&, const std::string&);
-template Array<float> empirical_ntk<float>(const Network&, const std::vector<float>&, const Array<float>&, const Array<float>*,
+template Array<float> empirical_ntk<float>(const Network&, ThetaSpan<float>, const Array<float>&, const Array<float>*,
                                            const EntkOptions&);
-template Array<double> empirical_ntk<double>(const Network&, const std::vector<double>&, const Array<double>&,
+template Array<double> empirical_ntk<double>(const Network&, ThetaSpan<double>, const Array<double>&,
                                              const Array<double>*, const EntkOptions&);
 
 }  // namespace ntk

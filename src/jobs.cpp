@@ -180,22 +180,52 @@ Network make_network(const NetworkRequest& request, const Shape& input_shape, co
                       [&] { return Network(request.spec, input_shape, request.defaults); });
 }
 
+namespace {
+
+// The borrowed arrays as the network's flat vector, when each lies at its offset from one base
+// address with the compute type and its shape; nullopt otherwise (they are then copied).
 template <class T>
-std::vector<T> resolve_params(const Network& net, const ParamSource& source, int threads) {
-  const int given = int(!source.path.empty()) + int(!source.arrays.empty()) + int(source.seed.has_value());
+std::optional<std::span<const T>> in_place(const Network& net, const std::map<std::string, ArrayView>& views) {
+  constexpr DType own_type = std::is_same_v<T, float> ? DType::float32 : DType::float64;
+  const auto& pv = net.param_views();
+  if (views.size() != pv.size() || pv.empty()) return std::nullopt;
+  const T* base = nullptr;
+  for (const ParamView& v : pv) {
+    const auto it = views.find(v.name);
+    if (it == views.end() || it->second.dtype != own_type || it->second.shape != v.shape) return std::nullopt;
+    const T* at = static_cast<const T*>(it->second.data) - v.offset;
+    if (base && at != base) return std::nullopt;
+    base = at;
+  }
+  return std::span<const T>(base, size_t(net.num_params()));
+}
+
+}  // namespace
+
+template <class T>
+ResolvedParams<T> resolve_params(const Network& net, const ParamSource& source, int threads) {
+  const int given = int(!source.path.empty()) + int(!source.arrays.empty()) + int(!source.views.empty()) +
+                    int(source.seed.has_value());
   if (given != 1) throw InvalidArgument("give exactly one of a parameter file, parameter arrays or a seed");
-  if (source.seed) return net.init<T>(*source.seed, threads);
+  if (source.seed) return ResolvedParams<T>(net.init<T>(*source.seed, threads));
   const std::string name = source.path.empty() ? std::string("parameters") : "--params '" + source.path + "'";
   const std::string context = name + " for input shape " + shape_string(net.input_shape()) + ": ";
   if (!source.path.empty()) {
     const auto arrays = read_npz(source.path);
-    return with_context(context, [&] { return net.params_from_npz<T>(arrays); });
+    return ResolvedParams<T>(with_context(context, [&] { return net.params_from_npz<T>(arrays); }));
   }
-  return with_context(context, [&] { return net.params_from_npz<T>(source.arrays); });
+  if (!source.views.empty()) {
+    if (const auto flat = in_place<T>(net, source.views)) {
+      with_context(context, [&] { net.check_finite_params<T>(*flat); return 0; });
+      return ResolvedParams<T>(*flat);
+    }
+    return ResolvedParams<T>(with_context(context, [&] { return net.params_from_views<T>(source.views); }));
+  }
+  return ResolvedParams<T>(with_context(context, [&] { return net.params_from_npz<T>(source.arrays); }));
 }
 
-template std::vector<float> resolve_params(const Network&, const ParamSource&, int);
-template std::vector<double> resolve_params(const Network&, const ParamSource&, int);
+template ResolvedParams<float> resolve_params(const Network&, const ParamSource&, int);
+template ResolvedParams<double> resolve_params(const Network&, const ParamSource&, int);
 
 std::string written_prefix(const std::string& output_path) {
   return output_path.empty() ? std::string() : "wrote " + output_path + ": ";
@@ -215,7 +245,13 @@ JobResult run_init_as(const InitJob& job) {
   Network net(job.net.spec, job.input_shape, job.net.defaults);
   std::vector<T> theta = net.init<T>(job.seed, job.threads);
   JobResult r;
-  r.params = net.params_to_npz(theta);
+  if (job.flat && job.output_path.empty()) {
+    r.shape = {net.num_params()};
+    r.dtype = detail::dtype_of<T>();
+    r.array = Array<T>(r.shape, std::move(theta));
+  } else {
+    r.params = net.params_to_npz<T>(theta);
+  }
   if (!job.output_path.empty()) {
     write_npz(job.output_path, r.params);
     r.params.clear();
@@ -234,8 +270,8 @@ JobResult run_apply_as(const ApplyJob& job, detail::LoadedInput& input) {
   Array<T> x = input.take<T>();
   const Network net = detail::make_network(job.net, drop_first(x.shape()), input.name());
   net.check_inputs(x, input.name().c_str());
-  const std::vector<T> theta = detail::resolve_params<T>(net, job.params, job.threads);
-  Array<T> y = net.apply(theta, x);
+  const detail::ResolvedParams<T> theta = detail::resolve_params<T>(net, job.params, job.threads);
+  Array<T> y = net.apply(theta.values, x);
   JobResult r;
   r.shape = y.shape();
   r.dtype = detail::dtype_of<T>();

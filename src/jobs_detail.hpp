@@ -2,6 +2,7 @@
 // share: inputs read but not yet converted, parameters from their source, the network of an input.
 #pragma once
 #include <optional>
+#include <span>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -54,9 +55,23 @@ void check_output_path(const std::string& path);
 // The network for inputs of per-example shape input_shape; value errors name the input.
 Network make_network(const NetworkRequest& request, const Shape& input_shape, const std::string& input_name);
 
+// A job's parameters as the network's flat vector: owned, or borrowed when arrays in memory
+// (ParamSource::views) already lie in place as that vector, as the Python package's init() hands
+// them out (named slices of one buffer); then nothing is copied. `values` stays valid when moved.
+template <class T>
+struct ResolvedParams {
+  std::vector<T> owned;
+  std::span<const T> values;
+  ResolvedParams() = default;
+  explicit ResolvedParams(std::vector<T> v) : owned(std::move(v)), values(owned) {}
+  explicit ResolvedParams(std::span<const T> borrowed) : values(borrowed) {}
+  // An owned vector: this one, or a copy of the borrowed values.
+  std::vector<T> take() { return owned.empty() ? std::vector<T>(values.begin(), values.end()) : std::move(owned); }
+};
+
 // The parameters from exactly one of file, arrays or seed, checked against the network.
 template <class T>
-std::vector<T> resolve_params(const Network& net, const ParamSource& source, int threads);
+ResolvedParams<T> resolve_params(const Network& net, const ParamSource& source, int threads);
 
 // "wrote PATH: " when written, "" when returned in memory.
 std::string written_prefix(const std::string& output_path);

@@ -80,8 +80,7 @@ AnyMap make_map(const FeaturesJob& job, const Shape& example, const std::string&
     const GradientSketchParams p{job.dim, job.mode, job.projection, job.seed};
     budget(GradientSketch::memory_bytes(*m.net, p, threads) + std::uint64_t(m.net->num_params()) * 8,
            p.mode.kind == EntkMode::full ? m.net->output_size() : 1);
-    std::vector<double> theta = detail::resolve_params<double>(*m.net, job.params, threads);
-    m.grad = std::make_unique<GradientSketch>(*m.net, std::move(theta), p);
+    m.grad = std::make_unique<GradientSketch>(*m.net, detail::resolve_params<double>(*m.net, job.params, threads).take(), p);
     m.directions = m.grad->directions();
     m.name = "gradient sketch (" + to_string(job.mode) + ")";
   } else {

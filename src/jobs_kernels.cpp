@@ -96,7 +96,8 @@ template <class T, class Out = T>
 JobResult run_entk_as(const EntkJob& job, detail::LoadedInput& x1_input) {
   const KernelInputs<T> in = kernel_inputs<T>(job.net, x1_input, job.x2, job.input);
   const Array<T>* x2 = in.x2 ? &*in.x2 : nullptr;
-  const std::vector<T> theta = detail::resolve_params<T>(in.net, job.params, job.threads);
+  const detail::ResolvedParams<T> params = detail::resolve_params<T>(in.net, job.params, job.threads);
+  const ThetaSpan<T> theta = params.values;
   const EntkOptions o = entk_options(job);
   const index_t n1 = in.x1.dim(0), n2 = x2 ? x2->dim(0) : n1;
   JobResult r;

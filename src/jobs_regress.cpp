@@ -193,7 +193,7 @@ NystromMemory nystrom_memory(const RegressJob& job, index_t n, index_t o, std::u
 template <class T>
 struct NetworkData {
   std::optional<Network> net;
-  std::vector<T> theta;
+  detail::ResolvedParams<T> theta;
   Array<T> x_train;
   std::optional<Array<T>> x_test;
 };
@@ -233,8 +233,8 @@ void open_network_blocks(const NetworkKernel& nk, detail::LoadedInput& x_in, int
     o.mode = nk.mode;
     o.threads = threads;
     o.max_memory = block_budget;
-    src.train = empirical_kernel_blocks(*d->net, d->theta, d->x_train, nullptr, o);
-    if (x_test) src.test = empirical_kernel_blocks(*d->net, d->theta, *x_test, &d->x_train, o);
+    src.train = empirical_kernel_blocks(*d->net, d->theta.values, d->x_train, nullptr, o);
+    if (x_test) src.test = empirical_kernel_blocks(*d->net, d->theta.values, *x_test, &d->x_train, o);
   } else {
     KernelOptions o;
     o.get = nk.get;

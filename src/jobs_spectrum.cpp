@@ -268,9 +268,9 @@ PntkReportJobResult run_pntk_report_as(const PntkReportJob& job, detail::LoadedI
   };
   check_y(y_train, x_train.dim(0), job.y_train, "the training targets");
   check_y(y_test, x_test.dim(0), job.y_test, "the test targets");
-  const std::vector<T> theta = detail::resolve_params<T>(net, job.params, job.options.threads);
+  const detail::ResolvedParams<T> theta = detail::resolve_params<T>(net, job.params, job.options.threads);
   PntkReportJobResult r;
-  r.report = pntk_report(net, theta, x_train, y_train, x_test, y_test, job.options);
+  r.report = pntk_report(net, theta.values, x_train, y_train, x_test, y_test, job.options);
   r.spec = net.describe();
   r.dtype = dtype_name(detail::dtype_of<T>());
   return r;

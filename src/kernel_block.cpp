@@ -246,7 +246,7 @@ class InfiniteBlocks final : public BlocksBase {
 template <class T>
 class EmpiricalBlocks final : public BlocksBase {
  public:
-  EmpiricalBlocks(const Network& net, const std::vector<T>& theta, const Array<T>& x_rows, const Array<T>& x_cols,
+  EmpiricalBlocks(const Network& net, ThetaSpan<T> theta, const Array<T>& x_rows, const Array<T>& x_cols,
                   bool symmetric, const EntkOptions& options)
       : BlocksBase(x_rows.dim(0), x_cols.dim(0), symmetric), net_(net), theta_(theta), x_rows_(x_rows),
         x_cols_(x_cols), options_(options) {
@@ -265,7 +265,7 @@ class EmpiricalBlocks final : public BlocksBase {
     });
   }
   const Network& net_;
-  const std::vector<T>& theta_;
+  ThetaSpan<T> theta_;
   const Array<T>& x_rows_;
   const Array<T>& x_cols_;
   EntkOptions options_;
@@ -281,7 +281,7 @@ class EmpiricalBlocks final : public BlocksBase {
 template <class T>
 class GradientBlocks final : public BlocksBase {
  public:
-  GradientBlocks(const Network& net, const std::vector<T>& theta, const Array<T>& x_rows, const Array<T>& x_cols,
+  GradientBlocks(const Network& net, ThetaSpan<T> theta, const Array<T>& x_rows, const Array<T>& x_cols,
                  bool symmetric, const EntkOptions& options)
       : BlocksBase(x_rows.dim(0), x_cols.dim(0), symmetric), net_(net), theta_(theta), x_rows_(x_rows),
         x_cols_(x_cols), options_(options), dirs_(detail::directions_for<T>(options.mode, net.output_size())) {}
@@ -387,7 +387,7 @@ class GradientBlocks final : public BlocksBase {
     }
   }
   const Network& net_;
-  const std::vector<T>& theta_;
+  ThetaSpan<T> theta_;
   const Array<T>& x_rows_;
   const Array<T>& x_cols_;
   EntkOptions options_;
@@ -461,7 +461,7 @@ std::unique_ptr<KernelBlocks> infinite_kernel_blocks(const Network& net, const A
 }
 
 template <class T>
-std::unique_ptr<KernelBlocks> empirical_kernel_blocks(const Network& net, const std::vector<T>& theta,
+std::unique_ptr<KernelBlocks> empirical_kernel_blocks(const Network& net, ThetaSpan<T> theta,
                                                       const Array<T>& x_rows, const std::type_identity_t<Array<T>>* x_cols,
                                                       const EntkOptions& options) {
   if (options.mode.kind == EntkMode::full || options.mode.kind == EntkMode::diagonal)
@@ -486,7 +486,7 @@ std::unique_ptr<KernelBlocks> empirical_kernel_blocks(const Network& net, const 
   template std::unique_ptr<KernelBlocks> feature_kernel_blocks(const Array<T>&, const Array<T>*);                    \
   template std::unique_ptr<KernelBlocks> infinite_kernel_blocks(const Network&, const Array<T>&, const Array<T>*,    \
                                                                 const KernelOptions&);                               \
-  template std::unique_ptr<KernelBlocks> empirical_kernel_blocks(const Network&, const std::vector<T>&,              \
+  template std::unique_ptr<KernelBlocks> empirical_kernel_blocks(const Network&, ThetaSpan<T>,              \
                                                                  const Array<T>&, const Array<T>*, const EntkOptions&);
 NTK_INSTANTIATE(float)
 NTK_INSTANTIATE(double)

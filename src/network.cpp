@@ -162,6 +162,44 @@ std::vector<T> Network::init(std::uint64_t seed, int threads) const {
 
 template <class T>
 std::vector<T> Network::params_from_npz(const std::map<std::string, RawArray>& arrays) const {
+  std::map<std::string, ArrayView> views;
+  for (const auto& [key, raw] : arrays) views.emplace(key, raw.view());
+  return params_from_views<T>(views);
+}
+
+namespace {
+
+// n values of a float array into dst; other stored types through RawArray's conversion.
+template <class T>
+void read_values(const ArrayView& a, index_t n, T* dst) {
+  if (a.dtype == DType::float32 || a.dtype == DType::float64) {
+    if (a.dtype == DType::float32) {
+      const float* p = static_cast<const float*>(a.data);
+      std::copy(p, p + n, dst);
+    } else {
+      const double* p = static_cast<const double*>(a.data);
+      std::copy(p, p + n, dst);
+    }
+    return;
+  }
+  RawArray raw{a.dtype, a.shape, {}};
+  const auto* bytes = static_cast<const std::byte*>(a.data);
+  raw.bytes.assign(bytes, bytes + n * index_t(dtype_size(a.dtype)));
+  const Array<T> converted = raw.as<T>();
+  std::copy(converted.data(), converted.data() + n, dst);
+}
+
+}  // namespace
+
+template <class T>
+void Network::check_finite_params(ThetaSpan<T> theta) const {
+  for (const ParamView& v : views_)
+    if (index_t bad = first_non_finite(theta.data() + v.offset, numel(v.shape)); bad >= 0)
+      throw InvalidArgument("parameter '" + v.name + "' has a non-finite value at flat index " + std::to_string(bad));
+}
+
+template <class T>
+std::vector<T> Network::params_from_views(const std::map<std::string, ArrayView>& arrays) const {
   std::vector<T> theta(static_cast<size_t>(num_params_));
   for (const ParamView& v : views_) {
     auto it = arrays.find(v.name);
@@ -173,10 +211,7 @@ std::vector<T> Network::params_from_npz(const std::map<std::string, RawArray>& a
     if (it->second.shape != v.shape)
       throw InvalidArgument("parameter '" + v.name + "' has shape " + shape_string(it->second.shape) + " but layer " +
                             layers_[static_cast<size_t>(v.layer)]->describe() + " needs " + shape_string(v.shape));
-    Array<T> a = it->second.as<T>();
-    if (index_t bad = first_non_finite(a); bad >= 0)
-      throw InvalidArgument("parameter '" + v.name + "' has a non-finite value at flat index " + std::to_string(bad));
-    std::copy(a.data(), a.data() + a.size(), theta.begin() + v.offset);
+    read_values(it->second, numel(v.shape), theta.data() + v.offset);
   }
   for (const auto& entry : arrays) {
     const std::string& key = entry.first;
@@ -185,6 +220,7 @@ std::vector<T> Network::params_from_npz(const std::map<std::string, RawArray>& a
       throw InvalidArgument("parameter file has an array '" + key + "' that no layer of the network uses; was it made for " +
                             (key.size() > 2 && key.substr(key.size() - 2) == ".b" ? "layers with biases (--b-std / b_std=)" : "another spec") + "?");
   }
+  check_finite_params<T>(theta);
   return theta;
 }
 
@@ -233,7 +269,7 @@ void Network::check_inputs(const Array<T>& x, const char* what) const {
 }
 
 template <class T>
-Array<T> Network::apply(const std::vector<T>& theta, const Array<T>& x, index_t batch_chunk) const {
+Array<T> Network::apply(ThetaSpan<T> theta, const Array<T>& x, index_t batch_chunk) const {
   if (static_cast<index_t>(theta.size()) != num_params_)
     throw InvalidArgument("got " + std::to_string(theta.size()) + " parameters, the network has " + std::to_string(num_params_));
   check_inputs(x, "input");
@@ -358,9 +394,11 @@ void Network::channel_mask(const T* theta, const Trace<T>& trace, int layer, int
 #define NTK_INSTANTIATE(T)                                                                                   \
   template std::vector<T> Network::init<T>(std::uint64_t, int) const;                                             \
   template std::vector<T> Network::params_from_npz<T>(const std::map<std::string, RawArray>&) const;         \
+  template std::vector<T> Network::params_from_views<T>(const std::map<std::string, ArrayView>&) const;      \
+  template void Network::check_finite_params<T>(ThetaSpan<T>) const;                                          \
   template std::map<std::string, RawArray> Network::params_to_npz<T>(const std::vector<T>&) const;            \
   template void Network::check_inputs<T>(const Array<T>&, const char*) const;                                  \
-  template Array<T> Network::apply<T>(const std::vector<T>&, const Array<T>&, index_t) const;                \
+  template Array<T> Network::apply<T>(ThetaSpan<T>, const Array<T>&, index_t) const;                \
   template void Network::forward<T>(const T*, const T*, index_t, Trace<T>&) const;                           \
   template void Network::vjp<T>(const T*, const Trace<T>&, index_t, const T*, T*, ParamCotangent<T>,             \
                                 const std::function<void(int, const T*)>&) const;  \

@@ -446,7 +446,7 @@ KernelComparison compare(const Array<T>& a, const Array<T>& b, const CompareOpti
 }
 
 template <class T>
-PntkReport pntk_report(const Network& net, const std::vector<T>& theta, const Array<T>& x_train,
+PntkReport pntk_report(const Network& net, ThetaSpan<T> theta, const Array<T>& x_train,
                        const Array<double>& y_train, const Array<T>& x_test, const Array<double>& y_test,
                        const PntkReportOptions& options) {
   ThreadScope threads(options.threads);
@@ -526,7 +526,7 @@ PntkReport pntk_report(const Network& net, const std::vector<T>& theta, const Ar
   template double kernel_alignment<T>(const Array<T>&, const Array<double>&);                                       \
   template LanczosResult lanczos_eigenvalues<T>(const NtkOperator<T>&, const LanczosOptions&);                      \
   template KernelComparison compare<T>(const Array<T>&, const Array<T>&, const CompareOptions&);                     \
-  template PntkReport pntk_report<T>(const Network&, const std::vector<T>&, const Array<T>&, const Array<double>&, \
+  template PntkReport pntk_report<T>(const Network&, ThetaSpan<T>, const Array<T>&, const Array<double>&, \
                                      const Array<T>&, const Array<double>&, const PntkReportOptions&);
 NTK_INSTANTIATE(float)
 NTK_INSTANTIATE(double)

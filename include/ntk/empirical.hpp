@@ -73,21 +73,21 @@ Shape entk_output_shape(const EntkMode& mode, index_t n1, index_t n2, index_t ou
 // path (upper tiles only). Throws InvalidArgument on shape mismatch or non-finite values,
 // MemoryBudgetError if one tile does not fit max_memory.
 template <class T>
-Array<T> empirical_ntk(const Network& net, const std::vector<T>& theta, const Array<T>& x1,
+Array<T> empirical_ntk(const Network& net, ThetaSpan<T> theta, const Array<T>& x1,
                        const std::type_identity_t<Array<T>>* x2, const EntkOptions& options);
 
 // The empirical NNGP kernel f(x1) f(x2)ᵀ of the outputs at theta, in the same modes and shapes as
 // the eNTK: full (N1, N2, O, O) = f_a(x) f_b(x'); trace = mean over outputs (neural-tangents'
 // empirical_nngp_fn); trace-sum; pntk = (1/O)·Σ_ab f_a f_b; logit=K; diagonal (N1, N2, O).
 template <class T>
-Array<T> empirical_nngp(const Network& net, const std::vector<T>& theta, const Array<T>& x1,
+Array<T> empirical_nngp(const Network& net, ThetaSpan<T> theta, const Array<T>& x1,
                         const std::type_identity_t<Array<T>>* x2, const EntkMode& mode);
 
 // The same kernel written straight into an .npy file band of rows by band of rows (the tile engine,
 // src/tiles.hpp): each band is written once, so kernels larger than memory fit in max_memory.
 // Atomic: nothing is left at path if anything fails.
 template <class T>
-void empirical_ntk_to_file(const Network& net, const std::vector<T>& theta, const Array<T>& x1,
+void empirical_ntk_to_file(const Network& net, ThetaSpan<T> theta, const Array<T>& x1,
                            const std::type_identity_t<Array<T>>* x2, const EntkOptions& options, const std::string& path);
 
 // Matrix-free NTK-vector products Θ·v at fixed inputs x (N examples, O outputs), for solvers and

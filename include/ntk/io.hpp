@@ -16,6 +16,14 @@ enum class DType { float32, float64, uint8, int8, int16, int32, int64 };
 const char* dtype_name(DType d);
 size_t dtype_size(DType d);
 
+// A borrowed, dtype-erased C-order array in memory, e.g. a NumPy array's buffer: read during the
+// call, never kept or freed.
+struct ArrayView {
+  DType dtype = DType::float32;
+  Shape shape;
+  const void* data = nullptr;
+};
+
 // An array as stored in a file: element type, shape and little-endian bytes, C order.
 struct RawArray {
   DType dtype = DType::float64;
@@ -27,6 +35,7 @@ struct RawArray {
   Array<T> as() const;
   template <class T>
   static RawArray from(const Array<T>& a);
+  ArrayView view() const { return {dtype, shape, bytes.data()}; }
 };
 
 // .npy

@@ -46,14 +46,6 @@ struct InputOptions {
 // otherwise; a zip (.npz) is refused. IDX stacks (N, H, W) get a channel axis, (N, H, W, 1).
 RawArray load_input(const std::string& path, const InputOptions& options = {});
 
-// A borrowed, dtype-erased C-order array in memory, e.g. a NumPy array's buffer: read during the
-// call, never kept or freed.
-struct ArrayView {
-  DType dtype = DType::float32;
-  Shape shape;
-  const void* data = nullptr;
-};
-
 // One input of a job: a file or an array in memory, and how messages name it.
 struct JobInput {
   std::string path;                // .npy or IDX file
@@ -81,10 +73,12 @@ struct NetworkRequest {
 };
 
 // Where parameters come from: exactly one of a .npz file, arrays in memory (keys '<path>.W' /
-// '<path>.b', as in the file) or a seed (drawn as `ntk init --seed` would).
+// '<path>.b', as in the file; owned, or borrowed views such as NumPy arrays, read once into the
+// network's parameter vector) or a seed (drawn as `ntk init --seed` would).
 struct ParamSource {
   std::string path;
   std::map<std::string, RawArray> arrays;
+  std::map<std::string, ArrayView> views;
   std::optional<std::uint64_t> seed;
 };
 
@@ -112,6 +106,9 @@ struct InitJob {
   DType dtype = DType::float32;
   int threads = 0;  // 0: num_threads()
   std::string output_path;  // .npz; empty: JobResult::params
+  // Without output_path: the flat parameter vector (num_params,) in JobResult::array instead of
+  // JobResult::params (the Python package hands out its named slices, which jobs then read in place).
+  bool flat = false;
 };
 JobResult run_init(const InitJob& job);
 

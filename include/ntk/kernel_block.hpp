@@ -62,7 +62,7 @@ std::unique_ptr<KernelBlocks> infinite_kernel_blocks(const Network& net, const A
 // x_rows and x_cols (nullptr: symmetric); net, theta and the inputs borrowed. InvalidArgument for
 // the full and diagonal modes, whose entries are blocks, not numbers.
 template <class T>
-std::unique_ptr<KernelBlocks> empirical_kernel_blocks(const Network& net, const std::vector<T>& theta,
+std::unique_ptr<KernelBlocks> empirical_kernel_blocks(const Network& net, ThetaSpan<T> theta,
                                                       const Array<T>& x_rows, const std::type_identity_t<Array<T>>* x_cols,
                                                       const EntkOptions& options);
 

@@ -5,6 +5,7 @@
 #pragma once
 #include <functional>
 #include <map>
+#include <span>
 #include <memory>
 #include <string>
 #include <type_traits>
@@ -15,6 +16,12 @@
 #include "ntk/layer.hpp"
 
 namespace ntk {
+
+// A network's flat parameter vector, read only: a std::vector<T> (converts implicitly) or borrowed
+// memory such as a NumPy buffer. T is not deduced from it (type_identity), so calls deduce T from
+// their arrays and a vector argument converts.
+template <class T>
+using ThetaSpan = std::type_identity_t<std::span<const T>>;
 
 // A named slice of the flat parameter buffer, e.g. "2.0.W" at [offset, offset + numel(shape)).
 struct ParamView {
@@ -63,6 +70,12 @@ class Network {
   // Parameter file <-> flat buffer. from_npz checks every key and shape and that values are finite.
   template <class T>
   std::vector<T> params_from_npz(const std::map<std::string, RawArray>& arrays) const;
+  // Throws InvalidArgument naming the parameter (and its flat index) that holds a NaN or Inf.
+  template <class T>
+  void check_finite_params(ThetaSpan<T> theta) const;
+  // The same from borrowed arrays (e.g. NumPy's), each read once into the flat buffer.
+  template <class T>
+  std::vector<T> params_from_views(const std::map<std::string, ArrayView>& arrays) const;
   template <class T>
   std::map<std::string, RawArray> params_to_npz(const std::vector<T>& theta) const;
 
@@ -74,7 +87,7 @@ class Network {
   // Outputs (N, output_shape...) for inputs (N, input_shape...). Checks shapes and finiteness,
   // works through the batch in chunks of at most batch_chunk examples to bound memory.
   template <class T>
-  Array<T> apply(const std::vector<T>& theta, const Array<T>& x, index_t batch_chunk = 256) const;
+  Array<T> apply(ThetaSpan<T> theta, const Array<T>& x, index_t batch_chunk = 256) const;
 
   // Forward pass over n examples (x is (n, input_size)), keeping every activation. The output is
   // trace.buffers.back().

@@ -164,7 +164,7 @@ struct PntkReport {
 // x_train (N, ...), y_train (N, O) targets (e.g. one-hot), x_test (M, ...), y_test (M, O).
 // Throws InvalidArgument on shapes that do not match (O must equal the network's outputs).
 template <class T>
-PntkReport pntk_report(const Network& net, const std::vector<T>& theta, const Array<T>& x_train,
+PntkReport pntk_report(const Network& net, ThetaSpan<T> theta, const Array<T>& x_train,
                        const Array<double>& y_train, const Array<T>& x_test, const Array<double>& y_test,
                        const PntkReportOptions& options = {});
 

@@ -13,6 +13,7 @@ or .npy / IDX paths. Errors: ValueError (bad input, spec or argument), NotImplem
 (overflow), RuntimeError (anything else), with the command line's messages.
 """
 from . import features
+from ._util import load
 from ._core import __version__, num_threads, set_num_threads
 from .kernels import empirical_ntk, kernel, plan_empirical_ntk
 from .network import Network
@@ -27,6 +28,6 @@ def from_torch(module, input_shape, **kwargs):
     return _from_torch(module, input_shape, **kwargs)
 
 
-__all__ = ["Network", "empirical_ntk", "kernel", "plan_empirical_ntk", "features", "NTKSketch", "NTKRF", "CNTKSketch",
+__all__ = ["Network", "load", "empirical_ntk", "kernel", "plan_empirical_ntk", "features", "NTKSketch", "NTKRF", "CNTKSketch",
            "GradientFeatures", "kernel_ridge", "feature_ridge", "gradient_descent_mse", "gp_inference", "spectrum",
            "compare", "pntk_report", "RegressionResult", "from_torch", "set_num_threads", "num_threads", "__version__"]

@@ -122,3 +122,15 @@ def check_choice(name: str, value: str, choices) -> str:
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(repr(c) for c in choices)}, got {value!r}")
     return value
+
+
+def load(path: Union[str, "os.PathLike[str]"], *, idx_scale: str = "unit") -> np.ndarray:
+    """An input file as the jobs and `ntk` read it: .npy as stored; IDX (gzipped or not, e.g.
+    Fashion-MNIST from Debian's dataset-fashion-mnist) with image stacks (N, H, W) as NHWC
+    (N, H, W, 1) and their unsigned bytes divided by 255 in float32 (idx_scale='unit', as
+    torchvision's ToTensor; 'raw' keeps 0..255), label files (N,) as integers."""
+    check_choice("idx_scale", idx_scale, ("unit", "raw"))
+    a = _core.load_input(os.fspath(path))
+    if idx_scale == "unit" and a.dtype == np.uint8 and a.ndim >= 2:
+        a = a.astype(np.float32) / np.float32(255)  # the C++ reader's float32 division, bit for bit
+    return a

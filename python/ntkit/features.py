@@ -13,6 +13,7 @@ transformer. The features equal `ntk features` with the same settings, bit for b
 """
 from __future__ import annotations
 
+import inspect
 import os
 from typing import Any, Dict, Optional, Union
 
@@ -57,7 +58,10 @@ class _FeatureMap:
         return self
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        # As scikit-learn: the arguments that differ from their defaults.
+        defaults = {k: p.default for k, p in inspect.signature(type(self).__init__).parameters.items()}
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items()
+                         if k not in defaults or defaults[k] is inspect.Parameter.empty or defaults[k] != v)
         return f"{type(self).__name__}({args})"
 
     def _check_rows(self, X, name: str):

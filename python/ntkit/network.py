@@ -37,7 +37,8 @@ class Network:
         info = _core.network_info(spec, list(shape), self.W_std, self.b_std, parameterization)
         self.output_shape: Tuple[int, ...] = tuple(info["output_shape"])
         self.num_params: int = int(info["num_params"])
-        self.param_shapes: Dict[str, Tuple[int, ...]] = {name: tuple(s) for name, s in info["params"]}
+        self.param_shapes: Dict[str, Tuple[int, ...]] = {name: tuple(s) for name, s, _ in info["params"]}
+        self._param_offsets: Dict[str, int] = {name: int(o) for name, _, o in info["params"]}
         self._describe: str = info["describe"]
         self._summary: str = info["summary"]
 
@@ -61,8 +62,7 @@ class Network:
             extra += f", b_std={self.b_std:g}"
         if self.parameterization != "ntk":
             extra += f", parameterization={self.parameterization!r}"
-        return (f"Network({self.spec!r}, input_shape={self.input_shape}{extra})  "
-                f"# {self.num_params:,} parameters, output {self.output_shape}")
+        return f"Network({self.spec!r}, input_shape={self.input_shape}{extra})"
 
     def check_input(self, x, name: str):
         """x as a job takes it, checked to have this network's per-example shape."""
@@ -73,9 +73,15 @@ class Network:
         return x
 
     def init(self, seed: int = 0, *, dtype: str = "float32", threads: int = 0) -> Dict[str, np.ndarray]:
-        """Parameters drawn as `ntk init --seed` draws them (identical for a seed on any thread count)."""
+        """Parameters drawn as `ntk init --seed` draws them (identical for a seed on any thread count).
+
+        The arrays are named slices of one buffer laid out as the network's flat parameter vector,
+        so that jobs given this dict (or the same arrays modified in place) read them where they
+        are, without copying; a dict of other arrays is copied once per call."""
         check_choice("dtype", dtype, ("float32", "float64"))
-        return _core.init(*self._args(), list(self.input_shape), _seed(seed), dtype, threads)
+        flat = _core.init(*self._args(), list(self.input_shape), _seed(seed), dtype, threads)
+        return {name: flat[o:o + int(np.prod(shape, dtype=np.int64))].reshape(shape)
+                for (name, shape), o in zip(self.param_shapes.items(), self._param_offsets.values())}
 
     def apply(self, params: Params, x, *, dtype: Optional[str] = None, threads: int = 0) -> np.ndarray:
         """Outputs (N, *output_shape) for inputs (N, *input_shape), as `ntk apply`.

@@ -32,8 +32,8 @@ class RegressionResult:
     (time, train_mse, test_mse, train_accuracy, test_accuracy where defined). report: the whole
     JSON report (solver, ridge, lambda, ridge selection, warning, ...)."""
 
-    predictions: Optional[np.ndarray]
-    train_predictions: Optional[np.ndarray]
+    predictions: Optional[np.ndarray] = field(repr=False)
+    train_predictions: Optional[np.ndarray] = field(repr=False)
     metrics: List[Dict[str, float]]
     ridge: float
     solver: str

@@ -87,15 +87,26 @@ nb::object to_numpy(ntk::AnyArray&& a) {
   return std::visit([](auto& arr) { return to_numpy(std::move(arr)); }, a);
 }
 
-nb::dict params_to_dict(const std::map<std::string, ntk::RawArray>& params) {
-  nb::dict out;
-  for (const auto& [key, raw] : params) {
-    if (raw.dtype == DType::float64)
-      out[key.c_str()] = to_numpy(raw.as<double>());
-    else
-      out[key.c_str()] = to_numpy(raw.as<float>());
+// A file's array in its stored type (IDX images as unsigned bytes, labels as integers).
+nb::object raw_to_numpy(const ntk::RawArray& raw) {
+  switch (raw.dtype) {
+    case DType::float32: return to_numpy(raw.as<float>());
+    case DType::float64: return to_numpy(raw.as<double>());
+    default: break;
   }
-  return out;
+  // Integer types: the stored bytes, copied once into an array NumPy owns.
+  auto* bytes = new std::vector<std::byte>(raw.bytes);
+  nb::capsule owner(bytes, [](void* p) noexcept { delete static_cast<std::vector<std::byte>*>(p); });
+  std::vector<size_t> shape(raw.shape.begin(), raw.shape.end());
+  nb::dlpack::dtype dt{};
+  switch (raw.dtype) {
+    case DType::uint8: dt = nb::dtype<std::uint8_t>(); break;
+    case DType::int8: dt = nb::dtype<std::int8_t>(); break;
+    case DType::int16: dt = nb::dtype<std::int16_t>(); break;
+    case DType::int32: dt = nb::dtype<std::int32_t>(); break;
+    default: dt = nb::dtype<std::int64_t>(); break;
+  }
+  return nb::cast(nb::ndarray<nb::numpy>(bytes->data(), shape.size(), shape.data(), owner, nullptr, dt));
 }
 
 // Parameters as a job takes them: a dict of arrays (keys '<path>.W' / '<path>.b'), a .npz path, or
@@ -108,14 +119,9 @@ ntk::ParamSource param_source(const nb::handle& params, std::optional<std::uint6
     src.path = nb::cast<std::string>(params);
     return src;
   }
-  for (auto [key, value] : nb::cast<nb::dict>(params)) {
-    const auto a = nb::cast<InArray>(value);
-    const ntk::ArrayView v = view_of(a);
-    ntk::RawArray raw{v.dtype, v.shape, {}};
-    const auto* bytes = static_cast<const std::byte*>(v.data);
-    raw.bytes.assign(bytes, bytes + a.nbytes());
-    src.arrays.emplace(nb::cast<std::string>(key), std::move(raw));
-  }
+  // Borrowed: the dict (the caller's argument) keeps every array alive for the call.
+  for (auto [key, value] : nb::cast<nb::dict>(params))
+    src.views.emplace(nb::cast<std::string>(key), view_of(nb::cast<InArray>(value)));
   return src;
 }
 
@@ -166,25 +172,27 @@ nb::dict network_info(const std::string& spec, const std::vector<index_t>& input
   info["output_shape"] = std::vector<index_t>(net.output_shape());
   info["num_params"] = net.num_params();
   nb::list params;
-  for (const ntk::ParamView& v : net.param_views()) params.append(nb::make_tuple(v.name, v.shape));
+  for (const ntk::ParamView& v : net.param_views()) params.append(nb::make_tuple(v.name, v.shape, v.offset));
   info["params"] = params;
   return info;
 }
 
-nb::dict init(const std::string& spec, double W_std, std::optional<double> b_std, const std::string& parameterization,
-              const std::vector<index_t>& input_shape, std::uint64_t seed, const std::string& dtype, int threads) {
+// The flat parameter vector (num_params,); the Python side hands out its named slices.
+nb::object init(const std::string& spec, double W_std, std::optional<double> b_std, const std::string& parameterization,
+                const std::vector<index_t>& input_shape, std::uint64_t seed, const std::string& dtype, int threads) {
   ntk::InitJob job;
   job.net = network_request(spec, W_std, b_std, parameterization);
   job.input_shape = input_shape;
   job.seed = seed;
   job.dtype = ntk::parse_float_dtype(dtype);
   job.threads = threads;
+  job.flat = true;
   ntk::JobResult r;
   {
     nb::gil_scoped_release release;
     r = ntk::run_init(job);
   }
-  return params_to_dict(r.params);
+  return job_array(std::move(r));
 }
 
 nb::object apply(const std::string& spec, double W_std, std::optional<double> b_std, const std::string& parameterization,
@@ -537,6 +545,14 @@ NB_MODULE(_core, m) {
   m.def("pntk_report", &pntk_report, "spec"_a, "W_std"_a, "b_std"_a.none(), "parameterization"_a, "params"_a.none(),
         "seed"_a.none(), "x_train"_a, "y_train"_a, "x_test"_a, "y_test"_a, "ridge"_a, "method"_a, "dtype"_a.none(),
         "max_memory"_a, "threads"_a);
+  m.def("load_input", [](const std::string& path) {
+    ntk::RawArray raw;
+    {
+      nb::gil_scoped_release release;
+      raw = ntk::load_input(path, {ntk::IdxScale::raw});
+    }
+    return raw_to_numpy(raw);
+  }, "path"_a);
   m.def("parse_bytes", [](const std::string& s) {
     const auto b = ntk::parse_bytes(s);
     if (!b) throw ntk::InvalidArgument("max_memory '" + s + "' is not a size such as 4G, 512M or 1000000 (bytes)");
