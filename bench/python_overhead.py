@@ -89,7 +89,7 @@ def main():
     ntkit.set_num_threads(a.threads)
     lib = library_times(a.bench, [c[1] for c in CONFIGS], a.reps, a.threads)
     print(f"threads {a.threads}, medians of {a.reps}; library = ntk_bench (C++), Python = ntkit call")
-    print(f"| configuration | library ms | Python ms | Python / library |\n|---|---|---|---|")
+    print("| configuration | library ms | Python ms | Python / library |\n|---|---|---|---|")
     for label, name, kind, spec, shape, n, mode, method in CONFIGS:
         py = python_time(kind, spec, shape, n, mode, method, a.reps, a.threads)
         ref = lib[name]

@@ -3,7 +3,6 @@ and kernel regression with it, random features of the infinite-width NTK, and a 
 eNTK. Run: .venv/bin/python examples/quickstart.py (after scripts/install-python.sh)."""
 import time
 
-import numpy as np
 import torch
 
 import ntkit

@@ -159,6 +159,13 @@ nb::object job_array(ntk::JobResult&& r) {
   return nb::none();
 }
 
+// C++ work runs with the GIL released: jobs touch no Python object (progress_fn re-acquires it).
+template <class F>
+auto without_gil(F&& work) {
+  nb::gil_scoped_release release;
+  return work();
+}
+
 // ---------------------------------------------------------------------------------------------
 // Jobs
 
@@ -187,11 +194,7 @@ nb::object init(const std::string& spec, double W_std, std::optional<double> b_s
   job.dtype = ntk::parse_float_dtype(dtype);
   job.threads = threads;
   job.flat = true;
-  ntk::JobResult r;
-  {
-    nb::gil_scoped_release release;
-    r = ntk::run_init(job);
-  }
+  ntk::JobResult r = without_gil([&] { return ntk::run_init(job); });
   return job_array(std::move(r));
 }
 
@@ -204,11 +207,7 @@ nb::object apply(const std::string& spec, double W_std, std::optional<double> b_
   job.x = job_input(x, "x");
   job.dtype = optional_dtype(dtype);
   job.threads = threads;
-  ntk::JobResult r;
-  {
-    nb::gil_scoped_release release;
-    r = ntk::run_apply(job);
-  }
+  ntk::JobResult r = without_gil([&] { return ntk::run_apply(job); });
   return job_array(std::move(r));
 }
 
@@ -250,11 +249,7 @@ nb::tuple entk(const std::string& spec, double W_std, std::optional<double> b_st
                nb::handle progress, const std::string& output) {
   const ntk::EntkJob job = entk_job(spec, W_std, b_std, parameterization, params, seed, x1, x2, mode, method, nngp,
                                     dtype, accumulate_float64, tile, max_memory, out_of_core, threads, progress, output);
-  ntk::JobResult r;
-  {
-    nb::gil_scoped_release release;
-    r = ntk::run_entk(job);
-  }
+  ntk::JobResult r = without_gil([&] { return ntk::run_entk(job); });
   std::string path = r.output_path, summary = r.summary;
   return nb::make_tuple(job_array(std::move(r)), path, summary);
 }
@@ -277,11 +272,7 @@ nb::tuple kernel(const std::string& spec, double W_std, std::optional<double> b_
   if (get != "ntk" && get != "nngp") throw ntk::InvalidArgument("get must be 'ntk' or 'nngp', got '" + get + "'");
   job.get = get == "ntk" ? ntk::KernelOptions::ntk : ntk::KernelOptions::nngp;
   job.dtype = ntk::parse_float_dtype(dtype);
-  ntk::JobResult r;
-  {
-    nb::gil_scoped_release release;
-    r = ntk::run_kernel(job);
-  }
+  ntk::JobResult r = without_gil([&] { return ntk::run_kernel(job); });
   std::string path = r.output_path, summary = r.summary;
   return nb::make_tuple(job_array(std::move(r)), path, summary);
 }
@@ -335,11 +326,7 @@ nb::object features(const nb::dict& s, nb::handle x, nb::handle params, nb::hand
   job.x = job_input(x, "x");
   job.progress = progress_fn(progress);
   job.output_path = output;
-  ntk::JobResult r;
-  {
-    nb::gil_scoped_release release;
-    r = ntk::run_features(job);
-  }
+  ntk::JobResult r = without_gil([&] { return ntk::run_features(job); });
   return job_array(std::move(r));
 }
 
@@ -375,11 +362,7 @@ nb::tuple regress(const nb::dict& s, nb::handle progress) {
   job.threads = nb::cast<int>(get("threads"));
   job.output_path = nb::cast<std::string>(get("output"));
   job.progress = progress_fn(progress);
-  ntk::RegressResult r;
-  {
-    nb::gil_scoped_release release;
-    r = ntk::run_regress(job);
-  }
+  ntk::RegressResult r = without_gil([&] { return ntk::run_regress(job); });
   const std::string report = ntk::regress_json(r, job);
   nb::object test = r.test_predictions.empty() ? nb::none() : to_numpy(std::move(r.test_predictions));
   nb::object train = r.train_predictions.empty() ? nb::none() : to_numpy(std::move(r.train_predictions));
@@ -428,11 +411,9 @@ nb::tuple gradient_descent_mse(const nb::ndarray<const double, nb::ndim<2>, nb::
   o.diag_reg = diag_reg;
   o.diag_reg_absolute_scale = diag_reg_absolute_scale;
   o.threads = threads;
-  ntk::GdMsePredictions p;
-  {
-    nb::gil_scoped_release release;
-    p = ntk::gradient_descent_mse(kt, y, times, o, kx ? &*kx : nullptr, f0t ? &*f0t : nullptr, f0x ? &*f0x : nullptr);
-  }
+  ntk::GdMsePredictions p = without_gil([&] {
+    return ntk::gradient_descent_mse(kt, y, times, o, kx ? &*kx : nullptr, f0t ? &*f0t : nullptr, f0x ? &*f0x : nullptr);
+  });
   nb::object test = p.test.empty() ? nb::none() : to_numpy(std::move(p.test));
   return nb::make_tuple(to_numpy(std::move(p.train)), test, p.lambda, p.warning);
 }
@@ -468,11 +449,8 @@ nb::tuple gp_inference(const std::string& get, const nb::ndarray<const double, n
   o.diag_reg = diag_reg;
   o.diag_reg_absolute_scale = diag_reg_absolute_scale;
   o.threads = threads;
-  ntk::GpPosterior p;
-  {
-    nb::gil_scoped_release release;
-    p = ntk::gp_inference(ntk::parse_gp_get(get), y, a.view(), b.view(), o);
-  }
+  ntk::GpPosterior p =
+      without_gil([&] { return ntk::gp_inference(ntk::parse_gp_get(get), y, a.view(), b.view(), o); });
   nb::object cov = p.covariance.empty() ? nb::none() : to_numpy(std::move(p.covariance));
   return nb::make_tuple(to_numpy(std::move(p.mean)), cov, p.lambda, p.warning);
 }

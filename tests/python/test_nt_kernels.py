@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import nt_python_checked
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -27,7 +28,6 @@ sys.path.insert(0, str(HERE))
 import nt_kernel  # noqa: E402  (the architecture table; importing it needs no JAX)
 
 NTK_BIN = Path(os.environ.get("NTK_BIN", REPO / "build" / "ntk"))
-NT_PYTHON = Path(os.environ.get("NT_PYTHON", REPO / "build-nt" / "venv" / "bin" / "python"))
 
 TOL = 1e-8
 # Closed forms (ReLU family, Erf) agree to ~1e-16 off the diagonal. On the diagonal of symmetric
@@ -58,14 +58,7 @@ def rel_err(a, b):
 
 @pytest.fixture(scope="module")
 def nt_python():
-    if not NT_PYTHON.is_file():
-        pytest.skip(f"neural-tangents venv not found ({NT_PYTHON}): run scripts/install-nt.sh")
-    r = subprocess.run([str(NT_PYTHON), str(HERE / "nt_kernel.py"), "--check"],
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"{NT_PYTHON} cannot import neural_tangents (rerun scripts/install-nt.sh): "
-                    f"{(r.stderr.strip().splitlines() or [f'exit {r.returncode}'])[-1]}")
-    return NT_PYTHON
+    return nt_python_checked(HERE / "nt_kernel.py")
 
 
 @pytest.fixture(scope="module")

@@ -19,16 +19,15 @@ $NT_PYTHON, by default <repo>/build-nt/venv/bin/python.
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import nt_python_checked
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 NTK_BIN = Path(os.environ.get("NTK_BIN", REPO / "build" / "ntk"))
-NT_PYTHON = Path(os.environ.get("NT_PYTHON", REPO / "build-nt" / "venv" / "bin" / "python"))
 
 TOL = 1e-8
 N, M, O = 14, 6, 3
@@ -54,13 +53,7 @@ def rel_err(a, b):
 
 @pytest.fixture(scope="module")
 def nt_python():
-    if not NT_PYTHON.is_file():
-        pytest.skip(f"neural-tangents venv not found ({NT_PYTHON}): run scripts/install-nt.sh")
-    r = subprocess.run([str(NT_PYTHON), str(HERE / "nt_predict.py"), "--check"], capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"{NT_PYTHON} cannot import neural_tangents.predict (rerun scripts/install-nt.sh): "
-                    f"{(r.stderr.strip().splitlines() or [f'exit {r.returncode}'])[-1]}")
-    return NT_PYTHON
+    return nt_python_checked(HERE / "nt_predict.py")
 
 
 def gram_split(f, d):

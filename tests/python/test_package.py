@@ -20,8 +20,9 @@ NumPy oracles, and on its own contracts (DESIGN.md section 1, "Python ntkit" and
   against the exact kernel they approximate (relative Frobenius error <= 0.25 at 8192 features).
   Contracts: shapes and dtypes (float32 in -> float32 out, float64 -> float64, dtype= overrides);
   errors (ValueError with the CLI's message, OSError, MemoryError, NotImplementedError, and bad
-  keyword values); out-of-core results are numpy.memmap equal to the in-memory ones; inputs are read
-  in place (peak RSS in a subprocess, with a control that must grow) and outputs are writable and
+  keyword values); out-of-core results are numpy.memmap equal to the in-memory ones; inputs and the
+  parameters init() returns are read in place (peak RSS in a subprocess, with a control that must
+  grow) and outputs are writable and
   share no memory with the inputs; progress callbacks, exceptions raised in them (no output file
   left), the GIL released during a computation; transposed, strided, big-endian, float16 and
   integer inputs give the result of the contiguous float copy.
@@ -1010,6 +1011,34 @@ def test_inputs_are_read_in_place():
     assert peak_growth_mib("float32", "default") < 100
     assert peak_growth_mib("float64", "default") < 100
     assert peak_growth_mib("float64", "float32") > 200
+
+
+PARAMS_PEAK_SCRIPT = textwrap.dedent("""
+    import resource, sys
+    import numpy as np
+    import ntkit
+    net = ntkit.Network("Dense(4096), Relu, Dense(4096), Relu, Dense(4096)", (4096,))
+    p = net.init(0)  # 50M float32 parameters, 200 MB, named slices of one buffer
+    if sys.argv[1] == "copies":
+        p = {k: v.copy() for k, v in p.items()}  # the same values in separate arrays
+    x = np.ones((1, 4096), np.float32)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    y = net.apply(p, x, threads=2)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print((after - before) / 1024)
+""")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="ru_maxrss in KiB is Linux's")
+def test_parameters_from_init_are_read_in_place():
+    """200 MB of parameters from init(): the peak grows by less than 50 MB; the same values in
+    separate arrays are gathered into the flat vector (about 200 MB), the control that can fail."""
+    def growth(kind):
+        r = subprocess.run([sys.executable, "-c", PARAMS_PEAK_SCRIPT, kind], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        return float(r.stdout.strip().splitlines()[-1])
+    assert growth("init") < 50
+    assert growth("copies") > 150
 
 
 def test_outputs_are_writable_and_their_own(mlp, cnn, data):

@@ -12,13 +12,13 @@ neural-tangents runs in its own venv (a subprocess); ntkit in this process, in f
 Metric max|a - b| / max|b| <= 1e-8 (as tests/python/test_nt_kernels.py, which checks the CLI).
 """
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import nt_python_checked
 
 import ntkit
 
@@ -28,7 +28,6 @@ sys.path.insert(0, str(HERE))
 import nt_entk  # noqa: E402  (tables only; importing them needs no JAX)
 import nt_kernel  # noqa: E402
 
-NT_PYTHON = Path(os.environ.get("NT_PYTHON", REPO / "build-nt" / "venv" / "bin" / "python"))
 TOL = 1e-8
 KERNEL_ARCHS = ["relu_ntk_bias", "relu_standard", "erf", "residual_mlp", "cnn_gap", "cnn_strided_same_gap",
                 "cnn_avgpool"]
@@ -41,12 +40,7 @@ def rel(a, b):
 
 @pytest.fixture(scope="module")
 def nt_python():
-    if not NT_PYTHON.is_file():
-        pytest.skip(f"neural-tangents venv not found ({NT_PYTHON}): run scripts/install-nt.sh")
-    r = subprocess.run([str(NT_PYTHON), str(HERE / "nt_kernel.py"), "--check"], capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"{NT_PYTHON} cannot import neural_tangents: {r.stderr.strip()[-200:]}")
-    return NT_PYTHON
+    return nt_python_checked(HERE / "nt_kernel.py")
 
 
 def inputs(tmp_path, kind, seed=5):
