@@ -95,9 +95,11 @@ std::optional<std::uint64_t> parse_bytes(std::string s) {
   return static_cast<std::uint64_t>(v * scale);
 }
 
-void keep_freed_memory_for_reuse() {
-  mallopt(M_MMAP_THRESHOLD, 1 << 30);
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+void keep_freed_memory_for_reuse(bool keep) {
+  // glibc's defaults (128 KiB) when not keeping; its dynamic mmap threshold stays off either way.
+  const int threshold = keep ? 1 << 30 : 128 * 1024;
+  mallopt(M_MMAP_THRESHOLD, threshold);
+  mallopt(M_TRIM_THRESHOLD, threshold);
 }
 
 namespace detail {

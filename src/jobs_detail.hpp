@@ -63,6 +63,11 @@ struct ResolvedParams {
   std::vector<T> owned;
   std::span<const T> values;
   ResolvedParams() = default;
+  // Moves only: a copy's `values` would point into the source's `owned`.
+  ResolvedParams(const ResolvedParams&) = delete;
+  ResolvedParams& operator=(const ResolvedParams&) = delete;
+  ResolvedParams(ResolvedParams&&) noexcept = default;
+  ResolvedParams& operator=(ResolvedParams&&) noexcept = default;
   explicit ResolvedParams(std::vector<T> v) : owned(std::move(v)), values(owned) {}
   explicit ResolvedParams(std::span<const T> borrowed) : values(borrowed) {}
   // An owned vector: this one, or a copy of the borrowed values.

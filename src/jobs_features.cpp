@@ -98,7 +98,7 @@ JobResult run_features(const FeaturesJob& job) {
   ThreadScope threads(job.threads > 0 ? job.threads : num_threads());
   detail::LoadedInput loaded(job.x, job.input);
   const std::string name = loaded.name();
-  Array<double> x = loaded.take<double>();
+  const Array<double> x = loaded.take<double>();  // const: a borrowed float64 input is read in place
   if (x.ndim() < 2 || x.dim(0) == 0)
     throw InvalidArgument(name + " has shape " + shape_string(x.shape()) + "; expected a non-empty (N, d) array of examples");
   const bool dense = job.sketch == "ntk" || job.sketch == "ntkrf";

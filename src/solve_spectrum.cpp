@@ -502,7 +502,7 @@ PntkReport pntk_report(const Network& net, ThetaSpan<T> theta, const Array<T>& x
     // Full: one (N·O × N·O) system, the targets flattened with index (n, a).
     const auto t0 = std::chrono::steady_clock::now();
     const Array<T> k = full_as_matrix(full_train), kt = full_as_matrix(full_test);
-    const Array<double> y(Shape{n * o, 1}, y_train.vector());
+    const Array<double> y(Shape{n * o, 1}, std::vector<double>(y_train.data(), y_train.data() + y_train.size()));
     const RidgeFit fit = kernel_ridge(k, y, ro);
     Array<double> pred = kernel_ridge_predict(kt, fit.alpha, options.threads);
     r.solve_seconds_full = seconds_since(t0);

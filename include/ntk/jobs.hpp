@@ -168,7 +168,9 @@ EntkJobPlan plan_entk(const EntkJob& job);
 // Kernel work allocates and frees the same large buffers (cotangents, Jacobian tiles) over and
 // over; glibc would return each to the OS and fault it in afresh, measured at 25% of the CNN eNTK.
 // This keeps freed blocks below 1 GiB in the heap (process-wide mallopt, glibc only). Peak memory
-// is still what max_memory bounds. Programs that own their process (the CLI) call it at start.
-void keep_freed_memory_for_reuse();
+// is still what max_memory bounds. Programs that own their process (the CLI) call it at start; the
+// Python package at import (measured: without it, eNTK calls from Python took up to 1.67x the
+// library's time), with ntkit.keep_freed_memory(False) to give glibc's defaults back.
+void keep_freed_memory_for_reuse(bool keep = true);
 
 }  // namespace ntk

@@ -130,7 +130,10 @@ def load(path: Union[str, "os.PathLike[str]"], *, idx_scale: str = "unit") -> np
     (N, H, W, 1) and their unsigned bytes divided by 255 in float32 (idx_scale='unit', as
     torchvision's ToTensor; 'raw' keeps 0..255), label files (N,) as integers."""
     check_choice("idx_scale", idx_scale, ("unit", "raw"))
-    a = _core.load_input(os.fspath(path))
-    if idx_scale == "unit" and a.dtype == np.uint8 and a.ndim >= 2:
+    path = os.fspath(path)
+    a = _core.load_input(path)
+    with open(path, "rb") as f:
+        is_npy = f.read(6) == b"\x93NUMPY"  # as the C++ reader decides; .npy is never rescaled
+    if idx_scale == "unit" and not is_npy and a.dtype == np.uint8 and a.ndim >= 2:
         a = a.astype(np.float32) / np.float32(255)  # the C++ reader's float32 division, bit for bit
     return a

@@ -65,6 +65,8 @@ class _Converter:
     def __init__(self, dtype):
         self.dtype = dtype
         self.params: Dict[str, np.ndarray] = {}
+        # ntkit's activation is a vector while PyTorch's is still (N, C, 1, 1): after global pooling.
+        self.pooled = False
 
     def array(self, t) -> np.ndarray:
         return np.ascontiguousarray(t.detach().cpu().numpy().astype(self.dtype, copy=False))
@@ -90,6 +92,8 @@ class _Converter:
                 x = m(x)
                 continue
             if isinstance(m, nn.Linear):
+                if x.dim() == 4:
+                    _refuse(path, m, "is applied to an image (PyTorch applies it along the width axis); flatten first")
                 w = self.array(m.weight).T  # (in, out)
                 if permute is not None:
                     w = w[permute]
@@ -101,8 +105,8 @@ class _Converter:
             elif isinstance(m, nn.Conv2d):
                 if m.groups != 1 or _pair(m.dilation) != (1, 1) or m.padding_mode != "zeros":
                     _refuse(path, m, "has groups, dilation or a padding mode other than zeros (not supported)")
-                if permute is not None:
-                    _refuse(path, m, "follows a Flatten")
+                if permute is not None or self.pooled:
+                    _refuse(path, m, "follows a Flatten or global pooling")
                 kh, kw = _pair(m.kernel_size)
                 stride = _pair(m.stride)
                 if isinstance(m.padding, str):
@@ -133,6 +137,8 @@ class _Converter:
                     _refuse(path, m, "uses the tanh approximation (ntkit's Gelu is the exact erf form)")
                 spec = "Gelu"
             elif isinstance(m, nn.AvgPool2d):
+                if self.pooled:
+                    _refuse(path, m, "follows global pooling")
                 if m.ceil_mode or not m.count_include_pad or m.divisor_override is not None:
                     _refuse(path, m, "has ceil_mode, count_include_pad=False or divisor_override (not supported)")
                 k, s, p = _pair(m.kernel_size), _pair(m.stride if m.stride is not None else m.kernel_size), _pair(m.padding)
@@ -141,20 +147,24 @@ class _Converter:
                 if _pair(m.output_size) != (1, 1):
                     _refuse(path, m, "has an output size other than 1 (only global average pooling is supported)")
                 spec = "GlobalAvgPool"
+                self.pooled = True
             elif isinstance(m, nn.Flatten):
                 if m.start_dim != 1 or m.end_dim != -1:
                     _refuse(path, m, "flattens other axes than 1..-1")
-                if x.dim() == 4 and x.shape[2] * x.shape[3] > 1:
-                    c, h, w = x.shape[1:]
-                    # ntkit's flattened index (i, j, k) of (H, W, C) reads PyTorch's c*H*W + i*W + j.
-                    permute = np.arange(c * h * w).reshape(c, h, w).transpose(1, 2, 0).reshape(-1)
-                    spec = "Flatten"
-                elif x.dim() == 4:
-                    pass  # (N, C, 1, 1) after global pooling: ntkit's GlobalAvgPool already gave (N, C)
-                else:
+                if x.dim() != 4 or self.pooled:
+                    # A vector already, or (N, C, 1, 1) after global pooling, which ntkit's
+                    # GlobalAvgPool already gave as (N, C): nothing to do.
+                    self.pooled = False
                     x = m(x)
                     continue
+                c, h, w = x.shape[1:]
+                if h * w > 1:
+                    # ntkit's flattened index (i, j, k) of (H, W, C) reads PyTorch's c*H*W + i*W + j.
+                    permute = np.arange(c * h * w).reshape(c, h, w).transpose(1, 2, 0).reshape(-1)
+                spec = "Flatten"
             elif isinstance(m, Residual):
+                if permute is not None:
+                    _refuse(path, m, "stands between a Flatten and the next Linear (not supported)")
                 children = list(m.block.named_children()) if isinstance(m.block, nn.Sequential) else [("", m.block)]
                 block_prefix = f"{key}."
                 sub: List[str] = []

@@ -66,7 +66,7 @@ JobInput job_input(const nb::handle& obj, const std::string& name) {
     const std::string path = nb::cast<std::string>(obj);
     return JobInput::file(path, name + " '" + path + "'");
   }
-  return JobInput::memory(view_of(nb::cast<InArray>(obj)), name);
+  return JobInput::memory(view_of(nb::cast<InArray>(obj, false)), name);
 }
 
 std::optional<JobInput> optional_input(const nb::handle& obj, const std::string& name) {
@@ -121,7 +121,7 @@ ntk::ParamSource param_source(const nb::handle& params, std::optional<std::uint6
   }
   // Borrowed: the dict (the caller's argument) keeps every array alive for the call.
   for (auto [key, value] : nb::cast<nb::dict>(params))
-    src.views.emplace(nb::cast<std::string>(key), view_of(nb::cast<InArray>(value)));
+    src.views.emplace(nb::cast<std::string>(key), view_of(nb::cast<InArray>(value, false)));
   return src;
 }
 
@@ -403,9 +403,9 @@ nb::tuple gradient_descent_mse(const nb::ndarray<const double, nb::ndim<2>, nb::
   };
   const ntk::Array<double> kt = borrow(k_train), y = borrow(y_train);
   std::optional<ntk::Array<double>> kx, f0t, f0x;
-  if (!k_test.is_none()) kx = borrow(nb::cast<Mat>(k_test));
-  if (!f0_train.is_none()) f0t = borrow(nb::cast<Mat>(f0_train));
-  if (!f0_test.is_none()) f0x = borrow(nb::cast<Mat>(f0_test));
+  if (!k_test.is_none()) kx = borrow(nb::cast<Mat>(k_test, false));
+  if (!f0_train.is_none()) f0t = borrow(nb::cast<Mat>(f0_train, false));
+  if (!f0_test.is_none()) f0x = borrow(nb::cast<Mat>(f0_test, false));
   ntk::GdMseOptions o;
   o.learning_rate = learning_rate;
   o.diag_reg = diag_reg;
@@ -434,7 +434,7 @@ nb::tuple gp_inference(const std::string& get, const nb::ndarray<const double, n
     Held h;
     auto one = [&](const char* key, std::optional<ntk::Array<double>>& slot) {
       if (!d.contains(key) || d[key].is_none()) return;
-      const Mat m = nb::cast<Mat>(d[key]);
+      const Mat m = nb::cast<Mat>(d[key], false);
       slot = ntk::Array<double>::borrow({index_t(m.shape(0)), index_t(m.shape(1))}, m.data());
     };
     one("train_train", h.tt);
@@ -496,8 +496,8 @@ NB_MODULE(_core, m) {
       PyErr_SetString(PyExc_RuntimeError, e.what());
     }
   });
-  ntk::keep_freed_memory_for_reuse();
   m.attr("__version__") = NTK_VERSION;
+  m.def("keep_freed_memory", &ntk::keep_freed_memory_for_reuse, "keep"_a);
   m.def("network_info", &network_info, "spec"_a, "input_shape"_a, "W_std"_a, "b_std"_a.none(), "parameterization"_a);
   m.def("init", &init, "spec"_a, "W_std"_a, "b_std"_a.none(), "parameterization"_a, "input_shape"_a, "seed"_a,
         "dtype"_a, "threads"_a);

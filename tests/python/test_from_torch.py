@@ -52,8 +52,13 @@ def residual_cnn():
         nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(), nn.Linear(6, 3))
 
 
+def flatten_1x1():
+    """A Flatten of a 1 x 1 map that global pooling did not make: still a Flatten in ntkit."""
+    return nn.Sequential(nn.Conv2d(1, 4, 3), nn.Tanh(), nn.Flatten(), nn.Linear(4, 3))
+
+
 MODELS = {"mlp": (mlp, (12,)), "cnn": (cnn, (14, 14, 3)), "flatten_cnn": (flatten_cnn, (8, 8, 2)),
-          "residual_cnn": (residual_cnn, (8, 8, 3))}
+          "residual_cnn": (residual_cnn, (8, 8, 3)), "flatten_1x1": (flatten_1x1, (3, 3, 1))}
 
 
 def make(name, dtype):
@@ -141,6 +146,19 @@ def test_unsupported_modules_are_refused_by_path(model, path):
         model.eval()
     with pytest.raises(NotImplementedError, match=path):
         ntkit.from_torch(model, (4,))
+
+
+@pytest.mark.parametrize("model, why", [
+    # PyTorch applies a Linear to an image along its last (width) axis, ntkit's Dense along channels.
+    (nn.Sequential(nn.Conv2d(3, 3, 1), nn.Linear(3, 2)), "'1'.*applied to an image"),
+    # The Flatten's row permutation would have to pass through the block.
+    (nn.Sequential(nn.Conv2d(3, 2, 1), nn.Flatten(), Residual(nn.Linear(18, 18)), nn.Linear(18, 3)),
+     "'2'.*between a Flatten"),
+    (nn.Sequential(nn.Conv2d(3, 2, 1), nn.AdaptiveAvgPool2d(1), nn.Conv2d(2, 2, 1)), "'2'.*global pooling"),
+])
+def test_layouts_ntkit_would_compute_differently_are_refused(model, why):
+    with pytest.raises(NotImplementedError, match=why):
+        ntkit.from_torch(model.eval(), (3, 3, 3))
 
 
 def test_bad_arguments():

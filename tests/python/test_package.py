@@ -32,6 +32,7 @@ The ntk binary is the one installed beside the package's Python (sys.prefix/bin/
 import inspect
 import json
 import math
+import os
 import subprocess
 import sys
 import textwrap
@@ -618,6 +619,29 @@ def test_cli_kernel(tmp_path, mlp, cnn, data, get, images):
     assert np.array_equal(ntkit.kernel(net, x1, get=get, dtype="float32", threads=THREADS), want)
 
 
+FMNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+def test_load_reads_files_as_the_jobs_do(tmp_path):
+    """IDX images: NHWC, bytes / 255 in float32 (a NumPy decode of the file); IDX labels: integers;
+    .npy as stored, a uint8 .npy never rescaled (the CLI reads it so)."""
+    import gzip
+    raw = gzip.open(FMNIST / "t10k-images-idx3-ubyte.gz").read()
+    pixels = np.frombuffer(raw, np.uint8, offset=16).reshape(10000, 28, 28, 1)
+    x = ntkit.load(FMNIST / "t10k-images-idx3-ubyte.gz")
+    assert x.shape == (10000, 28, 28, 1) and x.dtype == np.float32
+    assert np.array_equal(x, pixels.astype(np.float32) / np.float32(255))
+    assert np.array_equal(ntkit.load(FMNIST / "t10k-images-idx3-ubyte.gz", idx_scale="raw"), pixels)
+    labels = ntkit.load(FMNIST / "t10k-labels-idx1-ubyte.gz")
+    raw = gzip.open(FMNIST / "t10k-labels-idx1-ubyte.gz").read()
+    assert labels.dtype == np.uint8 and np.array_equal(labels, np.frombuffer(raw, np.uint8, offset=8))
+    u8 = np.full((3, 4), 255, np.uint8)
+    np.save(tmp_path / "u8.npy", u8)
+    assert np.array_equal(ntkit.load(tmp_path / "u8.npy"), u8)
+    with pytest.raises(OSError):
+        ntkit.load(tmp_path / "missing.npy")
+
+
 @pytest.mark.parametrize("sketch", ["ntk", "ntkrf", "cntk", "gradient"])
 def test_cli_features(tmp_path, mlp, data, sketch):
     if sketch == "cntk":
@@ -1019,11 +1043,11 @@ PARAMS_PEAK_SCRIPT = textwrap.dedent("""
     import ntkit
     net = ntkit.Network("Dense(4096), Relu, Dense(4096), Relu, Dense(4096)", (4096,))
     p = net.init(0)  # 50M float32 parameters, 200 MB, named slices of one buffer
-    if sys.argv[1] == "copies":
-        p = {k: v.copy() for k, v in p.items()}  # the same values in separate arrays
+    # The same values in separate arrays (p stays alive, so no freed memory can take the gather).
+    q = {k: v.copy() for k, v in p.items()} if sys.argv[1] == "copies" else p
     x = np.ones((1, 4096), np.float32)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    y = net.apply(p, x, threads=2)
+    y = net.apply(q, x, threads=2)
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print((after - before) / 1024)
 """)
@@ -1039,6 +1063,31 @@ def test_parameters_from_init_are_read_in_place():
         return float(r.stdout.strip().splitlines()[-1])
     assert growth("init") < 50
     assert growth("copies") > 150
+
+
+RSS_AFTER_FREE_SCRIPT = textwrap.dedent("""
+    import os
+    import numpy as np
+    import ntkit
+    a = np.ones(50_000_000, np.float32)  # 200 MB, touched
+    del a
+    pages = int(open("/proc/self/statm").read().split()[1])
+    print(pages * os.sysconf("SC_PAGE_SIZE") / 2**20)  # resident MiB after the free
+""")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="glibc's mallopt and /proc")
+@pytest.mark.parametrize("setting, keeps", [("1", True), ("0", False)])
+def test_keep_freed_memory_is_what_import_sets(setting, keeps):
+    """Import keeps freed blocks for reuse (the 200 MB stay resident); NTKIT_KEEP_FREED_MEMORY=0
+    leaves glibc's defaults (they go back to the OS)."""
+    env = dict(os.environ, NTKIT_KEEP_FREED_MEMORY=setting)
+    r = subprocess.run([sys.executable, "-c", RSS_AFTER_FREE_SCRIPT], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    resident = float(r.stdout.strip().splitlines()[-1])
+    assert (resident > 180) == keeps, resident
+    ntkit.keep_freed_memory(False)
+    ntkit.keep_freed_memory(True)
 
 
 def test_outputs_are_writable_and_their_own(mlp, cnn, data):
