@@ -1042,9 +1042,12 @@ PARAMS_PEAK_SCRIPT = textwrap.dedent("""
     import numpy as np
     import ntkit
     net = ntkit.Network("Dense(4096), Relu, Dense(4096), Relu, Dense(4096)", (4096,))
-    p = net.init(0)  # 50M float32 parameters, 200 MB, named slices of one buffer
-    # The same values in separate arrays (p stays alive, so no freed memory can take the gather).
-    q = {k: v.copy() for k, v in p.items()} if sys.argv[1] == "copies" else p
+    if sys.argv[1] == "copies":
+        # Separate arrays of the same shapes. Not made from init(), whose float64 draw (freed, kept
+        # by the allocator for reuse) would hold the gather's memory below the peak already seen.
+        q = {k: np.full(v, 0.01, np.float32) for k, v in net.param_shapes.items()}
+    else:
+        q = net.init(0)  # 50M float32 parameters, 200 MB, named slices of one buffer
     x = np.ones((1, 4096), np.float32)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     y = net.apply(q, x, threads=2)
