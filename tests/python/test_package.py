@@ -1044,8 +1044,10 @@ PARAMS_PEAK_SCRIPT = textwrap.dedent("""
     net = ntkit.Network("Dense(4096), Relu, Dense(4096), Relu, Dense(4096)", (4096,))
     if sys.argv[1] == "copies":
         # Separate arrays of the same shapes. Not made from init(), whose float64 draw (freed, kept
-        # by the allocator for reuse) would hold the gather's memory below the peak already seen.
-        q = {k: np.full(v, 0.01, np.float32) for k, v in net.param_shapes.items()}
+        # by the allocator for reuse) would hold the gather's memory below the peak already seen;
+        # made last layer first, so that they cannot happen to lie in place as the flat vector
+        # (consecutive heap blocks, which the jobs would rightly borrow).
+        q = {k: np.full(v, 0.01, np.float32) for k, v in reversed(net.param_shapes.items())}
     else:
         q = net.init(0)  # 50M float32 parameters, 200 MB, named slices of one buffer
     x = np.ones((1, 4096), np.float32)
@@ -1059,13 +1061,16 @@ PARAMS_PEAK_SCRIPT = textwrap.dedent("""
 @pytest.mark.skipif(sys.platform != "linux", reason="ru_maxrss in KiB is Linux's")
 def test_parameters_from_init_are_read_in_place():
     """200 MB of parameters from init(): the peak grows by less than 50 MB; the same values in
-    separate arrays are gathered into the flat vector (about 200 MB), the control that can fail."""
+    separate arrays are gathered into the flat vector (200 MB, of which over 100 MB shows above
+    the peak already reached), the control that can fail."""
     def growth(kind):
-        r = subprocess.run([sys.executable, "-c", PARAMS_PEAK_SCRIPT, kind], capture_output=True, text=True)
+        # glibc's defaults: a large block is a fresh mapping, never memory freed earlier and kept.
+        env = dict(os.environ, NTKIT_KEEP_FREED_MEMORY="0")
+        r = subprocess.run([sys.executable, "-c", PARAMS_PEAK_SCRIPT, kind], capture_output=True, text=True, env=env)
         assert r.returncode == 0, r.stderr
         return float(r.stdout.strip().splitlines()[-1])
     assert growth("init") < 50
-    assert growth("copies") > 150
+    assert growth("copies") > 100  # 144-194 MB measured, by how high earlier transients left the peak
 
 
 RSS_AFTER_FREE_SCRIPT = textwrap.dedent("""
