@@ -1060,17 +1060,15 @@ PARAMS_PEAK_SCRIPT = textwrap.dedent("""
 
 @pytest.mark.skipif(sys.platform != "linux", reason="ru_maxrss in KiB is Linux's")
 def test_parameters_from_init_are_read_in_place():
-    """200 MB of parameters from init(): the peak grows by less than 50 MB; the same values in
-    separate arrays are gathered into the flat vector (200 MB, of which over 100 MB shows above
-    the peak already reached), the control that can fail."""
-    def growth(kind):
-        # glibc's defaults: a large block is a fresh mapping, never memory freed earlier and kept.
-        env = dict(os.environ, NTKIT_KEEP_FREED_MEMORY="0")
-        r = subprocess.run([sys.executable, "-c", PARAMS_PEAK_SCRIPT, kind], capture_output=True, text=True, env=env)
-        assert r.returncode == 0, r.stderr
-        return float(r.stdout.strip().splitlines()[-1])
-    assert growth("init") < 50
-    assert growth("copies") > 100  # 144-194 MB measured, by how high earlier transients left the peak
+    """200 MB of parameters from init(): the peak grows by less than 50 MB (gathering them would
+    add 200 MB). Which arrays are borrowed and which copied is checked exactly, by address, in
+    tests/cpp/test_array.cpp (ArrayBorrow.ParametersInPlaceAreBorrowedOthersCopied); a peak-memory
+    control with separate arrays proved unreliable across machines (0-194 MB: consecutive heap
+    blocks can lie in place and are then rightly borrowed)."""
+    env = dict(os.environ, NTKIT_KEEP_FREED_MEMORY="0")
+    r = subprocess.run([sys.executable, "-c", PARAMS_PEAK_SCRIPT, "init"], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    assert float(r.stdout.strip().splitlines()[-1]) < 50
 
 
 RSS_AFTER_FREE_SCRIPT = textwrap.dedent("""
