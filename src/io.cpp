@@ -50,13 +50,6 @@ size_t dtype_size(DType d) {
 
 namespace {
 
-template <class T>
-constexpr DType dtype_of() {
-  if constexpr (std::is_same_v<T, float>) return DType::float32;
-  else if constexpr (std::is_same_v<T, double>) return DType::float64;
-  else static_assert(sizeof(T) == 0, "RawArray supports float and double arrays");
-}
-
 // memcpy per element because RawArray::bytes carries no alignment guarantee for its element type.
 template <class Src, class T>
 void convert(const std::byte* src, size_t n, T* dst) {
@@ -209,20 +202,29 @@ void write_file_atomic(const std::string& path, const std::vector<std::byte>& by
 
 template <class T>
 Array<T> RawArray::as() const {
-  const size_t n = detail::checked_byte_size(*this) / dtype_size(dtype);
+  detail::checked_byte_size(*this);
   Array<T> out(shape);
-  const std::byte* src = bytes.data();
-  switch (dtype) {
-    case DType::float32: convert<float>(src, n, out.data()); break;
-    case DType::float64: convert<double>(src, n, out.data()); break;
-    case DType::uint8: convert<std::uint8_t>(src, n, out.data()); break;
-    case DType::int8: convert<std::int8_t>(src, n, out.data()); break;
-    case DType::int16: convert<std::int16_t>(src, n, out.data()); break;
-    case DType::int32: convert<std::int32_t>(src, n, out.data()); break;
-    case DType::int64: convert<std::int64_t>(src, n, out.data()); break;
-  }
+  convert_values(view(), out.data());
   return out;
 }
+
+template <class T>
+void convert_values(const ArrayView& a, T* out) {
+  const size_t n = static_cast<size_t>(numel(a.shape));
+  const auto* src = static_cast<const std::byte*>(a.data);
+  switch (a.dtype) {
+    case DType::float32: convert<float>(src, n, out); break;
+    case DType::float64: convert<double>(src, n, out); break;
+    case DType::uint8: convert<std::uint8_t>(src, n, out); break;
+    case DType::int8: convert<std::int8_t>(src, n, out); break;
+    case DType::int16: convert<std::int16_t>(src, n, out); break;
+    case DType::int32: convert<std::int32_t>(src, n, out); break;
+    case DType::int64: convert<std::int64_t>(src, n, out); break;
+  }
+}
+
+template void convert_values<float>(const ArrayView&, float*);
+template void convert_values<double>(const ArrayView&, double*);
 
 template <class T>
 RawArray RawArray::from(const Array<T>& a) {

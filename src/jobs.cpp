@@ -122,16 +122,6 @@ LoadedInput::LoadedInput(const JobInput& input, const InputOptions& options) : v
   if (!view_) file_ = load_input(input.path, options);
 }
 
-namespace {
-
-template <class T, class S>
-void convert_view(const ArrayView& v, Array<T>& out) {
-  const S* p = static_cast<const S*>(v.data);
-  std::transform(p, p + out.size(), out.data(), [](S s) { return static_cast<T>(s); });
-}
-
-}  // namespace
-
 template <class T>
 Array<T> LoadedInput::take() {
   const Shape& shape = view_ ? view_->shape : file_.shape;
@@ -144,22 +134,11 @@ Array<T> LoadedInput::take() {
     file_ = RawArray{};
     return x;
   }
-  if (view_->dtype != DType::float32 && view_->dtype != DType::float64) {
-    // Integer arrays are rare in memory; the file reader's conversion handles every type.
-    RawArray copy{view_->dtype, view_->shape, {}};
-    const auto* bytes = static_cast<const std::byte*>(view_->data);
-    copy.bytes.assign(bytes, bytes + numel(view_->shape) * index_t(dtype_size(view_->dtype)));
-    return copy.as<T>();
-  }
   // The compute type's own values are read in place (a NumPy array is not copied); any other type
   // is converted.
-  constexpr DType own_type = std::is_same_v<T, float> ? DType::float32 : DType::float64;
-  if (view_->dtype == own_type) return Array<T>::borrow(view_->shape, static_cast<const T*>(view_->data));
+  if (view_->dtype == dtype_of<T>()) return Array<T>::borrow(view_->shape, static_cast<const T*>(view_->data));
   Array<T> x(view_->shape);
-  if (view_->dtype == DType::float32)
-    convert_view<T, float>(*view_, x);
-  else
-    convert_view<T, double>(*view_, x);
+  convert_values(*view_, x.data());
   return x;
 }
 
@@ -188,13 +167,12 @@ namespace {
 // address with the compute type and its shape; nullopt otherwise (they are then copied).
 template <class T>
 std::optional<std::span<const T>> in_place(const Network& net, const std::map<std::string, ArrayView>& views) {
-  constexpr DType own_type = std::is_same_v<T, float> ? DType::float32 : DType::float64;
   const auto& pv = net.param_views();
   if (views.size() != pv.size() || pv.empty()) return std::nullopt;
   const T* base = nullptr;
   for (const ParamView& v : pv) {
     const auto it = views.find(v.name);
-    if (it == views.end() || it->second.dtype != own_type || it->second.shape != v.shape) return std::nullopt;
+    if (it == views.end() || it->second.dtype != dtype_of<T>() || it->second.shape != v.shape) return std::nullopt;
     const T* at = static_cast<const T*>(it->second.data) - v.offset;
     if (base && at != base) return std::nullopt;
     base = at;
@@ -249,7 +227,7 @@ JobResult run_init_as(const InitJob& job) {
   JobResult r;
   if (job.flat && job.output_path.empty()) {
     r.shape = {net.num_params()};
-    r.dtype = detail::dtype_of<T>();
+    r.dtype = dtype_of<T>();
     r.array = Array<T>(r.shape, std::move(theta));
   } else {
     r.params = net.params_to_npz<T>(theta);
@@ -276,7 +254,7 @@ JobResult run_apply_as(const ApplyJob& job, detail::LoadedInput& input) {
   Array<T> y = net.apply(theta.values, x);
   JobResult r;
   r.shape = y.shape();
-  r.dtype = detail::dtype_of<T>();
+  r.dtype = dtype_of<T>();
   r.network_summary = net.summary();
   r.summary = detail::written_prefix(job.output_path) + shape_string(r.shape) + " " + dtype_name(r.dtype);
   detail::deliver(std::move(y), job.output_path, r);

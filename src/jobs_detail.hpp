@@ -44,10 +44,6 @@ inline bool computes_in_float64(const std::optional<DType>& asked, DType input) 
   return asked ? *asked == DType::float64 : input == DType::float64;
 }
 
-template <class T>
-constexpr DType dtype_of() {
-  return sizeof(T) == 8 ? DType::float64 : DType::float32;
-}
 
 // Fails before any long computation if the output could not be written anyway.
 void check_output_path(const std::string& path);

@@ -102,7 +102,7 @@ JobResult run_entk_as(const EntkJob& job, detail::LoadedInput& x1_input) {
   const index_t n1 = in.x1.dim(0), n2 = x2 ? x2->dim(0) : n1;
   JobResult r;
   r.shape = entk_output_shape(o.mode, n1, n2, in.net.output_size());
-  r.dtype = detail::dtype_of<Out>();
+  r.dtype = dtype_of<Out>();
   // The NNGP is as small as its outputs (N·O values); no budget applies.
   r.out_of_core = !job.nngp && !job.output_path.empty() &&
                   (job.out_of_core || !entk_fits_in_memory(in.net, n1, n2, !x2, o, sizeof(T)));

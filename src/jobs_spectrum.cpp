@@ -272,7 +272,7 @@ PntkReportJobResult run_pntk_report_as(const PntkReportJob& job, detail::LoadedI
   PntkReportJobResult r;
   r.report = pntk_report(net, theta.values, x_train, y_train, x_test, y_test, job.options);
   r.spec = net.describe();
-  r.dtype = dtype_name(detail::dtype_of<T>());
+  r.dtype = dtype_name(dtype_of<T>());
   return r;
 }
 

@@ -167,30 +167,6 @@ std::vector<T> Network::params_from_npz(const std::map<std::string, RawArray>& a
   return params_from_views<T>(views);
 }
 
-namespace {
-
-// n values of a float array into dst; other stored types through RawArray's conversion.
-template <class T>
-void read_values(const ArrayView& a, index_t n, T* dst) {
-  if (a.dtype == DType::float32 || a.dtype == DType::float64) {
-    if (a.dtype == DType::float32) {
-      const float* p = static_cast<const float*>(a.data);
-      std::copy(p, p + n, dst);
-    } else {
-      const double* p = static_cast<const double*>(a.data);
-      std::copy(p, p + n, dst);
-    }
-    return;
-  }
-  RawArray raw{a.dtype, a.shape, {}};
-  const auto* bytes = static_cast<const std::byte*>(a.data);
-  raw.bytes.assign(bytes, bytes + n * index_t(dtype_size(a.dtype)));
-  const Array<T> converted = raw.as<T>();
-  std::copy(converted.data(), converted.data() + n, dst);
-}
-
-}  // namespace
-
 template <class T>
 void Network::check_finite_params(ThetaSpan<T> theta) const {
   for (const ParamView& v : views_)
@@ -211,7 +187,7 @@ std::vector<T> Network::params_from_views(const std::map<std::string, ArrayView>
     if (it->second.shape != v.shape)
       throw InvalidArgument("parameter '" + v.name + "' has shape " + shape_string(it->second.shape) + " but layer " +
                             layers_[static_cast<size_t>(v.layer)]->describe() + " needs " + shape_string(v.shape));
-    read_values(it->second, numel(v.shape), theta.data() + v.offset);
+    convert_values(it->second, theta.data() + v.offset);  // its shape is v.shape: numel(v.shape) values
   }
   for (const auto& entry : arrays) {
     const std::string& key = entry.first;

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <map>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "ntk/array.hpp"
@@ -15,6 +16,14 @@ namespace ntk {
 enum class DType { float32, float64, uint8, int8, int16, int32, int64 };
 const char* dtype_name(DType d);
 size_t dtype_size(DType d);
+
+// The element type of float and double arrays.
+template <class T>
+constexpr DType dtype_of() {
+  if constexpr (std::is_same_v<T, float>) return DType::float32;
+  else if constexpr (std::is_same_v<T, double>) return DType::float64;
+  else static_assert(sizeof(T) == 0, "float and double arrays only");
+}
 
 // A borrowed, dtype-erased C-order array in memory, e.g. a NumPy array's buffer: read during the
 // call, never kept or freed.
@@ -37,6 +46,11 @@ struct RawArray {
   static RawArray from(const Array<T>& a);
   ArrayView view() const { return {dtype, shape, bytes.data()}; }
 };
+
+// The numel(a.shape) values of a, of any stored type, converted to T into out (as many values).
+// Reads element by element through memcpy: a's buffer needs no alignment for its type.
+template <class T>
+void convert_values(const ArrayView& a, T* out);
 
 // .npy
 RawArray read_npy(const std::string& path);
