@@ -391,21 +391,27 @@ std::string compare(nb::handle a, nb::handle ref, bool spectra, int threads) {
   return ntk::run_compare(job).json();
 }
 
+// A float64 matrix from NumPy, read in place (the solvers only read their inputs).
+using Matrix = nb::ndarray<const double, nb::ndim<2>, nb::c_contig, nb::device::cpu>;
+
+ntk::Array<double> borrow_matrix(const Matrix& m) {
+  return ntk::Array<double>::borrow({index_t(m.shape(0)), index_t(m.shape(1))}, m.data());
+}
+
+// An optional matrix argument: None, or a float64 C-contiguous matrix.
+std::optional<ntk::Array<double>> borrow_optional(nb::handle h) {
+  if (h.is_none()) return std::nullopt;
+  return borrow_matrix(nb::cast<Matrix>(h, false));
+}
+
 // Linearized gradient-descent dynamics (nt.predict.gradient_descent_mse) in float64.
-nb::tuple gradient_descent_mse(const nb::ndarray<const double, nb::ndim<2>, nb::c_contig, nb::device::cpu>& k_train,
-                               const nb::ndarray<const double, nb::ndim<2>, nb::c_contig, nb::device::cpu>& y_train,
+nb::tuple gradient_descent_mse(const Matrix& k_train, const Matrix& y_train,
                                const std::vector<double>& times, double learning_rate, double diag_reg,
                                bool diag_reg_absolute_scale, nb::handle k_test, nb::handle f0_train, nb::handle f0_test,
                                int threads) {
-  using Mat = nb::ndarray<const double, nb::ndim<2>, nb::c_contig, nb::device::cpu>;
-  auto borrow = [](const Mat& m) {
-    return ntk::Array<double>::borrow({index_t(m.shape(0)), index_t(m.shape(1))}, m.data());
-  };
-  const ntk::Array<double> kt = borrow(k_train), y = borrow(y_train);
-  std::optional<ntk::Array<double>> kx, f0t, f0x;
-  if (!k_test.is_none()) kx = borrow(nb::cast<Mat>(k_test, false));
-  if (!f0_train.is_none()) f0t = borrow(nb::cast<Mat>(f0_train, false));
-  if (!f0_test.is_none()) f0x = borrow(nb::cast<Mat>(f0_test, false));
+  const ntk::Array<double> kt = borrow_matrix(k_train), y = borrow_matrix(y_train);
+  const std::optional<ntk::Array<double>> kx = borrow_optional(k_test), f0t = borrow_optional(f0_train),
+                                          f0x = borrow_optional(f0_test);
   ntk::GdMseOptions o;
   o.learning_rate = learning_rate;
   o.diag_reg = diag_reg;
@@ -420,10 +426,9 @@ nb::tuple gradient_descent_mse(const nb::ndarray<const double, nb::ndim<2>, nb::
 
 // GP inference (nt.predict.gp_inference) in float64: kernels as dicts {"train_train", "test_train",
 // "test_test"} of arrays (absent keys: none).
-nb::tuple gp_inference(const std::string& get, const nb::ndarray<const double, nb::ndim<2>, nb::c_contig, nb::device::cpu>& y_train,
+nb::tuple gp_inference(const std::string& get, const Matrix& y_train,
                        const nb::dict& nngp, const nb::dict& ntk_kernels, double diag_reg, bool diag_reg_absolute_scale,
                        int threads) {
-  using Mat = nb::ndarray<const double, nb::ndim<2>, nb::c_contig, nb::device::cpu>;
   struct Held {
     std::optional<ntk::Array<double>> tt, xt, xx;
     ntk::GpKernels<double> view() const {
@@ -433,9 +438,7 @@ nb::tuple gp_inference(const std::string& get, const nb::ndarray<const double, n
   auto hold = [](const nb::dict& d) {
     Held h;
     auto one = [&](const char* key, std::optional<ntk::Array<double>>& slot) {
-      if (!d.contains(key) || d[key].is_none()) return;
-      const Mat m = nb::cast<Mat>(d[key], false);
-      slot = ntk::Array<double>::borrow({index_t(m.shape(0)), index_t(m.shape(1))}, m.data());
+      if (d.contains(key)) slot = borrow_optional(d[key]);
     };
     one("train_train", h.tt);
     one("test_train", h.xt);
@@ -443,8 +446,7 @@ nb::tuple gp_inference(const std::string& get, const nb::ndarray<const double, n
     return h;
   };
   const Held a = hold(nngp), b = hold(ntk_kernels);
-  const ntk::Array<double> y =
-      ntk::Array<double>::borrow({index_t(y_train.shape(0)), index_t(y_train.shape(1))}, y_train.data());
+  const ntk::Array<double> y = borrow_matrix(y_train);
   ntk::PredictOptions o;
   o.diag_reg = diag_reg;
   o.diag_reg_absolute_scale = diag_reg_absolute_scale;
