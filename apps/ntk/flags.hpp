@@ -29,6 +29,7 @@ Subcommand add_spectrum(CLI::App& app);
 Subcommand add_compare(CLI::App& app);
 Subcommand add_pntk_report(CLI::App& app);
 Subcommand add_features(CLI::App& app);
+Subcommand add_demo(CLI::App& app);
 
 // ---------------------------------------------------------------------------------------------
 // Help. CLI11 shows a subcommand's description both in `ntk --help` (where it must stay one short

@@ -1,5 +1,6 @@
 // ntk: the command-line face of ntkit. Deliberately thin: each subcommand (init.cpp, apply.cpp,
-// entk.cpp, kernel.cpp, regress.cpp, spectrum.cpp, compare.cpp, pntk_report.cpp) maps its flags onto a job of ntk/jobs.hpp, which holds all run policy;
+// entk.cpp, kernel.cpp, regress.cpp, spectrum.cpp, compare.cpp, pntk_report.cpp, features.cpp) maps its flags onto a job of
+// ntk/jobs.hpp, which holds all run policy (demo.cpp starts the Python demo instead);
 // this file dispatches and turns every failure into one "error: ..." line on stderr with the exit
 // status of DESIGN.md (0 success, 2 usage error, 1 anything else). Outputs are written only after
 // the computation succeeded, through the library's atomic writers, so a failed command leaves no
@@ -99,7 +100,8 @@ int main(int argc, char** argv) {
                                               ntk::cli::add_entk(app), ntk::cli::add_kernel(app),
                                               ntk::cli::add_regress(app),
                                               ntk::cli::add_spectrum(app), ntk::cli::add_compare(app),
-                                              ntk::cli::add_pntk_report(app), ntk::cli::add_features(app)};
+                                              ntk::cli::add_pntk_report(app), ntk::cli::add_features(app),
+                                              ntk::cli::add_demo(app)};
 
   try {
     app.parse(argc, argv);
