@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
-# The main job: installs what is missing, builds, and runs an example computation on real data:
-# initializes the CNN of the PyTorch peer and runs it over Fashion-MNIST test images.
+# The main job: `ntk demo`, the three papers' claims on Fashion-MNIST measured on this machine
+# (ntkit.demo; about 5 minutes on 2 cores once built). Installs what is missing: the Debian
+# packages (scripts/install-deps.sh python), the package ntkit into build-py/venv (pip install .,
+# scripts/install-python.sh) and, when PyPI answers, JAX neural-tangents into build-nt/venv
+# (scripts/install-nt.sh: optional, the demo leaves that peer out without it).
+#
+#   scripts/run.sh [DIR] [demo options...]     (DIR default ntk-demo-report; e.g. scripts/run.sh out --full)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh build
-scripts/build.sh build -DNTK_BUILD_TESTS=OFF -DNTK_BUILD_BENCH=OFF
 out=${1:-ntk-demo-report}
-mkdir -p "$out"
-data=/usr/share/datasets/fashion-mnist
-spec="Conv(64, 3, padding=SAME, b_std=0), Relu, Conv(64, 3, padding=SAME, b_std=0), Relu, GlobalAvgPool, Dense(10, b_std=0)"
-set -x
-build/ntk init --net "$spec" --parameterization standard --input-shape 28,28,1 --seed 0 -o "$out/cnn_params.npz"
-time build/ntk apply --net "$spec" --parameterization standard --params "$out/cnn_params.npz" \
-  -x "$data/t10k-images-idx3-ubyte.gz" -o "$out/cnn_outputs.npy"
+shift || true
+py=$(scripts/install-python.sh build-py/venv)
+scripts/install-nt.sh
+nt=()
+if [ "$(cut -d: -f1 build-nt/status 2>/dev/null)" = ok ]; then
+  nt=(--nt-python "$PWD/build-nt/venv/bin/python")
+fi
+"$(dirname "$py")/ntk" demo --out "$out" "${nt[@]}" "$@"

@@ -12,6 +12,7 @@ neural-tangents runs in its own venv (a subprocess); ntkit in this process, in f
 Metric max|a - b| / max|b| <= 1e-8 (as tests/python/test_nt_kernels.py, which checks the CLI).
 """
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -95,3 +96,21 @@ def test_empirical_ntk_equals_neural_tangents(nt_python, tmp_path, arch):
             assert rel(trace, np.einsum("ijaa->ij", full_ref) / o) <= TOL
             pntk = ntkit.empirical_ntk(net, params, x1, x2, mode="pntk", method=method)
             assert rel(pntk, full_ref.sum(axis=(2, 3)) / o) <= TOL
+
+
+def test_demo_times_neural_tangents_beside_ntkit(tmp_path):
+    """`ntk demo --parts 1` with neural-tangents: its three implementations are timed on the same
+    network and parameters and their kernels agree with ntkit's."""
+    import ntkit.demo
+    py = nt_python_checked(Path(ntkit.demo.__file__).with_name("nt_worker.py"))
+    r = subprocess.run([str(Path(sys.executable).parent / "ntk"), "demo", "--quick", "--parts", "1", "--nt-python",
+                        str(py), "--out", str(tmp_path)], capture_output=True, text=True,
+                       env=dict(os.environ, NTKIT_PYTHON=sys.executable))
+    assert r.returncode == 0, r.stderr
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert res["versions"]["neural-tangents"] and "neural-tangents" in (tmp_path / "report.md").read_text()
+    for arch in res["entk"]:
+        nt = {r["method"]: r for r in arch["runs"] if r["tool"] == "neural-tangents"}
+        assert set(nt) == {"jc", "vp", "sd"}
+        for run in nt.values():
+            assert run["relative_difference"] < 1e-4 and run["median_seconds"] > 0
