@@ -27,37 +27,23 @@ Translation rules (ntkit -> stax):
 import argparse
 import importlib.util
 import json
-import sys
-import types
 import warnings
+from pathlib import Path
 
 stax = jnp = None  # imported by _import_nt(), so the test can read ARCHS without JAX
 
 
 def _import_nt():
-    """Imports jax (float64) and neural_tangents.stax into the module globals.
-
-    neural_tangents/__init__.py imports its experimental TensorFlow bridge, and install-nt.sh does
-    not install TensorFlow (~600 MB, unused here): if that import fails, register a bare package
-    object for neural_tangents (no __init__ run) and import only its stax submodule."""
+    """Imports jax (float64) and neural_tangents.stax into the module globals, by the package's
+    ntkit/demo/nt_worker.py (loaded by path: this venv has no ntkit), which imports neural-tangents
+    without its TensorFlow bridge (install-nt.sh does not install TensorFlow, ~600 MB, unused here)."""
     global stax, jnp
-    import jax
-    jax.config.update("jax_enable_x64", True)
-    jax.config.update("jax_platforms", "cpu")
-    import jax.numpy as jnp_
-    try:
-        import neural_tangents  # noqa: F401
-    except ImportError:
-        for name in [m for m in sys.modules if m == "neural_tangents" or m.startswith("neural_tangents.")]:
-            del sys.modules[name]
-        spec = importlib.util.find_spec("neural_tangents")
-        if spec is None:
-            raise
-        pkg = types.ModuleType("neural_tangents")
-        pkg.__path__ = list(spec.submodule_search_locations)
-        sys.modules["neural_tangents"] = pkg
-    from neural_tangents import stax as stax_
-    stax, jnp = stax_, jnp_
+    path = Path(__file__).resolve().parents[2] / "python" / "ntkit" / "demo" / "nt_worker.py"
+    spec = importlib.util.spec_from_file_location("ntkit_nt_worker", path)
+    worker = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(worker)
+    jax, stax, _ = worker.import_nt(x64=True)
+    jnp = jax.numpy
 
 
 # ---------------------------------------------------------------------------------------------

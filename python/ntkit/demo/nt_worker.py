@@ -21,10 +21,12 @@ import time
 import types
 
 
-def import_nt():
-    """neural_tangents.stax and its empirical module, without the package's __init__ when that
-    fails: it imports the experimental TensorFlow bridge, which the demo does not need."""
+def import_nt(x64: bool = False):
+    """(jax, neural_tangents.stax, its empirical module), without the package's __init__ when that
+    fails: it imports the experimental TensorFlow bridge, which neither the demo nor the tests
+    (tests/python/nt_kernel.py imports this file) need. x64: JAX in float64."""
     import jax
+    jax.config.update("jax_enable_x64", x64)
     jax.config.update("jax_platforms", "cpu")
     try:
         import neural_tangents  # noqa: F401
