@@ -47,11 +47,19 @@ bool select_blas_kernels() {
 // ntkit threads its own loops and splits large GEMMs itself (detail::gemm), so OpenBLAS runs
 // single-threaded in every caller: its own workers would otherwise spin between calls and compete
 // with ntkit's threads for the cores.
+// OpenBLAS's own thread count before ntkit set it to 1, given back between calls in a sharing host.
+int g_blas_threads_before = 1;
+
 bool configure_blas() {
+  g_blas_threads_before = std::max(1, openblas_get_num_threads());
   select_blas_kernels();
   openblas_set_num_threads(1);
   return true;
 }
+
+std::mutex g_blas_mutex;
+bool g_blas_shared = false;  // share_blas_with_host() was called
+int g_blas_holds = 0;        // BlasForNtkit alive
 
 [[maybe_unused]] const bool g_blas_configured = configure_blas();
 
@@ -148,6 +156,27 @@ ThreadScope::ThreadScope(int threads) : outer_(t_scoped_threads) {
   if (threads > 0) t_scoped_threads = threads;
 }
 ThreadScope::~ThreadScope() { t_scoped_threads = outer_; }
+
+void share_blas_with_host() {
+  std::lock_guard<std::mutex> lock(g_blas_mutex);
+  g_blas_shared = true;
+  if (g_blas_holds == 0) openblas_set_num_threads(g_blas_threads_before);
+}
+
+int host_blas_threads() {
+  std::lock_guard<std::mutex> lock(g_blas_mutex);
+  return g_blas_shared ? g_blas_threads_before : 1;
+}
+
+BlasForNtkit::BlasForNtkit() {
+  std::lock_guard<std::mutex> lock(g_blas_mutex);
+  if (g_blas_holds++ == 0 && g_blas_shared) openblas_set_num_threads(1);
+}
+
+BlasForNtkit::~BlasForNtkit() {
+  std::lock_guard<std::mutex> lock(g_blas_mutex);
+  if (--g_blas_holds == 0 && g_blas_shared) openblas_set_num_threads(g_blas_threads_before);
+}
 
 bool in_parallel_region() { return t_in_parallel; }
 

@@ -86,7 +86,8 @@ int main(int argc, char** argv) {
       &app,
       "ntk computes with neural networks given as a one-line spec: it initializes their parameters, applies them to "
       "data, computes their empirical and infinite-width neural tangent kernels, and uses kernels: regression and "
-      "training dynamics (regress), spectra (spectrum), comparisons (compare, pntk-report). Arrays are NumPy .npy files (float32 or float64, "
+      "training dynamics (regress), spectra (spectrum), comparisons (compare, pntk-report), and computes feature maps "
+      "that approximate kernels (features); 'ntk demo' shows the three papers' claims on Fashion-MNIST. Arrays are NumPy .npy files (float32 or float64, "
       "examples along the first axis, images NHWC) or IDX files (MNIST style; bytes scaled to [0, 1] unless "
       "--idx-scale raw); parameters are .npz files with one array per parameter ('<layer index>.W', "
       "'<layer index>.b'). Exit status: 0 success, 1 failure, 2 usage error; errors are one line on stderr starting "

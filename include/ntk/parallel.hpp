@@ -29,6 +29,24 @@ class ThreadScope {
   int outer_;
 };
 
+// OpenBLAS runs single-threaded while ntkit works (ntkit calls it from its own threads). In a host
+// process whose other code links the same OpenBLAS (NumPy and PyTorch in Python), that setting must
+// not outlive ntkit's calls: the host calls share_blas_with_host() once, which gives OpenBLAS back
+// its own thread count (as the environment set it, OPENBLAS_NUM_THREADS or all cores), and holds a
+// BlasForNtkit over each call into ntkit. Nested and concurrent holds count: the last to end gives
+// the count back. Without share_blas_with_host() (the CLI) OpenBLAS stays single-threaded.
+void share_blas_with_host();
+// OpenBLAS's thread count outside ntkit's calls in a sharing host (1 otherwise).
+int host_blas_threads();
+
+class BlasForNtkit {
+ public:
+  BlasForNtkit();
+  ~BlasForNtkit();
+  BlasForNtkit(const BlasForNtkit&) = delete;
+  BlasForNtkit& operator=(const BlasForNtkit&) = delete;
+};
+
 // True on a pool worker, or on a caller while it runs a parallel loop (for tests).
 bool in_parallel_region();
 

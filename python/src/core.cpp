@@ -159,10 +159,17 @@ nb::object job_array(ntk::JobResult&& r) {
   return nb::none();
 }
 
+// For the length of a call into ntkit: the GIL released (other Python threads run) and OpenBLAS
+// single-threaded for ntkit, given back to NumPy / PyTorch afterwards (ntk::share_blas_with_host).
+struct InNtkit {
+  ntk::BlasForNtkit blas;
+  nb::gil_scoped_release release;
+};
+
 // C++ work runs with the GIL released: jobs touch no Python object (progress_fn re-acquires it).
 template <class F>
 auto without_gil(F&& work) {
-  nb::gil_scoped_release release;
+  InNtkit call;
   return work();
 }
 
@@ -260,7 +267,7 @@ std::string explain_entk(const std::string& spec, double W_std, std::optional<do
                          index_t tile, std::uint64_t max_memory, bool out_of_core, int threads, const std::string& output) {
   const ntk::EntkJob job = entk_job(spec, W_std, b_std, parameterization, nb::none(), 0, x1, x2, mode, method, false,
                                     dtype, accumulate_float64, tile, max_memory, out_of_core, threads, nb::none(), output);
-  nb::gil_scoped_release release;
+  InNtkit call;
   return ntk::plan_entk(job).describe();
 }
 
@@ -377,7 +384,7 @@ std::string spectrum(nb::handle k, nb::handle y, index_t top, index_t bottom, in
   job.bottom = bottom;
   job.threads = threads;
   job.output_path = output;
-  nb::gil_scoped_release release;
+  InNtkit call;
   return ntk::run_spectrum(job).json();
 }
 
@@ -387,7 +394,7 @@ std::string compare(nb::handle a, nb::handle ref, bool spectra, int threads) {
   job.b = job_input(ref, "ref");
   job.spectra = spectra;
   job.threads = threads;
-  nb::gil_scoped_release release;
+  InNtkit call;
   return ntk::run_compare(job).json();
 }
 
@@ -473,7 +480,7 @@ std::string pntk_report(const std::string& spec, double W_std, std::optional<dou
   job.options.max_memory = max_memory;
   job.options.threads = threads;
   job.dtype = optional_dtype(dtype);
-  nb::gil_scoped_release release;
+  InNtkit call;
   return ntk::run_pntk_report(job).json();
 }
 
@@ -481,6 +488,8 @@ std::string pntk_report(const std::string& spec, double W_std, std::optional<dou
 
 NB_MODULE(_core, m) {
   m.doc() = "ntkit's C++ core (private: use the ntkit package)";
+  ntk::share_blas_with_host();  // NumPy's and PyTorch's BLAS keep their threads between ntkit's calls
+  m.def("host_blas_threads", &ntk::host_blas_threads);
   nb::register_exception_translator([](const std::exception_ptr& p, void*) {
     try {
       std::rethrow_exception(p);
@@ -528,7 +537,7 @@ NB_MODULE(_core, m) {
   m.def("load_input", [](const std::string& path) {
     ntk::RawArray raw;
     {
-      nb::gil_scoped_release release;
+      InNtkit call;
       raw = ntk::load_input(path, {ntk::IdxScale::raw});
     }
     return raw_to_numpy(raw);

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 #include <sys/wait.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -104,6 +105,26 @@ TEST_F(Cli, VersionAndHelpExitZero) {
   r = run("apply -h");
   EXPECT_EQ(r.status, 0);
   EXPECT_NE(r.out.find("--threads"), std::string::npos);
+}
+
+// `ntk demo` only starts the Python demo (tests/python/test_demo.py runs it); here: it is listed, and
+// without a usable Python it fails with one error line that says what to install.
+TEST_F(Cli, DemoWithoutItsPythonIsOneErrorLine) {
+  EXPECT_NE(run("--help").out.find("demo"), std::string::npos);
+  ::setenv("NTKIT_PYTHON", path("no-such-python").c_str(), 1);
+  Result r = run("demo --quick");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_EQ(r.err.rfind("error: ntk demo: cannot start " + path("no-such-python"), 0), 0u) << r.err;
+  EXPECT_NE(r.err.find("scripts/run.sh"), std::string::npos) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  if (::access("/usr/bin/python3", X_OK) == 0) {  // Debian's Python, which has no ntkit (the package lives in venvs)
+    ::setenv("NTKIT_PYTHON", "/usr/bin/python3", 1);
+    r = run("demo --quick");
+    EXPECT_EQ(r.status, 1);
+    EXPECT_EQ(r.err.rfind("error: ntk demo runs the Python package ntkit", 0), 0u) << r.err;
+  }
+  ::unsetenv("NTKIT_PYTHON");
+  EXPECT_TRUE(listing().empty());
 }
 
 TEST_F(Cli, InitWritesTheLibrarysParameters) {

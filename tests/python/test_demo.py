@@ -56,7 +56,9 @@ def test_outputs_written_and_plots_linked(quick):
 
 def test_entk_tables_are_the_json(quick):
     _, res, md = quick
-    for arch in res["entk"]:
+    peak = res["entk"]["sgemm"]
+    assert peak["gflops"] > 0 and f"**{peak['gflops']:.0f} GFLOP/s**" in md
+    for arch in res["entk"]["archs"]:
         labels = [r["label"] for r in arch["runs"]]
         assert labels[:6] == ["ntkit jc", "ntkit vp", "ntkit sd", "ntkit auto", "functorch jc", "functorch vp"]
         assert f"P = {arch['num_params']:,} parameters" in md
@@ -70,6 +72,8 @@ def test_entk_tables_are_the_json(quick):
             line = row(section, r["label"])
             assert f"| {report.fmt(r['median_seconds'])} |" in line
             assert f"| {report.fmt(r['relative_difference'], '.1e')} |" in line
+            if r["tool"] == "ntkit":  # ntkit's FLOPs over its time, below the GEMM peak measured beside it
+                assert line.endswith(f"| {report.fmt(r['gflops'])} |") and r["gflop"] > 0 < r["gflops"]
 
 
 def test_pntk_table_and_slope_are_the_json(quick):

@@ -1240,3 +1240,23 @@ def test_noncontiguous_and_other_dtypes(mlp, data):
     ki = np.round(k * 10).astype(np.int32)
     assert ntkit.spectrum(ki) == ntkit.spectrum(ki.astype(np.float64))
     assert ntkit.compare(ki, ki.T) == ntkit.compare(ki.astype(np.float64), ki.T.astype(np.float64))
+
+
+def test_numpy_keeps_its_blas_threads(mlp, data):
+    """ntkit runs OpenBLAS single-threaded while it works (it calls BLAS from its own threads), but
+    NumPy and PyTorch link the same OpenBLAS: importing ntkit must not leave them single-threaded.
+    The count is OpenBLAS's own (as a process without ntkit sees it) outside ntkit's calls, and 1
+    inside them (seen from a progress callback, which runs while the job does)."""
+    import ctypes
+    try:
+        blas = ctypes.CDLL("libopenblas.so.0")  # the instance ntkit and NumPy already loaded
+    except OSError:
+        pytest.skip("libopenblas.so.0 not found: ntkit is linked against another BLAS")
+    probe = "import ctypes; print(ctypes.CDLL('libopenblas.so.0').openblas_get_num_threads())"
+    own = int(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout)
+    assert blas.openblas_get_num_threads() == own == ntkit._core.host_blas_threads()
+    inside = []
+    ntkit.empirical_ntk(mlp, 0, data["x1"], mode="pntk", tile=2,
+                        progress=lambda done, total: inside.append(blas.openblas_get_num_threads()))
+    assert inside and set(inside) == {1}
+    assert blas.openblas_get_num_threads() == own

@@ -109,7 +109,7 @@ def test_demo_times_neural_tangents_beside_ntkit(tmp_path):
     assert r.returncode == 0, r.stderr
     res = json.loads((tmp_path / "results.json").read_text())
     assert res["versions"]["neural-tangents"] and "neural-tangents" in (tmp_path / "report.md").read_text()
-    for arch in res["entk"]:
+    for arch in res["entk"]["archs"]:
         nt = {r["method"]: r for r in arch["runs"] if r["tool"] == "neural-tangents"}
         assert set(nt) == {"jc", "vp", "sd"}
         for run in nt.values():

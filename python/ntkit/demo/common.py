@@ -78,12 +78,32 @@ def rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def run_worker(python: str, args: List[str], job: Dict[str, Any], work: Path, name: str,
-               env: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
+def blas_coretype() -> Optional[str]:
+    """The OpenBLAS kernels this process uses: OPENBLAS_CORETYPE as the user set it or as ntkit chose
+    it at import (on CPUs OpenBLAS does not recognise, ntkit picks the kernels the CPU supports and
+    sets the variable in the C environment, which os.environ does not see)."""
+    import ctypes
+    value = ctypes.CDLL(None).getenv
+    value.restype = ctypes.c_char_p
+    core = value(b"OPENBLAS_CORETYPE")
+    return core.decode() if core else None
+
+
+def worker_env(threads: int) -> Dict[str, str]:
+    """A worker's environment: the same OpenBLAS kernels as ntkit's (PyTorch and NumPy link the same
+    OpenBLAS) and the demo's threads for every BLAS and OpenMP pool."""
+    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
+    core = blas_coretype()
+    if core:
+        env["OPENBLAS_CORETYPE"] = core
+    return env
+
+
+def run_worker(python: str, args: List[str], job: Dict[str, Any], work: Path, name: str, threads: int) -> Dict[str, Any]:
     """Runs a worker process on a job file and returns the JSON line it prints."""
     path = work / f"{name}.json"
     path.write_text(json.dumps(job))
-    r = subprocess.run([python, *args, str(path)], capture_output=True, text=True, env=env)
+    r = subprocess.run([python, *args, str(path)], capture_output=True, text=True, env=worker_env(threads))
     if r.returncode != 0:
         tail = (r.stderr or r.stdout).strip().splitlines()[-8:]
         raise RuntimeError(f"{name} failed (exit {r.returncode}): " + "\n".join(tail))

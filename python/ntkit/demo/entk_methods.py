@@ -3,6 +3,7 @@
 beside the peers on the same network, parameters, inputs and threads: PyTorch functorch (the
 tutorial's jc and vp) and JAX neural-tangents (its three implementations, jitted) when a Python
 with it is given. Every kernel is checked against ntkit's jc in float64."""
+import re
 import sys
 from pathlib import Path
 from typing import Any, Dict, Optional
@@ -35,6 +36,22 @@ def nt_versions(nt_python: Optional[str]) -> Optional[Dict[str, str]]:
     return json.loads(r.stdout)
 
 
+def plan_gflop(plan: str) -> Dict[str, tuple]:
+    """method -> (GFLOP by ntkit's count, chosen by auto) from the plan's lines
+    '  sd  *      0.583 GFLOP  tile 32 ...'."""
+    out = {}
+    for m in re.finditer(r"^\s+(jc|vp|sd)\s+(\*?)\s+([0-9.eE+-]+) GFLOP", plan, re.M):
+        out[m.group(1)] = (float(m.group(3)), m.group(2) == "*")
+    return out
+
+
+def sgemm_peak(threads: int, work: Path) -> Dict[str, Any]:
+    peak = run_worker(sys.executable, module_worker("entk_worker"), {"tool": "sgemm", "n": 2048, "repeats": 5}, work,
+                      "sgemm", threads)
+    peak["threads"] = threads
+    return peak
+
+
 def one_arch(arch: str, width: int, n: int, data: Data, sizes: Sizes, threads: int, work: Path,
              nt_python: Optional[str], progress: Progress) -> Dict[str, Any]:
     model = nets.build(arch, width, seed=0)
@@ -62,18 +79,25 @@ def one_arch(arch: str, width: int, n: int, data: Data, sizes: Sizes, threads: i
         for method in methods:
             out = work / f"{arch}_{tool}_{method}.npy"
             r = run_worker(sys.executable, module_worker("entk_worker"), dict(base, tool=tool, method=method, out=str(out)),
-                           work, f"{arch}_{tool}_{method}")
+                           work, f"{arch}_{tool}_{method}", threads)
             record(tool, method, f"{tool} {method}", r, out)
     if nt_python:
         for impl, method in NT_IMPLEMENTATIONS.items():
             job = {"layers": nets.nt_layers(arch, width), "params": str(files["params"]), "x": str(files["x"]),
                    "implementations": [impl], "repeats": sizes.entk_repeats, "threads": threads,
                    "out": str(work / f"{arch}_nt_{{impl}}.npy")}
-            r = run_worker(nt_python, [str(Path(__file__).with_name("nt_worker.py"))], job, work, f"{arch}_nt_{impl}")
+            r = run_worker(nt_python, [str(Path(__file__).with_name("nt_worker.py"))], job, work, f"{arch}_nt_{impl}",
+                           threads)
             res = r["results"][0]
             res.update(peak_rss_bytes=r["peak_rss_bytes"], baseline_rss_bytes=r["baseline_rss_bytes"])
             record("neural-tangents", method, f"neural-tangents {method}", res, res["kernel"])
     plan = ntkit.plan_empirical_ntk(net, x, mode="full", method="auto", threads=threads)
+    flops = plan_gflop(plan)
+    for r in runs:
+        if r["tool"] == "ntkit":
+            method = r["method"] if r["method"] != "auto" else next(m for m, (_, chosen) in flops.items() if chosen)
+            r["gflop"] = flops[method][0]
+            r["gflops"] = r["gflop"] / r["median_seconds"]
     return {"arch": arch, "spec": net.describe(), "width": width, "n": n, "outputs": nets.OUTPUTS,
             "num_params": net.num_params, "kernel_shape": list(reference.shape), "dtype": "float32",
             "auto_plan": plan, "runs": runs}
@@ -81,5 +105,7 @@ def one_arch(arch: str, width: int, n: int, data: Data, sizes: Sizes, threads: i
 
 def run(data: Data, sizes: Sizes, threads: int, work: Path, nt_python: Optional[str], progress: Progress):
     progress("part 1: empirical NTK methods, ntkit beside functorch" + (" and neural-tangents" if nt_python else ""))
-    return [one_arch(arch, s["width"], s["n"], data, sizes, threads, work, nt_python, progress)
-            for arch, s in sizes.entk.items()]
+    peak = sgemm_peak(threads, work)
+    progress(f"  float32 GEMM peak (NumPy, {peak['n']}^3): {peak['gflops']:.0f} GFLOP/s")
+    return {"sgemm": peak, "archs": [one_arch(arch, s["width"], s["n"], data, sizes, threads, work, nt_python, progress)
+                                     for arch, s in sizes.entk.items()]}

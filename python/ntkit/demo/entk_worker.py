@@ -60,8 +60,26 @@ def functorch_kernel(job, x):
     return run
 
 
+def sgemm_gflops(job) -> dict:
+    """NumPy's float32 GEMM (the BLAS ntkit links) on n x n matrices: the machine's practical peak,
+    measured in this run at the demo's threads (OPENBLAS_NUM_THREADS, set by the parent)."""
+    n = job["n"]
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
+    a @ b
+    times = []
+    for _ in range(job["repeats"]):
+        t0 = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t0)
+    return {"n": n, "seconds": times, "gflops": 2 * n ** 3 / min(times) / 1e9}
+
+
 def main():
     job = json.load(open(sys.argv[1]))
+    if job["tool"] == "sgemm":
+        print(json.dumps(sgemm_gflops(job)))
+        return
     x = np.load(job["x"])
     run = {"ntkit": ntkit_kernel, "functorch": functorch_kernel}[job["tool"]](job, x)
     baseline = rss_bytes()

@@ -43,7 +43,9 @@ def machine(threads: int) -> Dict[str, Any]:
                 mem = int(line.split()[1]) * 1024
     except OSError:
         pass
+    from .common import blas_coretype
     return {"cpu": cpu, "cores": os.cpu_count(), "memory_bytes": mem, "threads": threads,
+            "openblas_coretype": blas_coretype() or "(OpenBLAS's own choice for this CPU)",
             "os": platform.platform(), "python": platform.python_version()}
 
 
@@ -85,8 +87,9 @@ def _plain_ticks(ax, xs, y: bool = True) -> None:
         ax.tick_params(axis="y", which="minor", labelsize=7)
 
 
-def plot_entk(entk: List[Dict[str, Any]], path: Path) -> None:
+def plot_entk(entk: Dict[str, Any], path: Path) -> None:
     plt = _plt()
+    entk = entk["archs"]
     fig, axes = plt.subplots(1, len(entk), figsize=(6.2 * len(entk), 4.2), squeeze=False)
     for ax, arch in zip(axes[0], entk):
         runs = arch["runs"]
@@ -189,7 +192,7 @@ def table(header: List[str], rows: List[List[str]]) -> str:
     return "\n".join(lines)
 
 
-def entk_section(entk: List[Dict[str, Any]]) -> str:
+def entk_section(entk: Dict[str, Any]) -> str:
     out = ["## 1. Fast finite-width NTK (Novak et al., ICML 2022)", "",
            "The full empirical NTK Θ[i, j, a, b] of each network on the first N training images, float32, by "
            "Jacobian contraction (jc), NTK-vector products (vp) and structured derivatives (sd), and ntkit's "
@@ -197,8 +200,10 @@ def entk_section(entk: List[Dict[str, Any]]) -> str:
            "process of its own: a first call (for neural-tangents, jit compilation; reported apart), then the "
            "median of the timed calls. Peak memory is the process's peak resident set (VmHWM), its baseline "
            "after imports and inputs beside it. Agreement: ‖K − K_ref‖_F / ‖K_ref‖_F against ntkit's jc in "
-           "float64.", ""]
-    for a in entk:
+           "float64. GFLOP/s: ntkit's FLOP count of the method (its plan, below) over the median time, beside "
+           f"the float32 GEMM peak measured in this run: **{entk['sgemm']['gflops']:.0f} GFLOP/s** (NumPy's "
+           f"OpenBLAS, {entk['sgemm']['n']}³, {entk['sgemm']['threads']} threads).", ""]
+    for a in entk["archs"]:
         runs = a["runs"]
         best_peer = min((r for r in runs if r["tool"] != "ntkit"), key=lambda r: r["median_seconds"], default=None)
         auto = next(r for r in runs if r["tool"] == "ntkit" and r["method"] == "auto")
@@ -206,8 +211,9 @@ def entk_section(entk: List[Dict[str, Any]]) -> str:
                 f"N = {a['n']} images, O = {a['outputs']} outputs, P = {a['num_params']:,} parameters, kernel "
                 f"{tuple(a['kernel_shape'])}.", ""]
         rows = [[r["label"], fmt(r["median_seconds"]), fmt(r["first_call_seconds"]), mib(r["peak_rss_bytes"]),
-                 mib(r["baseline_rss_bytes"]), fmt(r["relative_difference"], ".1e")] for r in runs]
-        out += [table(["tool, method", "median s", "first call s", "peak MiB", "baseline MiB", "difference"], rows), ""]
+                 mib(r["baseline_rss_bytes"]), fmt(r["relative_difference"], ".1e"), fmt(r.get("gflops"))] for r in runs]
+        out += [table(["tool, method", "median s", "first call s", "peak MiB", "baseline MiB", "difference", "GFLOP/s"],
+                      rows), ""]
         if best_peer:
             out += [f"ntkit auto: {fmt(auto['median_seconds'])} s; the fastest peer method ({best_peer['label']}): "
                     f"{fmt(best_peer['median_seconds'])} s: ntkit's speed-up over the fastest peer "
@@ -285,7 +291,8 @@ def markdown(results: Dict[str, Any]) -> str:
             f"(peak resident memory of the demo process {mib(results['peak_rss_bytes'])} MiB; each eNTK method ran "
             f"in its own process, its peak below). Every number here is in `results.json` from the same run.", "",
             f"Machine: {m['cpu']}, {m['cores']} cores, {mib(m['memory_bytes'])} MiB memory, {m['os']}; "
-            f"**{m['threads']} threads** for every tool. Versions: "
+            f"**{m['threads']} threads** for every tool; OpenBLAS kernels {m['openblas_coretype']} for ntkit, "
+            f"NumPy and PyTorch alike. Versions: "
             + ", ".join(f"{k} {val}" for k, val in v.items()) + ".", ""]
     parts = [s for key, s in (("entk", entk_section), ("pntk", pntk_section), ("sketches", sketch_section))
              if key in results for s in [s(results[key])]]
