@@ -9,6 +9,7 @@ what the module computes):
                                        (groups = dilation = 1, zero padding)
     nn.ReLU, LeakyReLU, Tanh, Sigmoid, GELU (exact erf form)
     nn.AvgPool2d                       AvgPool (count_include_pad=True, no ceil_mode)
+    nn.MaxPool2d                       MaxPool (dilation 1, no ceil_mode)
     nn.AdaptiveAvgPool2d(1)            GlobalAvgPool
     nn.Flatten                         Flatten (the next Linear's input rows are permuted from
                                        PyTorch's (C, H, W) order to ntkit's (H, W, C))
@@ -16,7 +17,7 @@ what the module computes):
     ntkit.torch_import.Residual        Residual(block): x + block(x)
 
 Inputs: ntkit takes images as NHWC, PyTorch as NCHW; input_shape is ntkit's per-example shape,
-(H, W, C) or (d,). Anything else (a custom forward, BatchNorm, MaxPool, a Dropout in training mode)
+(H, W, C) or (d,). Anything else (a custom forward, BatchNorm, a Dropout in training mode)
 is refused with NotImplementedError naming the module and its path in the model.
 """
 from __future__ import annotations
@@ -57,7 +58,8 @@ def _size(p: Tuple[int, int]) -> str:
 def _refuse(path: str, module: nn.Module, why: str = ""):
     raise NotImplementedError(
         f"from_torch: module '{path}' ({type(module).__name__}) {why or 'is not supported'}; supported: Sequential, "
-        "Linear, Conv2d, ReLU, LeakyReLU, Tanh, Sigmoid, GELU, AvgPool2d, AdaptiveAvgPool2d(1), Flatten, Identity, "
+        "Linear, Conv2d, ReLU, LeakyReLU, Tanh, Sigmoid, GELU, AvgPool2d, MaxPool2d, AdaptiveAvgPool2d(1), Flatten, "
+        "Identity, "
         "Dropout (eval mode) and ntkit.torch_import.Residual")
 
 
@@ -143,6 +145,13 @@ class _Converter:
                     _refuse(path, m, "has ceil_mode, count_include_pad=False or divisor_override (not supported)")
                 k, s, p = _pair(m.kernel_size), _pair(m.stride if m.stride is not None else m.kernel_size), _pair(m.padding)
                 spec = f"AvgPool({_size(k)}, stride={_size(s)}, padding={'VALID' if p == (0, 0) else _size(p)})"
+            elif isinstance(m, nn.MaxPool2d):
+                if self.pooled:
+                    _refuse(path, m, "follows global pooling")
+                if m.ceil_mode or _pair(m.dilation) != (1, 1) or m.return_indices:
+                    _refuse(path, m, "has ceil_mode, dilation or return_indices (not supported)")
+                k, s, p = _pair(m.kernel_size), _pair(m.stride if m.stride is not None else m.kernel_size), _pair(m.padding)
+                spec = f"MaxPool({_size(k)}, stride={_size(s)}, padding={'VALID' if p == (0, 0) else _size(p)})"
             elif isinstance(m, nn.AdaptiveAvgPool2d):
                 if _pair(m.output_size) != (1, 1):
                     _refuse(path, m, "has an output size other than 1 (only global average pooling is supported)")

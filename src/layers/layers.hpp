@@ -11,6 +11,7 @@ std::unique_ptr<Layer> make_dense(const LayerSpec& spec, const NetworkDefaults& 
 std::unique_ptr<Layer> make_conv(const LayerSpec& spec, const NetworkDefaults& defaults);
 std::unique_ptr<Layer> make_activation(const LayerSpec& spec);  // Relu, LeakyRelu, Abs, Erf, Gelu, Tanh, Sigmoid, Identity
 std::unique_ptr<Layer> make_avg_pool(const LayerSpec& spec);
+std::unique_ptr<Layer> make_max_pool(const LayerSpec& spec);
 std::unique_ptr<Layer> make_global_avg_pool(const LayerSpec& spec);
 std::unique_ptr<Layer> make_flatten(const LayerSpec& spec);
 std::unique_ptr<Layer> make_layer_norm(const LayerSpec& spec);

@@ -45,6 +45,7 @@ const std::map<std::string, Factory>& registry() {
     for (const char* name : {"Relu", "LeakyRelu", "Abs", "Erf", "Gelu", "Tanh", "Sigmoid", "Identity"})
       m[name] = [](const LayerSpec& s, const NetworkDefaults&) { return detail::make_activation(s); };
     m["AvgPool"] = [](const LayerSpec& s, const NetworkDefaults&) { return detail::make_avg_pool(s); };
+    m["MaxPool"] = [](const LayerSpec& s, const NetworkDefaults&) { return detail::make_max_pool(s); };
     m["GlobalAvgPool"] = [](const LayerSpec& s, const NetworkDefaults&) { return detail::make_global_avg_pool(s); };
     m["Flatten"] = [](const LayerSpec& s, const NetworkDefaults&) { return detail::make_flatten(s); };
     m["LayerNorm"] = [](const LayerSpec& s, const NetworkDefaults&) { return detail::make_layer_norm(s); };

@@ -424,5 +424,20 @@ TEST(Infinite, SymmetricEqualsExplicitX2AndRejectsUnsupported) {
   EXPECT_THROW(infinite_kernel(conv, img, nullptr, {}), NotSupported);
 }
 
+// Layers with no exact infinite-width kernel are refused with a message that names them and says
+// what to use instead; the empirical kernels take them.
+TEST(Infinite, RefusesLayersWithoutAnExactKernel) {
+  Network net("Conv(2, 3, padding=1), Relu, MaxPool(3, stride=2, padding=1), GlobalAvgPool, Dense(1)", {5, 5, 1});
+  Array<double> img(Shape{2, 5, 5, 1}, test::random_vector<double>(50, 3));
+  try {
+    infinite_kernel(net, img, nullptr, {});
+    ADD_FAILURE() << "MaxPool was not refused";
+  } catch (const NotSupported& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("MaxPool(3x3, stride=2x2, padding=1)"), std::string::npos) << what;
+    EXPECT_NE(what.find("ntk entk"), std::string::npos) << what;
+  }
+}
+
 }  // namespace
 }  // namespace ntk

@@ -1,7 +1,8 @@
 """ntkit.from_torch against PyTorch itself, on models with random weights drawn by PyTorch (not
 ntkit's initialization): an MLP, a CNN with GELU, LeakyReLU, Sigmoid, integer / 'same' / stride-2
 padding, AvgPool2d, AdaptiveAvgPool2d(1), a CNN whose Flatten feeds a Linear (the (C, H, W) ->
-(H, W, C) row permutation), and a residual CNN (ntkit.torch_import.Residual).
+(H, W, C) row permutation), a residual CNN (ntkit.torch_import.Residual) and the ResNet stem
+with MaxPool2d.
 
   apply           = the module's forward (inputs NHWC for ntkit, NCHW for torch)
   empirical_ntk   = functorch's Jacobian contraction (vmap(jacrev), then einsum) for modes full,
@@ -57,8 +58,17 @@ def flatten_1x1():
     return nn.Sequential(nn.Conv2d(1, 4, 3), nn.Tanh(), nn.Flatten(), nn.Linear(4, 3))
 
 
+def maxpool_stem():
+    """torchvision's ResNet stem (7 x 7 stride-2 convolution, 3 x 3 stride-2 max pool, both padded)
+    and a plain max pool with a rectangular window."""
+    return nn.Sequential(nn.Conv2d(3, 4, 7, stride=2, padding=3), nn.ReLU(), nn.MaxPool2d(3, stride=2, padding=1),
+                         Residual(nn.Conv2d(4, 4, 3, padding=1), nn.ReLU()), nn.MaxPool2d((2, 1)),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+
+
 MODELS = {"mlp": (mlp, (12,)), "cnn": (cnn, (14, 14, 3)), "flatten_cnn": (flatten_cnn, (8, 8, 2)),
-          "residual_cnn": (residual_cnn, (8, 8, 3)), "flatten_1x1": (flatten_1x1, (3, 3, 1))}
+          "residual_cnn": (residual_cnn, (8, 8, 3)), "flatten_1x1": (flatten_1x1, (3, 3, 1)),
+          "maxpool_stem": (maxpool_stem, (13, 11, 3))}
 
 
 def make(name, dtype):
@@ -137,6 +147,8 @@ class Custom(nn.Module):
 
 @pytest.mark.parametrize("model, path", [
     (nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4)), "'1'"),
+    (nn.Sequential(nn.Linear(4, 4), nn.MaxPool2d(2, ceil_mode=True)), "'1'.*ceil_mode"),
+    (nn.Sequential(nn.Linear(4, 4), nn.MaxPool2d(3, dilation=2)), "'1'.*dilation"),
     (nn.Sequential(nn.Linear(4, 4), nn.Sequential(nn.ReLU(), Custom())), "'1.1'"),
     (nn.Sequential(nn.Linear(4, 4), nn.GELU(approximate="tanh")), "tanh approximation"),
     (nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5)), "training mode"),
