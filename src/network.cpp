@@ -54,7 +54,7 @@ int Network::build(const std::vector<LayerSpec>& specs, int in_buffer, const std
     int index = static_cast<int>(layers_.size());
     layer_param_offset_.push_back(num_params_);
     for (const ParamSpec& p : layer->param_specs()) {
-      views_.push_back({path + "." + p.name, num_params_, p.shape, p.init_std, index});
+      views_.push_back({path + "." + p.name, num_params_, p.shape, p.init_std, index, p.init_mean, p.trainable});
       num_params_ += numel(p.shape);
     }
     buffer_shapes_.push_back(layer->out_shape());
@@ -135,11 +135,21 @@ std::string Network::describe() const {
 
 std::string Network::summary() const {
   std::ostringstream s;
+  // Frozen parameters (BatchNorm's running statistics) are stored but not differentiated: say so.
+  std::vector<index_t> frozen(layers_.size(), 0);
+  for (const ParamView& v : views_)
+    if (!v.trainable) frozen[size_t(v.layer)] += numel(v.shape);
+  auto count = [](index_t all, index_t fixed) {
+    return std::to_string(all) + " params" + (fixed ? " (" + std::to_string(fixed) + " frozen)" : "");
+  };
+  index_t total_frozen = 0;
   s << "input " << shape_string(input_shape_) << "\n";
-  for (size_t i = 0; i < layers_.size(); ++i)
+  for (size_t i = 0; i < layers_.size(); ++i) {
     s << "  " << paths_[i] << "  " << layers_[i]->describe() << " -> " << shape_string(layers_[i]->out_shape())
-      << ", " << layers_[i]->num_params() << " params\n";
-  s << "output " << shape_string(output_shape_) << ", " << num_params_ << " params in total";
+      << ", " << count(layers_[i]->num_params(), frozen[i]) << "\n";
+    total_frozen += frozen[i];
+  }
+  s << "output " << shape_string(output_shape_) << ", " << count(num_params_, total_frozen) << " in total";
   return s.str();
 }
 
@@ -153,7 +163,7 @@ std::vector<T> Network::init(std::uint64_t seed, int threads) const {
         [&](index_t begin, index_t end) {
           for (index_t j = begin; j < end; ++j)
             theta[static_cast<size_t>(v.offset + j)] =
-                static_cast<T>(v.init_std * normal(seed, stream, static_cast<std::uint64_t>(j)));
+                static_cast<T>(v.init_mean + v.init_std * normal(seed, stream, static_cast<std::uint64_t>(j)));
         },
         threads);
   }

@@ -27,12 +27,18 @@ struct NetworkDefaults {
   Parameterization parameterization = Parameterization::ntk;
 };
 
-// One parameter tensor of a layer. Values are drawn N(0, init_std^2); under NTK parameterization
+// One parameter tensor of a layer. Values are drawn N(init_mean, init_std^2); under NTK parameterization
 // init_std is 1 and the layer scales in forward, under standard parameterization it is the scale.
 struct ParamSpec {
   std::string name;  // "W" or "b"
   Shape shape;
   double init_std = 1.0;
+  // Drawn init_mean + init_std·N(0, 1): constants when init_std is 0 (BatchNorm's γ = 1).
+  double init_mean = 0.0;
+  // Frozen parameters (BatchNorm's running statistics) are stored and read like the others but have
+  // no derivative: the layer writes no cotangent for them and ignores their tangents, so the eNTK,
+  // whatever its method, is over the trainable parameters only.
+  bool trainable = true;
 };
 
 // Where a VJP accumulates parameter cotangents. Row r starts at data + r*stride, where r = kk

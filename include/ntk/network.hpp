@@ -30,6 +30,8 @@ struct ParamView {
   Shape shape;
   double init_std = 1.0;
   int layer = 0;  // index into Network::layers()
+  double init_mean = 0.0;
+  bool trainable = true;  // false: frozen (ParamSpec::trainable)
 };
 
 // Activations of every buffer of the program for one batch of n examples.

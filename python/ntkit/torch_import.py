@@ -10,6 +10,7 @@ what the module computes):
     nn.ReLU, LeakyReLU, Tanh, Sigmoid, GELU (exact erf form)
     nn.AvgPool2d                       AvgPool (count_include_pad=True, no ceil_mode)
     nn.MaxPool2d                       MaxPool (dilation 1, no ceil_mode)
+    nn.BatchNorm1d / 2d (eval)         BatchNorm with the running statistics (γ, β trainable; μ, σ² frozen)
     nn.AdaptiveAvgPool2d(1)            GlobalAvgPool
     nn.Flatten                         Flatten (the next Linear's input rows are permuted from
                                        PyTorch's (C, H, W) order to ntkit's (H, W, C))
@@ -17,7 +18,7 @@ what the module computes):
     ntkit.torch_import.Residual        Residual(block): x + block(x)
 
 Inputs: ntkit takes images as NHWC, PyTorch as NCHW; input_shape is ntkit's per-example shape,
-(H, W, C) or (d,). Anything else (a custom forward, BatchNorm, a Dropout in training mode)
+(H, W, C) or (d,). Anything else (a custom forward, BatchNorm or Dropout in training mode)
 is refused with NotImplementedError naming the module and its path in the model.
 """
 from __future__ import annotations
@@ -58,8 +59,8 @@ def _size(p: Tuple[int, int]) -> str:
 def _refuse(path: str, module: nn.Module, why: str = ""):
     raise NotImplementedError(
         f"from_torch: module '{path}' ({type(module).__name__}) {why or 'is not supported'}; supported: Sequential, "
-        "Linear, Conv2d, ReLU, LeakyReLU, Tanh, Sigmoid, GELU, AvgPool2d, MaxPool2d, AdaptiveAvgPool2d(1), Flatten, "
-        "Identity, "
+        "Linear, Conv2d, ReLU, LeakyReLU, Tanh, Sigmoid, GELU, AvgPool2d, MaxPool2d, BatchNorm1d/2d (eval mode), "
+        "AdaptiveAvgPool2d(1), Flatten, Identity, "
         "Dropout (eval mode) and ntkit.torch_import.Residual")
 
 
@@ -126,6 +127,18 @@ class _Converter:
                         + (", b_std=0" if m.bias is not None else "") + ")")
                 if m.bias is not None:
                     self.params[f"{key}.b"] = self.array(m.bias)
+            elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                if m.training:
+                    _refuse(path, m, "is in training mode (batch statistics); call module.eval() first")
+                if not m.affine or m.running_mean is None or m.running_var is None:
+                    _refuse(path, m, "has no affine parameters or no running statistics (not supported)")
+                if x.dim() != (4 if isinstance(m, nn.BatchNorm2d) else 2):
+                    _refuse(path, m, f"gets a {x.dim()}-D input (BatchNorm1d takes (N, C), BatchNorm2d (N, C, H, W))")
+                if permute is not None:
+                    _refuse(path, m, "stands between a Flatten and the next Linear (not supported)")
+                for name, t in (("gamma", m.weight), ("beta", m.bias), ("mean", m.running_mean), ("var", m.running_var)):
+                    self.params[f"{key}.{name}"] = self.array(t)
+                spec = f"BatchNorm(eps={m.eps!r})"
             elif isinstance(m, nn.ReLU):
                 spec = "Relu"
             elif isinstance(m, nn.LeakyReLU):

@@ -15,6 +15,7 @@ std::unique_ptr<Layer> make_max_pool(const LayerSpec& spec);
 std::unique_ptr<Layer> make_global_avg_pool(const LayerSpec& spec);
 std::unique_ptr<Layer> make_flatten(const LayerSpec& spec);
 std::unique_ptr<Layer> make_layer_norm(const LayerSpec& spec);
+std::unique_ptr<Layer> make_batch_norm(const LayerSpec& spec);
 
 // Reads W_std, b_std and parameterization (positional after the layer's own arguments or by key)
 // with the network defaults as fallbacks.

@@ -49,6 +49,7 @@ const std::map<std::string, Factory>& registry() {
     m["GlobalAvgPool"] = [](const LayerSpec& s, const NetworkDefaults&) { return detail::make_global_avg_pool(s); };
     m["Flatten"] = [](const LayerSpec& s, const NetworkDefaults&) { return detail::make_flatten(s); };
     m["LayerNorm"] = [](const LayerSpec& s, const NetworkDefaults&) { return detail::make_layer_norm(s); };
+    m["BatchNorm"] = [](const LayerSpec& s, const NetworkDefaults&) { return detail::make_batch_norm(s); };
     return m;
   }();
   return r;

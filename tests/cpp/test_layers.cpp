@@ -94,6 +94,9 @@ std::vector<LayerCase> layer_cases() {
       {"MaxPoolSameRect", "MaxPool(2x3, stride=1, padding=SAME)", {4, 5, 2}, {4, 5, 2}, 0},
       {"GlobalAvgPool", "GlobalAvgPool", {4, 3, 5}, {5}, 0},
       {"Flatten", "Flatten", {3, 2, 4}, {24}, 0},
+      // BatchNorm (inference): γ, β trainable and μ, σ² frozen, C each.
+      {"BatchNorm", "BatchNorm", {7}, {7}, 28},
+      {"BatchNormImages", "BatchNorm(eps=0.001)", {3, 2, 5}, {3, 2, 5}, 20},
       {"LayerNorm", "LayerNorm", {6}, {6}, 0},
       {"LayerNormImages", "LayerNorm", {3, 2, 5}, {3, 2, 5}, 0},
       // Networks.
@@ -136,6 +139,14 @@ std::vector<LayerCase> layer_cases() {
        "Conv(3, 7, stride=2, padding=3, b_std=0.1), Relu, MaxPool(3, stride=2, padding=1), "
        "Residual(Conv(3, 3, padding=1), Relu), GlobalAvgPool, Dense(2)",
        {9, 9, 1}, {2}, 150 + 81 + 6},
+      // torchvision's BasicBlock with a projection shortcut: 6x6x2 -> Conv 3x3 padding 1 (18·3), BatchNorm
+      // (4·3), Relu -> Residual(Conv 3x3 stride 2 padding 1: 3x3x4 (27·4), BatchNorm (4·4), Relu,
+      // Conv 3x3 padding 1 (36·4), BatchNorm (4·4); shortcut Conv 1x1 stride 2 (3·4), BatchNorm (4·4))
+      // -> Relu, GAP, Dense 4·2.
+      {"ResNetBasicBlock",
+       "Conv(3, 3, padding=1), BatchNorm, Relu, Residual(Conv(4, 3, stride=2, padding=1), BatchNorm, Relu, "
+       "Conv(4, 3, padding=1), BatchNorm, shortcut=[Conv(4, 1, stride=2), BatchNorm]), Relu, GlobalAvgPool, Dense(2)",
+       {6, 6, 2}, {2}, 54 + 12 + 108 + 16 + 144 + 16 + 12 + 16 + 8},
       {"DeepTanh", deep, {5}, {12}, 72 + 8 * 156},
       {"DeepConv", deep_conv, {5, 5, 1}, {5, 5, 3}, 30 + 8 * 81},
       {"StandardMlp", "Dense(7), Relu, Dense(3)", {5}, {3}, 66, with_bias(0.0, kStd)},
@@ -143,6 +154,29 @@ std::vector<LayerCase> layer_cases() {
 }
 
 class LayerHarness : public ::testing::TestWithParam<LayerCase> {};
+
+// The network's init(seed), with constant-initialized parameters (BatchNorm's γ = 1, β = 0, μ = 0,
+// σ² = 1, which make it the identity) moved off their constants so that every term of the layer is
+// exercised: a positive constant c becomes c·(1 + |d|) (σ² stays positive), zero becomes d.
+template <class T>
+std::vector<T> harness_theta(const Network& net, std::uint64_t seed) {
+  std::vector<double> theta = net.init<double>(seed);
+  const std::vector<double> r = test::random_vector<double>(net.num_params(), seed + 1000);
+  for (const ParamView& v : net.param_views()) {
+    if (v.init_std != 0) continue;
+    for (index_t j = 0; j < numel(v.shape); ++j) {
+      const double d = 0.4 * r[size_t(v.offset + j)];
+      theta[size_t(v.offset + j)] = v.init_mean > 0 ? v.init_mean * (1 + std::abs(d)) : d;
+    }
+  }
+  return std::vector<T>(theta.begin(), theta.end());
+}
+
+// Frozen parameters (ParamSpec::trainable) have no derivative: a tangent along them is zeroed.
+void zero_frozen(const Network& net, std::vector<double>& t_theta) {
+  for (const ParamView& v : net.param_views())
+    if (!v.trainable) std::fill(t_theta.begin() + v.offset, t_theta.begin() + v.offset + numel(v.shape), 0.0);
+}
 
 constexpr index_t kN = 3, kK = 2;
 
@@ -169,7 +203,7 @@ template <class T>
 void check_adjoint(const LayerCase& c, double tol) {
   Network net(c.spec, c.input_shape, c.defaults);
   const index_t P = net.num_params(), din = net.input_size(), dout = net.output_size();
-  std::vector<T> theta = net.init<T>(11);
+  std::vector<T> theta = harness_theta<T>(net, 11);
   std::vector<T> x = test::random_vector<T>(kN * din, 12);
   Trace<T> trace;
   net.forward(theta.data(), x.data(), kN, trace);
@@ -215,10 +249,11 @@ TEST_P(LayerHarness, JvpMatchesCentralDifferences) {
   const LayerCase& c = GetParam();
   Network net(c.spec, c.input_shape, c.defaults);
   const index_t P = net.num_params(), din = net.input_size(), dout = net.output_size();
-  std::vector<double> theta = net.init<double>(21);
+  std::vector<double> theta = harness_theta<double>(net, 21);
   std::vector<double> x = test::random_vector<double>(kN * din, 22);
   std::vector<double> dx = test::random_vector<double>(kN * din, 23);
   std::vector<double> dtheta = test::random_vector<double>(P, 24);
+  zero_frozen(net, dtheta);
   Trace<double> trace;
   net.forward(theta.data(), x.data(), kN, trace);
   std::vector<double> jvp(static_cast<size_t>(kN * dout));
@@ -242,8 +277,8 @@ TEST_P(LayerHarness, Float32AgreesWithFloat64) {
   const LayerCase& c = GetParam();
   Network net(c.spec, c.input_shape, c.defaults);
   const index_t P = net.num_params(), din = net.input_size(), dout = net.output_size();
-  std::vector<double> theta64 = net.init<double>(31);
-  std::vector<float> theta32 = net.init<float>(31);
+  std::vector<double> theta64 = harness_theta<double>(net, 31);
+  std::vector<float> theta32 = harness_theta<float>(net, 31);
   ASSERT_EQ(theta32.size(), theta64.size());
   for (size_t i = 0; i < theta32.size(); ++i) ASSERT_EQ(theta32[i], static_cast<float>(theta64[i]));
   std::vector<double> x64 = test::random_vector<double>(kN * din, 32);
@@ -269,7 +304,7 @@ TEST_P(LayerHarness, Float32AgreesWithFloat64) {
 TEST_P(LayerHarness, ZeroInputAndLargeScaleStayFinite) {
   const LayerCase& c = GetParam();
   Network net(c.spec, c.input_shape, c.defaults);
-  std::vector<float> theta = net.init<float>(41);
+  std::vector<float> theta = harness_theta<float>(net, 41);
   for (double scale : {0.0, 100.0}) {
     Array<float> x({2, net.input_size()});
     std::vector<float> r = test::random_vector<float>(2 * net.input_size(), 42, scale);
@@ -314,7 +349,7 @@ EntkOptions entk_options(EntkMethod method, const char* mode, index_t tile) {
 // and a separate x2 (N2 ≠ N1). Tiles of 2 over 3 examples: a partial tile on every path.
 void check_methods_agree(const Network& net, const std::string& what) {
   const index_t P = net.num_params();
-  const std::vector<double> theta = net.init<double>(51);
+  const std::vector<double> theta = harness_theta<double>(net, 51);
   const Array<double> x1 = test::random_batch<double>(3, net.input_shape(), 52);
   // (Seeds chosen so that no case's ReLUs are all dead at x2: the comparison must see a kernel.)
   const Array<double> x2 = test::random_batch<double>(2, net.input_shape(), 54);
@@ -510,7 +545,7 @@ TEST(LayerRegistry, EveryLayerHasAnExactKernelCase) {
   }
   // Layers with no exact infinite-width kernel by design; the kernels refuse them, naming them
   // (Infinite.RefusesLayersWithoutAnExactKernel).
-  const std::set<std::string> no_exact_kernel = {"MaxPool"};
+  const std::set<std::string> no_exact_kernel = {"MaxPool", "BatchNorm"};
   for (const std::string& name : layer_names())
     EXPECT_TRUE(covered.count(name) || no_exact_kernel.count(name))
         << name << " has no case with an exact kernel: its rule is never checked against Monte Carlo";
@@ -526,7 +561,7 @@ namespace {
 // results must not depend on how a batch is split.
 TEST(LayerBatching, ForwardIsIndependentOfBatchSplit) {
   Network net("Conv(4, 3, padding=SAME, b_std=0.1), Relu, Conv(3, 3), GlobalAvgPool, Dense(2)", {28, 28, 64});
-  std::vector<double> theta = net.init<double>(5);
+  std::vector<double> theta = harness_theta<double>(net, 5);
   const index_t n = 20;  // the first Conv's patches take 3.6 MB per example: several chunks
   Array<double> x({n, 28, 28, 64}, test::random_vector<double>(n * 28 * 28 * 64, 6));
   Array<double> whole = net.apply(theta, x, n);

@@ -1,8 +1,8 @@
 """ntkit.from_torch against PyTorch itself, on models with random weights drawn by PyTorch (not
 ntkit's initialization): an MLP, a CNN with GELU, LeakyReLU, Sigmoid, integer / 'same' / stride-2
 padding, AvgPool2d, AdaptiveAvgPool2d(1), a CNN whose Flatten feeds a Linear (the (C, H, W) ->
-(H, W, C) row permutation), a residual CNN (ntkit.torch_import.Residual) and the ResNet stem
-with MaxPool2d.
+(H, W, C) row permutation), a residual CNN (ntkit.torch_import.Residual), the ResNet stem
+with MaxPool2d, and a ResNet stage with BatchNorm (eval mode, non-trivial running statistics).
 
   apply           = the module's forward (inputs NHWC for ntkit, NCHW for torch)
   empirical_ntk   = functorch's Jacobian contraction (vmap(jacrev), then einsum) for modes full,
@@ -66,9 +66,19 @@ def maxpool_stem():
                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
 
 
+def batchnorm_resnet():
+    """A ResNet stage as torchvision writes it, BatchNorm after each convolution (eval mode, with
+    the running statistics set by make() to non-trivial values), and BatchNorm1d on a vector."""
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU(),
+                         Residual(nn.Conv2d(4, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4, eps=1e-3), nn.ReLU(),
+                                  nn.Conv2d(4, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4)),
+                         nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 6), nn.BatchNorm1d(6),
+                         nn.Tanh(), nn.Linear(6, 3))
+
+
 MODELS = {"mlp": (mlp, (12,)), "cnn": (cnn, (14, 14, 3)), "flatten_cnn": (flatten_cnn, (8, 8, 2)),
           "residual_cnn": (residual_cnn, (8, 8, 3)), "flatten_1x1": (flatten_1x1, (3, 3, 1)),
-          "maxpool_stem": (maxpool_stem, (13, 11, 3))}
+          "maxpool_stem": (maxpool_stem, (13, 11, 3)), "batchnorm_resnet": (batchnorm_resnet, (7, 6, 3))}
 
 
 def make(name, dtype):
@@ -78,6 +88,10 @@ def make(name, dtype):
     with torch.no_grad():  # "trained-looking" weights: not PyTorch's or ntkit's initialization scale
         for p in model.parameters():
             p.mul_(1.5).add_(0.05 * torch.randn_like(p))
+        for m in model.modules():  # and running statistics as training leaves them (frozen: no derivative)
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.running_mean.copy_(0.5 * torch.randn_like(m.running_mean))
+                m.running_var.copy_(0.5 + torch.rand_like(m.running_var))
     rng = np.random.default_rng(1)
     x = rng.standard_normal((5,) + shape).astype(dtype)
     return model, shape, x
@@ -94,10 +108,11 @@ def rel(a, b):
 
 def functorch_entk(model, x):
     """(N, N, O, O) by Jacobian contraction, as the PyTorch NTK tutorial."""
-    fmodel, params = functorch.make_functional(model)
+    # Buffers (BatchNorm's running statistics) are inputs, not parameters: no derivative, as in ntkit.
+    fmodel, params, buffers = functorch.make_functional_with_buffers(model)
 
     def f(params, xi):
-        return fmodel(params, xi.unsqueeze(0)).squeeze(0)
+        return fmodel(params, buffers, xi.unsqueeze(0)).squeeze(0)
 
     jac = functorch.vmap(functorch.jacrev(f), (None, 0))(params, to_torch(x))
     j = torch.cat([t.flatten(2) for t in jac], dim=2)  # (N, O, P)
@@ -146,7 +161,8 @@ class Custom(nn.Module):
 
 
 @pytest.mark.parametrize("model, path", [
-    (nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4)), "'1'"),
+    (nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4)), "'1'.*training mode"),
+    (nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4, affine=False).eval()), "'1'.*affine"),
     (nn.Sequential(nn.Linear(4, 4), nn.MaxPool2d(2, ceil_mode=True)), "'1'.*ceil_mode"),
     (nn.Sequential(nn.Linear(4, 4), nn.MaxPool2d(3, dilation=2)), "'1'.*dilation"),
     (nn.Sequential(nn.Linear(4, 4), nn.Sequential(nn.ReLU(), Custom())), "'1.1'"),
