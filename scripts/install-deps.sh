@@ -3,14 +3,15 @@
 #   scripts/install-deps.sh [build|python|test|all]   (default: build)
 # build: compiler, CMake, BLAS/LAPACK, zlib, libzip, CLI11, Eigen + Spectra (Lanczos) and the Fashion-MNIST data set.
 # python: build + what `pip install .`, the package and its quick start use: Python headers, venv,
-#         NumPy, tqdm, PyTorch (from_torch and the demo's functorch peer), matplotlib (the demo's plots).
+#         NumPy, tqdm, PyTorch (from_torch and the demo's functorch peer), torchvision (its ResNets in the
+#         tests), matplotlib (the demo's plots).
 # test:  build + python + GoogleTest, Google Benchmark, clang (fuzzing), pytest (oracles).
 set -euo pipefail
 profile=${1:-build}
 
 build_pkgs=(g++ cmake make pkg-config libopenblas-dev liblapacke-dev zlib1g-dev libzip-dev libcli11-dev libeigen3-dev libspectra-dev libkissfft-dev
             dataset-fashion-mnist)
-python_pkgs=(python3 python3-dev python3-venv python3-numpy python3-tqdm python3-torch python3-matplotlib)
+python_pkgs=(python3 python3-dev python3-venv python3-numpy python3-tqdm python3-torch python3-torchvision python3-matplotlib)
 test_pkgs=(libgtest-dev libbenchmark-dev python3-pytest clang)
 
 case "$profile" in

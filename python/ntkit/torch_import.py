@@ -11,6 +11,8 @@ what the module computes):
     nn.AvgPool2d                       AvgPool (count_include_pad=True, no ceil_mode)
     nn.MaxPool2d                       MaxPool (dilation 1, no ceil_mode)
     nn.BatchNorm1d / 2d (eval)         BatchNorm with the running statistics (γ, β trainable; μ, σ² frozen)
+    torchvision ResNet, BasicBlock,    the stem, Residual(block..., shortcut=[downsample...]), Relu per
+      Bottleneck (resnet18/34/50...)   block, GlobalAvgPool, Dense: any num_classes or first conv
     nn.AdaptiveAvgPool2d(1)            GlobalAvgPool
     nn.Flatten                         Flatten (the next Linear's input rows are permuted from
                                        PyTorch's (C, H, W) order to ntkit's (H, W, C))
@@ -64,6 +66,36 @@ def _refuse(path: str, module: nn.Module, why: str = ""):
         "Dropout (eval mode) and ntkit.torch_import.Residual")
 
 
+def _window_spec(layer: str, m) -> str:
+    """AvgPool / MaxPool with a pooling module's window, stride and padding."""
+    k, s, p = _pair(m.kernel_size), _pair(m.stride if m.stride is not None else m.kernel_size), _pair(m.padding)
+    return f"{layer}({_size(k)}, stride={_size(s)}, padding={'VALID' if p == (0, 0) else _size(p)})"
+
+
+def _torchvision(m, name: str) -> bool:
+    """m is torchvision.models.resnet's class `name` itself (its forward is known), not a look-alike."""
+    return type(m).__name__ == name and type(m).__module__.startswith("torchvision.models")
+
+
+def _resnet_layers(m) -> List[Tuple[str, object]]:
+    """torchvision's ResNet.forward as a layer list: the stem, the four stages, pooling, the classifier."""
+    names = ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool"]
+    return [(n, getattr(m, n)) for n in names] + [("flatten", nn.Flatten()), ("fc", m.fc)]
+
+
+def _resnet_block(m):
+    """(main path, shortcut) of torchvision's BasicBlock / Bottleneck: relu(main(x) + shortcut(x)),
+    the shortcut its `downsample` (None: the identity)."""
+    if _torchvision(m, "BasicBlock"):
+        main = ["conv1", "bn1", "relu", "conv2", "bn2"]
+    elif _torchvision(m, "Bottleneck"):
+        main = ["conv1", "bn1", "relu", "conv2", "bn2", "relu", "conv3", "bn3"]
+    else:
+        return None
+    shortcut = None if m.downsample is None else list(m.downsample.named_children())
+    return [(n, getattr(m, n)) for n in main], shortcut
+
+
 class _Converter:
     def __init__(self, dtype):
         self.dtype = dtype
@@ -82,6 +114,24 @@ class _Converter:
         for path, m in modules:
             key = f"{prefix}{len(layers)}"
             spec = None
+            if _torchvision(m, "ResNet"):
+                x, permute = self.walk([(f"{path}.{n}" if path else n, c) for n, c in _resnet_layers(m)], x, prefix,
+                                       permute, layers)
+                continue
+            block = _resnet_block(m)
+            if block is not None:
+                if permute is not None or self.pooled:
+                    _refuse(path, m, "follows a Flatten or global pooling")
+                main, shortcut = block
+                sub: List[str] = []
+                self.walk([(f"{path}.{n}", c) for n, c in main], x, f"{key}.", None, sub)
+                short: List[str] = []
+                if shortcut is not None:
+                    self.walk([(f"{path}.downsample.{n}", c) for n, c in shortcut], x, f"{key}.shortcut.", None, short)
+                layers.append(f"Residual({', '.join(sub)}" + (f", shortcut=[{', '.join(short)}]" if short else "") + ")")
+                layers.append("Relu")  # after the sum
+                x = m(x)
+                continue
             if isinstance(m, nn.Sequential):
                 # Nested Sequentials are inlined: their layers continue this list's numbering.
                 x, permute = self.walk([(f"{path}.{n}", c) for n, c in m.named_children()], x, prefix, permute, layers)
@@ -156,15 +206,13 @@ class _Converter:
                     _refuse(path, m, "follows global pooling")
                 if m.ceil_mode or not m.count_include_pad or m.divisor_override is not None:
                     _refuse(path, m, "has ceil_mode, count_include_pad=False or divisor_override (not supported)")
-                k, s, p = _pair(m.kernel_size), _pair(m.stride if m.stride is not None else m.kernel_size), _pair(m.padding)
-                spec = f"AvgPool({_size(k)}, stride={_size(s)}, padding={'VALID' if p == (0, 0) else _size(p)})"
+                spec = _window_spec("AvgPool", m)
             elif isinstance(m, nn.MaxPool2d):
                 if self.pooled:
                     _refuse(path, m, "follows global pooling")
                 if m.ceil_mode or _pair(m.dilation) != (1, 1) or m.return_indices:
                     _refuse(path, m, "has ceil_mode, dilation or return_indices (not supported)")
-                k, s, p = _pair(m.kernel_size), _pair(m.stride if m.stride is not None else m.kernel_size), _pair(m.padding)
-                spec = f"MaxPool({_size(k)}, stride={_size(s)}, padding={'VALID' if p == (0, 0) else _size(p)})"
+                spec = _window_spec("MaxPool", m)
             elif isinstance(m, nn.AdaptiveAvgPool2d):
                 if _pair(m.output_size) != (1, 1):
                     _refuse(path, m, "has an output size other than 1 (only global average pooling is supported)")

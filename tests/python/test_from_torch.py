@@ -194,3 +194,53 @@ def test_bad_arguments():
         ntkit.from_torch("Dense(3)", (4,))
     with pytest.raises(ValueError, match="input_shape"):
         ntkit.from_torch(mlp().eval(), (3, 4))
+
+
+def random_statistics(model):
+    """BatchNorm as training leaves it: γ, β and the running statistics off PyTorch's initial values."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.copy_(1 + 0.2 * torch.randn_like(m.weight))
+                m.bias.copy_(0.1 * torch.randn_like(m.bias))
+                m.running_mean.copy_(0.2 * torch.randn_like(m.running_mean))
+                m.running_var.copy_(0.5 + torch.rand_like(m.running_var))
+    return model
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_torchvision_resnet18(dtype):
+    """torchvision's resnet18(num_classes=10) in eval mode, PyTorch's random weights and non-trivial
+    BatchNorm statistics, 32 x 32 x 3 inputs: apply = forward, and the eNTK in full (O = 10), trace
+    and pntk modes = functorch's Jacobian contraction (issue 15's acceptance, at N = 2)."""
+    from torchvision.models import resnet18
+    torch.manual_seed(3)
+    model = random_statistics(resnet18(num_classes=10).to(TORCH_DTYPE[dtype]).eval())
+    net, params = ntkit.from_torch(model, (32, 32, 3))
+    assert net.num_params == sum(p.numel() for p in model.parameters()) + sum(
+        b.numel() for n, b in model.named_buffers() if not n.endswith("num_batches_tracked"))
+    x = np.random.default_rng(4).standard_normal((2, 32, 32, 3)).astype(dtype)
+    with torch.no_grad():
+        ref = model(to_torch(x)).numpy().astype(np.float64)
+    assert rel(net.apply(params, x), ref) <= TOL[dtype]
+    full_ref = functorch_entk(model, x)
+    assert rel(ntkit.empirical_ntk(net, params, x, mode="full"), full_ref) <= TOL[dtype]
+    assert rel(ntkit.empirical_ntk(net, params, x, mode="trace"), np.einsum("ijaa->ij", full_ref) / 10) <= TOL[dtype]
+    assert rel(ntkit.empirical_ntk(net, params, x, mode="pntk"), full_ref.sum(axis=(2, 3)) / 10) <= TOL[dtype]
+
+
+def test_torchvision_resnet50_one_channel_pntk():
+    """resnet50 (Bottleneck blocks) with its first convolution replaced for 1-channel images and 7
+    classes: apply and the pNTK equal PyTorch's in float64."""
+    from torchvision.models import resnet50
+    torch.manual_seed(5)
+    model = resnet50(num_classes=7)
+    model.conv1 = nn.Conv2d(1, 64, 7, stride=2, padding=3, bias=False)
+    model = random_statistics(model.double().eval())
+    net, params = ntkit.from_torch(model, (28, 28, 1))
+    x = np.random.default_rng(6).standard_normal((2, 28, 28, 1))
+    with torch.no_grad():
+        ref = model(to_torch(x)).numpy()
+    assert rel(net.apply(params, x), ref) <= TOL["float64"]
+    full_ref = functorch_entk(model, x)
+    assert rel(ntkit.empirical_ntk(net, params, x, mode="pntk"), full_ref.sum(axis=(2, 3)) / 7) <= TOL["float64"]
