@@ -127,6 +127,26 @@ TEST_F(Cli, DemoWithoutItsPythonIsOneErrorLine) {
   EXPECT_TRUE(listing().empty());
 }
 
+// Layers without an exact infinite-width kernel: `ntk kernel` refuses them in one error line that
+// names the layer; `ntk entk` computes the same network's empirical kernel.
+TEST_F(Cli, KernelRefusesMaxPoolAndBatchNormByName) {
+  write_npy(path("img.npy"), random_array<float>({3, 6, 6, 1}, 7));
+  const std::pair<const char*, const char*> cases[] = {
+      {"Conv(2, 3, padding=1), Relu, MaxPool(2), GlobalAvgPool, Dense(1)", "MaxPool(2x2, stride=2x2, padding=VALID)"},
+      {"Conv(2, 3, padding=1), BatchNorm, Relu, GlobalAvgPool, Dense(1)", "BatchNorm(eps=1e-05)"}};
+  for (const auto& [net, named] : cases) {
+    Result r = run(std::string("kernel --net '") + net + "' --x1 " + q(path("img.npy")) + " -o " + q(path("k.npy")));
+    EXPECT_EQ(r.status, 1) << net;
+    EXPECT_EQ(r.err.rfind("error: ", 0), 0u) << r.err;
+    EXPECT_NE(r.err.find(named), std::string::npos) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    EXPECT_FALSE(fs::exists(path("k.npy")));
+    r = run(std::string("entk --net '") + net + "' --seed 0 --x1 " + q(path("img.npy")) + " -q -o " + q(path("k.npy")));
+    EXPECT_EQ(r.status, 0) << r.err;
+    fs::remove(path("k.npy"));
+  }
+}
+
 TEST_F(Cli, InitWritesTheLibrarysParameters) {
   const std::string p = path("p.npz");
   Result r = run("init --net " + q(kMlp) + " --input-shape 5 --seed 7 -o " + q(p));
