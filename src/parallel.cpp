@@ -163,6 +163,12 @@ void share_blas_with_host() {
   if (g_blas_holds == 0) openblas_set_num_threads(g_blas_threads_before);
 }
 
+void set_host_blas_threads(int threads) {
+  std::lock_guard<std::mutex> lock(g_blas_mutex);
+  g_blas_threads_before = std::max(1, threads);
+  if (g_blas_shared && g_blas_holds == 0) openblas_set_num_threads(g_blas_threads_before);
+}
+
 int host_blas_threads() {
   std::lock_guard<std::mutex> lock(g_blas_mutex);
   return g_blas_shared ? g_blas_threads_before : 1;

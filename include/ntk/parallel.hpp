@@ -36,8 +36,9 @@ class ThreadScope {
 // BlasForNtkit over each call into ntkit. Nested and concurrent holds count: the last to end gives
 // the count back. Without share_blas_with_host() (the CLI) OpenBLAS stays single-threaded.
 void share_blas_with_host();
-// OpenBLAS's thread count outside ntkit's calls in a sharing host (1 otherwise).
+// OpenBLAS's thread count outside ntkit's calls in a sharing host (1 otherwise), and setting it.
 int host_blas_threads();
+void set_host_blas_threads(int threads);
 
 class BlasForNtkit {
  public:

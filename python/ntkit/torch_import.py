@@ -92,7 +92,12 @@ def _resnet_block(m):
         main = ["conv1", "bn1", "relu", "conv2", "bn2", "relu", "conv3", "bn3"]
     else:
         return None
-    shortcut = None if m.downsample is None else list(m.downsample.named_children())
+    if m.downsample is None:
+        shortcut = None
+    elif isinstance(m.downsample, nn.Sequential):
+        shortcut = list(m.downsample.named_children())
+    else:
+        shortcut = [("", m.downsample)]
     return [(n, getattr(m, n)) for n in main], shortcut
 
 
@@ -127,7 +132,8 @@ class _Converter:
                 self.walk([(f"{path}.{n}", c) for n, c in main], x, f"{key}.", None, sub)
                 short: List[str] = []
                 if shortcut is not None:
-                    self.walk([(f"{path}.downsample.{n}", c) for n, c in shortcut], x, f"{key}.shortcut.", None, short)
+                    self.walk([(f"{path}.downsample.{n}" if n else f"{path}.downsample", c) for n, c in shortcut], x,
+                              f"{key}.shortcut.", None, short)
                 layers.append(f"Residual({', '.join(sub)}" + (f", shortcut=[{', '.join(short)}]" if short else "") + ")")
                 layers.append("Relu")  # after the sum
                 x = m(x)

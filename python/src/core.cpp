@@ -490,6 +490,7 @@ NB_MODULE(_core, m) {
   m.doc() = "ntkit's C++ core (private: use the ntkit package)";
   ntk::share_blas_with_host();  // NumPy's and PyTorch's BLAS keep their threads between ntkit's calls
   m.def("host_blas_threads", &ntk::host_blas_threads);
+  m.def("set_host_blas_threads", &ntk::set_host_blas_threads, "threads"_a);
   nb::register_exception_translator([](const std::exception_ptr& p, void*) {
     try {
       std::rethrow_exception(p);

@@ -111,7 +111,7 @@ class BatchNorm final : public LayerImpl<BatchNorm> {
     Affine<T> a;
     a.scale.resize(size_t(c_)), a.shift.resize(size_t(c_)), a.inv_std.resize(size_t(c_)), a.mean.resize(size_t(c_));
     for (index_t c = 0; c < c_; ++c) {
-      if (!(double(var[c]) + eps_ > 0))
+      if (!(double(var[c]) >= 0) || !(double(var[c]) + eps_ > 0))
         throw InvalidArgument(describe() + ": the running variance of channel " + std::to_string(c) + " is " +
                               format_number(double(var[c])) + "; it must be >= 0 (with eps > 0 if it is 0)");
       const double inv = 1.0 / std::sqrt(double(var[c]) + eps_);

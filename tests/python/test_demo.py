@@ -120,3 +120,16 @@ def test_bad_arguments_are_one_error_line(tmp_path):
     assert r.returncode == 1 and r.stderr.startswith("error: ntk demo: cannot start")
     r = demo("--quick", "--nt-python", sys.executable, "--out", str(tmp_path / "z"))  # a Python without neural-tangents
     assert r.returncode == 1 and "cannot import neural-tangents" in r.stderr
+    r = demo("--quick", "--nt-python", str(tmp_path / "no-python"), "--out", str(tmp_path / "z"))
+    assert r.returncode == 1 and r.stderr.startswith("error: --nt-python") and "cannot be run" in r.stderr
+
+
+def test_one_part_alone(tmp_path):
+    """--parts 2: only that part's numbers, table and plot; the other parts' sentences are left out."""
+    r = demo("--quick", "--parts", "2", "--out", str(tmp_path), "-q")
+    assert r.returncode == 0, r.stderr
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert "pntk" in res and "entk" not in res and "sketches" not in res
+    assert set(res["plots"]) == {"pntk"} and sorted(p.name for p in tmp_path.glob("*.png")) == [res["plots"]["pntk"]]
+    md = (tmp_path / "report.md").read_text()
+    assert "## 2. pNTK" in md and "## 1." not in md and "## 3." not in md and "its own process" not in md

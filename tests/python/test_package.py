@@ -1006,19 +1006,29 @@ def test_out_of_core_results_are_memmaps(tmp_path, mlp, cnn, data):
 # 6. Inputs read in place, outputs of their own
 
 
-PEAK_SCRIPT = textwrap.dedent("""
-    import resource, sys
+# The scripts' peak memory is VmHWM, which starts afresh at exec. Not getrusage's ru_maxrss: Linux
+# keeps that across execve, so a child of a large pytest process starts at its parent's peak and a
+# growth smaller than that gap reads as 0 (which is how these checks once measured 0 MB in CI).
+PEAK_READER = '''
+def peak_kib():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+'''
+
+PEAK_SCRIPT = PEAK_READER + textwrap.dedent("""
+    import sys
     import numpy as np
     import ntkit
     dtype, compute = sys.argv[1], sys.argv[2]
     x = np.ones((100000, 1000), dtype=dtype)  # touched: in the peak already
     net = ntkit.Network("Dense(1)", (1000,))
     p = net.init(0)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = peak_kib()
     y = net.apply(p, x, dtype=None if compute == "default" else compute, threads=2)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    after = peak_kib()
     assert y.shape == (100000, 1), y.shape
-    print((after - before) / 1024)  # MiB (ru_maxrss is in KiB on Linux)
+    print((after - before) / 1024)  # MiB
 """)
 
 
@@ -1028,7 +1038,7 @@ def peak_growth_mib(dtype: str, compute: str) -> float:
     return float(r.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.skipif(sys.platform != "linux", reason="ru_maxrss in KiB is Linux's")
+@pytest.mark.skipif(sys.platform != "linux", reason="VmHWM is Linux's")
 def test_inputs_are_read_in_place():
     """400 MB of float32 inputs: the peak grows by less than 100 MB; float64 inputs computed in
     float32 must be converted (about 400 MB), which shows the measurement can fail."""
@@ -1037,8 +1047,8 @@ def test_inputs_are_read_in_place():
     assert peak_growth_mib("float64", "float32") > 200
 
 
-PARAMS_PEAK_SCRIPT = textwrap.dedent("""
-    import resource, sys
+PARAMS_PEAK_SCRIPT = PEAK_READER + textwrap.dedent("""
+    import sys
     import numpy as np
     import ntkit
     net = ntkit.Network("Dense(4096), Relu, Dense(4096), Relu, Dense(4096)", (4096,))
@@ -1051,14 +1061,14 @@ PARAMS_PEAK_SCRIPT = textwrap.dedent("""
     else:
         q = net.init(0)  # 50M float32 parameters, 200 MB, named slices of one buffer
     x = np.ones((1, 4096), np.float32)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = peak_kib()
     y = net.apply(q, x, threads=2)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    after = peak_kib()
     print((after - before) / 1024)
 """)
 
 
-@pytest.mark.skipif(sys.platform != "linux", reason="ru_maxrss in KiB is Linux's")
+@pytest.mark.skipif(sys.platform != "linux", reason="VmHWM is Linux's")
 def test_parameters_from_init_are_read_in_place():
     """200 MB of parameters from init(): the peak grows by less than 50 MB (gathering them would
     add 200 MB). Which arrays are borrowed and which copied is checked exactly, by address, in

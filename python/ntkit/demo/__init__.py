@@ -27,6 +27,14 @@ from typing import List, Optional
 from .common import FASHION_MNIST, SIZES, DemoError, Progress, load_fashion_mnist, peak_rss_bytes
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask: a container's share, not the host's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="ntk demo", description="The three papers' claims on Fashion-MNIST, measured live on this machine.",
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -35,8 +43,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     size = p.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="tiny sizes (about 15 s): checks the pipeline, not the claims")
     size.add_argument("--full", action="store_true", help="larger runs (tens of minutes)")
-    p.add_argument("--threads", type=int, default=os.cpu_count() or 1,
-                   help="threads for every tool (default: all %(default)s cores)")
+    p.add_argument("--threads", type=int, default=usable_cores(),
+                   help="threads for every tool (default: the %(default)s cores this process may use)")
     p.add_argument("--nt-python", default=os.environ.get("NTKIT_NT_PYTHON") or None,
                    help="a Python that has JAX neural-tangents (scripts/install-nt.sh makes build-nt/venv/bin/python); "
                         "default $NTKIT_NT_PYTHON; without it that peer is left out")
@@ -84,6 +92,8 @@ def run(a: argparse.Namespace, argv: List[str]) -> Path:
     progress = Progress(a.quiet)
     t0 = time.perf_counter()
     ntkit.set_num_threads(a.threads)
+    # NumPy's BLAS in this process (part 3's F Fᵀ) at the demo's threads too, like every other tool.
+    ntkit._core.set_host_blas_threads(a.threads)
     nt = entk_methods.nt_versions(a.nt_python)
     data = load_fashion_mnist(a.data)
     results = {"command": "ntk demo " + " ".join(shlex.quote(x) for x in argv), "size": level,

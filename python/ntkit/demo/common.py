@@ -105,8 +105,9 @@ def run_worker(python: str, args: List[str], job: Dict[str, Any], work: Path, na
     path.write_text(json.dumps(job))
     r = subprocess.run([python, *args, str(path)], capture_output=True, text=True, env=worker_env(threads))
     if r.returncode != 0:
-        tail = (r.stderr or r.stdout).strip().splitlines()[-8:]
-        raise RuntimeError(f"{name} failed (exit {r.returncode}): " + "\n".join(tail))
+        last = ((r.stderr or r.stdout).strip().splitlines() or ["no output"])[-1]
+        raise DemoError(f"the worker for {name} failed (exit {r.returncode}{', killed: out of memory?' if r.returncode < 0 else ''}): "
+                        f"{last}")
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 

@@ -28,8 +28,12 @@ def nt_versions(nt_python: Optional[str]) -> Optional[Dict[str, str]]:
         return None
     import json
     import subprocess
-    r = subprocess.run([nt_python, str(Path(__file__).with_name("nt_worker.py")), "--check"], capture_output=True,
-                       text=True)
+    try:
+        r = subprocess.run([nt_python, str(Path(__file__).with_name("nt_worker.py")), "--check"], capture_output=True,
+                           text=True)
+    except OSError as e:
+        raise DemoError(f"--nt-python {nt_python} cannot be run ({e.strerror}): give the python of a venv with "
+                        f"neural-tangents (scripts/install-nt.sh makes build-nt/venv/bin/python)")
     if r.returncode != 0:
         raise DemoError(f"--nt-python {nt_python} cannot import neural-tangents ({r.stderr.strip().splitlines()[-1:]}): "
                         f"run scripts/install-nt.sh, or leave --nt-python out to skip that peer")

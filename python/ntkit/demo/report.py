@@ -5,7 +5,7 @@ import os
 import platform
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 
@@ -44,7 +44,8 @@ def machine(threads: int) -> Dict[str, Any]:
     except OSError:
         pass
     from .common import blas_coretype
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_bytes": mem, "threads": threads,
+    from . import usable_cores
+    return {"cpu": cpu, "cores": usable_cores(), "memory_bytes": mem, "threads": threads,
             "openblas_coretype": blas_coretype() or "(OpenBLAS's own choice for this CPU)",
             "os": platform.platform(), "python": platform.python_version()}
 
@@ -54,6 +55,13 @@ def fmt(v, spec=".3g") -> str:
     if v is None:
         return "-"
     return format(v, spec)
+
+
+def finite_mean(values) -> Optional[float]:
+    """The mean of the defined values (a report's null: a condition number of a singular kernel),
+    None if there are none."""
+    defined = [v for v in values if v is not None and np.isfinite(v)]
+    return float(np.mean(defined)) if defined else None
 
 
 def mib(b) -> str:
@@ -106,8 +114,9 @@ def plot_entk(entk: Dict[str, Any], path: Path) -> None:
         ax.set_xlim(min(secs) / 2, max(secs) * 8)
         ax.set_title(f"{arch['arch'].upper()}: eNTK (N={arch['n']}, O={arch['outputs']}), "
                      f"{arch['num_params']:,} parameters", fontsize=10)
-    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in TOOL_COLORS.values()]
-    axes[0][-1].legend(handles, list(TOOL_COLORS), loc="lower right", fontsize=8)
+    tools = [t for t in TOOL_COLORS if any(r["tool"] == t for a in entk for r in a["runs"])]
+    handles = [plt.Rectangle((0, 0), 1, 1, color=TOOL_COLORS[t]) for t in tools]
+    axes[0][-1].legend(handles, tools, loc="lower right", fontsize=8)
     _save(fig, path)
 
 
@@ -231,16 +240,19 @@ def entk_section(entk: Dict[str, Any]) -> str:
 
 def trained_summary(trained: List[Dict[str, Any]]) -> str:
     """What training did to the approximation, in this run's numbers (means over the widths)."""
-    mean = lambda f: float(np.mean([f(t) for t in trained]))  # noqa: E731
+    mean = lambda f: finite_mean([f(t) for t in trained])  # noqa: E731
     err_before, err_after = mean(lambda t: t["before"]["relative_error"]), mean(lambda t: t["after"]["relative_error"])
-    lam = mean(lambda t: t["after"]["lambda_max_ratio"])
+    inverse = mean(lambda t: None if not t["after"]["lambda_max_ratio"] else 1 / t["after"]["lambda_max_ratio"])
     acc_full, acc_pntk = mean(lambda t: t["after"]["accuracy_full"]), mean(lambda t: t["after"]["accuracy_pntk"])
-    verdict = "better" if acc_pntk > acc_full + 0.005 else "worse" if acc_pntk < acc_full - 0.005 else "as well"
-    return (f"Averaged over the widths, training took the error from {fmt(err_before)} to {fmt(err_after)} and the "
-            f"λmax ratio to {fmt(lam)} (the trained eNTK's top eigenvalue is {fmt(1 / lam)}x that of pNTK ⊗ I): the "
-            f"trained eNTK is far from a kernel times the identity over the logits, which is what the pNTK "
-            f"assumes. As a kernel for regression the pNTK does {verdict}: test accuracy {fmt(acc_pntk)} with "
-            f"the pNTK against {fmt(acc_full)} with the eNTK.")
+    out = f"Averaged over the widths, training took the error from {fmt(err_before)} to {fmt(err_after)}"
+    if inverse is not None:
+        out += f"; the trained eNTK's top eigenvalue is {fmt(inverse)}x that of pNTK ⊗ I"
+    if err_after is not None and err_before is not None and err_after > 2 * err_before:
+        out += (": the trained eNTK is far from a kernel times the identity over the logits, which is what the pNTK "
+                "assumes")
+    verdict = ("better" if acc_pntk > acc_full + 0.005 else "worse" if acc_pntk < acc_full - 0.005 else "as well")
+    return out + (f". As a kernel for regression the pNTK does {verdict}: test accuracy {fmt(acc_pntk)} with the "
+                  f"pNTK against {fmt(acc_full)} with the eNTK.")
 
 
 def pntk_section(p: Dict[str, Any]) -> str:
@@ -255,7 +267,7 @@ def pntk_section(p: Dict[str, Any]) -> str:
     rows = []
     for w, mean_err in zip(p["widths"], p["init_mean_error"]):
         q = [x for x in p["init"] if x["width"] == w]
-        avg = lambda k: float(np.mean([x[k] for x in q]))  # noqa: E731
+        avg = lambda k: finite_mean([x[k] for x in q])  # noqa: E731
         rows.append([str(w), f"{q[0]['num_params']:,}", fmt(mean_err), fmt(avg("lambda_max_ratio")),
                      fmt(avg("condition_ratio")), fmt(avg("accuracy_full")), fmt(avg("accuracy_pntk")),
                      fmt(avg("seconds_full")), fmt(avg("seconds_pntk")), mib(q[0]["memory_full_bytes"]),
@@ -309,8 +321,9 @@ def markdown(results: Dict[str, Any]) -> str:
     m, v = results["machine"], results["versions"]
     head = ["# ntkit demo: the three papers on Fashion-MNIST", "",
             f"Measured by `{results['command']}` on {results['started']}, in {results['wall_seconds']:.0f} s "
-            f"(peak resident memory of the demo process {mib(results['peak_rss_bytes'])} MiB; each eNTK method ran "
-            f"in its own process, its peak below). Every number here is in `results.json` from the same run.", "",
+            f"(peak resident memory of the demo process {mib(results['peak_rss_bytes'])} MiB"
+            + ("; each eNTK method ran in its own process, its peak below" if "entk" in results else "")
+            + "). Every number here is in `results.json` from the same run.", "",
             f"Machine: {m['cpu']}, {m['cores']} cores, {mib(m['memory_bytes'])} MiB memory, {m['os']}; "
             f"**{m['threads']} threads** for every tool; OpenBLAS kernels {m['openblas_coretype']} for ntkit, "
             f"NumPy and PyTorch alike. Versions: "
