@@ -69,6 +69,14 @@ def plan_empirical_ntk(net: Network, x1, x2=None, *, mode: str = "trace", method
                        out_of_core: bool = False, threads: int = 0) -> str:
     """What empirical_ntk would do, without computing: the text of `ntk entk --explain` (sizes,
     placement, the chosen method and tile, each method's FLOP and memory estimates)."""
+    return _plan(net, x1, x2, mode=mode, method=method, dtype=dtype, accumulate_float64=accumulate_float64, tile=tile,
+                 max_memory=max_memory, out=out, out_of_core=out_of_core, threads=threads)[0]
+
+
+def _plan(net, x1, x2=None, *, mode="trace", method="auto", dtype=None, accumulate_float64=False, tile=0,
+          max_memory=None, out=None, out_of_core=False, threads=0):
+    """(the --explain text, {method: estimated FLOPs}, the chosen method): the planner's numbers
+    themselves, for callers that report achieved GFLOP/s (ntkit.demo)."""
     net, x1, x2 = _entk_common(net, x1, x2, method, dtype, out, out_of_core)
     return _core.explain_entk(*net._args(), x1, x2, mode, method, dtype, accumulate_float64, int(tile),
                               as_bytes(max_memory), out_of_core, threads, output_path(out))

@@ -261,14 +261,17 @@ nb::tuple entk(const std::string& spec, double W_std, std::optional<double> b_st
   return nb::make_tuple(job_array(std::move(r)), path, summary);
 }
 
-std::string explain_entk(const std::string& spec, double W_std, std::optional<double> b_std,
+// The planner's choice: (the --explain text, {method: estimated FLOPs}, the chosen method).
+nb::tuple explain_entk(const std::string& spec, double W_std, std::optional<double> b_std,
                          const std::string& parameterization, nb::handle x1, nb::handle x2, const std::string& mode,
                          const std::string& method, std::optional<std::string> dtype, bool accumulate_float64,
                          index_t tile, std::uint64_t max_memory, bool out_of_core, int threads, const std::string& output) {
   const ntk::EntkJob job = entk_job(spec, W_std, b_std, parameterization, nb::none(), 0, x1, x2, mode, method, false,
                                     dtype, accumulate_float64, tile, max_memory, out_of_core, threads, nb::none(), output);
-  InNtkit call;
-  return ntk::plan_entk(job).describe();
+  const ntk::EntkJobPlan p = without_gil([&] { return ntk::plan_entk(job); });
+  nb::dict flops;
+  for (const ntk::EntkPlan::Candidate& c : p.plan.candidates) flops[ntk::to_string(c.method)] = c.flops;
+  return nb::make_tuple(p.describe(), flops, std::string(ntk::to_string(p.plan.method)));
 }
 
 nb::tuple kernel(const std::string& spec, double W_std, std::optional<double> b_std, const std::string& parameterization,

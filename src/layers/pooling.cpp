@@ -211,29 +211,20 @@ class MaxPool final : public LayerImpl<MaxPool> {
 
   template <class T>
   void forward_t(const T*, const T* x, T* y, index_t n) const {
-    parallel_for(n, [&](index_t begin, index_t end) {
-      std::vector<index_t> arg(static_cast<size_t>(out_size()));
-      for (index_t r = begin; r < end; ++r) {
-        argmax(x + r * in_size(), arg.data());
-        T* o = y + r * out_size();
-        for (index_t j = 0; j < out_size(); ++j) o[j] = x[r * in_size() + arg[size_t(j)]];
-      }
+    for_each_example(x, n, [&](index_t r, const index_t* arg) {
+      for (index_t j = 0; j < out_size(); ++j) y[r * out_size() + j] = x[r * in_size() + arg[j]];
     });
   }
 
   template <class T>
   void vjp_t(const T*, const T* x, const T*, index_t n, index_t k, const T* g_out, T* g_in, ParamCotangent<T>) const {
     if (!g_in) return;
-    parallel_for(n, [&](index_t begin, index_t end) {
-      std::vector<index_t> arg(static_cast<size_t>(out_size()));
-      for (index_t r = begin; r < end; ++r) {
-        argmax(x + r * in_size(), arg.data());
-        for (index_t kk = 0; kk < k; ++kk) {
-          const T* g = g_out + (r * k + kk) * out_size();
-          T* gi = g_in + (r * k + kk) * in_size();
-          std::fill(gi, gi + in_size(), T(0));
-          for (index_t j = 0; j < out_size(); ++j) gi[arg[size_t(j)]] += g[j];
-        }
+    for_each_example(x, n, [&](index_t r, const index_t* arg) {
+      for (index_t kk = 0; kk < k; ++kk) {
+        const T* g = g_out + (r * k + kk) * out_size();
+        T* gi = g_in + (r * k + kk) * in_size();
+        std::fill(gi, gi + in_size(), T(0));
+        for (index_t j = 0; j < out_size(); ++j) gi[arg[j]] += g[j];
       }
     });
   }
@@ -244,15 +235,11 @@ class MaxPool final : public LayerImpl<MaxPool> {
       std::fill(t_out, t_out + n * k * out_size(), T(0));
       return;
     }
-    parallel_for(n, [&](index_t begin, index_t end) {
-      std::vector<index_t> arg(static_cast<size_t>(out_size()));
-      for (index_t r = begin; r < end; ++r) {
-        argmax(x + r * in_size(), arg.data());
-        for (index_t kk = 0; kk < k; ++kk) {
-          const T* t = t_in + (r * k + kk) * in_size();
-          T* o = t_out + (r * k + kk) * out_size();
-          for (index_t j = 0; j < out_size(); ++j) o[j] = t[arg[size_t(j)]];
-        }
+    for_each_example(x, n, [&](index_t r, const index_t* arg) {
+      for (index_t kk = 0; kk < k; ++kk) {
+        const T* t = t_in + (r * k + kk) * in_size();
+        T* o = t_out + (r * k + kk) * out_size();
+        for (index_t j = 0; j < out_size(); ++j) o[j] = t[arg[j]];
       }
     });
   }
@@ -261,6 +248,18 @@ class MaxPool final : public LayerImpl<MaxPool> {
   Shape infer_shape(const Shape& shape) override { return win_.infer(shape); }
 
  private:
+  // Calls f(r, arg) for each example r of x, in parallel, with arg its argmax (below).
+  template <class T, class F>
+  void for_each_example(const T* x, index_t n, F&& f) const {
+    parallel_for(n, [&](index_t begin, index_t end) {
+      std::vector<index_t> arg(static_cast<size_t>(out_size()));
+      for (index_t r = begin; r < end; ++r) {
+        argmax(x + r * in_size(), arg.data());
+        f(r, arg.data());
+      }
+    });
+  }
+
   // arg[j]: the index within one example's input of the maximum that output j takes (NaN wins, so
   // that a NaN input reaches the output and the engine's finiteness check, as in PyTorch).
   template <class T>

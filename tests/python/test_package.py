@@ -1010,10 +1010,9 @@ def test_out_of_core_results_are_memmaps(tmp_path, mlp, cnn, data):
 # keeps that across execve, so a child of a large pytest process starts at its parent's peak and a
 # growth smaller than that gap reads as 0 (which is how these checks once measured 0 MB in CI).
 PEAK_READER = '''
+from ntkit.demo.procstat import peak_rss_bytes
 def peak_kib():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
+    return peak_rss_bytes() / 1024
 '''
 
 PEAK_SCRIPT = PEAK_READER + textwrap.dedent("""

@@ -24,15 +24,8 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
-from .common import FASHION_MNIST, SIZES, DemoError, Progress, load_fashion_mnist, peak_rss_bytes
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (its affinity mask: a container's share, not the host's)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
+from .common import FASHION_MNIST, SIZES, DemoError, Progress, load_fashion_mnist, usable_cores
+from .procstat import peak_rss_bytes
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:

@@ -63,19 +63,12 @@ def relative_frobenius(a: np.ndarray, ref: np.ndarray) -> float:
     return float(np.linalg.norm(a - ref) / np.linalg.norm(ref))
 
 
-def peak_rss_bytes() -> int:
-    """This process's peak resident memory (VmHWM: unlike getrusage's ru_maxrss, it starts afresh at
-    exec, so a worker's figure is not its parent's)."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-def rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask: a container's share, not the host's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def blas_coretype() -> Optional[str]:

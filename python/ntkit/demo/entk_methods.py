@@ -3,7 +3,6 @@
 beside the peers on the same network, parameters, inputs and threads: PyTorch functorch (the
 tutorial's jc and vp) and JAX neural-tangents (its three implementations, jitted) when a Python
 with it is given. Every kernel is checked against ntkit's jc in float64."""
-import re
 import sys
 from pathlib import Path
 from typing import Any, Dict, Optional
@@ -38,15 +37,6 @@ def nt_versions(nt_python: Optional[str]) -> Optional[Dict[str, str]]:
         raise DemoError(f"--nt-python {nt_python} cannot import neural-tangents ({r.stderr.strip().splitlines()[-1:]}): "
                         f"run scripts/install-nt.sh, or leave --nt-python out to skip that peer")
     return json.loads(r.stdout)
-
-
-def plan_gflop(plan: str) -> Dict[str, tuple]:
-    """method -> (GFLOP by ntkit's count, chosen by auto) from the plan's lines
-    '  sd  *      0.583 GFLOP  tile 32 ...'."""
-    out = {}
-    for m in re.finditer(r"^\s+(jc|vp|sd)\s+(\*?)\s+([0-9.eE+-]+) GFLOP", plan, re.M):
-        out[m.group(1)] = (float(m.group(3)), m.group(2) == "*")
-    return out
 
 
 def sgemm_peak(threads: int, work: Path) -> Dict[str, Any]:
@@ -95,12 +85,10 @@ def one_arch(arch: str, width: int, n: int, data: Data, sizes: Sizes, threads: i
             res = r["results"][0]
             res.update(peak_rss_bytes=r["peak_rss_bytes"], baseline_rss_bytes=r["baseline_rss_bytes"])
             record("neural-tangents", method, f"neural-tangents {method}", res, res["kernel"])
-    plan = ntkit.plan_empirical_ntk(net, x, mode="full", method="auto", threads=threads)
-    flops = plan_gflop(plan)
+    plan, flops, chosen = ntkit.kernels._plan(net, x, mode="full", method="auto", threads=threads)
     for r in runs:
         if r["tool"] == "ntkit":
-            method = r["method"] if r["method"] != "auto" else next(m for m, (_, chosen) in flops.items() if chosen)
-            r["gflop"] = flops[method][0]
+            r["gflop"] = flops[chosen if r["method"] == "auto" else r["method"]] / 1e9
             r["gflops"] = r["gflop"] / r["median_seconds"]
     return {"arch": arch, "spec": net.describe(), "width": width, "n": n, "outputs": nets.OUTPUTS,
             "num_params": net.num_params, "kernel_shape": list(reference.shape), "dtype": "float32",

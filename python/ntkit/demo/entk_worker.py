@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from .common import peak_rss_bytes, rss_bytes
+from .procstat import peak_rss_bytes, rss_bytes
 
 
 def ntkit_kernel(job, x):

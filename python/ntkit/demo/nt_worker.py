@@ -44,20 +44,6 @@ def import_nt(x64: bool = False):
     return jax, stax, empirical
 
 
-def peak_rss_bytes():
-    """VmHWM: the peak resident memory of this process since its exec."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-def rss_bytes():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
 def versions():
     from importlib.metadata import version
     return {name: version(name) for name in ("neural-tangents", "jax", "jaxlib")}
@@ -87,6 +73,7 @@ def main():
         import_nt()
         print(json.dumps(versions()))
         return
+    from procstat import peak_rss_bytes, rss_bytes  # beside this file: sys.path[0] when run as a script
     job = json.load(open(sys.argv[1]))
     # XLA's CPU backend sizes its thread pool from the affinity mask: give it the demo's threads.
     if hasattr(os, "sched_setaffinity"):

@@ -9,6 +9,8 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
+from .common import usable_cores
+
 PLOTS = {"entk": "entk_methods.png", "pntk": "pntk_error_vs_width.png", "accuracy": "sketch_accuracy.png",
          "time": "sketch_time.png"}
 TOOL_COLORS = {"ntkit": "tab:blue", "functorch": "tab:orange", "neural-tangents": "tab:green"}
@@ -44,7 +46,6 @@ def machine(threads: int) -> Dict[str, Any]:
     except OSError:
         pass
     from .common import blas_coretype
-    from . import usable_cores
     return {"cpu": cpu, "cores": usable_cores(), "memory_bytes": mem, "threads": threads,
             "openblas_coretype": blas_coretype() or "(OpenBLAS's own choice for this CPU)",
             "os": platform.platform(), "python": platform.python_version()}
