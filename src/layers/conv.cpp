@@ -18,7 +18,8 @@
 namespace ntk::detail {
 namespace {
 
-constexpr index_t kPatchBytes = index_t(32) << 20;
+// Patches of one block of output pixels in the forward pass: about one core's L2 cache.
+constexpr index_t kPatchBlockBytes = index_t(1024) << 10;
 
 class Conv final : public LayerImpl<Conv> {
  public:
@@ -43,20 +44,22 @@ class Conv final : public LayerImpl<Conv> {
 
   template <class T>
   void forward_t(const T* th, const T* x, T* y, index_t n) const {
-    // Patches of several examples form one tall GEMM, which BLAS runs far faster than many small
-    // ones; the chunk keeps the patch buffer near kPatchBytes.
-    const index_t per_example = pixels_out() * taps();
-    const index_t chunk = std::clamp<index_t>(kPatchBytes / (per_example * index_t(sizeof(T))), 1, n);
-    std::vector<T> patches(static_cast<size_t>(chunk * per_example));
-    for (index_t start = 0; start < n; start += chunk) {
-      const index_t count = std::min(chunk, n - start);
-      for (index_t i = 0; i < count; ++i) im2col(x + (start + i) * in_size(), patches.data() + i * per_example);
-      T* ys = y + start * out_size();
-      gemm(false, false, count * pixels_out(), out_, taps(), w_scale<T>(), patches.data(), taps(), th, out_, T(0), ys,
-           out_);
-      if (o_.b_std)
-        for (index_t i = 0; i < count; ++i) add_bias(th + taps() * out_, ys + i * out_size());
-    }
+    // Each thread builds the patches of a block of output pixels and multiplies them by W while
+    // they are still in its cache: a whole batch's patch matrix (kh·kw times the input) would go to
+    // memory and back, and building it on one thread left the other cores idle.
+    const index_t P = pixels_out(), F = taps();
+    const index_t rows = std::clamp<index_t>(kPatchBlockBytes / (F * index_t(sizeof(T))), 1, P);
+    const index_t blocks = (P + rows - 1) / rows;
+    parallel_for(n * blocks, [&](index_t begin, index_t end) {
+      std::vector<T> patches(static_cast<size_t>(rows * F));
+      for (index_t b = begin; b < end; ++b) {
+        const index_t i = b / blocks, p0 = (b % blocks) * rows, p1 = std::min(P, p0 + rows);
+        im2col(x + i * in_size(), patches.data(), p0, p1);
+        T* ys = y + i * out_size() + p0 * out_;
+        gemm_serial(false, false, p1 - p0, out_, F, w_scale<T>(), patches.data(), F, th, out_, T(0), ys, out_);
+        if (o_.b_std) add_bias(th + F * out_, ys, p1 - p0);
+      }
+    });
   }
 
   template <class T>
@@ -386,10 +389,11 @@ class Conv final : public LayerImpl<Conv> {
   T b_scale() const {
     return o_.parameterization == Parameterization::ntk ? T(*o_.b_std) : T(1);
   }
+  // y (pixels × O; all output pixels by default) += c·b for every pixel.
   template <class T>
-  void add_bias(const T* b, T* y) const {
+  void add_bias(const T* b, T* y, index_t pixels = -1) const {
     const T c = b_scale<T>();
-    for (index_t p = 0; p < pixels_out(); ++p)
+    for (index_t p = 0; p < (pixels < 0 ? pixels_out() : pixels); ++p)
       for (index_t o = 0; o < out_; ++o) y[p * out_ + o] += c * b[o];
   }
 
@@ -423,21 +427,23 @@ class Conv final : public LayerImpl<Conv> {
     return g;
   }
 
+  // Patch rows of output pixels [p0, p1) (all of them by default), one row of kh·kw·C per pixel.
   template <class T>
-  void im2col(const T* img, T* patches) const {
-    for (index_t oy = 0; oy < ho_; ++oy)
-      for (index_t ox = 0; ox < wo_; ++ox) {
-        T* row = patches + (oy * wo_ + ox) * taps();
-        for (index_t dy = 0; dy < kh_; ++dy)
-          for (index_t dx = 0; dx < kw_; ++dx) {
-            T* dst = row + (dy * kw_ + dx) * c_;
-            index_t src = source(oy, ox, dy, dx);
-            if (src < 0)
-              std::fill(dst, dst + c_, T(0));
-            else
-              std::copy(img + src * c_, img + (src + 1) * c_, dst);
-          }
-      }
+  void im2col(const T* img, T* patches, index_t p0 = 0, index_t p1 = -1) const {
+    if (p1 < 0) p1 = pixels_out();
+    for (index_t p = p0; p < p1; ++p) {
+      const index_t oy = p / wo_, ox = p % wo_;
+      T* row = patches + (p - p0) * taps();
+      for (index_t dy = 0; dy < kh_; ++dy)
+        for (index_t dx = 0; dx < kw_; ++dx) {
+          T* dst = row + (dy * kw_ + dx) * c_;
+          index_t src = source(oy, ox, dy, dx);
+          if (src < 0)
+            std::fill(dst, dst + c_, T(0));
+          else
+            std::copy(img + src * c_, img + (src + 1) * c_, dst);
+        }
+    }
   }
 
   // Adjoint of im2col: img = Σ over patches of their taps (img is overwritten).
