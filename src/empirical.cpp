@@ -162,19 +162,37 @@ class EntkProducer final : public detail::TileProducer<T> {
     net_.forward(theta_.data(), xs, count, side.trace);
     if (method_ == EntkMethod::vp) return;
     side.cotangents.assign(net_.layers().size(), {});
+    // A factored layer's mask (Network::channel_mask) serves its side and, through
+    // Layer::vjp_factored, the input cotangents the layers before it receive.
+    std::vector<std::vector<T>> masks(net_.layers().size());
+    auto mask_of = [&](int l) -> const std::vector<T>& {
+      std::vector<T>& m = masks[size_t(l)];
+      if (m.empty()) {
+        m.resize(static_cast<size_t>(count * net_.layers()[size_t(l)]->out_size()));
+        net_.channel_mask(theta_.data(), side.trace, l, chain_end_[size_t(l)], m.data());
+      }
+      return m;
+    };
     std::vector<T> g(static_cast<size_t>(count * K * O));
     for (index_t i = 0; i < count; ++i) std::copy(dirs_.rows.begin(), dirs_.rows.end(), g.begin() + i * K * O);
-    net_.vjp(theta_.data(), side.trace, K, g.data(), nullptr, ParamCotangent<T>{}, [&](int layer, const T* g_layer) {
-      if (!keep_cotangents_[size_t(layer)]) return;
-      const index_t size = count * K * net_.layers()[size_t(layer)]->out_size();
-      side.cotangents[size_t(layer)].assign(g_layer, g_layer + size);
-    });
+    net_.vjp(
+        theta_.data(), side.trace, K, g.data(), nullptr, ParamCotangent<T>{},
+        [&](int layer, const T* g_layer) {
+          if (!keep_cotangents_[size_t(layer)]) return;
+          const index_t size = count * K * net_.layers()[size_t(layer)]->out_size();
+          side.cotangents[size_t(layer)].assign(g_layer, g_layer + size);
+        },
+        [&](int l, const T*, T* g_in) {
+          const int end = chain_end_[size_t(l)];
+          return end >= 0 && net_.layers()[size_t(l)]->vjp_factored(theta_.data() + net_.param_offset(l), mask_of(l).data(),
+                                                                   side.cotangents[size_t(end)].data(), count, K, g_in);
+        });
     side.layer_sides.assign(net_.layers().size(), {});
     for (int l = 0; l < static_cast<int>(net_.layers().size()); ++l) {
       const Layer& layer = *net_.layers()[size_t(l)];
       if (!included_[size_t(l)]) continue;
       if (chain_end_[size_t(l)] >= 0) {
-        side.layer_sides[size_t(l)] = factored_side(net_, theta_.data(), side.trace, l, chain_end_[size_t(l)]);
+        side.layer_sides[size_t(l)] = factored_side(net_, theta_.data(), side.trace, l, mask_of(l));
         continue;
       }
       side.layer_sides[size_t(l)] =

@@ -60,10 +60,10 @@ void reduce_matched(const T* V, index_t kk, const EntkMode& mode, index_t O, ind
 template <class T>
 void jacobian_rows(const Network& net, const T* theta, const T* x, index_t n, const Directions<T>& dirs, T* J);
 
-// Channel-factored structured derivative of layer l whose channel chain ends at layer `end`: its
-// side, (C, n, R) per-example parameter gradients for the chain's mask (see entk_methods.cpp).
+// Channel-factored structured derivative of layer l: its side, (C, n, R) per-example parameter
+// gradients for the chain's mask M (n, out) from Network::channel_mask (see entk_methods.cpp).
 template <class T>
-std::vector<T> factored_side(const Network& net, const T* theta, const Trace<T>& trace, int l, int end);
+std::vector<T> factored_side(const Network& net, const T* theta, const Trace<T>& trace, int l, const std::vector<T>& mask);
 
 // Adds layer l's block from two factored sides a1 (C, n1, R), a2 (C, n2, R) and the chain end's
 // cotangents u1 (n1, K, C), u2 (n2, K, C).

@@ -27,13 +27,12 @@ void jacobian_rows(const Network& net, const T* theta, const T* x, index_t n, co
 // A_i diag(u_ia), where A_i (R × C, parameters with the output channel last) is the gradient for
 // the cotangent M_i alone: one backward pass per example instead of one per direction, and
 //   Θ_l[(i,a), (j,b)] = Σ_c u_ia(c) u_jb(c) S_ij(c),   S_ij(c) = Σ_r A_i(r,c) A_j(r,c),
-// which costs n1·n2·(R·C + K²·C) instead of n1·n2·K²·R·C. The side keeps A as (C, n, R).
+// which costs n1·n2·(R·C + K²·C) instead of n1·n2·K²·R·C. mask: M (n, out), from
+// Network::channel_mask. The side keeps A as (C, n, R).
 template <class T>
-std::vector<T> factored_side(const Network& net, const T* theta, const Trace<T>& trace, int l, int end) {
+std::vector<T> factored_side(const Network& net, const T* theta, const Trace<T>& trace, int l, const std::vector<T>& mask) {
   const Layer& layer = *net.layers()[size_t(l)];
   const index_t n = trace.n, C = layer.out_shape().back(), P = layer.num_params(), R = P / C;
-  std::vector<T> mask(static_cast<size_t>(n * layer.out_size()));
-  net.channel_mask(theta, trace, l, end, mask.data());
   std::vector<T> grads(static_cast<size_t>(n * P), T(0));
   layer.vjp(theta + net.param_offset(l), net.layer_input(trace, l), net.layer_output(trace, l), n, 1, mask.data(),
             static_cast<T*>(nullptr), ParamCotangent<T>{grads.data(), P, true});
@@ -119,7 +118,7 @@ void vp_block(const Network& net, const T* theta, const T* rows1, index_t c1, co
 
 #define NTK_INSTANTIATE(T)                                                                                            \
   template void jacobian_rows(const Network&, const T*, const T*, index_t, const Directions<T>&, T*);                 \
-  template std::vector<T> factored_side(const Network&, const T*, const Trace<T>&, int, int);                         \
+  template std::vector<T> factored_side(const Network&, const T*, const Trace<T>&, int, const std::vector<T>&);      \
   template void factored_block(const std::vector<T>&, const T*, index_t, const std::vector<T>&, const T*, index_t,     \
                                index_t, index_t, bool, T*);                                                           \
   template void vp_block(const Network&, const T*, const T*, index_t, const Trace<T>&, index_t, const Directions<T>&, \

@@ -275,7 +275,9 @@ Array<T> Network::apply(ThetaSpan<T> theta, const Array<T>& x, index_t batch_chu
 template <class T>
 void Network::vjp(const T* theta, const Trace<T>& trace, index_t k, const std::type_identity_t<T>* g_out,
                   std::type_identity_t<T>* g_in, ParamCotangent<T> g_theta,
-                  const std::function<void(int, const std::type_identity_t<T>*)>& observe) const {
+                  const std::function<void(int, const std::type_identity_t<T>*)>& observe,
+                  const std::function<bool(int, const std::type_identity_t<T>*, std::type_identity_t<T>*)>&
+                      input_cotangent) const {
   const index_t n = trace.n;
   // Cotangent buffers are overwritten by the layers' VJPs, so they skip the zero-fill.
   std::vector<detail::Scratch<T>> cot(buffer_sizes_.size());
@@ -306,8 +308,10 @@ void Network::vjp(const T* theta, const Trace<T>& trace, index_t k, const std::t
     auto g_prev = detail::scratch<T>(need_in ? static_cast<size_t>(n * k * layer.in_size()) : 0);
     ParamCotangent<T> pc = g_theta;
     if (pc.data) pc.data += offset;
-    layer.vjp(theta + offset, trace.buffers[static_cast<size_t>(s.in)].data(),
-              trace.buffers[static_cast<size_t>(s.out)].data(), n, k, g.data(), need_in ? g_prev.data() : nullptr, pc);
+    const bool replaced = need_in && !pc.data && input_cotangent && input_cotangent(s.layer, g.data(), g_prev.data());
+    if (!replaced)
+      layer.vjp(theta + offset, trace.buffers[static_cast<size_t>(s.in)].data(),
+                trace.buffers[static_cast<size_t>(s.out)].data(), n, k, g.data(), need_in ? g_prev.data() : nullptr, pc);
     if (need_in) accumulate(cot[static_cast<size_t>(s.in)], std::move(g_prev));
   }
   if (g_in) std::copy(cot[0].begin(), cot[0].end(), g_in);
@@ -387,7 +391,8 @@ void Network::channel_mask(const T* theta, const Trace<T>& trace, int layer, int
   template Array<T> Network::apply<T>(ThetaSpan<T>, const Array<T>&, index_t) const;                \
   template void Network::forward<T>(const T*, const T*, index_t, Trace<T>&) const;                           \
   template void Network::vjp<T>(const T*, const Trace<T>&, index_t, const T*, T*, ParamCotangent<T>,             \
-                                const std::function<void(int, const T*)>&) const;  \
+                                const std::function<void(int, const T*)>&,                                   \
+                                const std::function<bool(int, const T*, T*)>&) const;                        \
   template void Network::jvp<T>(const T*, const Trace<T>&, index_t, const T*, const T*, index_t, T*) const;      \
   template void Network::channel_mask<T>(const T*, const Trace<T>&, int, int, T*) const;
 NTK_INSTANTIATE(float)

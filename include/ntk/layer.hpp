@@ -184,6 +184,18 @@ class Layer {
   // channel, and output channel c depends only on the parameters at c (Conv), so scaling the output
   // cotangent's channels scales the parameter gradient's last axis the same way.
   virtual bool output_channel_params() const { return false; }
+  // Input cotangents (n, k, in) for factored output cotangents G_ia = M_i ⊙ (1 u_iaᵀ), M (n, out)
+  // and u (n, k, C) over the output channels, without forming every direction's G: structured
+  // derivatives pass the factored chain's cotangents on to the layers before it this way. False
+  // when the layer has no such route (the caller then runs vjp on the G it forms).
+  virtual bool vjp_factored(const float* /*theta*/, const float* /*mask*/, const float* /*u*/, index_t /*n*/,
+                            index_t /*k*/, float* /*g_in*/) const {
+    return false;
+  }
+  virtual bool vjp_factored(const double* /*theta*/, const double* /*mask*/, const double* /*u*/, index_t /*n*/,
+                            index_t /*k*/, double* /*g_in*/) const {
+    return false;
+  }
 
   // The layer's infinite-width kernel rule: maps the kernel state of its inputs to that of its
   // outputs, in place; the default throws NotSupported naming the layer. Rules that hold only for

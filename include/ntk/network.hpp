@@ -100,11 +100,16 @@ class Network {
   // (skipped if g_in is null) and parameter cotangents accumulated into g_theta (a full parameter
   // row per direction, or per example and direction: then these are Jacobian rows).
   // observe, if given, is called for every layer with the layer's index and its output cotangents
-  // (n, k, out): what structured derivatives are assembled from.
+  // (n, k, out): what structured derivatives are assembled from. input_cotangent, if given and
+  // no parameter cotangents are asked for, may compute a layer's input cotangent (n, k, in) itself
+  // by a cheaper route than the layer's VJP: it returns true when it did (layer index, output
+  // cotangents, where to write).
   template <class T>
   void vjp(const T* theta, const Trace<T>& trace, index_t k, const std::type_identity_t<T>* g_out,
            std::type_identity_t<T>* g_in, ParamCotangent<T> g_theta,
-           const std::function<void(int, const std::type_identity_t<T>*)>& observe = {}) const;
+           const std::function<void(int, const std::type_identity_t<T>*)>& observe = {},
+           const std::function<bool(int, const std::type_identity_t<T>*, std::type_identity_t<T>*)>& input_cotangent =
+               {}) const;
 
   // Forward mode at the trace: t_out (n, k, output_size) = J_x t_in + J_theta t_theta[kk].
   // t_in (n, k, input_size) may be null; t_theta is k rows of stride t_theta_stride, may be null.

@@ -20,6 +20,8 @@ namespace {
 
 // Patches of one block of output pixels in the forward pass: about one core's L2 cache.
 constexpr index_t kPatchBlockBytes = index_t(1024) << 10;
+// V of a group of directions in vjp_factored.
+constexpr index_t kFactoredBytes = index_t(4) << 20;
 
 class Conv final : public LayerImpl<Conv> {
  public:
@@ -66,37 +68,32 @@ class Conv final : public LayerImpl<Conv> {
   void vjp_t(const T* th, const T* x, const T*, index_t n, index_t k, const T* g_out, T* g_in,
              ParamCotangent<T> g_th) const {
     const T s = w_scale<T>();
-    const index_t P = pixels_out(), F = taps();
-    // Stride 1: the input cotangent is a convolution of the output cotangent with the transposed
-    // filter, g_in = Σ_taps shift(G) · W_tapᵀ. On a padded grid (ShiftGrid) every tap is one GEMM
-    // over all k directions of an example at a constant row offset, with nothing materialized
-    // beyond the padded cotangents. Otherwise (k·P × O)·Wᵀ writes every patch and col2im
-    // scatter-adds them back to pixels.
-    const bool shifted = sh_ == 1 && sw_ == 1;
-    const ShiftGrid grid = shift_grid(k);
+    const index_t P = pixels_out(), F = taps(), Pin = h_ * w_;
+    // Stride 1: the input cotangent is a convolution of the output cotangent with the flipped,
+    // transposed filter: input pixel q gathers tap (dy, dx) from output pixel q + pad − (dy, dx).
+    // Blocks of those gathered rows (k·H·W of them, kh·kw·O wide) times W reshaped (kh·kw·O × C)
+    // are GEMMs as deep as the forward pass's, built in cache like its patches. Other strides:
+    // (k·P × O)·Wᵀ gives every patch's cotangent and col2im scatter-adds them back to pixels.
+    const bool gathered = sh_ == 1 && sw_ == 1;
+    const index_t G = kh_ * kw_ * out_;
+    const std::vector<T> w_flipped = g_in && gathered ? flipped_filter(th) : std::vector<T>();
+    const index_t block = std::clamp<index_t>(kPatchBlockBytes / (G * index_t(sizeof(T))), 1, k * Pin);
     // Examples run in parallel when their parameter cotangents go to separate rows (or nowhere).
     const bool parallel = !g_th.data || g_th.per_example;
     parallel_for(n, [&](index_t i_begin, index_t i_end) {
       std::vector<T> patches(static_cast<size_t>(g_th.data ? P * F : 0));
-      // The padded grid's margins are zero once and stay so: only interior cells are rewritten.
-      std::vector<T> padded(static_cast<size_t>(g_in && shifted ? grid.rows_padded * out_ : 0), T(0));
-      std::vector<T> wide(static_cast<size_t>(g_in && shifted ? grid.rows * c_ : 0));
-      std::vector<T> grad_patches(static_cast<size_t>(g_in && !shifted ? k * P * F : 0));
+      std::vector<T> gathered_rows(static_cast<size_t>(g_in && gathered ? block * G : 0));
+      std::vector<T> grad_patches(static_cast<size_t>(g_in && !gathered ? k * P * F : 0));
       for (index_t i = i_begin; i < i_end; ++i) {
         const T* gi = g_out + i * k * out_size();
-        if (g_in && shifted) {
-          for (index_t kk = 0; kk < k; ++kk)
-            for (index_t oy = 0; oy < ho_; ++oy)
-              std::copy(gi + (kk * P + oy * wo_) * out_, gi + (kk * P + (oy + 1) * wo_) * out_,
-                        padded.data() + grid.padded_row(kk, oy, 0) * out_);
-          for (index_t dy = 0; dy < kh_; ++dy)
-            for (index_t dx = 0; dx < kw_; ++dx)
-              gemm_serial(false, true, grid.rows, c_, out_, s, padded.data() + grid.tap_offset(dy, dx) * out_, out_,
-                          th + (dy * kw_ + dx) * c_ * out_, out_, T(dy == 0 && dx == 0 ? 0 : 1), wide.data(), c_);
-          for (index_t kk = 0; kk < k; ++kk)
-            for (index_t iy = 0; iy < h_; ++iy)
-              std::copy(wide.data() + grid.wide_row(kk, iy) * c_, wide.data() + (grid.wide_row(kk, iy) + w_) * c_,
-                        g_in + (i * k + kk) * in_size() + iy * w_ * c_);
+        if (g_in && gathered) {
+          T* dst = g_in + i * k * in_size();  // k·H·W rows of C: direction-major, like gi's k·P rows of O
+          for (index_t r0 = 0; r0 < k * Pin; r0 += block) {
+            const index_t r1 = std::min(k * Pin, r0 + block);
+            gather_cotangents(gi, r0, r1, gathered_rows.data());
+            gemm_serial(false, false, r1 - r0, c_, G, s, gathered_rows.data(), G, w_flipped.data(), c_, T(0),
+                        dst + r0 * c_, c_);
+          }
         } else if (g_in) {
           gemm_serial(false, true, k * P, F, out_, s, gi, out_, th, out_, T(0), grad_patches.data(), F);
           for (index_t kk = 0; kk < k; ++kk) col2im(grad_patches.data() + kk * P * F, g_in + (i * k + kk) * in_size());
@@ -119,31 +116,82 @@ class Conv final : public LayerImpl<Conv> {
     }, parallel ? 0 : 1);
   }
 
+  // Input cotangents of factored output cotangents G_ia = M_i ⊙ (1 u_iaᵀ) (Layer::vjp_factored),
+  // stride 1: g_in,ia = gathered(M_i) · V_ia with V_ia[(dy, dx, o), c] = s·W[dy, dx, c, o]·u_ia(o),
+  // so the mask is gathered once per example instead of once per direction, and directions side
+  // by side make one wide GEMM (k·C columns) in place of k narrow ones (C columns).
+  bool vjp_factored(const float* th, const float* mask, const float* u, index_t n, index_t k,
+                    float* g_in) const override {
+    return factored_t(th, mask, u, n, k, g_in);
+  }
+  bool vjp_factored(const double* th, const double* mask, const double* u, index_t n, index_t k,
+                    double* g_in) const override {
+    return factored_t(th, mask, u, n, k, g_in);
+  }
+  template <class T>
+  bool factored_t(const T* th, const T* mask, const T* u, index_t n, index_t k, T* g_in) const {
+    if (sh_ != 1 || sw_ != 1) return false;
+    const T s = w_scale<T>();
+    const index_t G = kh_ * kw_ * out_, Pin = h_ * w_;
+    const std::vector<T> w = flipped_filter(th);
+    // Directions in groups whose V fits a few MiB; pixels in blocks of about kPatchBlockBytes.
+    const index_t group = std::clamp<index_t>(kFactoredBytes / (G * c_ * index_t(sizeof(T))), 1, k);
+    const index_t block = std::clamp<index_t>(kPatchBlockBytes / (G * index_t(sizeof(T))), 1, Pin);
+    parallel_for(n, [&](index_t i_begin, index_t i_end) {
+      std::vector<T> v(static_cast<size_t>(G * group * c_)), rows(static_cast<size_t>(block * G)),
+          out(static_cast<size_t>(block * group * c_));
+      for (index_t i = i_begin; i < i_end; ++i)
+        for (index_t a0 = 0; a0 < k; a0 += group) {
+          const index_t ka = std::min(group, k - a0), width = ka * c_;
+          for (index_t r = 0; r < G; ++r) {
+            const index_t o = r % out_;
+            for (index_t a = 0; a < ka; ++a) {
+              const T scale = s * u[(i * k + a0 + a) * out_ + o];
+              for (index_t c = 0; c < c_; ++c) v[size_t(r * width + a * c_ + c)] = scale * w[size_t(r * c_ + c)];
+            }
+          }
+          for (index_t q0 = 0; q0 < Pin; q0 += block) {
+            const index_t q1 = std::min(Pin, q0 + block);
+            gather_cotangents(mask + i * out_size(), q0, q1, rows.data());
+            gemm_serial(false, false, q1 - q0, width, G, T(1), rows.data(), G, v.data(), width, T(0), out.data(), width);
+            for (index_t a = 0; a < ka; ++a)
+              for (index_t q = q0; q < q1; ++q)
+                std::copy_n(out.data() + (q - q0) * width + a * c_, c_, g_in + ((i * k + a0 + a) * Pin + q) * c_);
+          }
+        }
+    });
+    return true;
+  }
+
   template <class T>
   void jvp_t(const T* th, const T* x, const T*, index_t n, index_t k, const T* t_in, const T* t_th, index_t stride,
              T* t_out) const {
+    // Blocks of output pixels as in the forward pass: the tangent's patches times W, plus the
+    // input's patches (built once per block for all k directions) times each direction's dW.
     const T s = w_scale<T>();
     const index_t P = pixels_out(), F = taps();
-    std::vector<T> patches(static_cast<size_t>(P * F));
-    for (index_t i = 0; i < n; ++i) {
-      for (index_t kk = 0; kk < k; ++kk) {
-        T* dst = t_out + (i * k + kk) * out_size();
-        if (t_in) {
-          im2col(t_in + (i * k + kk) * in_size(), patches.data());
-          gemm(false, false, P, out_, F, s, patches.data(), F, th, out_, T(0), dst, out_);
-        } else {
-          std::fill(dst, dst + out_size(), T(0));
+    const index_t rows = std::clamp<index_t>(kPatchBlockBytes / (F * index_t(sizeof(T))), 1, P);
+    const index_t blocks = (P + rows - 1) / rows;
+    parallel_for(n * blocks, [&](index_t begin, index_t end) {
+      std::vector<T> x_patches(static_cast<size_t>(t_th ? rows * F : 0)), t_patches(static_cast<size_t>(rows * F));
+      for (index_t b = begin; b < end; ++b) {
+        const index_t i = b / blocks, p0 = (b % blocks) * rows, p1 = std::min(P, p0 + rows);
+        if (t_th) im2col(x + i * in_size(), x_patches.data(), p0, p1);
+        for (index_t kk = 0; kk < k; ++kk) {
+          T* dst = t_out + (i * k + kk) * out_size() + p0 * out_;
+          if (t_in) {
+            im2col(t_in + (i * k + kk) * in_size(), t_patches.data(), p0, p1);
+            gemm_serial(false, false, p1 - p0, out_, F, s, t_patches.data(), F, th, out_, T(0), dst, out_);
+          } else {
+            std::fill(dst, dst + (p1 - p0) * out_, T(0));
+          }
+          if (!t_th) continue;
+          const T* dW = t_th + kk * stride;
+          gemm_serial(false, false, p1 - p0, out_, F, s, x_patches.data(), F, dW, out_, T(1), dst, out_);
+          if (o_.b_std) add_bias(dW + F * out_, dst, p1 - p0);
         }
       }
-      if (!t_th) continue;
-      im2col(x + i * in_size(), patches.data());
-      for (index_t kk = 0; kk < k; ++kk) {
-        T* dst = t_out + (i * k + kk) * out_size();
-        const T* dW = t_th + kk * stride;
-        gemm(false, false, P, out_, F, s, patches.data(), F, dW, out_, T(1), dst, out_);
-        if (o_.b_std) add_bias(dW + F * out_, dst);
-      }
-    }
+    });
   }
 
   // Structured derivative (REFERENCE.md section 3), two contraction orders chosen per layer by
@@ -403,28 +451,35 @@ class Conv final : public LayerImpl<Conv> {
     return (iy < 0 || iy >= h_ || ix < 0 || ix >= w_) ? -1 : iy * w_ + ix;
   }
 
-  // Stride-1 transposed convolution as shifted GEMMs. Input pixel (iy, ix) takes tap (dy, dx) from
-  // output pixel (iy + pad_top - dy, ix + pad_left - dx). Output cotangents are placed on a grid of
-  // width Wp = W + kw - 1, in blocks of Hp = H + kh - 1 rows per direction, offset by (kh - 1 -
-  // pad_top, kw - 1 - pad_left) so every source index is inside its block; results are computed on
-  // the same grid ("wide" rows, columns ≥ W are junk). Then tap (dy, dx) reads wide row m from
-  // padded row m + (kh - 1 - dy)·Wp + (kw - 1 - dx), a constant offset.
-  struct ShiftGrid {
-    index_t wp = 0, block = 0, top = 0, left = 0, kh = 0, kw = 0;
-    index_t rows = 0, rows_padded = 0;  // GEMM rows (all directions), padded buffer rows
-    index_t padded_row(index_t kk, index_t oy, index_t ox) const { return kk * block + (oy + top) * wp + ox + left; }
-    index_t wide_row(index_t kk, index_t iy) const { return kk * block + iy * wp; }
-    index_t tap_offset(index_t dy, index_t dx) const { return (kh - 1 - dy) * wp + (kw - 1 - dx); }
-  };
-  ShiftGrid shift_grid(index_t k) const {
-    ShiftGrid g;
-    g.kh = kh_, g.kw = kw_;
-    g.wp = w_ + kw_ - 1;
-    g.block = (h_ + kh_ - 1) * g.wp;
-    g.top = kh_ - 1 - pad_top_, g.left = kw_ - 1 - pad_left_;
-    g.rows = (k - 1) * g.block + h_ * g.wp;
-    g.rows_padded = k * g.block + kw_;  // the last direction's junk columns read kw - 1 rows past its block
-    return g;
+  // W reshaped for the gathered input cotangents: row (dy, dx, o), column c = W[dy, dx, c, o].
+  template <class T>
+  std::vector<T> flipped_filter(const T* th) const {
+    std::vector<T> w(static_cast<size_t>(kh_ * kw_ * out_ * c_));
+    for (index_t t = 0; t < kh_ * kw_; ++t)
+      for (index_t c = 0; c < c_; ++c)
+        for (index_t o = 0; o < out_; ++o) w[size_t((t * out_ + o) * c_ + c)] = th[(t * c_ + c) * out_ + o];
+    return w;
+  }
+
+  // Rows [r0, r1) of the stride-1 input cotangent's gathered matrix, r = (direction, input pixel):
+  // for each tap (dy, dx) the O output cotangents of the pixel that tap reads from, zero where it
+  // falls outside the output. g holds one example's k directions (k·P rows of O).
+  template <class T>
+  void gather_cotangents(const T* g, index_t r0, index_t r1, T* rows) const {
+    const index_t Pin = h_ * w_, G = kh_ * kw_ * out_;
+    for (index_t r = r0; r < r1; ++r) {
+      const index_t kk = r / Pin, iy = (r % Pin) / w_, ix = r % w_;
+      T* row = rows + (r - r0) * G;
+      for (index_t dy = 0; dy < kh_; ++dy)
+        for (index_t dx = 0; dx < kw_; ++dx) {
+          T* dst = row + (dy * kw_ + dx) * out_;
+          const index_t oy = iy + pad_top_ - dy, ox = ix + pad_left_ - dx;
+          if (oy < 0 || oy >= ho_ || ox < 0 || ox >= wo_)
+            std::fill(dst, dst + out_, T(0));
+          else
+            std::copy_n(g + (kk * pixels_out() + oy * wo_ + ox) * out_, out_, dst);
+        }
+    }
   }
 
   // Patch rows of output pixels [p0, p1) (all of them by default), one row of kh·kw·C per pixel.
