@@ -20,8 +20,10 @@ namespace {
 
 // Patches of one block of output pixels in the forward pass: about one core's L2 cache.
 constexpr index_t kPatchBlockBytes = index_t(1024) << 10;
-// V of a group of directions in vjp_factored.
+constexpr index_t kMinBlockRows = 128;
+// V of a group of directions in vjp_factored; Q of a chunk of examples in the pixel-pair block.
 constexpr index_t kFactoredBytes = index_t(4) << 20;
+constexpr index_t kPixelPairBytes = index_t(32) << 20;
 
 class Conv final : public LayerImpl<Conv> {
  public:
@@ -46,20 +48,23 @@ class Conv final : public LayerImpl<Conv> {
 
   template <class T>
   void forward_t(const T* th, const T* x, T* y, index_t n) const {
-    // Each thread builds the patches of a block of output pixels and multiplies them by W while
-    // they are still in its cache: a whole batch's patch matrix (kh·kw times the input) would go to
-    // memory and back, and building it on one thread left the other cores idle.
-    const index_t P = pixels_out(), F = taps();
-    const index_t rows = std::clamp<index_t>(kPatchBlockBytes / (F * index_t(sizeof(T))), 1, P);
-    const index_t blocks = (P + rows - 1) / rows;
-    parallel_for(n * blocks, [&](index_t begin, index_t end) {
+    // Each thread builds the patches of a block of output rows (pixels of one or more examples)
+    // and multiplies them by W while they are in its cache: a whole batch's patch matrix (kh·kw
+    // times the input) would go to memory and back. Blocks span examples, so that W, which BLAS
+    // packs on every call, is amortized over many rows even when an example has few pixels.
+    const index_t P = pixels_out(), F = taps(), total = n * P, rows = block_rows<T>(F, total);
+    parallel_for((total + rows - 1) / rows, [&](index_t begin, index_t end) {
       std::vector<T> patches(static_cast<size_t>(rows * F));
       for (index_t b = begin; b < end; ++b) {
-        const index_t i = b / blocks, p0 = (b % blocks) * rows, p1 = std::min(P, p0 + rows);
-        im2col(x + i * in_size(), patches.data(), p0, p1);
-        T* ys = y + i * out_size() + p0 * out_;
-        gemm_serial(false, false, p1 - p0, out_, F, w_scale<T>(), patches.data(), F, th, out_, T(0), ys, out_);
-        if (o_.b_std) add_bias(th + F * out_, ys, p1 - p0);
+        const index_t r0 = b * rows, r1 = std::min(total, r0 + rows);
+        for (index_t r = r0; r < r1;) {  // the block's pieces, one per example
+          const index_t i = r / P, p1 = std::min(P, r1 - i * P);
+          im2col(x + i * in_size(), patches.data() + (r - r0) * F, r - i * P, p1);
+          r = i * P + p1;
+        }
+        T* ys = y + r0 * out_;  // output rows are contiguous across examples
+        gemm_serial(false, false, r1 - r0, out_, F, w_scale<T>(), patches.data(), F, th, out_, T(0), ys, out_);
+        if (o_.b_std) add_bias(th + F * out_, ys, r1 - r0);
       }
     });
   }
@@ -77,24 +82,29 @@ class Conv final : public LayerImpl<Conv> {
     const bool gathered = sh_ == 1 && sw_ == 1;
     const index_t G = kh_ * kw_ * out_;
     const std::vector<T> w_flipped = g_in && gathered ? flipped_filter(th) : std::vector<T>();
-    const index_t block = std::clamp<index_t>(kPatchBlockBytes / (G * index_t(sizeof(T))), 1, k * Pin);
+    if (g_in && gathered) {
+      // Rows (example, direction, input pixel) are contiguous in g_in across examples: blocks span
+      // them, as in the forward pass.
+      const index_t total = n * k * Pin, rows = block_rows<T>(G, total);
+      parallel_for((total + rows - 1) / rows, [&](index_t begin, index_t end) {
+        std::vector<T> gathered_rows(static_cast<size_t>(rows * G));
+        for (index_t b = begin; b < end; ++b) {
+          const index_t r0 = b * rows, r1 = std::min(total, r0 + rows);
+          gather_cotangents(g_out, r0, r1, gathered_rows.data());
+          gemm_serial(false, false, r1 - r0, c_, G, s, gathered_rows.data(), G, w_flipped.data(), c_, T(0),
+                      g_in + r0 * c_, c_);
+        }
+      });
+    }
+    if (!g_th.data && (!g_in || gathered)) return;
     // Examples run in parallel when their parameter cotangents go to separate rows (or nowhere).
     const bool parallel = !g_th.data || g_th.per_example;
     parallel_for(n, [&](index_t i_begin, index_t i_end) {
       std::vector<T> patches(static_cast<size_t>(g_th.data ? P * F : 0));
-      std::vector<T> gathered_rows(static_cast<size_t>(g_in && gathered ? block * G : 0));
       std::vector<T> grad_patches(static_cast<size_t>(g_in && !gathered ? k * P * F : 0));
       for (index_t i = i_begin; i < i_end; ++i) {
         const T* gi = g_out + i * k * out_size();
-        if (g_in && gathered) {
-          T* dst = g_in + i * k * in_size();  // k·H·W rows of C: direction-major, like gi's k·P rows of O
-          for (index_t r0 = 0; r0 < k * Pin; r0 += block) {
-            const index_t r1 = std::min(k * Pin, r0 + block);
-            gather_cotangents(gi, r0, r1, gathered_rows.data());
-            gemm_serial(false, false, r1 - r0, c_, G, s, gathered_rows.data(), G, w_flipped.data(), c_, T(0),
-                        dst + r0 * c_, c_);
-          }
-        } else if (g_in) {
+        if (g_in && !gathered) {
           gemm_serial(false, true, k * P, F, out_, s, gi, out_, th, out_, T(0), grad_patches.data(), F);
           for (index_t kk = 0; kk < k; ++kk) col2im(grad_patches.data() + kk * P * F, g_in + (i * k + kk) * in_size());
         }
@@ -219,28 +229,57 @@ class Conv final : public LayerImpl<Conv> {
     }
     const index_t P = pixels_out(), F = taps(), PO = P * out_;
     const T s = w_scale<T>(), c2 = o_.b_std ? b_scale<T>() * b_scale<T>() : T(0);
-    parallel_for(n1, [&](index_t i_begin, index_t i_end) {
-      std::vector<T> q(static_cast<size_t>(P * n2 * P)), w(static_cast<size_t>(k * PO));
-      for (index_t i = i_begin; i < i_end; ++i) {
-        // Q_ij for every j at once: X_i (P × F) times all of side 2's patches.
-        gemm_serial(false, true, P, n2 * P, F, s * s, s1.data() + i * P * F, F, s2.data(), F, T(0), q.data(), n2 * P);
+    // Q for a chunk of side-1 examples against all of side 2 is one GEMM (ci·P × n2·P): one per
+    // example would repack side 2's patches every time, which costs as much as the product itself
+    // when P is small (the last stages of a ResNet have 1 to 16 output pixels).
+    const index_t ci = std::clamp<index_t>(kPixelPairBytes / (P * n2 * P * index_t(sizeof(T))), 1,
+                                           std::max<index_t>(1, (n1 + num_threads() - 1) / num_threads()));
+    const index_t ld = n2 * P;
+    // Matched directions: <Q_ij, G_ia G_jaᵀ> for every pair, with G_a Gᵀ_a one GEMM per chunk as
+    // well; side 2's cotangents are regrouped by direction (k × n2·P × O) for it.
+    std::vector<T> g2_by_dir;
+    if (!paired) {
+      g2_by_dir.resize(static_cast<size_t>(k * n2 * PO));
+      for (index_t j = 0; j < n2; ++j)
+        for (index_t a = 0; a < k; ++a)
+          std::copy_n(g2 + (j * k + a) * PO, PO, g2_by_dir.data() + (a * n2 + j) * PO);
+    }
+    const index_t chunks = (n1 + ci - 1) / ci;
+    parallel_for(chunks, [&](index_t c_begin, index_t c_end) {
+      std::vector<T> q(static_cast<size_t>(ci * P * ld)), w(static_cast<size_t>(paired ? k * PO : 0)),
+          h(static_cast<size_t>(paired ? 0 : ci * P * ld)), g1a(static_cast<size_t>(paired ? 0 : ci * PO));
+      for (index_t chunk = c_begin; chunk < c_end; ++chunk) {
+        const index_t i0 = chunk * ci, cn = std::min(ci, n1 - i0);
+        gemm_serial(false, true, cn * P, ld, F, s * s, s1.data() + i0 * P * F, F, s2.data(), F, T(0), q.data(), ld);
         if (c2 != T(0))
           for (T& v : q) v += c2;
-        for (index_t j = 0; j < n2; ++j) {
-          for (index_t a = 0; a < k; ++a)  // w_a = Q_ijᵀ G_ia (P × O)
-            gemm_serial(true, false, P, out_, P, T(1), q.data() + j * P, n2 * P, g1 + (i * k + a) * PO, out_, T(0),
-                        w.data() + a * PO, out_);
-          const T* gj = g2 + j * k * PO;
-          if (paired) {  // (k × k) = w (k × P·O) · G_j (k × P·O)ᵀ, added in place: (n1, n2, k, k) layout
-            gemm_serial(false, true, k, k, PO, T(1), w.data(), PO, gj, PO, T(1), block + (i * n2 + j) * k * k, k);
-          } else {
-            for (index_t a = 0; a < k; ++a) {
-              T v = 0;
-              for (index_t e = 0; e < PO; ++e) v += w[static_cast<size_t>(a * PO + e)] * gj[a * PO + e];
-              block[(a * n1 + i) * n2 + j] += v;
-            }
+        if (!paired) {
+          for (index_t a = 0; a < k; ++a) {
+            for (index_t i = 0; i < cn; ++i) std::copy_n(g1 + ((i0 + i) * k + a) * PO, PO, g1a.data() + i * PO);
+            gemm_serial(false, true, cn * P, ld, out_, T(1), g1a.data(), out_, g2_by_dir.data() + a * n2 * PO, out_, T(0),
+                        h.data(), ld);
+            for (index_t i = 0; i < cn; ++i)
+              for (index_t j = 0; j < n2; ++j) {
+                T v = 0;
+                for (index_t p = 0; p < P; ++p) {
+                  const size_t at = size_t((i * P + p) * ld + j * P);
+                  for (index_t p2 = 0; p2 < P; ++p2) v += q[at + size_t(p2)] * h[at + size_t(p2)];
+                }
+                block[(a * n1 + i0 + i) * n2 + j] += v;
+              }
           }
+          continue;
         }
+        for (index_t i = i0; i < i0 + cn; ++i)
+          for (index_t j = 0; j < n2; ++j) {
+            const T* qij = q.data() + (i - i0) * P * ld + j * P;
+            for (index_t a = 0; a < k; ++a)  // w_a = Q_ijᵀ G_ia (P × O)
+              gemm_serial(true, false, P, out_, P, T(1), qij, ld, g1 + (i * k + a) * PO, out_, T(0), w.data() + a * PO,
+                          out_);
+            // (k × k) = w (k × P·O) · G_j (k × P·O)ᵀ, added in place: (n1, n2, k, k) layout
+            gemm_serial(false, true, k, k, PO, T(1), w.data(), PO, g2 + j * k * PO, PO, T(1), block + (i * n2 + j) * k * k,
+                        k);
+          }
       }
     });
   }
@@ -261,7 +300,7 @@ class Conv final : public LayerImpl<Conv> {
   double ntk_block_flops(index_t n1, index_t n2, index_t k, bool paired) const override {
     if (!pixel_pairs(k)) return Layer::ntk_block_flops(n1, n2, k, paired);
     const double P = double(pixels_out()), F = double(taps()), O = double(out_), K = double(k);
-    return double(n1) * double(n2) * (P * P * F + K * P * P * O + (paired ? K * K : K) * P * O);
+    return double(n1) * double(n2) * (P * P * F + K * P * P * O + (paired ? K * K * P * O : K * P * P));
   }
 
   // Infinite width (REFERENCE.md section 4): with W(·) the mean over the filter taps δ of the
@@ -451,6 +490,14 @@ class Conv final : public LayerImpl<Conv> {
     return (iy < 0 || iy >= h_ || ix < 0 || ix >= w_) ? -1 : iy * w_ + ix;
   }
 
+  // Rows per block of a patch-style GEMM `width` deep over `total` rows: about kPatchBlockBytes of
+  // patches, but at least kMinBlockRows so the packing of W (width × O) is amortized.
+  template <class T>
+  static index_t block_rows(index_t width, index_t total) {
+    return std::clamp<index_t>(std::max<index_t>(kPatchBlockBytes / (width * index_t(sizeof(T))), kMinBlockRows), 1,
+                               std::max<index_t>(total, 1));
+  }
+
   // W reshaped for the gathered input cotangents: row (dy, dx, o), column c = W[dy, dx, c, o].
   template <class T>
   std::vector<T> flipped_filter(const T* th) const {
@@ -461,14 +508,14 @@ class Conv final : public LayerImpl<Conv> {
     return w;
   }
 
-  // Rows [r0, r1) of the stride-1 input cotangent's gathered matrix, r = (direction, input pixel):
-  // for each tap (dy, dx) the O output cotangents of the pixel that tap reads from, zero where it
-  // falls outside the output. g holds one example's k directions (k·P rows of O).
+  // Rows [r0, r1) of the stride-1 input cotangent's gathered matrix, r = (e, input pixel) with e
+  // an (example, direction) pair: for each tap (dy, dx) the O output cotangents of the pixel that
+  // tap reads from, zero where it falls outside the output. g holds P rows of O per e.
   template <class T>
   void gather_cotangents(const T* g, index_t r0, index_t r1, T* rows) const {
     const index_t Pin = h_ * w_, G = kh_ * kw_ * out_;
     for (index_t r = r0; r < r1; ++r) {
-      const index_t kk = r / Pin, iy = (r % Pin) / w_, ix = r % w_;
+      const index_t e = r / Pin, iy = (r % Pin) / w_, ix = r % w_;
       T* row = rows + (r - r0) * G;
       for (index_t dy = 0; dy < kh_; ++dy)
         for (index_t dx = 0; dx < kw_; ++dx) {
@@ -477,7 +524,7 @@ class Conv final : public LayerImpl<Conv> {
           if (oy < 0 || oy >= ho_ || ox < 0 || ox >= wo_)
             std::fill(dst, dst + out_, T(0));
           else
-            std::copy_n(g + (kk * pixels_out() + oy * wo_ + ox) * out_, out_, dst);
+            std::copy_n(g + (e * pixels_out() + oy * wo_ + ox) * out_, out_, dst);
         }
     }
   }
