@@ -68,35 +68,46 @@ double method_flops(const Network& net, EntkMethod method, index_t n1, index_t n
   };
   const double P = double(net.num_params()), O = double(net.output_size()), k = double(K);
   const double pair_dirs = paired ? k * k : k;
-  double total = 0;
-  for (index_t i0 = 0; i0 < n1; i0 += t) {
-    const double c1 = double(std::min(t, n1 - i0));
-    // Side 1: forward, then K backward passes (input cotangents ≈ forward, parameter part ≈ forward).
-    total += method == EntkMethod::sd ? sd_side(c1) : c1 * fp * (1 + 2 * k);
-    if (spill && !symmetric && i0 == 0) total += double(n2) * fp * (1 + 2 * k);
-    for (index_t j0 = symmetric ? i0 : 0; j0 < n2; j0 += t) {
-      const double c2 = double(std::min(t, n2 - j0));
-      const bool diagonal_tile = symmetric && j0 == i0;
-      // Symmetric diagonal tiles contract only the pairs i <= j where blocks go through
-      // contract_rows / accumulate_paired (SYRK-style); the small factored and pixel-pair blocks
-      // compute all pairs, so for them this count is a slight underestimate.
-      const double half = diagonal_tile ? (c1 + 1) / (2 * c1) : 1.0;
-      switch (method) {
-        case EntkMethod::jc:
-          if (!diagonal_tile && !spill) total += c2 * fp * (1 + 2 * k);
-          total += half * c1 * c2 * pair_dirs * P;
-          break;
-        case EntkMethod::vp:
-          total += c2 * fp + c1 * c2 * k * 2 * fp + c1 * c2 * k * O * (paired ? k : 1);
-          break;
-        default:
-          if (!diagonal_tile) total += sd_side(c2);
-          for (int l = 0; l < static_cast<int>(net.layers().size()); ++l)
-            if (net.layers()[size_t(l)]->num_params() > 0)
-              total += half * sd_block_flops(net, l, index_t(c1), index_t(c2), K, paired);
-          break;
-      }
+  // Side 1 of a tile row of c1 examples: forward, then K backward passes (input cotangents ≈
+  // forward, parameter part ≈ forward).
+  auto row = [&](double c1) { return method == EntkMethod::sd ? sd_side(c1) : c1 * fp * (1 + 2 * k); };
+  auto pair = [&](double c1, double c2, bool diagonal_tile) {
+    // Symmetric diagonal tiles contract only the pairs i <= j where blocks go through
+    // contract_rows / accumulate_paired (SYRK-style); the small factored and pixel-pair blocks
+    // compute all pairs, so for them this count is a slight underestimate.
+    const double half = diagonal_tile ? (c1 + 1) / (2 * c1) : 1.0;
+    double f = 0;
+    switch (method) {
+      case EntkMethod::jc:
+        if (!diagonal_tile && !spill) f += c2 * fp * (1 + 2 * k);
+        f += half * c1 * c2 * pair_dirs * P;
+        break;
+      case EntkMethod::vp:
+        f += c2 * fp + c1 * c2 * k * 2 * fp + c1 * c2 * k * O * (paired ? k : 1);
+        break;
+      default:
+        if (!diagonal_tile) f += sd_side(c2);
+        for (int l = 0; l < static_cast<int>(net.layers().size()); ++l)
+          if (net.layers()[size_t(l)]->num_params() > 0)
+            f += half * sd_block_flops(net, l, index_t(c1), index_t(c2), K, paired);
+        break;
     }
+    return f;
+  };
+  // Tiles have t examples except the last of each side (r1, r2): the cost is a sum over a few
+  // kinds of tile pairs, counted instead of visited (a planner probing tile 1 over 10^4 examples
+  // would otherwise walk 5·10^7 pairs).
+  const double t_ = double(t), f1 = double(n1 / t), f2 = double(n2 / t);
+  const double r1 = double(n1 % t), r2 = double(n2 % t);
+  double total = f1 * row(t_) + (r1 > 0 ? row(r1) : 0);
+  if (spill && !symmetric) total += double(n2) * fp * (1 + 2 * k);
+  if (symmetric) {
+    total += f1 * pair(t_, t_, true) + f1 * (f1 - 1) / 2 * pair(t_, t_, false);
+    if (r1 > 0) total += pair(r1, r1, true) + f1 * pair(t_, r1, false);
+  } else {
+    total += f1 * f2 * pair(t_, t_, false);
+    if (r2 > 0) total += f1 * pair(t_, r2, false);
+    if (r1 > 0) total += f2 * pair(r1, t_, false) + (r2 > 0 ? pair(r1, r2, false) : 0);
   }
   return 2 * total;
 }

@@ -229,18 +229,19 @@ def test_torchvision_resnet18(dtype):
     assert rel(ntkit.empirical_ntk(net, params, x, mode="pntk"), full_ref.sum(axis=(2, 3)) / 10) <= TOL[dtype]
 
 
-def test_torchvision_resnet50_one_channel_pntk():
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_torchvision_resnet50_one_channel_pntk(dtype):
     """resnet50 (Bottleneck blocks) with its first convolution replaced for 1-channel images and 7
-    classes: apply and the pNTK equal PyTorch's in float64."""
+    classes: apply and the pNTK equal PyTorch's (functorch's Jacobian contraction)."""
     from torchvision.models import resnet50
     torch.manual_seed(5)
     model = resnet50(num_classes=7)
     model.conv1 = nn.Conv2d(1, 64, 7, stride=2, padding=3, bias=False)
-    model = random_statistics(model.double().eval())
+    model = random_statistics(model.to(TORCH_DTYPE[dtype]).eval())
     net, params = ntkit.from_torch(model, (28, 28, 1))
-    x = np.random.default_rng(6).standard_normal((2, 28, 28, 1))
+    x = np.random.default_rng(6).standard_normal((2, 28, 28, 1)).astype(dtype)
     with torch.no_grad():
-        ref = model(to_torch(x)).numpy()
-    assert rel(net.apply(params, x), ref) <= TOL["float64"]
+        ref = model(to_torch(x)).numpy().astype(np.float64)
+    assert rel(net.apply(params, x), ref) <= TOL[dtype]
     full_ref = functorch_entk(model, x)
-    assert rel(ntkit.empirical_ntk(net, params, x, mode="pntk"), full_ref.sum(axis=(2, 3)) / 7) <= TOL["float64"]
+    assert rel(ntkit.empirical_ntk(net, params, x, mode="pntk"), full_ref.sum(axis=(2, 3)) / 7) <= TOL[dtype]
