@@ -7,7 +7,7 @@ in float64 (the demo's part 1 at this size, issue 15's benchmark). Needs the pac
 neural-tangents, scripts/install-nt.sh:
 
     build-py/venv/bin/python bench/cnn_entk_nt.py [--width 64] [--n 32] [--threads 2] [--repeats 5]
-        [--nt-python build-nt/venv/bin/python]
+        [--nt-python build-nt/venv/bin/python] [--no-vp]
 """
 import argparse
 import tempfile
@@ -23,7 +23,13 @@ ap.add_argument("--n", type=int, default=32)
 ap.add_argument("--threads", type=int, default=2)
 ap.add_argument("--repeats", type=int, default=5)
 ap.add_argument("--nt-python", default=str(here.parent / "build-nt/venv/bin/python"))
+ap.add_argument("--no-vp", action="store_true",
+                help="skip the NTK-vector-product methods (each tool's slowest here by 20x or more: minutes)")
 a = ap.parse_args()
+if a.no_vp:
+    entk_methods.NTKIT_METHODS = [m for m in entk_methods.NTKIT_METHODS if m != "vp"]
+    entk_methods.FUNCTORCH_METHODS = [m for m in entk_methods.FUNCTORCH_METHODS if m != "vp"]
+    entk_methods.NT_IMPLEMENTATIONS = {i: m for i, m in entk_methods.NT_IMPLEMENTATIONS.items() if m != "vp"}
 nt_python = a.nt_python if Path(a.nt_python).exists() else None
 if nt_python:
     entk_methods.nt_versions(nt_python)

@@ -166,6 +166,7 @@ class Custom(nn.Module):
     (nn.Sequential(nn.Linear(4, 4), nn.MaxPool2d(2, ceil_mode=True)), "'1'.*ceil_mode"),
     (nn.Sequential(nn.Linear(4, 4), nn.MaxPool2d(3, dilation=2)), "'1'.*dilation"),
     (nn.Sequential(nn.Linear(4, 4), nn.Sequential(nn.ReLU(), Custom())), "'1.1'"),
+    (nn.Sequential(nn.Linear(4, 4), nn.LSTM(4, 4)), "'1'.*LSTM"),
     (nn.Sequential(nn.Linear(4, 4), nn.GELU(approximate="tanh")), "tanh approximation"),
     (nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5)), "training mode"),
 ])
