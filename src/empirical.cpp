@@ -179,6 +179,18 @@ class EntkProducer final : public detail::TileProducer<T> {
     };
     std::vector<T> g(static_cast<size_t>(count * K * O));
     for (index_t i = 0; i < count; ++i) std::copy(dirs_.rows.begin(), dirs_.rows.end(), g.begin() + i * K * O);
+    // A factored layer whose input cotangent has a factored route hands the layers before it their
+    // cotangents straight from the chain end's (u) and its mask: the backward pass skips the chain.
+    std::vector<Network::Shortcut<T>> shortcuts;
+    for (int l = 0; l < static_cast<int>(net_.layers().size()); ++l) {
+      const int end = chain_end_[size_t(l)];
+      if (end < 0 || !net_.layers()[size_t(l)]->has_vjp_factored()) continue;
+      shortcuts.push_back({l, end, [&, l, end](T* g_in) {
+                             net_.layers()[size_t(l)]->vjp_factored(theta_.data() + net_.param_offset(l),
+                                                                    mask_of(l).data(),
+                                                                    side.cotangents[size_t(end)].data(), count, K, g_in);
+                           }});
+    }
     net_.vjp(
         theta_.data(), side.trace, K, g.data(), nullptr, ParamCotangent<T>{},
         [&](int layer, const T* g_layer) {
@@ -186,11 +198,7 @@ class EntkProducer final : public detail::TileProducer<T> {
           const index_t size = count * K * net_.layers()[size_t(layer)]->out_size();
           side.cotangents[size_t(layer)].assign(g_layer, g_layer + size);
         },
-        [&](int l, const T*, T* g_in) {
-          const int end = chain_end_[size_t(l)];
-          return end >= 0 && net_.layers()[size_t(l)]->vjp_factored(theta_.data() + net_.param_offset(l), mask_of(l).data(),
-                                                                   side.cotangents[size_t(end)].data(), count, K, g_in);
-        });
+        shortcuts);
     side.layer_sides.assign(net_.layers().size(), {});
     for (int l = 0; l < static_cast<int>(net_.layers().size()); ++l) {
       const Layer& layer = *net_.layers()[size_t(l)];

@@ -1,4 +1,5 @@
 #include "ntk/network.hpp"
+#include "check.hpp"
 
 #include <algorithm>
 #include <sstream>
@@ -276,9 +277,15 @@ template <class T>
 void Network::vjp(const T* theta, const Trace<T>& trace, index_t k, const std::type_identity_t<T>* g_out,
                   std::type_identity_t<T>* g_in, ParamCotangent<T> g_theta,
                   const std::function<void(int, const std::type_identity_t<T>*)>& observe,
-                  const std::function<bool(int, const std::type_identity_t<T>*, std::type_identity_t<T>*)>&
-                      input_cotangent) const {
+                  const std::vector<Shortcut<T>>& shortcuts) const {
   const index_t n = trace.n;
+  NTK_ASSERT(shortcuts.empty() || !g_theta.data, "Network::vjp: shortcuts skip layers' parameter cotangents");
+  // Per layer: the shortcut it starts (its input cotangent), or that skips it.
+  std::vector<const Shortcut<T>*> starts(layers_.size(), nullptr), inside(layers_.size(), nullptr);
+  for (const Shortcut<T>& sc : shortcuts) {
+    starts[size_t(sc.layer)] = &sc;
+    for (int l = sc.layer + 1; l <= sc.through; ++l) inside[size_t(l)] = &sc;
+  }
   // Cotangent buffers are overwritten by the layers' VJPs, so they skip the zero-fill.
   std::vector<detail::Scratch<T>> cot(buffer_sizes_.size());
   auto accumulate = [](detail::Scratch<T>& into, detail::Scratch<T>&& from) {
@@ -303,15 +310,20 @@ void Network::vjp(const T* theta, const Trace<T>& trace, index_t k, const std::t
     }
     const Layer& layer = *layers_[static_cast<size_t>(s.layer)];
     const index_t offset = layer_param_offset_[static_cast<size_t>(s.layer)];
-    if (observe) observe(s.layer, g.data());
+    const Shortcut<T>* skipped_by = inside[size_t(s.layer)];
+    const Shortcut<T>* started = starts[size_t(s.layer)];
+    if (observe && !started && (!skipped_by || skipped_by->through == s.layer)) observe(s.layer, g.data());
+    if (skipped_by) continue;  // the chain's start receives its input cotangent from the shortcut
     const bool need_in = s.in != 0 || g_in != nullptr;
     auto g_prev = detail::scratch<T>(need_in ? static_cast<size_t>(n * k * layer.in_size()) : 0);
     ParamCotangent<T> pc = g_theta;
     if (pc.data) pc.data += offset;
-    const bool replaced = need_in && !pc.data && input_cotangent && input_cotangent(s.layer, g.data(), g_prev.data());
-    if (!replaced)
+    if (started) {
+      if (need_in) started->compute(g_prev.data());
+    } else {
       layer.vjp(theta + offset, trace.buffers[static_cast<size_t>(s.in)].data(),
                 trace.buffers[static_cast<size_t>(s.out)].data(), n, k, g.data(), need_in ? g_prev.data() : nullptr, pc);
+    }
     if (need_in) accumulate(cot[static_cast<size_t>(s.in)], std::move(g_prev));
   }
   if (g_in) std::copy(cot[0].begin(), cot[0].end(), g_in);
@@ -392,7 +404,7 @@ void Network::channel_mask(const T* theta, const Trace<T>& trace, int layer, int
   template void Network::forward<T>(const T*, const T*, index_t, Trace<T>&) const;                           \
   template void Network::vjp<T>(const T*, const Trace<T>&, index_t, const T*, T*, ParamCotangent<T>,             \
                                 const std::function<void(int, const T*)>&,                                   \
-                                const std::function<bool(int, const T*, T*)>&) const;                        \
+                                const std::vector<Network::Shortcut<T>>&) const;                             \
   template void Network::jvp<T>(const T*, const Trace<T>&, index_t, const T*, const T*, index_t, T*) const;      \
   template void Network::channel_mask<T>(const T*, const Trace<T>&, int, int, T*) const;
 NTK_INSTANTIATE(float)

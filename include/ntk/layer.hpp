@@ -186,16 +186,13 @@ class Layer {
   virtual bool output_channel_params() const { return false; }
   // Input cotangents (n, k, in) for factored output cotangents G_ia = M_i ⊙ (1 u_iaᵀ), M (n, out)
   // and u (n, k, C) over the output channels, without forming every direction's G: structured
-  // derivatives pass the factored chain's cotangents on to the layers before it this way. False
-  // when the layer has no such route (the caller then runs vjp on the G it forms).
-  virtual bool vjp_factored(const float* /*theta*/, const float* /*mask*/, const float* /*u*/, index_t /*n*/,
-                            index_t /*k*/, float* /*g_in*/) const {
-    return false;
-  }
-  virtual bool vjp_factored(const double* /*theta*/, const double* /*mask*/, const double* /*u*/, index_t /*n*/,
-                            index_t /*k*/, double* /*g_in*/) const {
-    return false;
-  }
+  // derivatives pass the factored chain's cotangents on to the layers before it this way, where
+  // has_vjp_factored (otherwise they form G and run vjp).
+  virtual bool has_vjp_factored() const { return false; }
+  virtual void vjp_factored(const float* theta, const float* mask, const float* u, index_t n, index_t k,
+                            float* g_in) const;
+  virtual void vjp_factored(const double* theta, const double* mask, const double* u, index_t n, index_t k,
+                            double* g_in) const;
 
   // The layer's infinite-width kernel rule: maps the kernel state of its inputs to that of its
   // outputs, in place; the default throws NotSupported naming the layer. Rules that hold only for

@@ -100,16 +100,21 @@ class Network {
   // (skipped if g_in is null) and parameter cotangents accumulated into g_theta (a full parameter
   // row per direction, or per example and direction: then these are Jacobian rows).
   // observe, if given, is called for every layer with the layer's index and its output cotangents
-  // (n, k, out): what structured derivatives are assembled from. input_cotangent, if given and
-  // no parameter cotangents are asked for, may compute a layer's input cotangent (n, k, in) itself
-  // by a cheaper route than the layer's VJP: it returns true when it did (layer index, output
-  // cotangents, where to write).
+  // (n, k, out): what structured derivatives are assembled from. shortcuts (only without
+  // parameter cotangents): for each, the input cotangent (n, k, in) of `layer` is written by
+  // `compute` from what the caller knows once the backward pass has reached `through`, a later
+  // layer of the same straight chain; the VJPs of layer..through are skipped and only `through`
+  // of them is observed.
+  template <class T>
+  struct Shortcut {
+    int layer = -1, through = -1;
+    std::function<void(T*)> compute;
+  };
   template <class T>
   void vjp(const T* theta, const Trace<T>& trace, index_t k, const std::type_identity_t<T>* g_out,
            std::type_identity_t<T>* g_in, ParamCotangent<T> g_theta,
            const std::function<void(int, const std::type_identity_t<T>*)>& observe = {},
-           const std::function<bool(int, const std::type_identity_t<T>*, std::type_identity_t<T>*)>& input_cotangent =
-               {}) const;
+           const std::vector<Shortcut<T>>& shortcuts = {}) const;
 
   // Forward mode at the trace: t_out (n, k, output_size) = J_x t_in + J_theta t_theta[kk].
   // t_in (n, k, input_size) may be null; t_theta is k rows of stride t_theta_stride, may be null.

@@ -130,17 +130,18 @@ class Conv final : public LayerImpl<Conv> {
   // stride 1: g_in,ia = gathered(M_i) · V_ia with V_ia[(dy, dx, o), c] = s·W[dy, dx, c, o]·u_ia(o),
   // so the mask is gathered once per example instead of once per direction, and directions side
   // by side make one wide GEMM (k·C columns) in place of k narrow ones (C columns).
-  bool vjp_factored(const float* th, const float* mask, const float* u, index_t n, index_t k,
+  bool has_vjp_factored() const override { return sh_ == 1 && sw_ == 1; }
+  void vjp_factored(const float* th, const float* mask, const float* u, index_t n, index_t k,
                     float* g_in) const override {
-    return factored_t(th, mask, u, n, k, g_in);
+    factored_t(th, mask, u, n, k, g_in);
   }
-  bool vjp_factored(const double* th, const double* mask, const double* u, index_t n, index_t k,
+  void vjp_factored(const double* th, const double* mask, const double* u, index_t n, index_t k,
                     double* g_in) const override {
-    return factored_t(th, mask, u, n, k, g_in);
+    factored_t(th, mask, u, n, k, g_in);
   }
   template <class T>
-  bool factored_t(const T* th, const T* mask, const T* u, index_t n, index_t k, T* g_in) const {
-    if (sh_ != 1 || sw_ != 1) return false;
+  void factored_t(const T* th, const T* mask, const T* u, index_t n, index_t k, T* g_in) const {
+    NTK_ASSERT(has_vjp_factored(), "Conv::vjp_factored: strided convolutions have no factored route");
     const T s = w_scale<T>();
     const index_t G = kh_ * kw_ * out_, Pin = h_ * w_;
     const std::vector<T> w = flipped_filter(th);
@@ -170,7 +171,6 @@ class Conv final : public LayerImpl<Conv> {
           }
         }
     });
-    return true;
   }
 
   template <class T>

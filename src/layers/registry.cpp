@@ -6,6 +6,7 @@
 #include <map>
 
 #include "../blas.hpp"
+#include "../check.hpp"
 #include "../simd.hpp"
 #include "layers.hpp"
 #include "ntk/error.hpp"
@@ -32,6 +33,13 @@ index_t Layer::num_params() const {
   index_t total = 0;
   for (const auto& p : param_specs()) total += numel(p.shape);
   return total;
+}
+
+void Layer::vjp_factored(const float*, const float*, const float*, index_t, index_t, float*) const {
+  NTK_ASSERT(false, name() + " has no factored VJP (has_vjp_factored is false)");
+}
+void Layer::vjp_factored(const double*, const double*, const double*, index_t, index_t, double*) const {
+  NTK_ASSERT(false, name() + " has no factored VJP (has_vjp_factored is false)");
 }
 
 namespace {

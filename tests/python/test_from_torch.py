@@ -230,6 +230,31 @@ def test_torchvision_resnet18(dtype):
     assert rel(ntkit.empirical_ntk(net, params, x, mode="pntk"), full_ref.sum(axis=(2, 3)) / 10) <= TOL[dtype]
 
 
+def test_wide_cifar_resnet_from_torchvision_blocks():
+    """A wide CIFAR-style ResNet (3 x 3 stem, no max pool, widened stages) written with torchvision's
+    BasicBlock, projection shortcuts included: apply and the full eNTK equal PyTorch's in float64."""
+    from torchvision.models.resnet import BasicBlock
+
+    def shortcut(cin, cout, stride):
+        return nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
+
+    torch.manual_seed(7)
+    k = 2  # widening factor
+    model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
+                          BasicBlock(16, 16 * k, downsample=shortcut(16, 16 * k, 1)),
+                          BasicBlock(16 * k, 32 * k, stride=2, downsample=shortcut(16 * k, 32 * k, 2)),
+                          BasicBlock(32 * k, 32 * k),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32 * k, 10))
+    model = random_statistics(model.double().eval())
+    net, params = ntkit.from_torch(model, (8, 8, 3))
+    assert net.spec.count("shortcut=[") == 2
+    x = np.random.default_rng(8).standard_normal((2, 8, 8, 3))
+    with torch.no_grad():
+        ref = model(to_torch(x)).numpy()
+    assert rel(net.apply(params, x), ref) <= TOL["float64"]
+    assert rel(ntkit.empirical_ntk(net, params, x, mode="full"), functorch_entk(model, x)) <= TOL["float64"]
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_torchvision_resnet50_one_channel_pntk(dtype):
     """resnet50 (Bottleneck blocks) with its first convolution replaced for 1-channel images and 7
