@@ -17,9 +17,8 @@ torch.set_num_threads(2); torch.manual_seed(0)
 m = resnet18(num_classes=O).eval()
 x = np.random.default_rng(0).standard_normal((N, S, S, 3)).astype(np.float32)
 xt = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
-def hwm():
-    for l in open("/proc/self/status"):
-        if l.startswith("VmHWM"): return int(l.split()[1]) // 1024
+from ntkit.demo.procstat import peak_rss_bytes
+def hwm(): return peak_rss_bytes() // 2**20
 if tool == "ntkit":
     import ntkit
     net, p = ntkit.from_torch(m, (S, S, 3))

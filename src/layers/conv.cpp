@@ -145,9 +145,9 @@ class Conv final : public LayerImpl<Conv> {
     const T s = w_scale<T>();
     const index_t G = kh_ * kw_ * out_, Pin = h_ * w_;
     const std::vector<T> w = flipped_filter(th);
-    // Directions in groups whose V fits a few MiB; pixels in blocks of about kPatchBlockBytes.
+    // Directions in groups whose V fits a few MiB; pixels in blocks as in the forward pass.
     const index_t group = std::clamp<index_t>(kFactoredBytes / (G * c_ * index_t(sizeof(T))), 1, k);
-    const index_t block = std::clamp<index_t>(kPatchBlockBytes / (G * index_t(sizeof(T))), 1, Pin);
+    const index_t block = block_rows<T>(G, Pin);
     parallel_for(n, [&](index_t i_begin, index_t i_end) {
       std::vector<T> v(static_cast<size_t>(G * group * c_)), rows(static_cast<size_t>(block * G)),
           out(static_cast<size_t>(block * group * c_));
@@ -180,8 +180,7 @@ class Conv final : public LayerImpl<Conv> {
     // input's patches (built once per block for all k directions) times each direction's dW.
     const T s = w_scale<T>();
     const index_t P = pixels_out(), F = taps();
-    const index_t rows = std::clamp<index_t>(kPatchBlockBytes / (F * index_t(sizeof(T))), 1, P);
-    const index_t blocks = (P + rows - 1) / rows;
+    const index_t rows = block_rows<T>(F, P), blocks = (P + rows - 1) / rows;
     parallel_for(n * blocks, [&](index_t begin, index_t end) {
       std::vector<T> x_patches(static_cast<size_t>(t_th ? rows * F : 0)), t_patches(static_cast<size_t>(rows * F));
       for (index_t b = begin; b < end; ++b) {
