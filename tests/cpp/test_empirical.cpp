@@ -99,6 +99,11 @@ const NetCase kNets[] = {
     {"Conv(5, 2, b_std=0.2), Erf, AvgPool(2), Flatten, Dense(3)", {3, 3, 2}, {1.3, 0.2, Parameterization::standard}},
     // The second Conv takes the pixel-pair order (few output pixels, a large filter).
     {"Conv(6, 3, padding=SAME), Relu, Conv(16, 2, stride=2, b_std=0.1), Tanh, Flatten, Dense(3, b_std=0)", {4, 4, 3}},
+    // A factored chain after a stride-1 Conv: its input cotangents come from Conv::vjp_factored,
+    // with Relu's binary masks by table lookups (6 channels: a nibble and a half; 12 input
+    // channels × 3 directions = 36 columns: more than one block in float64), with LeakyRelu's by GEMM.
+    {"Conv(12, 3, padding=SAME), Relu, Conv(6, 3, padding=1, b_std=0.2), Relu, GlobalAvgPool, Dense(3)", {4, 5, 2}},
+    {"Conv(5, 3, padding=SAME), Relu, Conv(6, 3, padding=SAME), LeakyRelu(0.2), GlobalAvgPool, Dense(3)", {4, 5, 2}},
 };
 
 TEST(Entk, StructuredDerivativeRoutesAreTheIntendedOnes) {
