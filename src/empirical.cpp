@@ -274,8 +274,16 @@ Array<T> empirical_ntk(const Network& net, ThetaSpan<T> theta, const Array<T>& x
   return out;
 }
 
+// "all", or the indices of the layers whose parameters enter the kernel.
+std::string layer_list(const std::vector<int>& layers) {
+  if (layers.empty()) return "all";
+  std::string out = std::to_string(layers[0]);
+  for (size_t i = 1; i < layers.size(); ++i) out.append(" ").append(std::to_string(layers[i]));
+  return out;
+}
+
 template <class T>
-void empirical_ntk_to_file(const Network& net, ThetaSpan<T> theta, const Array<T>& x1,
+index_t empirical_ntk_to_file(const Network& net, ThetaSpan<T> theta, const Array<T>& x1,
                            const std::type_identity_t<Array<T>>* x2, const EntkOptions& options, const std::string& path) {
   ThreadScope threads(options.threads);
   validate(net, theta, x1, x2, options);
@@ -284,12 +292,21 @@ void empirical_ntk_to_file(const Network& net, ThetaSpan<T> theta, const Array<T
   o.out_of_core = true;
   const EntkPlan plan = plan_empirical_ntk(net, n1, n2, x2 == nullptr, o, sizeof(T));
   const Shape shape = entk_output_shape(o.mode, n1, n2, net.output_size());
-  NpyFileWriter file(path, sizeof(T) == 8 ? DType::float64 : DType::float32, shape);
   const detail::TileGrid grid = entk_grid(net, n1, n2, x2 == nullptr, o.mode, plan, true);
+  // Everything the bytes depend on: a checkpoint of another job is never resumed into this file.
+  const detail::JobIdentity identity{
+      {"kernel", "empirical NTK"},
+      {"network", net.describe() + " on " + shape_string(net.input_shape())},
+      {"parameters", detail::content_hash(theta.data(), theta.size() * sizeof(T))},
+      {"x1", detail::array_identity(x1)},
+      {"x2", x2 ? detail::array_identity(*x2) : "x1 (symmetric)"},
+      {"mode", to_string(o.mode)},
+      {"layers", layer_list(o.layers)},
+      {"method", to_string(plan.method)},
+      {"dtype", dtype_name(dtype_of<T>())},
+      {"tile", std::to_string(grid.tile1) + " examples, bands of " + std::to_string(grid.band) + " rows"}};
   EntkProducer<T> producer(net, theta, x1, x2, o, plan, path + ".jacobian");
-  detail::FileSink<T> sink(file, numel(shape) / n1, grid.values);
-  detail::run_tiles(grid, producer, sink, options.progress);
-  file.commit();
+  return detail::run_tiles_to_file(grid, producer, path, shape, identity, o.resume, options.progress);
 }
 
 template <class T>
@@ -362,9 +379,9 @@ void NtkOperator<T>::apply(const T* v, T* out, index_t count) const {
 template class NtkOperator<float>;
 template class NtkOperator<double>;
 
-template void empirical_ntk_to_file<float>(const Network&, ThetaSpan<float>, const Array<float>&,
+template index_t empirical_ntk_to_file<float>(const Network&, ThetaSpan<float>, const Array<float>&,
                                            const Array<float>*, const EntkOptions&, const std::string&);
-template void empirical_ntk_to_file<double>(const Network&, ThetaSpan<double>, const Array<double>&,
+template index_t empirical_ntk_to_file<double>(const Network&, ThetaSpan<double>, const Array<double>&,
                                             const Array<double>*, const EntkOptions&, const std::string&);
 template Array<float> empirical_ntk<float>(const Network&, ThetaSpan<float>, const Array<float>&, const Array<float>*,
                                            const EntkOptions&);

@@ -158,20 +158,26 @@ Array<T> infinite_kernel(const Network& net, const Array<T>& x1, const std::type
 }
 
 template <class T>
-void infinite_kernel_to_file(const Network& net, const Array<T>& x1, const std::type_identity_t<Array<T>>* x2,
+index_t infinite_kernel_to_file(const Network& net, const Array<T>& x1, const std::type_identity_t<Array<T>>* x2,
                              const KernelOptions& options, const std::string& path) {
   ThreadScope threads(options.threads);
   const index_t n1 = x1.ndim() > 0 ? x1.dim(0) : 0, n2 = x2 ? (x2->ndim() > 0 ? x2->dim(0) : 0) : n1;
   const KernelPlan plan = plan_infinite_kernel(net, n1, n2, options, sizeof(T));
   KernelProducer<T> producer(net, x1, x2, options);  // checks the inputs before the file is created
-  NpyFileWriter file(path, sizeof(T) == 8 ? DType::float64 : DType::float32, Shape{n1, n2});
   detail::TileGrid grid = kernel_grid(producer);
   // Bands as large as the budget left beside the working memory allows.
   const std::uint64_t spare = options.max_memory > plan.working_bytes ? options.max_memory - plan.working_bytes : 0;
   grid.band = detail::band_rows(n1, grid.tile1, std::uint64_t(n2) * sizeof(T), spare);
-  detail::FileSink<T> sink(file, n2, 1);
-  detail::run_tiles(grid, producer, sink, options.progress);
-  file.commit();
+  const detail::JobIdentity identity{
+      {"kernel", std::string("infinite-width ") + (options.get == KernelOptions::nngp ? "NNGP" : "NTK")},
+      {"network", net.describe() + " on " + shape_string(net.input_shape())},
+      {"x1", detail::array_identity(x1)},
+      {"x2", x2 ? detail::array_identity(*x2) : "x1 (symmetric)"},
+      {"path", plan.offset_path ? "offset" : "layer by layer"},
+      {"dtype", dtype_name(dtype_of<T>())},
+      {"tile", std::to_string(grid.tile1) + " x " + std::to_string(grid.tile2) + ", bands of " +
+                   std::to_string(grid.band) + " rows"}};
+  return detail::run_tiles_to_file(grid, producer, path, Shape{n1, n2}, identity, options.resume, options.progress);
 }
 
 template <class T>
@@ -198,9 +204,9 @@ template Array<double> monte_carlo_kernel(const Network&, const Array<double>&, 
                                           int, std::uint64_t);
 template Array<float> infinite_kernel(const Network&, const Array<float>&, const Array<float>*, KernelOptions);
 template Array<double> infinite_kernel(const Network&, const Array<double>&, const Array<double>*, KernelOptions);
-template void infinite_kernel_to_file(const Network&, const Array<float>&, const Array<float>*, const KernelOptions&,
+template index_t infinite_kernel_to_file(const Network&, const Array<float>&, const Array<float>*, const KernelOptions&,
                                       const std::string&);
-template void infinite_kernel_to_file(const Network&, const Array<double>&, const Array<double>*, const KernelOptions&,
+template index_t infinite_kernel_to_file(const Network&, const Array<double>&, const Array<double>*, const KernelOptions&,
                                       const std::string&);
 
 }  // namespace ntk

@@ -3,6 +3,7 @@
 // offsets must be page aligned and the data starts at the header length (a multiple of 64).
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -70,7 +71,11 @@ int create_npy_output(const std::string& path, DType dtype, const Shape& shape, 
   const size_t file_len = header_len + bytes;
   const std::string dir = detail::directory_of(path);
 
-  const int fd = detail::create_temp_beside(path, O_RDWR, prefix, tmp);
+  // A caller-chosen name (a resumable output's partial file) is created afresh; otherwise a fresh
+  // unique name beside path.
+  const int fd = tmp.empty() ? detail::create_temp_beside(path, O_RDWR, prefix, tmp)
+                             : ::open(tmp.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+  if (fd < 0) throw IoError(prefix + "cannot create '" + tmp + "': " + errno_text(errno));
   auto fail = [&](const std::string& what) {
     ::close(fd);
     ::unlink(tmp.c_str());
@@ -214,10 +219,46 @@ NpyFileWriter::NpyFileWriter(const std::string& path, DType dtype, const Shape& 
   fd_ = create_npy_output(path, dtype, shape, "NpyFileWriter", tmp_, header_len_, bytes_);
 }
 
+NpyFileWriter::NpyFileWriter(const std::string& path, DType dtype, const Shape& shape, const std::string& partial,
+                             bool reopen)
+    : path_(path), tmp_(partial) {
+  if (!reopen) {
+    fd_ = create_npy_output(path, dtype, shape, "NpyFileWriter", tmp_, header_len_, bytes_);
+    return;
+  }
+  // An interrupted run's partial file: it must be this array's file, whole (it was sized when
+  // created), or resuming into it would mix in bytes of something else.
+  const std::string prefix = "cannot resume '" + path + "' from '" + partial + "': ";
+  const std::vector<std::byte> header = detail::npy_header(dtype, shape);
+  header_len_ = header.size();
+  bytes_ = size_t(numel(shape)) * dtype_size(dtype);
+  const int fd = ::open(partial.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) {
+    tmp_.clear();
+    throw IoError(prefix + errno_text(errno) + "; delete its checkpoint to start over");
+  }
+  std::vector<std::byte> found(header.size());
+  struct stat st {};
+  const bool same = ::fstat(fd, &st) == 0 && size_t(st.st_size) == header_len_ + bytes_ &&
+                    ::pread(fd, found.data(), found.size(), 0) == ssize_t(found.size()) && found == header;
+  if (!same) {
+    ::close(fd);
+    tmp_.clear();
+    throw IoError(prefix + "it is not the " + shape_string(shape) + " " + dtype_name(dtype) +
+                  " array this job writes (damaged or replaced); delete it and its checkpoint to start over");
+  }
+  fd_ = fd;
+}
+
 NpyFileWriter::~NpyFileWriter() {
   if (direct_fd_ >= 0) ::close(direct_fd_);
   if (fd_ >= 0) ::close(fd_);
-  if (!tmp_.empty()) ::unlink(tmp_.c_str());
+  if (!tmp_.empty() && !keep_partial_) ::unlink(tmp_.c_str());
+}
+
+void NpyFileWriter::sync() {
+  if (fd_ < 0) throw InvalidArgument("cannot sync '" + path_ + "': already committed or discarded");
+  if (::fdatasync(fd_) != 0) throw IoError("cannot write '" + path_ + "': fdatasync failed: " + errno_text(errno));
 }
 
 void NpyFileWriter::check_range(size_t offset, size_t len, const char* what) const {

@@ -211,7 +211,9 @@ std::string written_prefix(const std::string& output_path) {
   return output_path.empty() ? std::string() : "wrote " + output_path + ": ";
 }
 
-void check_out_of_core_has_output(bool out_of_core, const std::string& output_path) {
+void check_out_of_core_has_output(bool out_of_core, const std::string& output_path, bool resume) {
+  if (resume && output_path.empty())
+    throw InvalidArgument("resume continues the output file of an interrupted run; give its output path");
   if (out_of_core && output_path.empty())
     throw InvalidArgument("an out-of-core kernel is written into its output file; give an output path");
 }

@@ -87,8 +87,9 @@ void deliver(Array<T>&& result, const std::string& output_path, JobResult& r) {
     write_npy(output_path, result);
 }
 
-// Out of core, the kernel lives in its output file; a job returning arrays cannot have it.
-void check_out_of_core_has_output(bool out_of_core, const std::string& output_path);
+// Out of core, the kernel lives in its output file; a job returning arrays cannot have it, nor
+// resume one.
+void check_out_of_core_has_output(bool out_of_core, const std::string& output_path, bool resume = false);
 
 // Adds context to the library's value errors (whose type decides the CLI's exit status) without
 // changing their type.

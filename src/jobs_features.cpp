@@ -7,6 +7,8 @@
 #include <sstream>
 #include <variant>
 
+#include "checkpoint.hpp"
+#include "io_detail.hpp"
 #include "jobs_detail.hpp"
 #include "ntk/error.hpp"
 #include "ntk/features.hpp"
@@ -91,6 +93,44 @@ AnyMap make_map(const FeaturesJob& job, const Shape& example, const std::string&
 
 }  // namespace
 
+// Parameters in an identity: a seed, or the hashes of the file's or the arrays' bytes.
+std::string params_identity(const ParamSource& p) {
+  if (p.seed) return "seed " + std::to_string(*p.seed);
+  if (!p.path.empty()) {
+    const std::vector<std::byte> bytes = detail::read_file(p.path, "cannot read '" + p.path + "': ");
+    return "file " + detail::content_hash(bytes.data(), bytes.size());
+  }
+  std::string out;
+  for (const auto& [key, a] : p.arrays) out += key + " " + detail::content_hash(a.bytes.data(), a.bytes.size()) + " ";
+  for (const auto& [key, v] : p.views)
+    out += key + " " + detail::content_hash(v.data, std::size_t(numel(v.shape)) * dtype_size(v.dtype)) + " ";
+  return out;
+}
+
+// What a features file's checkpoint belongs to: the inputs, every setting of the map (a field
+// that does not apply to this sketch is recorded all the same, harmlessly) and the batch rows.
+detail::JobIdentity features_identity(const FeaturesJob& job, const std::string& map_name, const Array<double>& x,
+                                      index_t batch) {
+  std::ostringstream settings;
+  settings << "depth " << job.depth << ", dim " << job.dim << ", degree " << job.degree << ", layerwise "
+           << job.layerwise << ", filter " << job.filter << ", same " << job.same << ", poly_dim " << job.poly_dim
+           << ", relu_dim " << job.relu_dim << ", step_dim " << job.step_dim << ", leverage " << job.leverage
+           << ", shared_projection " << job.shared_projection << ", transform "
+           << (job.transform ? int(*job.transform) : -1) << ", flatten " << job.flatten << ", mode "
+           << to_string(job.mode) << ", projection " << int(job.projection);
+  detail::JobIdentity id{{"features", map_name + " (" + job.sketch + ")"},
+                         {"settings", settings.str()},
+                         {"seed", std::to_string(job.seed)},
+                         {"x", detail::array_identity(x)},
+                         {"dtype", dtype_name(job.dtype)},
+                         {"batch", std::to_string(batch) + " rows"}};
+  if (job.sketch == "gradient") {
+    id.emplace_back("network", job.net.spec);
+    id.emplace_back("parameters", params_identity(job.params));
+  }
+  return id;
+}
+
 JobResult run_features(const FeaturesJob& job) {
   if (job.dtype != DType::float32 && job.dtype != DType::float64)
     throw InvalidArgument("features are written as float32 or float64");
@@ -133,15 +173,32 @@ JobResult run_features(const FeaturesJob& job) {
   const Shape out_shape = map.directions == 1 ? Shape{n, job.dim} : Shape{n, map.directions, job.dim};
   const index_t rows = std::min(n, batch_rows(width));
 
+  // A file is written resumably (src/checkpoint.hpp): after each batch it is synced and the rows
+  // so far recorded, so an interrupted run continues (resume) at its first unfinished batch. Every
+  // setting the features depend on is in the identity, and the batch size too: batches start at
+  // multiples of it.
   std::unique_ptr<NpyFileWriter> file;
+  std::unique_ptr<detail::Checkpoint> checkpoint;
   std::optional<AnyArray> memory;
-  if (!job.output_path.empty()) file = std::make_unique<NpyFileWriter>(job.output_path, job.dtype, out_shape);
-  else if (job.dtype == DType::float64) memory = Array<double>(out_shape);
-  else memory = Array<float>(out_shape);
+  if (!job.output_path.empty()) {
+    checkpoint = std::make_unique<detail::Checkpoint>(job.output_path, features_identity(job, map.name, x, rows), n,
+                                                      job.resume);
+    if (checkpoint->already_complete()) {
+      checkpoint->finish();
+    } else {
+      file = std::make_unique<NpyFileWriter>(job.output_path, job.dtype, out_shape, checkpoint->partial_path(),
+                                             checkpoint->reopen());
+    }
+  } else if (job.dtype == DType::float64) {
+    memory = Array<double>(out_shape);
+  } else {
+    memory = Array<float>(out_shape);
+  }
+  const index_t start = checkpoint && file ? checkpoint->start_row() : checkpoint ? n : 0;
 
   std::vector<double> batch(static_cast<size_t>(rows * width));
   std::vector<float> narrow(job.dtype == DType::float32 ? batch.size() : 0);
-  for (index_t r0 = 0; r0 < n; r0 += rows) {
+  for (index_t r0 = start; r0 < n; r0 += rows) {
     const index_t nb = std::min(rows, n - r0);
     const size_t count = size_t(nb * width);
     map.transform(x.data() + r0 * d, nb, batch.data());
@@ -151,8 +208,14 @@ JobResult run_features(const FeaturesJob& job) {
       bytes = narrow.data();
     }
     const size_t elem = dtype_size(job.dtype), offset = size_t(r0 * width) * elem;
-    if (file) file->write(offset, bytes, count * elem);
-    else if (auto* a = std::get_if<Array<double>>(&*memory)) std::copy_n(batch.data(), count, a->data() + r0 * width);
+    if (file) {
+      file->write(offset, bytes, count * elem);
+      file->sync();
+      detail::fault_point("band-synced");
+      checkpoint->record(r0 + nb);
+      file->keep_partial_on_failure();
+      detail::fault_point("band-recorded");
+    } else if (auto* a = std::get_if<Array<double>>(&*memory)) std::copy_n(batch.data(), count, a->data() + r0 * width);
     else std::copy_n(narrow.data(), count, std::get<Array<float>>(*memory).data() + r0 * width);
     if (job.progress) job.progress(r0 + nb, n);
   }
@@ -161,11 +224,17 @@ JobResult run_features(const FeaturesJob& job) {
   r.shape = out_shape;
   r.dtype = job.dtype;
   r.output_path = job.output_path;
-  if (file) file->commit();
-  else r.array = std::move(memory);
+  if (file) {
+    detail::fault_point("before-rename");
+    file->commit();
+    detail::fault_point("after-rename");
+  }
+  if (checkpoint) checkpoint->finish();
+  if (memory) r.array = std::move(memory);
   std::ostringstream s;
   s << detail::written_prefix(job.output_path) << map.name << " features " << shape_string(out_shape) << " " << dtype_name(job.dtype)
-    << " of " << name << " (seed " << job.seed;
+    << " of " << name << (start > 0 ? " (resumed at row " + std::to_string(start) + " of " + std::to_string(n) + ")" : "")
+    << " (seed " << job.seed;
   if (job.sketch == "gradient") {
     s << "); F·Fᵀ ≈ the empirical NTK (" << to_string(job.mode) << ") of the network at its parameters";
   } else if (job.sketch == "cntk") {

@@ -47,7 +47,13 @@ EntkOptions entk_options(const EntkJob& job) {
   o.max_memory = job.max_memory;
   o.threads = job.threads;
   o.progress = job.progress;
+  o.resume = job.resume;
   return o;
+}
+
+// ", resumed at row R of N" when an interrupted run's finished rows were kept.
+std::string resumed_text(index_t row, index_t rows) {
+  return row > 0 ? ", resumed at row " + std::to_string(row) + " of " + std::to_string(rows) : "";
 }
 
 // Whether the whole kernel fits max_memory beside the working memory of at least a one-example
@@ -104,14 +110,17 @@ JobResult run_entk_as(const EntkJob& job, detail::LoadedInput& x1_input) {
   r.shape = entk_output_shape(o.mode, n1, n2, in.net.output_size());
   r.dtype = dtype_of<Out>();
   // The NNGP is as small as its outputs (N·O values); no budget applies.
+  detail::check_out_of_core_has_output(job.out_of_core, job.output_path, job.resume);
+  if (job.resume && job.nngp)
+    throw NotSupported("--resume applies to kernels written out of core; the empirical NNGP is computed in memory");
   r.out_of_core = !job.nngp && !job.output_path.empty() &&
-                  (job.out_of_core || !entk_fits_in_memory(in.net, n1, n2, !x2, o, sizeof(T)));
-  detail::check_out_of_core_has_output(job.out_of_core, job.output_path);
+                  (job.out_of_core || job.resume || !entk_fits_in_memory(in.net, n1, n2, !x2, o, sizeof(T)));
+  index_t resumed_at = 0;
   if (r.out_of_core) {
     if constexpr (!std::is_same_v<T, Out>)
       throw NotSupported("--accumulate float64 with a float32 kernel written out of core is not supported; use --dtype float64");
     else
-      empirical_ntk_to_file(in.net, theta, in.x1, x2, o, job.output_path);
+      resumed_at = empirical_ntk_to_file(in.net, theta, in.x1, x2, o, job.output_path);
   } else {
     Array<T> k = job.nngp ? empirical_nngp(in.net, theta, in.x1, x2, o.mode) : empirical_ntk(in.net, theta, in.x1, x2, o);
     if constexpr (std::is_same_v<T, Out>)
@@ -122,7 +131,7 @@ JobResult run_entk_as(const EntkJob& job, detail::LoadedInput& x1_input) {
   r.output_path = job.output_path;
   r.summary = detail::written_prefix(job.output_path) + shape_string(r.shape) + " " + dtype_name(r.dtype) +
               (std::is_same_v<T, Out> ? "" : " (float64 accumulation)") + (job.nngp ? ", empirical NNGP" : "") +
-              ", mode " + to_string(o.mode) + (r.out_of_core ? ", out of core" : "");
+              ", mode " + to_string(o.mode) + (r.out_of_core ? ", out of core" : "") + resumed_text(resumed_at, n1);
   return r;
 }
 
@@ -135,24 +144,27 @@ JobResult run_kernel_as(const KernelJob& job, detail::LoadedInput& x1_input) {
   o.max_memory = job.max_memory;
   o.threads = job.threads;
   o.progress = job.progress;
+  o.resume = job.resume;
   const index_t n1 = in.x1.dim(0), n2 = x2 ? x2->dim(0) : n1;
   // Throws, naming --max-memory, when the working memory alone does not fit; the kernel may.
   const KernelPlan plan = plan_infinite_kernel(in.net, n1, n2, o, sizeof(T));
   JobResult r;
   r.shape = {n1, n2};
   r.dtype = job.dtype;
+  detail::check_out_of_core_has_output(job.out_of_core, job.output_path, job.resume);
   r.out_of_core = !job.output_path.empty() &&
-                  (job.out_of_core || (o.max_memory > 0 && plan.result_bytes + plan.working_bytes > o.max_memory));
-  detail::check_out_of_core_has_output(job.out_of_core, job.output_path);
+                  (job.out_of_core || job.resume ||
+                   (o.max_memory > 0 && plan.result_bytes + plan.working_bytes > o.max_memory));
+  index_t resumed_at = 0;
   if (r.out_of_core) {
-    infinite_kernel_to_file(in.net, in.x1, x2, o, job.output_path);
+    resumed_at = infinite_kernel_to_file(in.net, in.x1, x2, o, job.output_path);
   } else {
     detail::deliver(infinite_kernel(in.net, in.x1, x2, o), job.output_path, r);
   }
   r.output_path = job.output_path;
   r.summary = detail::written_prefix(job.output_path) + shape_string(r.shape) + " " + dtype_name(r.dtype) +
               ", infinite-width " + (job.get == KernelOptions::nngp ? "nngp" : "ntk") +
-              (r.out_of_core ? ", out of core" : "");
+              (r.out_of_core ? ", out of core" : "") + resumed_text(resumed_at, n1);
   return r;
 }
 

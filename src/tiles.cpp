@@ -63,6 +63,11 @@ void FileSink<T>::commit_rows(index_t r0, index_t count, index_t reread_from) {
     }
   }
   file_.flush(offset, bytes);  // what went through the page cache, to disk while the next band is computed
+  if (!on_final) return;
+  file_.sync();
+  fault_point("band-synced");
+  on_final(r0 + count);
+  fault_point("band-recorded");
 }
 
 // What went through the page cache and will not be read again leaves it once written back, so a
@@ -115,10 +120,15 @@ void run_tiles(const TileGrid& g, TileProducer<T>& producer, KernelSink<T>& sink
   const index_t V = g.values, row = g.n2 * V;
   const index_t band = g.band > 0 ? g.band : std::max<index_t>(g.n1, 1);
   const index_t total = g.symmetric ? g.n1 * (g.n1 + 1) / 2 : g.n1 * g.n2;
-  index_t done = 0;
+  NTK_ASSERT(g.start_row >= 0 && g.start_row <= g.n1 && (g.start_row % band == 0 || g.start_row == g.n1),
+             "run_tiles: a resumed run starts at a band boundary");
+  // Pairs in the rows already final: all of their columns, or on the symmetric path those from the
+  // diagonal on (Σ over r < s of n1 − r).
+  const index_t s0 = g.start_row;
+  index_t done = g.symmetric ? s0 * g.n1 - s0 * (s0 - 1) / 2 : s0 * g.n2;
   std::vector<T> tile(static_cast<size_t>(std::min(g.tile1, g.n1) * std::min(g.tile2, g.n2) * V));
   std::vector<T> mirrored;
-  for (index_t b0 = 0; b0 < g.n1; b0 += band) {
+  for (index_t b0 = g.start_row; b0 < g.n1; b0 += band) {
     const index_t nb = std::min(band, g.n1 - b0);
     T* rows = sink.rows(b0, nb);
     if (g.symmetric && b0 > 0) {
@@ -169,6 +179,31 @@ void run_tiles(const TileGrid& g, TileProducer<T>& producer, KernelSink<T>& sink
   }
 }
 
+template <class T>
+index_t run_tiles_to_file(TileGrid grid, TileProducer<T>& producer, const std::string& path, const Shape& shape,
+                          const JobIdentity& identity, bool resume,
+                          const std::function<void(index_t, index_t)>& progress) {
+  Checkpoint checkpoint(path, identity, grid.n1, resume);
+  if (checkpoint.already_complete()) {
+    checkpoint.finish();
+    return grid.n1;
+  }
+  NpyFileWriter file(path, dtype_of<T>(), shape, checkpoint.partial_path(), checkpoint.reopen());
+  const index_t row = numel(shape) / std::max<index_t>(grid.n1, 1);
+  FileSink<T> sink(file, row, grid.values);
+  sink.on_final = [&](index_t rows) {
+    checkpoint.record(rows);
+    file.keep_partial_on_failure();  // from now on there is finished work to resume from
+  };
+  grid.start_row = checkpoint.start_row();
+  run_tiles(grid, producer, sink, progress);
+  fault_point("before-rename");
+  file.commit();
+  fault_point("after-rename");
+  checkpoint.finish();
+  return grid.start_row;
+}
+
 index_t band_rows(index_t n1, index_t tile1, std::uint64_t row_bytes, std::uint64_t budget) {
   if (budget == 0) budget = std::uint64_t(256) << 20;
   const std::uint64_t rows = budget / std::max<std::uint64_t>(2 * row_bytes, 1);
@@ -184,5 +219,9 @@ template void run_tiles(const TileGrid&, TileProducer<float>&, KernelSink<float>
                         const std::function<void(index_t, index_t)>&);
 template void run_tiles(const TileGrid&, TileProducer<double>&, KernelSink<double>&,
                         const std::function<void(index_t, index_t)>&);
+template index_t run_tiles_to_file(TileGrid, TileProducer<float>&, const std::string&, const Shape&,
+                                   const JobIdentity&, bool, const std::function<void(index_t, index_t)>&);
+template index_t run_tiles_to_file(TileGrid, TileProducer<double>&, const std::string&, const Shape&,
+                                   const JobIdentity&, bool, const std::function<void(index_t, index_t)>&);
 
 }  // namespace ntk::detail

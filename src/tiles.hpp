@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "checkpoint.hpp"
 #include "ntk/array.hpp"
 #include "ntk/io.hpp"
 
@@ -62,6 +63,8 @@ class FileSink final : public KernelSink<T> {
   void commit_rows(index_t r0, index_t count, index_t reread_from) override;
   void read(index_t r, index_t c0, index_t nc, T* dst) const override;
   void forget(index_t r0, index_t r1, index_t c1) override;
+  // Called with r0 + count once committed rows are synced to disk (a checkpoint records them).
+  std::function<void(index_t)> on_final;
 
  private:
   NpyFileWriter& file_;
@@ -82,6 +85,9 @@ struct TileGrid {
   // On the symmetric path, whether the producer fills a diagonal tile's entries below its diagonal
   // (otherwise the engine mirrors them from above it).
   bool producer_fills_diagonal_tiles = true;
+  // Rows [0, start_row) are final in the sink already (a resumed run): computing starts there. A
+  // multiple of band (of tile1 when band is 0).
+  index_t start_row = 0;
 };
 
 // What produces the tiles of one kernel.
@@ -103,6 +109,16 @@ class TileProducer {
 template <class T>
 void run_tiles(const TileGrid& grid, TileProducer<T>& producer, KernelSink<T>& sink,
                const std::function<void(index_t, index_t)>& progress);
+
+// Runs the producer over the grid into the .npy file at path (shape, dtype of T), band by band,
+// resumably (checkpoint.hpp): each band is synced and recorded, and with resume a checkpoint of the
+// same job (identity) continues from its last recorded row. On failure after a recorded band the
+// partial file and its record stay for --resume; otherwise nothing is left. Returns the row the
+// run started from (0 unless resumed).
+template <class T>
+index_t run_tiles_to_file(TileGrid grid, TileProducer<T>& producer, const std::string& path, const Shape& shape,
+                          const JobIdentity& identity, bool resume,
+                          const std::function<void(index_t, index_t)>& progress);
 
 // The band for out-of-core output: the most rows (a multiple of tile1, at least one tile row) whose
 // buffer of `row_bytes` each takes at most half of `budget` bytes (0: 256 MiB), the other half left

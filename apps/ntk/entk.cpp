@@ -24,6 +24,7 @@ struct EntkArgs {
   bool quiet = false;
   bool explain = false;
   bool out_of_core = false;
+  bool resume = false;
   std::string get = "ntk";
   std::string accumulate;  // "float64": float32 inputs and output, float64 arithmetic
 };
@@ -43,6 +44,7 @@ EntkJob make_job(const EntkArgs& a) {
   job.max_memory = max_memory_bytes(a.max_memory);
   job.tile = a.tile;
   job.out_of_core = a.out_of_core;
+  job.resume = a.resume;
   job.threads = a.threads;
   job.input.idx_scale = parse_idx_scale(a.idx_scale);
   job.output_path = a.out;
@@ -106,6 +108,7 @@ Subcommand add_entk(CLI::App& app) {
       ->type_name("float64");
   sub->add_flag("--out-of-core", a->out_of_core,
                 "Write the kernel straight into the output file, band by band (automatic when it does not fit --max-memory)");
+  add_resume_flag(sub, a->resume);
   sub->add_flag("--explain", a->explain, "Print the plan (method, tile, estimated FLOPs and memory of each method) and exit");
   sub->add_flag("-q,--quiet", a->quiet, "Print nothing on success");
   return {sub, [a] { run(*a); }};

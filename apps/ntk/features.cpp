@@ -17,7 +17,7 @@ struct FeaturesArgs {
   int depth = 1, degree = 0, filter = 3, threads = 0;
   ntk::index_t dim = 4096, poly_dim = 0, relu_dim = 0, step_dim = 0;
   std::uint64_t seed = 0;
-  bool plain = false, separate = false, flatten = false, layerwise = false, quiet = false;
+  bool plain = false, separate = false, flatten = false, layerwise = false, quiet = false, resume = false;
 };
 
 void run(const FeaturesArgs& a) {
@@ -59,6 +59,7 @@ void run(const FeaturesArgs& a) {
   job.max_memory = max_memory_bytes(a.max_memory);
   if (!a.quiet) job.progress = terminal_progress("features", "rows", true);
   job.output_path = a.out;
+  job.resume = a.resume;
   report(run_features(job), a.quiet);
 }
 
@@ -147,6 +148,7 @@ Subcommand add_features(CLI::App& app) {
   add_threads_flag(sub, a->threads);
   add_max_memory_flag(sub, a->max_memory, "Memory budget for the inputs and working buffers, e.g. 4G");
   sub->add_option("-o,--output", a->out, "Features to write (.npy), (N, M)")->required()->type_name("FILE");
+  add_resume_flag(sub, a->resume);
   sub->add_flag("-q,--quiet", a->quiet, "Print nothing on success");
   return {sub, [a] { run(*a); }};
 }

@@ -177,6 +177,13 @@ void add_threads_flag(CLI::App* sub, int& threads) {
       ->type_name("T");
 }
 
+void add_resume_flag(CLI::App* sub, bool& resume) {
+  sub->add_flag("--resume", resume,
+                "Continue an interrupted run of this same command from the checkpoint beside its output "
+                "(OUTPUT.ntk-checkpoint, kept while a run writes its output band by band); implies --out-of-core "
+                "where the command has it");
+}
+
 void add_get_flag(CLI::App* sub, std::string& get, const std::string& what) {
   sub->add_option("--get", get, what)
       ->check(CLI::IsMember({"ntk", "nngp"}).description(""))

@@ -74,6 +74,8 @@ void add_dtype_flag(CLI::App* sub, std::string& dtype, const std::string& what);
 std::optional<DType> dtype_or_default(const std::string& dtype);
 
 void add_threads_flag(CLI::App* sub, int& threads);
+// --resume: continue an interrupted run from the checkpoint beside its output.
+void add_resume_flag(CLI::App* sub, bool& resume);
 void add_get_flag(CLI::App* sub, std::string& get, const std::string& what);
 void add_max_memory_flag(CLI::App* sub, std::string& max_memory, const std::string& what);
 std::uint64_t max_memory_bytes(const std::string& max_memory);  // "" -> 0, no limit

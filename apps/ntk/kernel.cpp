@@ -16,6 +16,7 @@ struct KernelArgs {
   std::string idx_scale = "unit";
   int threads = 0;
   bool out_of_core = false;
+  bool resume = false;
   bool quiet = false;
 };
 
@@ -28,6 +29,7 @@ void run(const KernelArgs& a) {
   job.dtype = parse_float_dtype(a.dtype);
   job.max_memory = max_memory_bytes(a.max_memory);
   job.out_of_core = a.out_of_core;
+  job.resume = a.resume;
   job.threads = a.threads;
   if (!a.quiet) job.progress = terminal_progress("kernel", "pairs", true);
   job.input.idx_scale = parse_idx_scale(a.idx_scale);
@@ -75,6 +77,7 @@ Subcommand add_kernel(CLI::App& app) {
                       "written out of core");
   sub->add_flag("--out-of-core", a->out_of_core,
                 "Write the kernel straight into the output file, band by band (automatic when it does not fit --max-memory)");
+  add_resume_flag(sub, a->resume);
   sub->add_option("-o,--output", a->out, "Kernel to write (.npy), (N1, N2)")->required()->type_name("FILE");
   sub->add_flag("-q,--quiet", a->quiet, "Print nothing on success");
   return {sub, [a] { run(*a); }};

@@ -39,6 +39,9 @@ struct EntkOptions {
   // Set by empirical_ntk_to_file: the kernel lives in a file and only the band of rows in flight
   // counts against max_memory.
   bool out_of_core = false;
+  // empirical_ntk_to_file: continue an interrupted run of the same job from its checkpoint
+  // (<path>.ntk-checkpoint, written after every band) instead of refusing to overwrite it.
+  bool resume = false;
 };
 
 // What a call will do, decided before any allocation: the method (auto resolved by an analytic
@@ -85,9 +88,11 @@ Array<T> empirical_nngp(const Network& net, ThetaSpan<T> theta, const Array<T>& 
 
 // The same kernel written straight into an .npy file band of rows by band of rows (the tile engine,
 // src/tiles.hpp): each band is written once, so kernels larger than memory fit in max_memory.
-// Atomic: nothing is left at path if anything fails.
+// Atomic: nothing is left at path if anything fails. Resumable: the file is written as
+// <path>.partial with a checkpoint beside it (src/checkpoint.hpp) that options.resume continues
+// from; returns the row it continued from (0 for a fresh run).
 template <class T>
-void empirical_ntk_to_file(const Network& net, ThetaSpan<T> theta, const Array<T>& x1,
+index_t empirical_ntk_to_file(const Network& net, ThetaSpan<T> theta, const Array<T>& x1,
                            const std::type_identity_t<Array<T>>* x2, const EntkOptions& options, const std::string& path);
 
 // Matrix-free NTK-vector products Θ·v at fixed inputs x (N examples, O outputs), for solvers and

@@ -33,6 +33,8 @@ struct KernelOptions {
   // Called after every tile of pairs with (pairs done, pairs in all); for progress displays.
   std::function<void(index_t, index_t)> progress;
   int threads = 0;  // threads for this call; 0 = num_threads()
+  // infinite_kernel_to_file: continue an interrupted run of the same job from its checkpoint.
+  bool resume = false;
 };
 
 // Memory of a kernel computation, estimated before any allocation.
@@ -60,10 +62,11 @@ Array<T> infinite_kernel(const Network& net, const Array<T>& x1, const std::type
 
 // The same kernel written straight into an .npy file band of rows by band of rows (the tile engine,
 // src/tiles.hpp), bands as large as max_memory leaves beside the working memory: kernels larger than
-// memory fit in max_memory. Atomic: nothing is left at path if anything fails.
+// memory fit in max_memory. Atomic and resumable as empirical_ntk_to_file; returns the row it
+// continued from.
 template <class T>
-void infinite_kernel_to_file(const Network& net, const Array<T>& x1, const std::type_identity_t<Array<T>>* x2,
-                             const KernelOptions& options, const std::string& path);
+index_t infinite_kernel_to_file(const Network& net, const Array<T>& x1, const std::type_identity_t<Array<T>>* x2,
+                                const KernelOptions& options, const std::string& path);
 
 // Monte Carlo estimate of the same kernel (neural-tangents' monte_carlo_kernel_fn): the empirical
 // NTK (or NNGP) in trace mode, i.e. averaged over the outputs as the infinite kernel is K ⊗ I,

@@ -108,6 +108,10 @@ class MappedNpyWriter {
 class NpyFileWriter {
  public:
   NpyFileWriter(const std::string& path, DType dtype, const Shape& shape);
+  // A resumable output: written in `partial` (a fixed name, not a unique one), which is created
+  // afresh, or with reopen an interrupted run's partial file is opened as it is (IoError unless it
+  // is this dtype and shape's file, whole). commit() renames it to path as usual.
+  NpyFileWriter(const std::string& path, DType dtype, const Shape& shape, const std::string& partial, bool reopen);
   ~NpyFileWriter();
   NpyFileWriter(const NpyFileWriter&) = delete;
   NpyFileWriter& operator=(const NpyFileWriter&) = delete;
@@ -132,12 +136,18 @@ class NpyFileWriter {
   void flush(std::size_t offset, std::size_t len);
   void forget(std::size_t offset, std::size_t len);
   void commit();
+  // Data written so far is on disk when this returns (fdatasync): a checkpoint may then say so.
+  void sync();
+  // The partial file stays when the writer is destroyed uncommitted (finished work to resume from).
+  void keep_partial_on_failure(bool keep = true) { keep_partial_ = keep; }
+  const std::string& partial_path() const { return tmp_; }
 
  private:
   void check_range(std::size_t offset, std::size_t len, const char* what) const;
   std::string path_, tmp_;
   int fd_ = -1;
   int direct_fd_ = -2;  // the same file opened with O_DIRECT; -2: not tried yet, -1: unavailable
+  bool keep_partial_ = false;
   std::size_t header_len_ = 0, bytes_ = 0;
 };
 

@@ -130,6 +130,10 @@ struct KernelJobCommon {
   std::optional<JobInput> x2;    // nullopt: x2 = x1 on the symmetric path
   std::uint64_t max_memory = 0;  // kernel plus working memory; 0: no limit
   bool out_of_core = false;      // force writing straight into the output file, band by band
+  // Continue an interrupted run of this job from its checkpoint (<output>.ntk-checkpoint); implies
+  // out_of_core. Out-of-core runs always keep a checkpoint while they run; without resume, one
+  // left by an interrupted run is refused rather than overwritten.
+  bool resume = false;
   int threads = 0;
   ProgressFn progress;
   InputOptions input;

@@ -40,6 +40,9 @@ struct FeaturesJob {
   std::uint64_t max_memory = 0;  // 0: no limit
   ProgressFn progress;           // (rows done, rows)
   std::string output_path;       // empty: returned in JobResult::array
+  // Continue an interrupted run from the checkpoint beside output_path (a file is always written
+  // resumably; without resume, an interrupted run's checkpoint is refused rather than overwritten).
+  bool resume = false;
 };
 
 JobResult run_features(const FeaturesJob& job);

@@ -81,8 +81,12 @@ class _FeatureMap:
         return self
 
     def transform(self, X, *, out: Union[None, str, "os.PathLike[str]"] = None, progress: Progress = None,
-                  params: Optional[Params] = None) -> np.ndarray:
-        """Features (N, n_components) of X; with out='F.npy' written there and memory-mapped."""
+                  params: Optional[Params] = None, resume: bool = False) -> np.ndarray:
+        """Features (N, n_components) of X; with out='F.npy' written there batch by batch and
+        memory-mapped. resume=True continues an interrupted transform into the same file from its
+        checkpoint (out + '.ntk-checkpoint')."""
+        if resume and out is None:
+            raise ValueError("resume=True continues the output file of an interrupted run: give its out='F.npy'")
         if not hasattr(self, "input_shape_"):
             raise RuntimeError(f"this {type(self).__name__} is not fitted yet: call fit(X) first")
         X, shape = self._check_rows(X, "X")
@@ -93,7 +97,7 @@ class _FeatureMap:
         if params is not None:
             p, s["init_seed"] = param_source(params)
         with progress_reporter(progress, self._sketch, "rows") as cb:
-            array = _core.features(s, X, p, cb, output_path(out))
+            array = _core.features(s, X, p, cb, output_path(out), resume)
         return array if array is not None else np.load(os.fspath(out), mmap_mode="r")
 
     def fit_transform(self, X, y=None, **kwargs) -> np.ndarray:

@@ -25,13 +25,19 @@ def _result(array, path: str) -> np.ndarray:
     return array if array is not None else np.load(path, mmap_mode="r")
 
 
-def _entk_common(net, x1, x2, method, dtype, out, out_of_core):
+def _check_out(out, out_of_core, resume=False):
+    if out_of_core and out is None:
+        raise ValueError("out_of_core=True writes the kernel band by band to a file: give out='K.npy'")
+    if resume and out is None:
+        raise ValueError("resume=True continues the output file of an interrupted run: give its out='K.npy'")
+
+
+def _entk_common(net, x1, x2, method, dtype, out, out_of_core, resume=False):
     net = _check_net(net)
     check_choice("method", method, METHODS)
     if dtype is not None:
         check_choice("dtype", dtype, ("float32", "float64"))
-    if out_of_core and out is None:
-        raise ValueError("out_of_core=True writes the kernel band by band to a file: give out='K.npy'")
+    _check_out(out, out_of_core, resume)
     x1 = net.check_input(x1, "x1")
     x2 = None if x2 is None else net.check_input(x2, "x2")
     return net, x1, x2
@@ -40,7 +46,8 @@ def _entk_common(net, x1, x2, method, dtype, out, out_of_core):
 def empirical_ntk(net: Network, params: Params, x1, x2=None, *, mode: str = "trace", method: str = "auto",
                   dtype: Optional[str] = None, nngp: bool = False, accumulate_float64: bool = False, tile: int = 0,
                   max_memory: Union[None, int, str] = None, out: Union[None, str, "os.PathLike[str]"] = None,
-                  out_of_core: bool = False, threads: int = 0, progress: Progress = None) -> np.ndarray:
+                  out_of_core: bool = False, resume: bool = False, threads: int = 0,
+                  progress: Progress = None) -> np.ndarray:
     """The empirical NTK Θ = J(x1) J(x2)ᵀ of `net` at `params`, as `ntk entk`.
 
     mode: {modes}. method: 'auto' (the planner's choice by a cost model), 'jc' (Jacobian
@@ -49,14 +56,17 @@ def empirical_ntk(net: Network, params: Params, x1, x2=None, *, mode: str = "tra
     dtype: None is float64 for float64 inputs, float32 otherwise; accumulate_float64 computes a
     float32 kernel in float64 arithmetic. max_memory bounds the kernel plus working memory (bytes
     or '4G'); with out='K.npy' the kernel is written there (out of core, band by band, when it does
-    not fit or out_of_core=True) and returned as a read-only numpy.memmap.
+    not fit or out_of_core=True) and returned as a read-only numpy.memmap. Written out of core, the
+    file keeps a checkpoint (out + '.ntk-checkpoint') while it runs: after an interrupted run the
+    same call with resume=True continues from its last finished band (and implies out_of_core).
     progress: True for a tqdm bar, or a callable(done_pairs, total_pairs).
     """
-    net, x1, x2 = _entk_common(net, x1, x2, method, dtype, out, out_of_core)
+    net, x1, x2 = _entk_common(net, x1, x2, method, dtype, out, out_of_core, resume)
     p, seed = param_source(params)
     with progress_reporter(progress, "entk", "pairs") as cb:
         array, path, _ = _core.entk(*net._args(), p, seed, x1, x2, mode, method, nngp, dtype, accumulate_float64,
-                                    int(tile), as_bytes(max_memory), out_of_core, threads, cb, output_path(out))
+                                    int(tile), as_bytes(max_memory), out_of_core, resume, threads, cb,
+                                    output_path(out))
     return _result(array, path)
 
 
@@ -84,19 +94,19 @@ def _plan(net, x1, x2=None, *, mode="trace", method="auto", dtype=None, accumula
 
 def kernel(net: Network, x1, x2=None, *, get: str = "ntk", dtype: str = "float64",
            max_memory: Union[None, int, str] = None, out: Union[None, str, "os.PathLike[str]"] = None,
-           out_of_core: bool = False, threads: int = 0, progress: Progress = None) -> np.ndarray:
+           out_of_core: bool = False, resume: bool = False, threads: int = 0,
+           progress: Progress = None) -> np.ndarray:
     """The infinite-width kernel of `net`'s architecture, as `ntk kernel`: get='ntk' or 'nngp',
     (N1, N2) (the kernel is K ⊗ I over the outputs). x2=None: the symmetric kernel of x1.
-    dtype float64 (default) or float32; max_memory, out, out_of_core and progress as in
+    dtype float64 (default) or float32; max_memory, out, out_of_core, resume and progress as in
     empirical_ntk."""
     net = _check_net(net)
     check_choice("get", get, ("ntk", "nngp"))
     check_choice("dtype", dtype, ("float32", "float64"))
-    if out_of_core and out is None:
-        raise ValueError("out_of_core=True writes the kernel band by band to a file: give out='K.npy'")
+    _check_out(out, out_of_core, resume)
     x1 = net.check_input(x1, "x1")
     x2 = None if x2 is None else net.check_input(x2, "x2")
     with progress_reporter(progress, "kernel", "pairs") as cb:
-        array, path, _ = _core.kernel(*net._args(), x1, x2, get, dtype, as_bytes(max_memory), out_of_core, threads,
-                                      cb, output_path(out))
+        array, path, _ = _core.kernel(*net._args(), x1, x2, get, dtype, as_bytes(max_memory), out_of_core, resume,
+                                      threads, cb, output_path(out))
     return _result(array, path)

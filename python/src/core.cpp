@@ -220,12 +220,13 @@ nb::object apply(const std::string& spec, double W_std, std::optional<double> b_
 
 void fill_common(ntk::KernelJobCommon& job, const std::string& spec, double W_std, std::optional<double> b_std,
                  const std::string& parameterization, nb::handle x1, nb::handle x2, std::uint64_t max_memory,
-                 bool out_of_core, int threads, nb::handle progress, const std::string& output) {
+                 bool out_of_core, bool resume, int threads, nb::handle progress, const std::string& output) {
   job.net = network_request(spec, W_std, b_std, parameterization);
   job.x1 = job_input(x1, "x1");
   job.x2 = optional_input(x2, "x2");
   job.max_memory = max_memory;
   job.out_of_core = out_of_core;
+  job.resume = resume;
   job.threads = threads;
   job.progress = progress_fn(progress);
   job.output_path = output;
@@ -235,9 +236,10 @@ ntk::EntkJob entk_job(const std::string& spec, double W_std, std::optional<doubl
                       const std::string& parameterization, nb::handle params, std::optional<std::uint64_t> seed,
                       nb::handle x1, nb::handle x2, const std::string& mode, const std::string& method, bool nngp,
                       std::optional<std::string> dtype, bool accumulate_float64, index_t tile, std::uint64_t max_memory,
-                      bool out_of_core, int threads, nb::handle progress, const std::string& output) {
+                      bool out_of_core, bool resume, int threads, nb::handle progress, const std::string& output) {
   ntk::EntkJob job;
-  fill_common(job, spec, W_std, b_std, parameterization, x1, x2, max_memory, out_of_core, threads, progress, output);
+  fill_common(job, spec, W_std, b_std, parameterization, x1, x2, max_memory, out_of_core, resume, threads, progress,
+              output);
   job.params = param_source(params, seed);
   job.mode = ntk::parse_entk_mode(mode);
   job.method = ntk::parse_entk_method(method);
@@ -252,10 +254,11 @@ ntk::EntkJob entk_job(const std::string& spec, double W_std, std::optional<doubl
 nb::tuple entk(const std::string& spec, double W_std, std::optional<double> b_std, const std::string& parameterization,
                nb::handle params, std::optional<std::uint64_t> seed, nb::handle x1, nb::handle x2,
                const std::string& mode, const std::string& method, bool nngp, std::optional<std::string> dtype,
-               bool accumulate_float64, index_t tile, std::uint64_t max_memory, bool out_of_core, int threads,
-               nb::handle progress, const std::string& output) {
+               bool accumulate_float64, index_t tile, std::uint64_t max_memory, bool out_of_core, bool resume,
+               int threads, nb::handle progress, const std::string& output) {
   const ntk::EntkJob job = entk_job(spec, W_std, b_std, parameterization, params, seed, x1, x2, mode, method, nngp,
-                                    dtype, accumulate_float64, tile, max_memory, out_of_core, threads, progress, output);
+                                    dtype, accumulate_float64, tile, max_memory, out_of_core, resume, threads, progress,
+                                    output);
   ntk::JobResult r = without_gil([&] { return ntk::run_entk(job); });
   std::string path = r.output_path, summary = r.summary;
   return nb::make_tuple(job_array(std::move(r)), path, summary);
@@ -267,7 +270,8 @@ nb::tuple explain_entk(const std::string& spec, double W_std, std::optional<doub
                          const std::string& method, std::optional<std::string> dtype, bool accumulate_float64,
                          index_t tile, std::uint64_t max_memory, bool out_of_core, int threads, const std::string& output) {
   const ntk::EntkJob job = entk_job(spec, W_std, b_std, parameterization, nb::none(), 0, x1, x2, mode, method, false,
-                                    dtype, accumulate_float64, tile, max_memory, out_of_core, threads, nb::none(), output);
+                                    dtype, accumulate_float64, tile, max_memory, out_of_core, false, threads, nb::none(),
+                                    output);
   const ntk::EntkJobPlan p = without_gil([&] { return ntk::plan_entk(job); });
   nb::dict flops;
   for (const ntk::EntkPlan::Candidate& c : p.plan.candidates) flops[ntk::to_string(c.method)] = c.flops;
@@ -276,9 +280,10 @@ nb::tuple explain_entk(const std::string& spec, double W_std, std::optional<doub
 
 nb::tuple kernel(const std::string& spec, double W_std, std::optional<double> b_std, const std::string& parameterization,
                  nb::handle x1, nb::handle x2, const std::string& get, const std::string& dtype, std::uint64_t max_memory,
-                 bool out_of_core, int threads, nb::handle progress, const std::string& output) {
+                 bool out_of_core, bool resume, int threads, nb::handle progress, const std::string& output) {
   ntk::KernelJob job;
-  fill_common(job, spec, W_std, b_std, parameterization, x1, x2, max_memory, out_of_core, threads, progress, output);
+  fill_common(job, spec, W_std, b_std, parameterization, x1, x2, max_memory, out_of_core, resume, threads, progress,
+              output);
   if (get != "ntk" && get != "nngp") throw ntk::InvalidArgument("get must be 'ntk' or 'nngp', got '" + get + "'");
   job.get = get == "ntk" ? ntk::KernelOptions::ntk : ntk::KernelOptions::nngp;
   job.dtype = ntk::parse_float_dtype(dtype);
@@ -302,7 +307,8 @@ ntk::GradientProjection parse_projection(const std::string& s) {
 
 // The feature job; settings come as a dict of the FeaturesJob fields the Python classes hold (their
 // constructor arguments), so the classes and this function do not list them twice.
-nb::object features(const nb::dict& s, nb::handle x, nb::handle params, nb::handle progress, const std::string& output) {
+nb::object features(const nb::dict& s, nb::handle x, nb::handle params, nb::handle progress, const std::string& output,
+                    bool resume) {
   ntk::FeaturesJob job;
   auto get = [&](const char* key) { return s[key]; };
   job.sketch = nb::cast<std::string>(get("sketch"));
@@ -336,6 +342,7 @@ nb::object features(const nb::dict& s, nb::handle x, nb::handle params, nb::hand
   job.x = job_input(x, "x");
   job.progress = progress_fn(progress);
   job.output_path = output;
+  job.resume = resume;
   ntk::JobResult r = without_gil([&] { return ntk::run_features(job); });
   return job_array(std::move(r));
 }
@@ -520,13 +527,14 @@ NB_MODULE(_core, m) {
         "seed"_a.none(), "x"_a, "dtype"_a.none(), "threads"_a);
   m.def("entk", &entk, "spec"_a, "W_std"_a, "b_std"_a.none(), "parameterization"_a, "params"_a.none(), "seed"_a.none(),
         "x1"_a, "x2"_a.none(), "mode"_a, "method"_a, "nngp"_a, "dtype"_a.none(), "accumulate_float64"_a, "tile"_a,
-        "max_memory"_a, "out_of_core"_a, "threads"_a, "progress"_a.none(), "output"_a);
+        "max_memory"_a, "out_of_core"_a, "resume"_a, "threads"_a, "progress"_a.none(), "output"_a);
   m.def("explain_entk", &explain_entk, "spec"_a, "W_std"_a, "b_std"_a.none(), "parameterization"_a, "x1"_a,
         "x2"_a.none(), "mode"_a, "method"_a, "dtype"_a.none(), "accumulate_float64"_a, "tile"_a, "max_memory"_a,
         "out_of_core"_a, "threads"_a, "output"_a);
   m.def("kernel", &kernel, "spec"_a, "W_std"_a, "b_std"_a.none(), "parameterization"_a, "x1"_a, "x2"_a.none(),
-        "get"_a, "dtype"_a, "max_memory"_a, "out_of_core"_a, "threads"_a, "progress"_a.none(), "output"_a);
-  m.def("features", &features, "settings"_a, "x"_a, "params"_a.none(), "progress"_a.none(), "output"_a);
+        "get"_a, "dtype"_a, "max_memory"_a, "out_of_core"_a, "resume"_a, "threads"_a, "progress"_a.none(), "output"_a);
+  m.def("features", &features, "settings"_a, "x"_a, "params"_a.none(), "progress"_a.none(), "output"_a,
+        "resume"_a = false);
   m.def("regress", &regress, "settings"_a, "progress"_a.none());
   m.def("spectrum", &spectrum, "k"_a, "y"_a.none(), "top"_a, "bottom"_a, "threads"_a, "output"_a);
   m.def("compare", &compare, "k"_a, "ref"_a, "spectra"_a, "threads"_a);
