@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets (fuzz/) with clang, ASan and UBSan in build-fuzz/ and runs each one
-# for a bounded time on a seed corpus of valid inputs generated here.
-#   scripts/fuzz.sh [seconds per target, default 30] [targets, default: npy npz idx spec]
+# for a bounded time on a seed corpus: the text seeds in fuzz/corpus/ (specs, checkpoint records)
+# and binary ones (.npy, .npz, IDX, parameter and label files) generated here.
+#   scripts/fuzz.sh [seconds per target, default 30] [targets, default: all seven:
+#                    npy npz idx spec params labels checkpoint]
 # Crash reproducers land in build-fuzz/artifacts/<target>/; rerun one with
 #   build-fuzz/fuzz/fuzz_<target> <file>
 set -euo pipefail
@@ -9,7 +11,7 @@ set -euo pipefail
 secs="${1:-30}"
 shift $(( $# > 0 ? 1 : 0 ))
 targets=("$@")
-(( ${#targets[@]} )) || targets=(npy npz idx spec)
+(( ${#targets[@]} )) || targets=(npy npz idx spec params labels checkpoint)
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="$root/build-fuzz"
 
@@ -33,7 +35,7 @@ python3 - "$build/corpus" <<'PY'
 import gzip, io, os, struct, sys, zipfile
 
 root = sys.argv[1]
-for d in ("npy", "npz", "idx", "spec"):
+for d in ("npy", "npz", "idx", "params", "labels"):
     os.makedirs(os.path.join(root, d), exist_ok=True)
 
 def npy(descr, shape, payload, major=1):
@@ -84,17 +86,33 @@ for name, data in idxs.items():
     open(os.path.join(root, "idx", name), "wb").write(data)
     open(os.path.join(root, "idx", name + ".gz"), "wb").write(gzip.compress(data, mtime=0))
 
-specs = {
-    "mlp": "Dense(512), Relu, Dense(512), Relu, Dense(10)",
-    "cnn": "Conv(32, 3), Relu, Conv(32, 3), Relu, GlobalAvgPool, Dense(10)",
-    "resnet": "Conv(64, 3, padding=SAME), Relu, Residual(Conv(64, 3, padding=SAME), Relu, "
-              "Conv(64, 3, padding=SAME)), Relu, AvgPool(2), Flatten, Dense(10, b_std=0.1)",
-    "misc": "Dense(8, W_std=1.5, parameterization=standard), LeakyRelu(0.1), LayerNorm, Erf, Gelu, Tanh, "
-            "Sigmoid, Abs, Identity, Dense(3, b_std=none)",
+# Parameters of fuzz_params' two networks (fuzz/fuzz_params.cpp), valid, as `ntk init` writes them.
+def f4(*shape):
+    n = 1
+    for s in shape:
+        n *= s
+    return npy("<f4", shape, struct.pack("<%df" % n, *[0.1 * (i % 7) for i in range(n)]))
+
+mlp = {"0.W": f4(3, 4), "0.b": f4(4), "2.W": f4(4, 2)}
+cnn = {"0.W": f4(3, 3, 1, 2), "1.beta": f4(2), "1.gamma": f4(2), "1.mean": f4(2), "1.var": f4(2), "4.W": f4(2, 2)}
+open(os.path.join(root, "params", "mlp"), "wb").write(npz(mlp, zipfile.ZIP_STORED))
+open(os.path.join(root, "params", "cnn"), "wb").write(npz(cnn, zipfile.ZIP_DEFLATED))
+
+# Targets and labels as `ntk regress --y-train` reads them.
+labels = {
+    "float_targets": npy("<f8", (3, 2), struct.pack("<6d", 0.5, 1, -1, 2, 0, 3)),
+    "int_labels": npy("<i8", (4,), struct.pack("<4q", 0, 1, 2, 1)),
+    "idx_labels": idx(0x08, "B", (5,), [0, 1, 9, 3, 3]),
+    "idx_labels_gz": gzip.compress(idx(0x08, "B", (5,), [0, 1, 9, 3, 3]), mtime=0),
 }
-for name, text in specs.items():
-    open(os.path.join(root, "spec", name), "w").write(text)
+for name, data in labels.items():
+    open(os.path.join(root, "labels", name), "wb").write(data)
 PY
+# The text seeds kept in the repository.
+for d in spec checkpoint; do
+  mkdir -p "$build/corpus/$d"
+  cp "$root/fuzz/corpus/$d/"* "$build/corpus/$d/"
+done
 
 # Tokens of the .npy header grammar help the fuzzer get past the dict parser.
 cat >"$build/npy.dict" <<'DICT'
@@ -116,7 +134,7 @@ DICT
 for name in "${built[@]}"; do
   mkdir -p "$build/artifacts/$name"
   extra=()
-  [[ $name == npy || $name == npz ]] && extra+=("-dict=$build/npy.dict")
+  [[ $name == npy || $name == npz || $name == params || $name == labels ]] && extra+=("-dict=$build/npy.dict")
   echo "== fuzz_$name for ${secs}s"
   if ! "$build/fuzz/fuzz_$name" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
       -artifact_prefix="$build/artifacts/$name/" "${extra[@]}" "$build/corpus/$name" 2>"$build/fuzz_$name.log"; then

@@ -28,7 +28,7 @@ std::vector<double> fit(double (*f)(double), int q, double lo) {
 
 // out[k] += scale·s[k]·u[(k + r) mod n]: two contiguous multiply-adds, compiled for AVX-512, AVX2 and
 // the baseline (chosen at run time, as the Walsh-Hadamard transform in sketch.cpp).
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
 __attribute__((target_clones("avx512f", "avx2", "default")))
 #endif
 void rotated_signed_add(const double* __restrict s, const float* __restrict u, index_t r, index_t n, double scale,

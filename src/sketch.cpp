@@ -137,7 +137,7 @@ index_t pow2_length(index_t n) {
 // portable while the transform runs at the machine's vector width. In float32: twice the values per
 // vector and half the bytes (a 4096-point transform fits in L1); its rounding, ~1e-7 relative after
 // log2 L passes, is far below any sketch's Monte Carlo error, as for the random features' SGEMM.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
 __attribute__((target_clones("avx512f", "avx2", "default")))
 #endif
 void fwht(float* a, index_t n) {
