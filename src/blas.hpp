@@ -2,6 +2,7 @@
 #pragma once
 #include <cblas.h>
 
+#include <algorithm>
 #include <type_traits>
 
 #include "ntk/array.hpp"
@@ -23,27 +24,34 @@ void gemm_serial(bool trans_a, bool trans_b, index_t m, index_t n, index_t kk, T
 }
 
 // C (m x n) = alpha * op(A) (m x kk) * op(B) (kk x n) + beta * C, all row-major with leading dims.
-// OpenBLAS runs single-threaded (see parallel.cpp); large products are split here into row (or
-// column) blocks of C run on ntkit's threads. Each element of C is still one dot product over the
-// full kk, so the split does not change which values are summed.
+// OpenBLAS runs single-threaded (see parallel.cpp); large products are split here into blocks of
+// kGemmBlock rows (or columns) of C run on ntkit's threads. The blocks do not depend on the number
+// of threads, so neither do the results: OpenBLAS picks its kernels (and their order of summation)
+// by the shapes it is given, and a split by thread count gave other bits on 1 and 2 threads.
+inline constexpr index_t kGemmBlock = 256;
 template <class T>
 void gemm(bool trans_a, bool trans_b, index_t m, index_t n, index_t kk, T alpha, const T* a, index_t lda, const T* b,
           index_t ldb, T beta, T* c, index_t ldc) {
-  const int threads = num_threads();
   const double work = double(m) * double(n) * double(kk);
-  if (threads <= 1 || work < 4e6) {
+  if (work < 4e6 || std::max(m, n) <= kGemmBlock) {
     gemm_serial(trans_a, trans_b, m, n, kk, alpha, a, lda, b, ldb, beta, c, ldc);
     return;
   }
-  if (m >= n || m >= 64 * threads) {
-    parallel_for(m, [&](index_t begin, index_t end) {
-      const T* a_rows = trans_a ? a + begin : a + begin * lda;
-      gemm_serial(trans_a, trans_b, end - begin, n, kk, alpha, a_rows, lda, b, ldb, beta, c + begin * ldc, ldc);
+  if (m >= n) {
+    parallel_for((m + kGemmBlock - 1) / kGemmBlock, [&](index_t b0, index_t b1) {
+      for (index_t blk = b0; blk < b1; ++blk) {
+        const index_t begin = blk * kGemmBlock, rows = std::min(kGemmBlock, m - begin);
+        const T* a_rows = trans_a ? a + begin : a + begin * lda;
+        gemm_serial(trans_a, trans_b, rows, n, kk, alpha, a_rows, lda, b, ldb, beta, c + begin * ldc, ldc);
+      }
     });
   } else {
-    parallel_for(n, [&](index_t begin, index_t end) {
-      const T* b_cols = trans_b ? b + begin * ldb : b + begin;
-      gemm_serial(trans_a, trans_b, m, end - begin, kk, alpha, a, lda, b_cols, ldb, beta, c + begin, ldc);
+    parallel_for((n + kGemmBlock - 1) / kGemmBlock, [&](index_t b0, index_t b1) {
+      for (index_t blk = b0; blk < b1; ++blk) {
+        const index_t begin = blk * kGemmBlock, cols = std::min(kGemmBlock, n - begin);
+        const T* b_cols = trans_b ? b + begin * ldb : b + begin;
+        gemm_serial(trans_a, trans_b, m, cols, kk, alpha, a, lda, b_cols, ldb, beta, c + begin, ldc);
+      }
     });
   }
 }

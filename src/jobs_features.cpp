@@ -196,28 +196,41 @@ JobResult run_features(const FeaturesJob& job) {
   }
   const index_t start = checkpoint && file ? checkpoint->start_row() : checkpoint ? n : 0;
 
-  std::vector<double> batch(static_cast<size_t>(rows * width));
-  std::vector<float> narrow(job.dtype == DType::float32 ? batch.size() : 0);
-  for (index_t r0 = start; r0 < n; r0 += rows) {
-    const index_t nb = std::min(rows, n - r0);
-    const size_t count = size_t(nb * width);
-    map.transform(x.data() + r0 * d, nb, batch.data());
-    const void* bytes = batch.data();
-    if (job.dtype == DType::float32) {
-      std::copy(batch.begin(), batch.begin() + std::ptrdiff_t(count), narrow.begin());
-      bytes = narrow.data();
+  // As run_tiles_to_file: a killed run, or an IoError after a recorded batch, leaves the partial
+  // file and its record for --resume; any other exception leaves nothing, unless this run
+  // continued an earlier one.
+  try {
+    std::vector<double> batch(static_cast<size_t>(rows * width));
+    std::vector<float> narrow(job.dtype == DType::float32 ? batch.size() : 0);
+    for (index_t r0 = start; r0 < n; r0 += rows) {
+      const index_t nb = std::min(rows, n - r0);
+      const size_t count = size_t(nb * width);
+      map.transform(x.data() + r0 * d, nb, batch.data());
+      const void* bytes = batch.data();
+      if (job.dtype == DType::float32) {
+        std::copy(batch.begin(), batch.begin() + std::ptrdiff_t(count), narrow.begin());
+        bytes = narrow.data();
+      }
+      const size_t elem = dtype_size(job.dtype), offset = size_t(r0 * width) * elem;
+      if (file) {
+        file->write(offset, bytes, count * elem);
+        file->sync();
+        detail::fault_point("band-synced");
+        checkpoint->record(r0 + nb);
+        file->keep_partial_on_failure();
+        detail::fault_point("band-recorded");
+      } else if (auto* a = std::get_if<Array<double>>(&*memory)) std::copy_n(batch.data(), count, a->data() + r0 * width);
+      else std::copy_n(narrow.data(), count, std::get<Array<float>>(*memory).data() + r0 * width);
+      if (job.progress) job.progress(r0 + nb, n);
     }
-    const size_t elem = dtype_size(job.dtype), offset = size_t(r0 * width) * elem;
-    if (file) {
-      file->write(offset, bytes, count * elem);
-      file->sync();
-      detail::fault_point("band-synced");
-      checkpoint->record(r0 + nb);
-      file->keep_partial_on_failure();
-      detail::fault_point("band-recorded");
-    } else if (auto* a = std::get_if<Array<double>>(&*memory)) std::copy_n(batch.data(), count, a->data() + r0 * width);
-    else std::copy_n(narrow.data(), count, std::get<Array<float>>(*memory).data() + r0 * width);
-    if (job.progress) job.progress(r0 + nb, n);
+  } catch (const IoError&) {
+    throw;
+  } catch (...) {
+    if (file && start == 0) {
+      file->keep_partial_on_failure(false);
+      checkpoint->finish();
+    }
+    throw;
   }
 
   JobResult r;

@@ -603,21 +603,25 @@ void ArcCosineFeatures::apply_pair(const double* x, index_t n, double* relu, dou
 void ArcCosineFeatures::project(const double* x, index_t n, double* relu, double* step) const {
   // Row blocks of one SGEMM each, XWᵀ in float32 (twice the GEMM rate of float64; its rounding, ~1e-7
   // relative, is far below the features' Monte Carlo error): every output is one dot product over the
-  // full d whatever the block (see blas.hpp), so a row's features do not depend on the batch split or
-  // the threads. The nonlinearity and scale are applied in float64.
-  parallel_for(n, [&](std::int64_t begin, std::int64_t end) {
-    const index_t rows = end - begin;
-    std::vector<float> xs(x + begin * d_, x + end * d_), prod(static_cast<size_t>(rows * m_));
-    detail::gemm_serial(false, true, rows, m_, d_, 1.0f, xs.data(), d_, w_.data(), d_, 0.0f, prod.data(), m_);
-    for (index_t i = 0; i < rows; ++i) {
-      const float* p = prod.data() + i * m_;
-      if (relu) {
-        double* o = relu + (begin + i) * m_;
-        for (index_t k = 0; k < m_; ++k) o[k] = p[k] > 0.0f ? scale_[size_t(k)] * double(p[k]) : 0.0;
-      }
-      if (step) {
-        double* o = step + (begin + i) * m_;
-        for (index_t k = 0; k < m_; ++k) o[k] = p[k] > 0.0f ? scale_[size_t(k)] : 0.0;
+  // full d whatever the block (see blas.hpp), and blocks have a fixed number of rows, so a row's
+  // features depend neither on the batch split nor on the threads. The nonlinearity and scale are
+  // applied in float64.
+  constexpr index_t kRows = 256;
+  parallel_for((n + kRows - 1) / kRows, [&](std::int64_t b0, std::int64_t b1) {
+    for (std::int64_t blk = b0; blk < b1; ++blk) {
+      const index_t begin = blk * kRows, end = std::min<index_t>(n, begin + kRows), rows = end - begin;
+      std::vector<float> xs(x + begin * d_, x + end * d_), prod(static_cast<size_t>(rows * m_));
+      detail::gemm_serial(false, true, rows, m_, d_, 1.0f, xs.data(), d_, w_.data(), d_, 0.0f, prod.data(), m_);
+      for (index_t i = 0; i < rows; ++i) {
+        const float* p = prod.data() + i * m_;
+        if (relu) {
+          double* o = relu + (begin + i) * m_;
+          for (index_t k = 0; k < m_; ++k) o[k] = p[k] > 0.0f ? scale_[size_t(k)] * double(p[k]) : 0.0;
+        }
+        if (step) {
+          double* o = step + (begin + i) * m_;
+          for (index_t k = 0; k < m_; ++k) o[k] = p[k] > 0.0f ? scale_[size_t(k)] : 0.0;
+        }
       }
     }
   });

@@ -196,7 +196,19 @@ index_t run_tiles_to_file(TileGrid grid, TileProducer<T>& producer, const std::s
     file.keep_partial_on_failure();  // from now on there is finished work to resume from
   };
   grid.start_row = checkpoint.start_row();
-  run_tiles(grid, producer, sink, progress);
+  try {
+    run_tiles(grid, producer, sink, progress);
+  } catch (const IoError&) {
+    throw;  // a full disk, say: the finished bands and their record stay for --resume
+  } catch (...) {
+    // Any other failure (bad values, an exception from the progress callback) leaves nothing,
+    // unless this run continued an earlier one: that one's finished bands stay.
+    if (checkpoint.start_row() == 0) {
+      file.keep_partial_on_failure(false);
+      checkpoint.finish();
+    }
+    throw;
+  }
   fault_point("before-rename");
   file.commit();
   fault_point("after-rename");

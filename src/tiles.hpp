@@ -112,9 +112,10 @@ void run_tiles(const TileGrid& grid, TileProducer<T>& producer, KernelSink<T>& s
 
 // Runs the producer over the grid into the .npy file at path (shape, dtype of T), band by band,
 // resumably (checkpoint.hpp): each band is synced and recorded, and with resume a checkpoint of the
-// same job (identity) continues from its last recorded row. On failure after a recorded band the
-// partial file and its record stay for --resume; otherwise nothing is left. Returns the row the
-// run started from (0 unless resumed).
+// same job (identity) continues from its last recorded row. A process that is killed leaves the
+// partial file and its record for --resume, and so does an IoError (a full disk) after a recorded
+// band; any other exception leaves nothing, unless the run continued an earlier one (whose finished
+// bands stay). Returns the row the run started from (0 unless resumed).
 template <class T>
 index_t run_tiles_to_file(TileGrid grid, TileProducer<T>& producer, const std::string& path, const Shape& shape,
                           const JobIdentity& identity, bool resume,

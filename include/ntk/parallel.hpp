@@ -9,6 +9,11 @@
 
 namespace ntk {
 
+// Work split into pieces that are single BLAS calls is split by size, into at least this many
+// pieces, never by the thread count: OpenBLAS rounds by the shapes it is given, and results must
+// not depend on the threads.
+inline constexpr std::int64_t kParallelChunks = 16;
+
 // 0 = all hardware threads.
 void set_num_threads(int threads);
 // The thread count loops started from this thread use: a ThreadScope's if one is active, else the

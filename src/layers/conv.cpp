@@ -371,7 +371,7 @@ class Conv final : public LayerImpl<Conv> {
     // example would repack side 2's patches every time, which costs as much as the product itself
     // when P is small (the last stages of a ResNet have 1 to 16 output pixels).
     const index_t ci = std::clamp<index_t>(kPixelPairBytes / (P * n2 * P * index_t(sizeof(T))), 1,
-                                           std::max<index_t>(1, (n1 + num_threads() - 1) / num_threads()));
+                                           std::max<index_t>(1, (n1 + kParallelChunks - 1) / kParallelChunks));
     const index_t ld = n2 * P;
     // Matched directions: <Q_ij, G_ia G_jaᵀ> for every pair, with G_a Gᵀ_a one GEMM per chunk as
     // well; side 2's cotangents are regrouped by direction (k × n2·P × O) for it.

@@ -209,9 +209,12 @@ void accumulate_paired_t(const T* u, index_t n1, const T* v, index_t n2, index_t
   // the cost near half.
   const bool symmetric = u == v && n1 == n2;
   const index_t row = n2 * k * k;  // block elements per u example
-  const index_t threads = num_threads();
+  // The chunks depend on the sizes only, never on the thread count (a chunk is one GEMM, and
+  // OpenBLAS rounds by the shapes it is given): kParallelChunks of them at least keep the threads
+  // busy, four times as many in the symmetric case.
   index_t chunk = std::clamp<index_t>((index_t(16) << 20) / std::max<index_t>(1, row * index_t(sizeof(T))), 1, n1);
-  chunk = std::min(chunk, std::max<index_t>(1, (n1 + (symmetric ? 4 : 1) * threads - 1) / ((symmetric ? 4 : 1) * threads)));
+  const index_t parts = (symmetric ? 4 : 1) * kParallelChunks;
+  chunk = std::min(chunk, std::max<index_t>(1, (n1 + parts - 1) / parts));
   const index_t chunks = (n1 + chunk - 1) / chunk;
   parallel_for(chunks, [&](index_t e_begin, index_t e_end) {
     // Reused across calls: a fresh buffer would cost page faults and zeroing on every tile pair.
