@@ -199,6 +199,7 @@ JobResult run_features(const FeaturesJob& job) {
   // As run_tiles_to_file: a killed run, or an IoError after a recorded batch, leaves the partial
   // file and its record for --resume; any other exception leaves nothing, unless this run
   // continued an earlier one.
+  index_t recorded = start;
   try {
     std::vector<double> batch(static_cast<size_t>(rows * width));
     std::vector<float> narrow(job.dtype == DType::float32 ? batch.size() : 0);
@@ -211,20 +212,30 @@ JobResult run_features(const FeaturesJob& job) {
         std::copy(batch.begin(), batch.begin() + std::ptrdiff_t(count), narrow.begin());
         bytes = narrow.data();
       }
+      // Features that overflowed (in the map, or in float32) are an error, never saved.
+      const index_t bad = job.dtype == DType::float32 ? first_non_finite(narrow.data(), index_t(count))
+                                                      : first_non_finite(batch.data(), index_t(count));
+      if (bad >= 0)
+        throw NumericalError(map.name + " features of row " + std::to_string(r0 + bad / width) + " are not finite " +
+                             "(the inputs' scale overflowed " + dtype_name(job.dtype) + "): rescale the inputs" +
+                             (job.dtype == DType::float32 ? ", or use --dtype float64" : ""));
       const size_t elem = dtype_size(job.dtype), offset = size_t(r0 * width) * elem;
       if (file) {
         file->write(offset, bytes, count * elem);
         file->sync();
         detail::fault_point("band-synced");
         checkpoint->record(r0 + nb);
+        recorded = r0 + nb;
         file->keep_partial_on_failure();
         detail::fault_point("band-recorded");
       } else if (auto* a = std::get_if<Array<double>>(&*memory)) std::copy_n(batch.data(), count, a->data() + r0 * width);
       else std::copy_n(narrow.data(), count, std::get<Array<float>>(*memory).data() + r0 * width);
       if (job.progress) job.progress(r0 + nb, n);
     }
-  } catch (const IoError&) {
-    throw;
+  } catch (const IoError& e) {
+    if (recorded == 0) throw;
+    throw IoError(std::string(e.what()) + "; the " + std::to_string(recorded) + " finished rows are kept in '" +
+                  checkpoint->partial_path() + "': make room and rerun with --resume");
   } catch (...) {
     if (file && start == 0) {
       file->keep_partial_on_failure(false);

@@ -191,15 +191,20 @@ index_t run_tiles_to_file(TileGrid grid, TileProducer<T>& producer, const std::s
   NpyFileWriter file(path, dtype_of<T>(), shape, checkpoint.partial_path(), checkpoint.reopen());
   const index_t row = numel(shape) / std::max<index_t>(grid.n1, 1);
   FileSink<T> sink(file, row, grid.values);
+  index_t recorded = checkpoint.start_row();
   sink.on_final = [&](index_t rows) {
     checkpoint.record(rows);
+    recorded = rows;
     file.keep_partial_on_failure();  // from now on there is finished work to resume from
   };
   grid.start_row = checkpoint.start_row();
   try {
     run_tiles(grid, producer, sink, progress);
-  } catch (const IoError&) {
-    throw;  // a full disk, say: the finished bands and their record stay for --resume
+  } catch (const IoError& e) {
+    // A full disk, say: the finished bands and their record stay for --resume.
+    if (recorded == 0) throw;
+    throw IoError(std::string(e.what()) + "; the " + std::to_string(recorded) + " finished rows are kept in '" +
+                  checkpoint.partial_path() + "': make room and rerun with --resume");
   } catch (...) {
     // Any other failure (bad values, an exception from the progress callback) leaves nothing,
     // unless this run continued an earlier one: that one's finished bands stay.

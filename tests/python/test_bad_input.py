@@ -45,6 +45,7 @@ def files(ntk_bin, tmp_path_factory):
     save("x_empty", np.zeros((0, 5), np.float32))
     save("x_complex", np.zeros((6, 5), np.complex64))
     save("x_1d", np.zeros(5, np.float32))
+    save("x_big", rng.random((6, 5)) * 1e300)  # finite, but features of it overflow
     # A header declaring 10^12 rows over a few bytes of data.
     raw = (d / "x.npy").read_bytes()
     f["x_huge"] = d / "x_huge.npy"
@@ -147,6 +148,8 @@ def _cases(f, out):
         ("features-nan", ["features", "--sketch", "ntkrf", "-x", str(f["x_nan"]), *o]),
         ("features-degree-not-power-of-two", ["features", "--sketch", "ntk", "--degree", "3", "-x", str(f["x"]), *o]),
         ("features-unknown-sketch", ["features", "--sketch", "rff", "-x", str(f["x"]), *o]),
+        ("features-overflow", ["features", "--sketch", "ntkrf", "--depth", "2", "--dim", "64", "-x", str(f["x_big"]),
+                               "--dtype", "float64", *o]),
         # regress
         ("regress-k-not-square", ["regress", "--k-train", str(f["K_rect"]), "--k-test", str(f["KT"]),
                                   "--y-train", str(f["y"]), *o]),
@@ -177,7 +180,7 @@ def _case_ids():
     return [c[0] for c in _cases({k: Path("/") for k in _FILE_KEYS}, Path("/out.npy"))]
 
 
-_FILE_KEYS = ["x", "x4", "img", "x_nan", "x_inf", "x_empty", "x_complex", "x_1d", "x_huge", "x_trunc", "random",
+_FILE_KEYS = ["x", "x4", "img", "x_nan", "x_inf", "x_empty", "x_complex", "x_1d", "x_big", "x_huge", "x_trunc", "random",
               "text", "params", "params_other", "params_trunc", "params_nan", "params_missing", "K", "KT", "KT_bad",
               "K_rect", "K_nan", "K_inf", "y", "y_short", "labels", "labels_neg", "labels_idx_trunc", "dir"]
 
@@ -282,12 +285,14 @@ def _api_cases(f):
                               np.load(f["img"]))),
         ("missing-output-dir", OSError,
          lambda: ntkit.kernel(mlp, x, out=str(f["dir"] / "no" / "such" / "K.npy"))),
+        ("features-overflow", ArithmeticError,
+         lambda: ntkit.NTKRF(64, depth=2).fit(np.load(f["x_big"])).transform(np.load(f["x_big"]))),
     ]
 
 
 API_CASES = ["unknown-layer", "wrong-shape", "nan-input", "empty-input", "complex-input", "params-other-net",
              "params-truncated", "params-nan", "truncated-file", "random-bytes", "unknown-mode", "budget",
-             "kernel-maxpool", "missing-output-dir"]
+             "kernel-maxpool", "missing-output-dir", "features-overflow"]
 
 
 def test_api_case_list_is_complete(files):
