@@ -101,9 +101,11 @@ Checkpoint::Checkpoint(std::string path, JobIdentity identity, index_t total, bo
   if (!std::filesystem::exists(record_)) return;  // a fresh run (with or without --resume)
   const Record r = read_record(record_, partial_);
   const std::string delete_both = "delete '" + record_ + "' and '" + partial_ + "' to start over";
-  if (const std::string diff = first_difference(r.identity, identity_); !diff.empty() || r.total != total_)
-    throw InvalidArgument("'" + record_ + "' is the checkpoint of a different job (" +
-                          (diff.empty() ? "rows: " + std::to_string(r.total) + " there, " + std::to_string(total_) + " here" : diff) +
+  std::string diff = first_difference(r.identity, identity_);
+  if (diff.empty() && r.total != total_)
+    diff = "rows: " + std::to_string(r.total) + " there, " + std::to_string(total_) + " here";
+  if (!diff.empty())
+    throw InvalidArgument("'" + record_ + "' is the checkpoint of a different job (" + diff +
                           "): run the job it belongs to with --resume, or " + delete_both);
   if (!resume)
     throw InvalidArgument("an interrupted run of this job finished " + std::to_string(r.rows) + " of " +

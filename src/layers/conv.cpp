@@ -267,7 +267,8 @@ class Conv final : public LayerImpl<Conv> {
               const T scale = s * u[direction[0] * out_ + o];
               for (index_t c = 0; c < B; ++c) row[c] = scale * w_row[channel[0] + c];
             } else {
-              for (index_t c = 0; c < cols; ++c) row[c] = s * u[direction[size_t(c)] * out_ + o] * w_row[channel[size_t(c)]];
+              for (index_t c = 0; c < cols; ++c)
+                row[c] = s * u[direction[size_t(c)] * out_ + o] * w_row[channel[size_t(c)]];
             }
           }
           for (index_t m = 3; m < 16; ++m)
