@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <limits>
 #include <mutex>
 #include <set>
@@ -172,6 +174,92 @@ TEST_F(TileEngine, NonFiniteTilesAreRefusedBeforeTheirBandIsWritten) {
     }
   }
   EXPECT_FALSE(std::filesystem::exists(path("k.npy")));
+}
+
+// Throws IoError (as a full disk would) at the tile starting at row fail_at, after the bands
+// before it were recorded; otherwise the known values.
+class FailingProducer final : public detail::TileProducer<double> {
+ public:
+  explicit FailingProducer(index_t fail_at) : fail_at_(fail_at) {}
+  void tile(index_t i0, index_t c1, index_t j0, index_t c2, double* tile) override {
+    if (i0 == fail_at_) throw IoError("cannot write 'k.npy': disk full (test)");
+    known_.tile(i0, c1, j0, c2, tile);
+  }
+  std::string what() const override { return "the test kernel"; }
+
+ private:
+  index_t fail_at_;
+  KnownProducer known_{3, true, true};
+};
+
+TEST_F(TileEngine, ResumableWritesContinueAfterAFailureToTheSameBytes) {
+  detail::TileGrid g;
+  g.n1 = g.n2 = 23, g.symmetric = true, g.values = 9, g.block_dim = 3, g.tile1 = g.tile2 = 5, g.band = 5;
+  const Shape shape{23, 23, 3, 3};
+  const detail::JobIdentity id{{"kernel", "test"}, {"tile", "5"}};
+  KnownProducer whole(3, true, true);
+  EXPECT_EQ(detail::run_tiles_to_file<double>(g, whole, path("ref.npy"), shape, id, false, {}), 0);
+  const RawArray ref = read_npy(path("ref.npy"));
+  EXPECT_FALSE(std::filesystem::exists(path("ref.npy.ntk-checkpoint")));
+  EXPECT_FALSE(std::filesystem::exists(path("ref.npy.partial")));
+
+  // Fails in the band at row 15: rows [0, 15) are recorded, the partial file and the record stay,
+  // and the error says so.
+  FailingProducer failing(15);
+  try {
+    detail::run_tiles_to_file<double>(g, failing, path("k.npy"), shape, id, false, {});
+    FAIL() << "no error";
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("the 15 finished rows are kept"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(std::filesystem::exists(path("k.npy")));
+  ASSERT_TRUE(std::filesystem::exists(path("k.npy.partial")));
+  // Without resume, and with another identity, refused; the kept work is untouched.
+  EXPECT_THROW(detail::run_tiles_to_file<double>(g, whole, path("k.npy"), shape, id, false, {}), InvalidArgument);
+  const detail::JobIdentity other{{"kernel", "test"}, {"tile", "6"}};
+  try {
+    detail::run_tiles_to_file<double>(g, whole, path("k.npy"), shape, other, true, {});
+    FAIL() << "no error";
+  } catch (const InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("tile: '5' there, '6' here"), std::string::npos) << e.what();
+  }
+  // Resumed: only the tiles of rows 15.. are computed, and the bytes are the uninterrupted run's.
+  KnownProducer rest(3, true, true);
+  index_t first_done = -1;
+  EXPECT_EQ(detail::run_tiles_to_file<double>(g, rest, path("k.npy"), shape, id, true,
+                                              [&](index_t d, index_t) { if (first_done < 0) first_done = d; }),
+            15);
+  for (const auto& [i0, j0] : rest.tiles) EXPECT_GE(i0, 15);
+  EXPECT_GT(first_done, 23 * 15 - 15 * 14 / 2);
+  const RawArray got = read_npy(path("k.npy"));
+  EXPECT_EQ(got.bytes, ref.bytes);
+  EXPECT_FALSE(std::filesystem::exists(path("k.npy.ntk-checkpoint")));
+  EXPECT_FALSE(std::filesystem::exists(path("k.npy.partial")));
+}
+
+TEST_F(TileEngine, DamagedCheckpointsAreRefusedSayingWhatToDo) {
+  const detail::JobIdentity id{{"kernel", "test"}};
+  for (const std::string& text : {std::string("not a checkpoint\n"), std::string("ntkit checkpoint 1\nkernel: test\n"),
+                                  std::string("ntkit checkpoint 1\nkernel: test\nrows: 9 of 8\n"),
+                                  std::string("ntkit checkpoint 1\nkernel test\nrows: 1 of 8\n")}) {
+    {
+      std::ofstream f(path("k.npy.ntk-checkpoint"));
+      f << text;
+    }
+    try {
+      detail::Checkpoint c(path("k.npy"), id, 8, true);
+      FAIL() << "accepted: " << text;
+    } catch (const IoError& e) {
+      EXPECT_NE(std::string(e.what()).find("to start over"), std::string::npos) << e.what();
+    }
+  }
+  {
+    std::ofstream f(path("k.npy.ntk-checkpoint"));
+    f << "ntkit checkpoint 1\nkernel: test\nrows: 4 of 8\n";
+  }
+  detail::Checkpoint c(path("k.npy"), id, 8, true);
+  EXPECT_EQ(c.start_row(), 4);
+  EXPECT_TRUE(c.reopen());
 }
 
 // Overflowing networks: the library reports NumericalError instead of returning NaN kernels.
