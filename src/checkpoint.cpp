@@ -1,5 +1,6 @@
 #include "checkpoint.hpp"
 
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -122,6 +123,22 @@ void Checkpoint::record(index_t rows) {
   write_file_atomic_stream(record_, [&](const ByteSink& sink) {
     sink(reinterpret_cast<const std::byte*>(text.data()), text.size());
   });
+}
+
+void Checkpoint::record_synced(NpyFileWriter& file, index_t rows) {
+  file.sync();
+  fault_point("band-synced");
+  record(rows);
+  recorded_ = rows;
+  file.keep_partial_on_failure();
+  fault_point("band-recorded");
+}
+
+IoError Checkpoint::kept_error(const IoError& e) const {
+  const index_t kept = std::max(recorded_, start_);
+  if (kept == 0) return e;
+  return IoError(std::string(e.what()) + "; the " + std::to_string(kept) + " finished rows are kept in '" + partial_ +
+                 "': make room and rerun with --resume");
 }
 
 void Checkpoint::finish() { std::filesystem::remove(record_); }

@@ -51,13 +51,19 @@ class Checkpoint {
   bool already_complete() const { return complete_; }
   // Rows [0, rows) are final on disk (the caller synced them): the record says so, atomically.
   void record(index_t rows);
+  // Rows [0, rows) of file are written: syncs them, records them, and keeps the partial file from
+  // now on (the fault points band-synced and band-recorded lie between).
+  void record_synced(NpyFileWriter& file, index_t rows);
+  // What to throw for an IoError during the run: the same, saying that the finished rows are kept
+  // for --resume once any were recorded.
+  IoError kept_error(const IoError& e) const;
   // The output is in place: the record goes.
   void finish();
 
  private:
   std::string path_, partial_, record_;
   JobIdentity identity_;
-  index_t total_ = 0, start_ = 0;
+  index_t total_ = 0, start_ = 0, recorded_ = 0;
   bool complete_ = false;
 };
 

@@ -199,7 +199,6 @@ JobResult run_features(const FeaturesJob& job) {
   // As run_tiles_to_file: a killed run, or an IoError after a recorded batch, leaves the partial
   // file and its record for --resume; any other exception leaves nothing, unless this run
   // continued an earlier one.
-  index_t recorded = start;
   try {
     std::vector<double> batch(static_cast<size_t>(rows * width));
     std::vector<float> narrow(job.dtype == DType::float32 ? batch.size() : 0);
@@ -222,20 +221,14 @@ JobResult run_features(const FeaturesJob& job) {
       const size_t elem = dtype_size(job.dtype), offset = size_t(r0 * width) * elem;
       if (file) {
         file->write(offset, bytes, count * elem);
-        file->sync();
-        detail::fault_point("band-synced");
-        checkpoint->record(r0 + nb);
-        recorded = r0 + nb;
-        file->keep_partial_on_failure();
-        detail::fault_point("band-recorded");
+        checkpoint->record_synced(*file, r0 + nb);
       } else if (auto* a = std::get_if<Array<double>>(&*memory)) std::copy_n(batch.data(), count, a->data() + r0 * width);
       else std::copy_n(narrow.data(), count, std::get<Array<float>>(*memory).data() + r0 * width);
       if (job.progress) job.progress(r0 + nb, n);
     }
   } catch (const IoError& e) {
-    if (recorded == 0) throw;
-    throw IoError(std::string(e.what()) + "; the " + std::to_string(recorded) + " finished rows are kept in '" +
-                  checkpoint->partial_path() + "': make room and rerun with --resume");
+    if (!checkpoint) throw;
+    throw checkpoint->kept_error(e);
   } catch (...) {
     if (file && start == 0) {
       file->keep_partial_on_failure(false);

@@ -63,11 +63,7 @@ void FileSink<T>::commit_rows(index_t r0, index_t count, index_t reread_from) {
     }
   }
   file_.flush(offset, bytes);  // what went through the page cache, to disk while the next band is computed
-  if (!on_final) return;
-  file_.sync();
-  fault_point("band-synced");
-  on_final(r0 + count);
-  fault_point("band-recorded");
+  if (on_final) on_final(r0 + count);
 }
 
 // What went through the page cache and will not be read again leaves it once written back, so a
@@ -191,20 +187,12 @@ index_t run_tiles_to_file(TileGrid grid, TileProducer<T>& producer, const std::s
   NpyFileWriter file(path, dtype_of<T>(), shape, checkpoint.partial_path(), checkpoint.reopen());
   const index_t row = numel(shape) / std::max<index_t>(grid.n1, 1);
   FileSink<T> sink(file, row, grid.values);
-  index_t recorded = checkpoint.start_row();
-  sink.on_final = [&](index_t rows) {
-    checkpoint.record(rows);
-    recorded = rows;
-    file.keep_partial_on_failure();  // from now on there is finished work to resume from
-  };
+  sink.on_final = [&](index_t rows) { checkpoint.record_synced(file, rows); };
   grid.start_row = checkpoint.start_row();
   try {
     run_tiles(grid, producer, sink, progress);
   } catch (const IoError& e) {
-    // A full disk, say: the finished bands and their record stay for --resume.
-    if (recorded == 0) throw;
-    throw IoError(std::string(e.what()) + "; the " + std::to_string(recorded) + " finished rows are kept in '" +
-                  checkpoint.partial_path() + "': make room and rerun with --resume");
+    throw checkpoint.kept_error(e);  // a full disk, say: the finished bands and their record stay
   } catch (...) {
     // Any other failure (bad values, an exception from the progress callback) leaves nothing,
     // unless this run continued an earlier one: that one's finished bands stay.

@@ -63,7 +63,7 @@ class FileSink final : public KernelSink<T> {
   void commit_rows(index_t r0, index_t count, index_t reread_from) override;
   void read(index_t r, index_t c0, index_t nc, T* dst) const override;
   void forget(index_t r0, index_t r1, index_t c1) override;
-  // Called with r0 + count once committed rows are synced to disk (a checkpoint records them).
+  // Called with r0 + count once committed rows are written (a checkpoint syncs and records them).
   std::function<void(index_t)> on_final;
 
  private:
