@@ -102,6 +102,9 @@ def _cases(f, out):
     o = ["-o", str(out)]
     mlp = ["--net", MLP]
     entk = ["entk", *mlp, "--params", str(f["params"]), "--x1", str(f["x"])]
+
+    def regress(k, kt, y, *rest):
+        return ["regress", "--k-train", str(f[k]), "--k-test", str(f[kt]), "--y-train", str(f[y]), *rest, *o]
     return [
         # init
         ("init-unknown-layer", ["init", "--net", "Dense(4), Frobnicate(3)", "--input-shape", "5", *o]),
@@ -151,20 +154,13 @@ def _cases(f, out):
         ("features-overflow", ["features", "--sketch", "ntkrf", "--depth", "2", "--dim", "64", "-x", str(f["x_big"]),
                                "--dtype", "float64", *o]),
         # regress
-        ("regress-k-not-square", ["regress", "--k-train", str(f["K_rect"]), "--k-test", str(f["KT"]),
-                                  "--y-train", str(f["y"]), *o]),
-        ("regress-kt-columns", ["regress", "--k-train", str(f["K"]), "--k-test", str(f["KT_bad"]),
-                                "--y-train", str(f["y"]), *o]),
-        ("regress-targets-count", ["regress", "--k-train", str(f["K"]), "--k-test", str(f["KT"]),
-                                   "--y-train", str(f["y_short"]), *o]),
-        ("regress-k-nan", ["regress", "--k-train", str(f["K_nan"]), "--k-test", str(f["KT"]),
-                           "--y-train", str(f["y"]), *o]),
-        ("regress-negative-label", ["regress", "--k-train", str(f["K"]), "--k-test", str(f["KT"]),
-                                    "--y-train", str(f["labels_neg"]), *o]),
-        ("regress-truncated-idx-labels", ["regress", "--k-train", str(f["K"]), "--k-test", str(f["KT"]),
-                                          "--y-train", str(f["labels_idx_trunc"]), *o]),
-        ("regress-negative-ridge", ["regress", "--k-train", str(f["K"]), "--k-test", str(f["KT"]),
-                                    "--y-train", str(f["y"]), "--ridge", "-1", *o]),
+        ("regress-k-not-square", regress("K_rect", "KT", "y")),
+        ("regress-kt-columns", regress("K", "KT_bad", "y")),
+        ("regress-targets-count", regress("K", "KT", "y_short")),
+        ("regress-k-nan", regress("K_nan", "KT", "y")),
+        ("regress-negative-label", regress("K", "KT", "labels_neg")),
+        ("regress-truncated-idx-labels", regress("K", "KT", "labels_idx_trunc")),
+        ("regress-negative-ridge", regress("K", "KT", "y", "--ridge", "-1")),
         # spectrum, compare, pntk-report
         ("spectrum-not-square", ["spectrum", "--k", str(f["K_rect"]), *o]),
         ("spectrum-inf", ["spectrum", "--k", str(f["K_inf"]), *o]),
