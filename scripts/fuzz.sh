@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets (fuzz/) with clang, ASan and UBSan in build-fuzz/ and runs each one
 # for a bounded time on a seed corpus: the text seeds in fuzz/corpus/ (specs, checkpoint records)
-# and binary ones (.npy, .npz, IDX, parameter and label files) generated here.
-#   scripts/fuzz.sh [seconds per target, default 30] [targets, default: all seven:
-#                    npy npz idx spec params labels checkpoint]
+# and binary ones (.npy, .npz, IDX, parameter and label files, solver states) generated here.
+#   scripts/fuzz.sh [seconds per target, default 30] [targets, default: all eight:
+#                    npy npz idx spec params labels checkpoint state]
 # Crash reproducers land in build-fuzz/artifacts/<target>/; rerun one with
 #   build-fuzz/fuzz/fuzz_<target> <file>
 set -euo pipefail
@@ -11,7 +11,7 @@ set -euo pipefail
 secs="${1:-30}"
 shift $(( $# > 0 ? 1 : 0 ))
 targets=("$@")
-(( ${#targets[@]} )) || targets=(npy npz idx spec params labels checkpoint)
+(( ${#targets[@]} )) || targets=(npy npz idx spec params labels checkpoint state)
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="$root/build-fuzz"
 
@@ -107,6 +107,43 @@ labels = {
 }
 for name, data in labels.items():
     open(os.path.join(root, "labels", name), "wb").write(data)
+
+
+def content_hash(b):
+    """src/checkpoint.cpp's content_hash, for seeds whose arrays match their hashes."""
+    mask = 2**64 - 1
+    h = 0xcbf29ce484222325 ^ len(b)
+    i = 0
+    while i + 8 <= len(b):
+        h = ((h ^ int.from_bytes(b[i:i + 8], "little")) * 0x100000001b3) & mask
+        h ^= h >> 29
+        i += 8
+    for c in b[i:]:
+        h = ((h ^ c) * 0x100000001b3) & mask
+    h ^= h >> 33
+    h = (h * 0xff51afd7ed558ccd) & mask
+    h ^= h >> 33
+    return f"{h:016x}"
+
+
+def state(arrays, identity=(("solver", "Nystrom"), ("targets", "(4, 2) float64 0123456789abcdef"))):
+    head = "ntkit state 1\n" + "".join(f"{k}: {v}\n" for k, v in identity)
+    body = b""
+    for name, shape, values in arrays:
+        data = struct.pack(f"<{len(values)}d", *values)
+        head += f"array: {name} {shape} {content_hash(data)}\n"
+        body += data
+    return (head + "data:\n").encode() + body
+
+
+os.makedirs(os.path.join(root, "state"), exist_ok=True)
+states = {
+    "nystrom": state([("meta", "(3,)", [1, 0, 0]), ("x", "(4, 2)", [0.5] * 8), ("empty", "(0,)", [])]),
+    "other_job": state([("meta", "(3,)", [2, 675, 1])], (("solver", "ridge on features"),)),
+    "no_meta": state([("gram", "(2, 2)", [1, 0, 0, 1])]),
+}
+for name, data in states.items():
+    open(os.path.join(root, "state", name), "wb").write(data)
 PY
 # The text seeds kept in the repository.
 for d in spec checkpoint; do

@@ -17,8 +17,11 @@
 #include <utility>
 #include <vector>
 
+#include <chrono>
+
 #include "ntk/array.hpp"
 #include "ntk/io.hpp"
+#include "ntk/nystrom.hpp"
 
 namespace ntk::detail {
 
@@ -35,6 +38,10 @@ std::string array_identity(const Array<T>& a) {
   return shape_string(a.shape()) + " " + dtype_name(dtype_of<T>()) + " " +
          content_hash(a.data(), std::size_t(a.size()) * sizeof(T));
 }
+
+// "<bytes> bytes <content_hash>" of a file's contents (memory-mapped, so a kernel file larger than
+// memory is hashed in one pass); IoError naming the file if it cannot be read.
+std::string file_identity(const std::string& path);
 
 class Checkpoint {
  public:
@@ -67,10 +74,49 @@ class Checkpoint {
   bool complete_ = false;
 };
 
+// Resumable solvers (ntk/nystrom.hpp's SolverCheckpoint: the regression job's Nyström and feature
+// ridge): their progress is a state (CG vectors, accumulated FᵀF), not rows of an output, so it is
+// saved whole, in one file beside the job's first output, replaced atomically at each save:
+//
+//   <output>.ntk-state   "ntkit state 1", the job's identity lines, "array: <name> <shape> <hash>"
+//                        per array, "data:", then the arrays' float64
+//                        values (little-endian) in the order of their lines
+//
+// Every array's values are checked against its hash on load, so a damaged file is refused rather
+// than resumed from; an identity that differs is refused as the rows' checkpoint refuses it.
+class StateCheckpoint final : public SolverCheckpoint {
+ public:
+  // For a job whose first output is `output`; saves when offered, at most every `interval_seconds`
+  // (0: at every offer). Without resume an existing state file is refused (its work would be lost).
+  StateCheckpoint(std::string output, JobIdentity identity, bool resume, double interval_seconds);
+  const std::string& path() const { return path_; }
+  const SolverState& saved() const override { return saved_; }
+  bool due() const override;
+  void save(const std::vector<StateArray>& arrays) override;
+  // The outputs are in place: the state goes.
+  void finish();
+
+ private:
+  std::string path_;
+  JobIdentity identity_;
+  SolverState saved_;
+  double interval_;
+  std::chrono::steady_clock::time_point last_;
+};
+
+// A state file's identity and state (IoError, naming `path`, for anything but a well-formed file
+// whose arrays match their hashes). For StateCheckpoint and the fuzzer.
+std::pair<JobIdentity, SolverState> read_state(const std::string& path);
+
+// The saved array `name` of a state, which must hold `size` values (IoError otherwise: the file is
+// not this solve's), copied to out.
+void load_state_array(const SolverState& state, const std::string& name, double* out, index_t size);
+
 // Test hook for the kill tests: when the environment variable NTK_FAULT_POINT equals `name`, or is
 // "name:K" and this is the K-th time (from 1) the point is reached, the process kills itself with
 // SIGKILL there, as a crash or an OOM kill would. Points: "band-synced" (data on disk, record not
-// yet updated), "band-recorded", "before-rename", "after-rename".
+// yet updated), "band-recorded", "before-rename", "after-rename"; "state-saved" (a solver's state
+// file replaced).
 void fault_point(const char* name);
 
 }  // namespace ntk::detail

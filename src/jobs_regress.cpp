@@ -12,6 +12,7 @@
 #include <variant>
 
 #include "blas.hpp"
+#include "checkpoint.hpp"
 #include "io_detail.hpp"
 #include "jobs_detail.hpp"
 #include "ntk/error.hpp"
@@ -78,6 +79,7 @@ struct SolveOutcome {
   index_t centers = 0, iterations = 0;  // Nyström
   bool kernel_cached = false;
   std::string warning;
+  std::string resumed_at;
 };
 
 // Train predictions are the in-sample outputs K_train (K_train + λI)⁻¹ ... of the model, i.e. the
@@ -192,6 +194,7 @@ NystromMemory nystrom_memory(const RegressJob& job, index_t n, index_t o, std::u
 // What a network kernel's blocks borrow, kept at a stable address for as long as they live.
 template <class T>
 struct NetworkData {
+  using value_type = T;
   std::optional<Network> net;
   detail::ResolvedParams<T> theta;
   Array<T> x_train;
@@ -282,9 +285,56 @@ Array<double> whole(const KernelBlocks& k, int threads) {
   return out;
 }
 
+// What a solver's state belongs to: every input's content (kernel and feature files hashed, a
+// network's description, parameters and inputs), the targets as solved, and every option the
+// solve's bytes depend on (the budget decides K_nM's caching and its row blocks).
+detail::JobIdentity regress_identity(const RegressJob& job, const Array<double>& y, const BlockSource& src,
+                                     const RegressResult& r) {
+  auto input = [](const JobInput& in) {
+    if (!in.array) return "file " + detail::file_identity(in.path);
+    const ArrayView& v = *in.array;
+    return "array " + shape_string(v.shape) + " " + dtype_name(v.dtype) + " " +
+           detail::content_hash(v.data, std::size_t(numel(v.shape)) * dtype_size(v.dtype));
+  };
+  detail::JobIdentity id{{"solver", job.f_train ? "ridge on features" : "Nystrom"}};
+  if (job.f_train) id.emplace_back("f_train", input(*job.f_train));
+  if (job.f_test) id.emplace_back("f_test", input(*job.f_test));
+  if (job.k_train) id.emplace_back("k_train", input(*job.k_train));
+  if (job.k_test) id.emplace_back("k_test", input(*job.k_test));
+  std::visit(
+      [&](const auto& d) {
+        if constexpr (!std::is_same_v<std::decay_t<decltype(d)>, std::monostate>) {
+          const NetworkKernel& nk = *job.network;
+          const std::string kernel = nk.empirical ? "empirical, mode " + to_string(nk.mode)
+                                                  : std::string("infinite width, ") + (nk.get == KernelOptions::ntk ? "ntk" : "nngp");
+          using T = typename std::decay_t<decltype(*d)>::value_type;
+          id.emplace_back("network", d->net->describe() + " on " + shape_string(d->net->input_shape()));
+          id.emplace_back("kernel", kernel + ", " + dtype_name(dtype_of<T>()));
+          if (nk.empirical)
+            id.emplace_back("parameters", detail::content_hash(d->theta.values.data(), d->theta.values.size() * sizeof(T)));
+          id.emplace_back("x_train", detail::array_identity(d->x_train));
+          if (d->x_test) id.emplace_back("x_test", detail::array_identity(*d->x_test));
+        }
+      },
+      src.owner);
+  id.emplace_back("targets", detail::array_identity(y));
+  std::ostringstream o;
+  o.precision(17);
+  o << "ridge " << job.ridge << (job.ridge_absolute ? " absolute" : " relative") << ", centers " << job.centers
+    << ", center seed " << job.center_seed << ", max iterations " << job.max_iterations << ", tolerance "
+    << job.tolerance << ", max memory " << job.max_memory << ", batch rows " << job.batch_rows;
+  if (r.selection) {
+    o << ", validation " << r.validation << ", grid";
+    for (const double g : r.selection->ridges) o << " " << g;
+  }
+  id.emplace_back("options", o.str());
+  return id;
+}
+
 // Nyström on the block source: the centers' columns of the train kernel (cached when the budget
 // allows) and of the test kernel.
-SolveOutcome solve_nystrom(const RegressJob& job, const Array<double>& y, const BlockSource& src) {
+SolveOutcome solve_nystrom(const RegressJob& job, const Array<double>& y, const BlockSource& src,
+                           SolverCheckpoint* checkpoint) {
   const NystromMemory& mem = src.memory;
   const index_t n = src.train->rows(), m = src.test ? src.test->rows() : 0, o = y.dim(1);
   const index_t centers = std::min(job.centers, n);
@@ -299,6 +349,8 @@ SolveOutcome solve_nystrom(const RegressJob& job, const Array<double>& y, const 
   opt.cache_float32 = mem.cache_float32;
   opt.threads = job.threads;
   opt.train_predictions = true;
+  opt.test = src.test.get();
+  opt.checkpoint = checkpoint;
   if (job.progress) opt.progress = [&](index_t it, index_t total, double) { job.progress(it, total); };
   index_t row_block = 0;
   if (src.network()) {
@@ -313,7 +365,7 @@ SolveOutcome solve_nystrom(const RegressJob& job, const Array<double>& y, const 
   NystromFit fit;
   try {
     fit = nystrom_ridge(*src.train, y, opt);
-    if (src.test) s.test = nystrom_predict(*src.test, fit, job.threads, row_block);
+    s.test = std::move(fit.test_predictions);
   } catch (const MemoryBudgetError& e) {
     if (!src.network() || !mem.block_budget) throw;
     // The kernel names --max-memory for the share it was given; say how that share came about.
@@ -327,6 +379,7 @@ SolveOutcome solve_nystrom(const RegressJob& job, const Array<double>& y, const 
   s.iterations = fit.iterations;
   s.centers = index_t(fit.centers.size());
   s.kernel_cached = fit.knm_cached;
+  s.resumed_at = std::move(fit.resumed_at);
   for (const std::string& w : fit.warnings) s.warning += (s.warning.empty() ? "" : "; ") + w;
   return s;
 }
@@ -348,8 +401,10 @@ void check_exact_memory(const RegressJob& job, index_t n, index_t m) {
 // Ridge on features: W = (FᵀF + λI)⁻¹ FᵀY, F read from its file in row batches.
 // selection: with --ridge auto, its candidates in, the validation MSEs and the choice out.
 SolveOutcome solve_features(const RegressJob& job, const Array<double>& y, index_t n, index_t m, RidgeSelection* selection,
-                            index_t validation) {
+                            index_t validation, SolverCheckpoint* checkpoint) {
   FeatureRidgeOptions opt;
+  opt.checkpoint = checkpoint;
+  opt.batch_rows = job.batch_rows;
   opt.ridge = job.ridge;
   opt.relative = !job.ridge_absolute;
   opt.threads = job.threads;
@@ -382,6 +437,7 @@ SolveOutcome solve_features(const RegressJob& job, const Array<double>& y, index
   s.lambda = fit.lambda;
   s.cholesky = fit.cholesky;
   s.warning = fit.warning;
+  s.resumed_at = fit.resumed_at;
   if (selection) {
     selection->validation_mse = fit.validation_mse;
     selection->best_ridge = fit.chosen_ridge;
@@ -544,6 +600,8 @@ RegressResult run_regress(const RegressJob& job) {
   if (job.k_test && !job.k_train) throw InvalidArgument("the test kernel goes with the train kernel");
   if (job.f_test && !job.f_train) throw InvalidArgument("the test features go with the training features");
   if (job.centers < 0) throw InvalidArgument("the number of Nyström centers must be >= 1, got " + std::to_string(job.centers));
+  if (job.batch_rows < 0) throw InvalidArgument("the batch rows must be >= 1 (0: automatic)");
+  if (job.batch_rows && !job.f_train) throw InvalidArgument("batch rows are for ridge on features (--f-train)");
   if (job.f_train && job.centers)
     throw InvalidArgument("Nyström centers are for kernels; features are solved exactly through FᵀF (drop the centers)");
   const bool iterative = job.f_train || job.centers > 0;
@@ -643,12 +701,26 @@ RegressResult run_regress(const RegressJob& job) {
     }
   }
 
+  // The iterative solvers keep their state beside the first output, to resume from.
+  std::unique_ptr<detail::StateCheckpoint> state;
+  const std::string& first_output = job.output_path.empty() ? job.train_output_path : job.output_path;
+  if (job.resume && (!iterative || first_output.empty()))
+    throw InvalidArgument(iterative ? "--resume continues from the solver state kept beside the predictions: give the "
+                                      "output (--output or --train-predictions) of the interrupted run"
+                                    : "only Nyström (--centers) and ridge on features keep a state to resume from; the "
+                                      "exact solve starts over (drop --resume)");
+  if (!(job.checkpoint_seconds >= 0) || !std::isfinite(job.checkpoint_seconds))
+    throw InvalidArgument("the checkpoint interval must be a finite number of seconds >= 0");
+  if (iterative && !first_output.empty())
+    state = std::make_unique<detail::StateCheckpoint>(first_output, regress_identity(job, y, blocks, r), job.resume,
+                                                      job.checkpoint_seconds);
+
   SolveOutcome s;
   if (job.f_train) {
-    s = solve_features(job, y, n, m, r.selection ? &*r.selection : nullptr, r.validation);
+    s = solve_features(job, y, n, m, r.selection ? &*r.selection : nullptr, r.validation, state.get());
     if (r.selection) reg.diag_reg = r.selection->best_ridge;
   } else if (job.centers) {
-    s = solve_nystrom(job, y, blocks);
+    s = solve_nystrom(job, y, blocks, state.get());
   } else {
     s = solve_exact_kernel(job, *k_train, k_test ? &*k_test : nullptr, y, reg);
   }
@@ -660,6 +732,7 @@ RegressResult run_regress(const RegressJob& job) {
   r.solver = job.centers ? "nystrom-pcg" : s.cholesky ? "cholesky" : "eigh";
   r.lambda = s.lambda;
   r.warning = std::move(s.warning);
+  r.resumed_at = std::move(s.resumed_at);
 
   // Metrics per time.
   const index_t nt = index_t(gp ? 1 : job.times.size());
@@ -680,10 +753,16 @@ RegressResult run_regress(const RegressJob& job) {
   r.train_predictions = squeeze_time(std::move(s.train), nt);
   if (has_test) r.test_predictions = squeeze_time(std::move(s.test), nt);
   r.covariance = std::move(s.covariance);
-  // Written last, each atomically, so a failure above leaves no file.
+  // Written last, each atomically, so a failure above leaves no file; the solver's state goes once
+  // they are all in place (a rerun with --resume after a kill in between writes them again).
+  detail::fault_point("before-rename");
   if (!job.output_path.empty()) write_npy(job.output_path, r.test_predictions);
   if (!job.train_output_path.empty()) write_npy(job.train_output_path, r.train_predictions);
   if (!job.covariance_path.empty()) write_npy(job.covariance_path, r.covariance);
+  if (state) {
+    detail::fault_point("after-rename");
+    state->finish();
+  }
   return r;
 }
 
@@ -730,7 +809,9 @@ std::string regress_json(const RegressResult& r, const RegressJob& job) {
       o << (i ? ", " : "") << json_number(r.selection->validation_mse[i]);
     o << "]}";
   }
-  o << ", \"warning\": " << json_string(r.warning) << ", \"results\": [";
+  o << ", \"warning\": " << json_string(r.warning);
+  if (!r.resumed_at.empty()) o << ", \"resumed_at\": " << json_string(r.resumed_at);
+  o << ", \"results\": [";
   for (size_t i = 0; i < r.metrics.size(); ++i) {
     const RegressMetrics& m = r.metrics[i];
     o << (i ? ", " : "") << "{\"time\": " << json_number(m.time) << ", \"train_mse\": " << json_number(m.train_mse);

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "blas.hpp"
+#include "checkpoint.hpp"
 #include "io_detail.hpp"
 #include "lapack.hpp"
 #include "solve_detail.hpp"
@@ -55,12 +56,54 @@ FeatureRidgeFit solve_features(index_t n, index_t m, const RowReader& read_rows,
       if (!(r >= 0) || !std::isfinite(r)) throw InvalidArgument("candidate ridges must be finite and >= 0");
   }
 
-  // FᵀF and FᵀY of rows [lo, hi) added into gram (upper triangle) and fty; keep: the rows themselves.
+  // FᵀF and FᵀY of rows [lo, hi) added into gram (upper triangle) and fty, in batches of `batch` rows
+  // from lo; keep: the rows themselves. Resumable after any batch (options.checkpoint): a state is
+  // the rows done over [0, n) and the sums so far; a resumed accumulation starts at `from`, only
+  // reading the kept rows before it again.
   std::vector<double> f(size_t(batch * m));
+  Array<double> gram(Shape{m, m}), fty(Shape{m, o}), gram_v, fty_v;
+  if (select) gram_v = Array<double>(Shape{m, m}), fty_v = Array<double>(Shape{m, o});
+  SolverCheckpoint* const checkpoint = options.checkpoint;
+  index_t rows_done = 0;
+  auto offer = [&](index_t rows) {
+    rows_done = rows;
+    if (!checkpoint || !checkpoint->due()) return;
+    const double meta[1] = {double(rows)};
+    std::vector<StateArray> state{{"meta", Shape{1}, meta}, {"gram", Shape{m, m}, gram.data()}, {"fty", Shape{m, o}, fty.data()}};
+    if (rows > n_fit) {
+      state.push_back({"gram_v", Shape{m, m}, gram_v.data()});
+      state.push_back({"fty_v", Shape{m, o}, fty_v.data()});
+    }
+    checkpoint->save(state);
+  };
+  FeatureRidgeFit fit;
+  if (checkpoint && !checkpoint->saved().empty()) {
+    double meta[1];
+    detail::load_state_array(checkpoint->saved(), "meta", meta, 1);
+    rows_done = index_t(meta[0]);
+    const bool aligned = rows_done <= n_fit ? rows_done % batch == 0 || rows_done == n_fit
+                                            : (rows_done - n_fit) % batch == 0 || rows_done == n;
+    if (rows_done < 0 || rows_done > n || !aligned)
+      throw IoError("the saved solver state (row " + std::to_string(rows_done) + " of " + std::to_string(n) +
+                    ") is not this solve's; delete it to start over");
+    detail::load_state_array(checkpoint->saved(), "gram", gram.data(), m * m);
+    detail::load_state_array(checkpoint->saved(), "fty", fty.data(), m * o);
+    if (rows_done > n_fit) {
+      detail::load_state_array(checkpoint->saved(), "gram_v", gram_v.data(), m * m);
+      detail::load_state_array(checkpoint->saved(), "fty_v", fty_v.data(), m * o);
+    }
+    fit.resumed_at = "row " + std::to_string(rows_done) + " of " + std::to_string(n);
+  }
   auto accumulate = [&](index_t lo, index_t hi, Array<double>& gram, Array<double>& fty, std::vector<double>* keep) {
+    const index_t from = std::clamp(rows_done, lo, hi);
+    for (index_t begin = lo; keep && begin < from; begin += batch) {
+      const index_t rows = std::min(batch, from - begin);
+      read_rows(begin, rows, f.data());
+      keep->insert(keep->end(), f.begin(), f.begin() + rows * m);
+    }
     // SYRK has no split over ntkit's threads (detail::gemm's): it runs on OpenBLAS's, as LAPACK does.
     detail::LapackThreads blas_threads;
-    for (index_t begin = lo; begin < hi; begin += batch) {
+    for (index_t begin = from; begin < hi; begin += batch) {
       const index_t rows = std::min(batch, hi - begin);
       read_rows(begin, rows, f.data());
       if (const index_t bad = first_non_finite(f.data(), rows * m); bad >= 0)
@@ -70,6 +113,7 @@ FeatureRidgeFit solve_features(index_t n, index_t m, const RowReader& read_rows,
                   gram.data(), blasint(m));
       detail::gemm_serial(true, false, m, o, rows, 1.0, f.data(), m, y.data() + begin * o, o, 1.0, fty.data(), o);
       if (keep) keep->insert(keep->end(), f.begin(), f.begin() + rows * m);
+      offer(begin + rows);
     }
   };
   auto symmetrize = [m](Array<double>& g) {
@@ -80,15 +124,12 @@ FeatureRidgeFit solve_features(index_t n, index_t m, const RowReader& read_rows,
     }
     return trace;
   };
-  Array<double> gram(Shape{m, m}), fty(Shape{m, o});
   accumulate(0, n_fit, gram, fty, nullptr);
   double trace = symmetrize(gram);
-  FeatureRidgeFit fit;
   double chosen = options.ridge;
   if (select) {
     // The last v rows validate: with FᵀF = V Λ Vᵀ over the fit rows, the validation predictions at λ
     // are P diag(1/(Λ + λ)) Q, P = F_v V and Q = Vᵀ FᵀY, formed once (select_ridge's scheme on K = FFᵀ).
-    Array<double> gram_v(Shape{m, m}), fty_v(Shape{m, o});
     std::vector<double> f_val;
     f_val.reserve(size_t(v * m));
     accumulate(n_fit, n, gram_v, fty_v, &f_val);

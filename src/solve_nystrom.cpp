@@ -15,6 +15,7 @@
 
 #include "blas.hpp"
 #include "check.hpp"
+#include "checkpoint.hpp"
 #include "lapack.hpp"
 #include "solve_detail.hpp"
 #include "ntk/empirical.hpp"
@@ -316,24 +317,31 @@ class KnmOperator {
   }
   bool cached() const { return !cache_.empty() || !cache32_.empty(); }
 
+  // Every product is a pass over row blocks that can start at a block boundary `start` (a resumed
+  // pass: out then holds the blocks before it) and calls after(rows done) after each block.
+  using AfterBlock = std::function<void(index_t rows_done)>;
+  // The rows of a block: all of them when cached (the GEMMs then split over all rows at once).
+  index_t block_step() const { return cache_.empty() ? block_rows_ : n_; }
+
   // out (M × o) = K_nMᵀ y, y (n × o).
-  void transpose_times(const double* y, index_t o, double* out) {
-    std::fill(out, out + m_ * o, 0.0);
-    for_each_block([&](index_t begin, index_t rows) {
+  void transpose_times(const double* y, index_t o, double* out, index_t start = 0, const AfterBlock& after = {}) {
+    if (start == 0) std::fill(out, out + m_ * o, 0.0);
+    for_each_block(start, after, [&](index_t begin, index_t rows) {
       detail::gemm(true, false, m_, o, rows, 1.0, rows_of(begin, rows), m_, y + begin * o, o, 1.0, out, o);
     });
   }
   // out (n × o) = K_nM z, z (M × o).
-  void times(const double* z, index_t o, double* out) {
-    for_each_block([&](index_t begin, index_t rows) {
+  void times(const double* z, index_t o, double* out, index_t start = 0, const AfterBlock& after = {}) {
+    for_each_block(start, after, [&](index_t begin, index_t rows) {
       detail::gemm(false, false, rows, o, m_, 1.0, rows_of(begin, rows), m_, z, o, 0.0, out + begin * o, o);
     });
   }
   // out (M × o) = K_nMᵀ K_nM z, z (M × o); u: scratch of n × o.
-  void gram_times(const double* z, index_t o, double* out, std::vector<double>& u) {
+  void gram_times(const double* z, index_t o, double* out, std::vector<double>& u, index_t start = 0,
+                  const AfterBlock& after = {}) {
     u.resize(size_t(n_ * o));
-    std::fill(out, out + m_ * o, 0.0);
-    for_each_block([&](index_t begin, index_t rows) {
+    if (start == 0) std::fill(out, out + m_ * o, 0.0);
+    for_each_block(start, after, [&](index_t begin, index_t rows) {
       const double* kb = rows_of(begin, rows);
       double* ub = u.data() + begin * o;
       detail::gemm(false, false, rows, o, m_, 1.0, kb, m_, z, o, 0.0, ub, o);
@@ -343,10 +351,12 @@ class KnmOperator {
 
  private:
   template <class F>
-  void for_each_block(const F& f) {
-    // One block covering every row when cached: the GEMMs then split over all rows at once.
-    const index_t step = cache_.empty() ? block_rows_ : n_;
-    for (index_t begin = 0; begin < n_; begin += step) f(begin, std::min(step, n_ - begin));
+  void for_each_block(index_t start, const AfterBlock& after, const F& f) {
+    const index_t step = block_step();
+    for (index_t begin = start; begin < n_; begin += step) {
+      f(begin, std::min(step, n_ - begin));
+      if (after) after(std::min(begin + step, n_));
+    }
   }
   void kernel_rows(index_t begin, index_t rows, double* out) {
     std::vector<index_t> idx(static_cast<size_t>(rows));
@@ -373,6 +383,23 @@ class KnmOperator {
 };
 
 using detail::outputs_of;
+
+// out (rows of k_test, o) = K(rows, centers) α from row `start` on, in blocks of `step` rows,
+// after(rows done) after each.
+void predict_rows(const KernelBlocks& k_test, const std::vector<index_t>& centers, const double* alpha, index_t o,
+                  index_t step, double* out, index_t start, const std::function<void(index_t)>& after) {
+  const index_t nt = k_test.rows(), m = index_t(centers.size());
+  std::vector<double> kb(size_t(std::min(step, nt) * m));
+  std::vector<index_t> idx;
+  for (index_t begin = start; begin < nt; begin += step) {
+    const index_t rows = std::min(step, nt - begin);
+    idx.resize(size_t(rows));
+    std::iota(idx.begin(), idx.end(), begin);
+    k_test.block(idx, centers, kb.data());
+    detail::gemm(false, false, rows, o, m, 1.0, kb.data(), m, alpha, o, 0.0, out + begin * o, o);
+    if (after) after(begin + rows);
+  }
+}
 
 std::vector<double> kernel_diagonal(const KernelBlocks& k) {
   const index_t n = k.rows(), chunk = 4096;
@@ -425,6 +452,9 @@ NystromFit nystrom_ridge(const KernelBlocks& k, const Array<double>& y, const Ny
   if (options.row_block < 0) throw InvalidArgument("the row block must be >= 0 (0: automatic)");
   if (options.selection_block < 0) throw InvalidArgument("the selection block must be >= 0 (0: automatic)");
 
+  if (options.test && options.test->cols() != n)
+    throw InvalidArgument("the test kernel's columns must be the " + std::to_string(n) +
+                          " training examples, got the " + options.test->describe());
   NystromFit fit;
   fit.n_train = n;
   index_t m = std::min(options.centers, n);
@@ -554,36 +584,108 @@ NystromFit nystrom_ridge(const KernelBlocks& k, const Array<double>& y, const Ny
     for (double& e : v) e *= scale;
   };
   std::vector<double> u;  // K_nM z, N × O
-  auto apply_system = [&](const std::vector<double>& p, std::vector<double>& q) {  // q <- Bᵀ H B p
-    std::vector<double> z = p;
-    apply_b(z);
-    knm.gram_times(z.data(), o, q.data(), u);
-    if (lambda != 0) detail::gemm(false, false, m, o, m, lambda, kmm.data(), m, z.data(), o, 1.0, q.data(), o);
-    apply_bt(q);
+
+  // The solve is a sequence of passes over row blocks, resumable after any block: pass 0 the
+  // right-hand side b = Bᵀ K_nMᵀ Y; pass i >= 1 the i-th CG iteration, q = Bᵀ H B p; then the
+  // train predictions K_nM α and the test predictions K(X_test, C) α. A state is the pass, its rows
+  // done and partial result ("partial"), and the CG vectors as of the pass's start ("x" holds β
+  // during CG and α = Bβ after it).
+  const index_t train_pass = options.max_iterations + 1, test_pass = options.max_iterations + 2;
+  const index_t n_test = options.test ? options.test->rows() : 0;
+  const index_t test_step = rows_per_block(options.row_block, m, std::max<index_t>(n_test, 1));
+  index_t pass = 0, rows_done = 0;
+  std::vector<double> x(size_t(m * o), 0.0), r(size_t(m * o)), p(size_t(m * o)), q(size_t(m * o));
+  const auto outs = static_cast<size_t>(o);
+  std::vector<double> rs(outs), b_norm(outs), rel(outs, 0.0), active(outs, 0.0);  // active: 1 or 0
+  if (options.train_predictions) fit.train_predictions = Array<double>(Shape{n, o});
+  if (options.test) fit.test_predictions = Array<double>(Shape{n_test, o});
+  // The current pass's partial result: b, q, or the predictions being filled.
+  auto partial = [&]() -> std::pair<double*, index_t> {
+    if (pass < train_pass) return {q.data(), m};
+    if (pass == train_pass) return {fit.train_predictions.data(), n};
+    return {fit.test_predictions.data(), n_test};
+  };
+  const index_t step_rows = knm.block_step();
+  auto describe = [&] {
+    const std::string rows = ", row " + std::to_string(rows_done) + " of " + std::to_string(pass == test_pass ? n_test : n);
+    if (pass == 0) return "the right-hand side" + rows;
+    if (pass < train_pass) return "CG iteration " + std::to_string(pass) + rows;
+    return (pass == train_pass ? std::string("the train predictions") : std::string("the test predictions")) + rows;
+  };
+
+  SolverCheckpoint* const checkpoint = options.checkpoint;
+  if (checkpoint && !checkpoint->saved().empty()) {
+    const SolverState& saved = checkpoint->saved();
+    double meta[3];
+    detail::load_state_array(saved, "meta", meta, 3);
+    std::vector<double> centers(static_cast<size_t>(m), 0.0);
+    detail::load_state_array(saved, "centers", centers.data(), m);
+    pass = index_t(meta[0]), rows_done = index_t(meta[1]);
+    const auto iterations = index_t(meta[2]);
+    const index_t pass_rows = pass == test_pass ? n_test : n;
+    const index_t pass_step = pass == test_pass ? test_step : step_rows;
+    if (pass < 0 || pass > test_pass || (pass == train_pass && !options.train_predictions) ||
+        (pass == test_pass && !options.test) || rows_done < 0 || rows_done > pass_rows ||
+        (rows_done % pass_step != 0 && rows_done != pass_rows) || iterations < 0 || iterations > std::min(pass, options.max_iterations) ||
+        !std::equal(centers.begin(), centers.end(), fit.centers.begin(), [](double a, index_t b) { return a == double(b); }))
+      throw IoError("the saved solver state (" + describe() + ") is not this solve's; delete it to start over");
+    for (auto [name, v] : {std::pair{"x", &x}, {"r", &r}, {"p", &p}, {"rs", &rs}, {"b_norm", &b_norm}, {"rel", &rel},
+                           {"active", &active}})
+      detail::load_state_array(saved, name, v->data(), index_t(v->size()));
+    fit.iterations = iterations;
+    fit.residual_history.resize(size_t(iterations));
+    detail::load_state_array(saved, "history", fit.residual_history.data(), iterations);
+    const auto [part, part_rows] = partial();
+    detail::load_state_array(saved, "partial", part, part_rows * o);
+    if (pass == test_pass && options.train_predictions)
+      detail::load_state_array(saved, "train", fit.train_predictions.data(), n * o);
+    fit.resumed_at = describe();
+  }
+  // After each block: the state, when the checkpoint would save it.
+  const auto after_block = [&](index_t rows) {
+    rows_done = rows;
+    if (!checkpoint || !checkpoint->due()) return;
+    const double meta[3] = {double(pass), double(rows_done), double(fit.iterations)};
+    const std::vector<double> centers(fit.centers.begin(), fit.centers.end());
+    const auto [part, part_rows] = partial();
+    std::vector<StateArray> state{
+        {"meta", Shape{3}, meta}, {"centers", Shape{m}, centers.data()}, {"x", Shape{m, o}, x.data()},
+        {"r", Shape{m, o}, r.data()}, {"p", Shape{m, o}, p.data()}, {"rs", Shape{o}, rs.data()},
+        {"b_norm", Shape{o}, b_norm.data()}, {"rel", Shape{o}, rel.data()}, {"active", Shape{o}, active.data()},
+        {"history", Shape{fit.iterations}, fit.residual_history.data()}, {"partial", Shape{part_rows, o}, part}};
+    if (pass == test_pass && options.train_predictions)
+      state.push_back({"train", Shape{n, o}, fit.train_predictions.data()});
+    checkpoint->save(state);
   };
 
   // CG on every output column at once: one pass over K_nM per iteration serves all of them, each
   // column with its own step sizes, stopping on its own residual.
-  std::vector<double> b(size_t(m * o));
-  knm.transpose_times(y.data(), o, b.data());
-  apply_bt(b);
-  std::vector<double> x(size_t(m * o), 0.0), r = b, p = b, q(size_t(m * o));
   auto column_dot = [&](const std::vector<double>& v, const std::vector<double>& w, index_t c) {
     double s = 0;
     for (index_t i = 0; i < m; ++i) s += v[size_t(i * o + c)] * w[size_t(i * o + c)];
     return s;
   };
-  const auto outs = static_cast<size_t>(o);
-  std::vector<double> rs(outs), b_norm(outs), rel(outs, 0.0);
-  std::vector<char> active(static_cast<size_t>(o));
-  for (index_t c = 0; c < o; ++c) {
-    rs[size_t(c)] = column_dot(r, r, c);
-    b_norm[size_t(c)] = std::sqrt(rs[size_t(c)]);
-    rel[size_t(c)] = b_norm[size_t(c)] > 0 ? 1.0 : 0.0;
-    active[size_t(c)] = b_norm[size_t(c)] > 0 && rel[size_t(c)] > options.tolerance;
+  auto any_active = [&] { return std::count(active.begin(), active.end(), 1.0) > 0; };
+  if (pass == 0) {
+    knm.transpose_times(y.data(), o, q.data(), rows_done, after_block);
+    apply_bt(q);
+    r = q;
+    p = q;
+    for (index_t c = 0; c < o; ++c) {
+      rs[size_t(c)] = column_dot(r, r, c);
+      b_norm[size_t(c)] = std::sqrt(rs[size_t(c)]);
+      rel[size_t(c)] = b_norm[size_t(c)] > 0 ? 1.0 : 0.0;
+      active[size_t(c)] = b_norm[size_t(c)] > 0 && rel[size_t(c)] > options.tolerance;
+    }
+    pass = 1, rows_done = 0;
   }
-  for (index_t it = 0; it < options.max_iterations && std::count(active.begin(), active.end(), 1) > 0; ++it) {
-    apply_system(p, q);
+  for (; pass <= options.max_iterations && any_active(); ++pass, rows_done = 0) {
+    // q <- Bᵀ H B p
+    std::vector<double> z = p;
+    apply_b(z);
+    knm.gram_times(z.data(), o, q.data(), u, rows_done, after_block);
+    if (lambda != 0) detail::gemm(false, false, m, o, m, lambda, kmm.data(), m, z.data(), o, 1.0, q.data(), o);
+    apply_bt(q);
     for (index_t c = 0; c < o; ++c) {
       if (!active[size_t(c)]) continue;
       const double pq = column_dot(p, q, c);
@@ -606,7 +708,7 @@ NystromFit nystrom_ridge(const KernelBlocks& k, const Array<double>& y, const Ny
       rs[size_t(c)] = rs_new;
       for (index_t i = 0; i < m; ++i) p[size_t(i * o + c)] = r[size_t(i * o + c)] + beta * p[size_t(i * o + c)];
     }
-    fit.iterations = it + 1;
+    fit.iterations = pass;
     fit.residual_history.push_back(*std::max_element(rel.begin(), rel.end()));
     if (options.progress) options.progress(fit.iterations, options.max_iterations, fit.residual_history.back());
   }
@@ -615,15 +717,20 @@ NystromFit nystrom_ridge(const KernelBlocks& k, const Array<double>& y, const Ny
     fit.warnings.push_back("conjugate gradient stopped after " + std::to_string(fit.iterations) +
                            " iterations at a relative residual of " + std::to_string(final_residual) + " (tolerance " +
                            std::to_string(options.tolerance) + "); raise max_iterations for a closer solution");
-  apply_b(x);
+  if (pass < train_pass) {  // β -> α
+    apply_b(x);
+    pass = train_pass, rows_done = 0;
+  }
   if (const index_t bad = first_non_finite(x.data(), index_t(x.size())); bad >= 0)
     throw NumericalError("Nyström ridge produced a non-finite coefficient from the " + k.describe() +
                          "; use a larger ridge");
-  fit.alpha = Array<double>(Shape{m, o}, std::move(x));
-  if (options.train_predictions) {
-    fit.train_predictions = Array<double>(Shape{n, o});
-    knm.times(fit.alpha.data(), o, fit.train_predictions.data());
+  if (pass == train_pass) {
+    if (options.train_predictions) knm.times(x.data(), o, fit.train_predictions.data(), rows_done, after_block);
+    pass = test_pass, rows_done = 0;
   }
+  if (options.test)
+    predict_rows(*options.test, fit.centers, x.data(), o, test_step, fit.test_predictions.data(), rows_done, after_block);
+  fit.alpha = Array<double>(Shape{m, o}, std::move(x));
   return fit;
 }
 
@@ -639,16 +746,7 @@ Array<double> nystrom_predict(const KernelBlocks& k_test, const NystromFit& fit,
   const index_t nt = k_test.rows(), o = fit.alpha.dim(1);
   Array<double> out(Shape{nt, o});
   if (row_block < 0) throw InvalidArgument("the row block must be >= 0 (0: automatic)");
-  const index_t step = rows_per_block(row_block, m, nt);
-  std::vector<double> kb(size_t(std::min(step, nt) * m));
-  std::vector<index_t> idx;
-  for (index_t begin = 0; begin < nt; begin += step) {
-    const index_t rows = std::min(step, nt - begin);
-    idx.resize(size_t(rows));
-    std::iota(idx.begin(), idx.end(), begin);
-    k_test.block(idx, fit.centers, kb.data());
-    detail::gemm(false, false, rows, o, m, 1.0, kb.data(), m, fit.alpha.data(), o, 0.0, out.data() + begin * o, o);
-  }
+  predict_rows(k_test, fit.centers, fit.alpha.data(), o, rows_per_block(row_block, m, nt), out.data(), 0, {});
   return out;
 }
 

@@ -20,13 +20,14 @@ struct RegressArgs {
   NetworkFlags net;
   std::string x_train, x_test, get = "ntk", mode, params, dtype, idx_scale = "unit", max_memory;
   std::optional<std::uint64_t> seed;
-  long long centers = 0, max_iterations = 100;
+  long long centers = 0, max_iterations = 100, batch_rows = 0;
   double tolerance = 1e-7;
   std::uint64_t center_seed = 0;
   std::string ridge = "0", time = "inf", learning_rate = "1";
   std::string k_test_test, covariance, nngp_train, nngp_test, nngp_test_test;
   long long classes = 0, validation = 0;
-  bool ridge_absolute = false, json = false, quiet = false;
+  bool ridge_absolute = false, json = false, quiet = false, resume = false;
+  double checkpoint_seconds = 60;
   int threads = 0;
 };
 
@@ -69,6 +70,7 @@ void print(const RegressResult& r, const RegressJob& job, bool json) {
                              : r.solver == "nystrom-pcg" ? "Nystrom, " + std::to_string(r.centers) + " centers, " +
                                                                std::to_string(r.iterations) + " CG iterations"
                                                          : "eigh fallback";
+  if (!r.resumed_at.empty()) std::cout << "resumed at " << r.resumed_at << "\n";
   for (const RegressMetrics& m : r.metrics) {
     std::string line = "t=" + num(m.time) + ": train MSE " + num(m.train_mse);
     if (m.train_accuracy) line += ", train accuracy " + num(*m.train_accuracy);
@@ -112,6 +114,7 @@ void run(const RegressArgs& a) {
   job.centers = index_t(a.centers);
   job.center_seed = a.center_seed;
   job.max_iterations = index_t(a.max_iterations);
+  job.batch_rows = index_t(a.batch_rows);
   job.tolerance = a.tolerance;
   job.max_memory = max_memory_bytes(a.max_memory);
   if (!a.quiet && job.centers) job.progress = terminal_progress("nystrom", "iterations", true);
@@ -150,6 +153,8 @@ void run(const RegressArgs& a) {
   job.threads = a.threads;
   job.output_path = a.out;
   job.train_output_path = a.train_out;
+  job.resume = a.resume;
+  job.checkpoint_seconds = a.checkpoint_seconds;
   const RegressResult r = run_regress(job);
   if (!r.warning.empty()) std::cerr << "warning: " << r.warning << "\n";
   if (!a.quiet) print(r, job, a.json);
@@ -225,6 +230,10 @@ Subcommand add_regress(CLI::App& app) {
       ->check(CLI::Range(1LL, 1LL << 30).description(""))
       ->type_name("N")
       ->capture_default_str();
+  sub->add_option("--batch-rows", a->batch_rows,
+                  "Features: rows of F per FtF accumulation step (default: about 64 MiB of rows)")
+      ->check(CLI::Range(1LL, 1LL << 40).description(""))
+      ->type_name("B");
   sub->add_option("--tolerance", a->tolerance, "Nyström: relative residual at which CG stops")
       ->check(CLI::Range(0.0, 1.0).description(""))
       ->type_name("TOL")
@@ -256,6 +265,14 @@ Subcommand add_regress(CLI::App& app) {
   sub->add_option("--train-predictions", a->train_out, "Train predictions to write (.npy)")->type_name("FILE");
   sub->add_flag("--json", a->json, "Print the results as one JSON object");
   sub->add_flag("-q,--quiet", a->quiet, "Print nothing on success (warnings still go to stderr)");
+  sub->add_flag("--resume", a->resume,
+                "Nystrom / features: continue an interrupted run of this same command from the solver state kept "
+                "beside its first output (OUTPUT.ntk-state)");
+  sub->add_option("--checkpoint-seconds", a->checkpoint_seconds,
+                  "Nystrom / features: save the solver state at most this often (0: after every block of rows)")
+      ->check(CLI::Range(0.0, 1e9).description(""))
+      ->type_name("S")
+      ->capture_default_str();
   return {sub, [a] { run(*a); }};
 }
 

@@ -8,6 +8,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -63,6 +64,30 @@ enum class CenterSelection { uniform, rpcholesky, greedy };
 const char* center_selection_name(CenterSelection selection);
 CenterSelection parse_center_selection(const std::string& name);
 
+// Resumable solves (`ntk regress --resume`; the file is src/checkpoint.hpp's StateCheckpoint). A
+// solver offers its state after each unit of work (a block of K_nM's rows, a batch of features);
+// the checkpoint saves it when due, and hands a rerun of the same job the last state saved, from
+// which the solver continues to the same bits as an uninterrupted run. The solver names and shapes
+// its arrays (float64).
+struct StateArray {
+  std::string name;
+  Shape shape;
+  const double* data = nullptr;
+};
+
+struct SolverState {
+  bool empty() const { return arrays.empty(); }  // nothing saved: a fresh solve
+  std::map<std::string, Array<double>> arrays;
+};
+
+class SolverCheckpoint {
+ public:
+  virtual ~SolverCheckpoint() = default;
+  virtual const SolverState& saved() const = 0;  // the state to continue from (empty: none)
+  virtual bool due() const = 0;                  // whether an offered state would be saved now
+  virtual void save(const std::vector<StateArray>& arrays) = 0;
+};
+
 struct NystromOptions {
   index_t centers = 1000;  // M; more than N uses all N training examples (with a warning)
   // How the centers are chosen (above); all random draws are Philox streams of `seed`, so the
@@ -92,6 +117,14 @@ struct NystromOptions {
   int threads = 0;        // threads for this call; 0 = num_threads()
   // After every iteration: (iteration, max_iterations, largest relative residual over outputs).
   std::function<void(index_t, index_t, double)> progress;
+  // Also the test predictions K(X_test, centers) α (rows: test examples, columns the N training
+  // examples), in blocks of row_block rows, as nystrom_predict computes them (here so that a
+  // resumable solve resumes them too).
+  const KernelBlocks* test = nullptr;
+  // Resumable: the state is offered after every block of rows of every pass (the right-hand side,
+  // each CG iteration, the train and test predictions). The centers, K_MM, the preconditioner and
+  // a cached K_nM are recomputed on resume (deterministically); passes are not.
+  SolverCheckpoint* checkpoint = nullptr;
 };
 
 struct NystromFit {
@@ -110,6 +143,8 @@ struct NystromFit {
   double kmm_jitter = 0.0;              // added to K_MM's diagonal for the preconditioner only
   std::vector<std::string> warnings;
   Array<double> train_predictions;      // (N, O) with options.train_predictions
+  Array<double> test_predictions;       // (N_test, O) with options.test
+  std::string resumed_at;               // resumed: where ("CG iteration 4, row 1200 of 6000")
 };
 
 // Bytes nystrom_ridge holds beside K_nM (whole, 8·N·M, or one block of rows): K_MM and its two
@@ -140,6 +175,8 @@ struct FeatureRidgeOptions {
   // validation MSE (one eigendecomposition of the fit rows' FᵀF prices them all), refit on all rows.
   std::vector<double> ridge_grid;
   index_t validation = 0;
+  // Resumable: FᵀF and FᵀY (and the validation rows' own) are offered after every batch.
+  SolverCheckpoint* checkpoint = nullptr;
 };
 
 struct FeatureRidgeFit {
@@ -150,6 +187,7 @@ struct FeatureRidgeFit {
   std::string warning;             // non-empty when the fallback ran
   std::vector<double> validation_mse;  // with ridge_grid: per candidate
   double chosen_ridge = 0.0;           // with ridge_grid: the relative ridge chosen
+  std::string resumed_at;              // resumed: where ("row 4096 of 70000")
 };
 
 // features (n, m) in memory, y (n, O) or (n,). InvalidArgument on shapes that do not match,

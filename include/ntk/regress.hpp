@@ -92,6 +92,7 @@ struct RegressJob {
   std::optional<JobInput> f_test;
   index_t centers = 0;
   std::uint64_t center_seed = 0;
+  index_t batch_rows = 0;        // features: rows of F per accumulation step; 0: about 64 MiB
   index_t max_iterations = 100;  // Nyström's conjugate gradient
   double tolerance = 1e-7;       // its relative residual
   // Bytes for the kernels and the solver's matrices; 0 = no limit. Exact solves that do not fit are
@@ -122,6 +123,14 @@ struct RegressJob {
   std::optional<JobInput> k_test_test;
   std::optional<NngpInputs> nngp;
   std::string covariance_path;
+
+  // Resumable solves (Nyström, features): the solver's state is kept beside the first output
+  // (output_path, else train_output_path) as OUTPUT.ntk-state, saved at most every
+  // checkpoint_seconds (0: after every block of rows or batch); resume continues an interrupted run
+  // of the same job from it, to the same bytes. Without resume, a state left by another run is
+  // refused rather than overwritten.
+  bool resume = false;
+  double checkpoint_seconds = 60;
 
   int threads = 0;
   std::string output_path;        // test predictions .npy, (M, O) or (T, M, O) for several times
@@ -157,6 +166,7 @@ struct RegressResult {
   index_t validation = 0;                   // with ridge_auto
   std::vector<RegressMetrics> metrics;      // one per time
   std::string warning;              // non-empty when the solver fell back or clipped
+  std::string resumed_at;           // a resumed solve: where it continued
   // Also kept in memory when written: (M, O) / (N, O), with a leading time axis for several times.
   Array<double> test_predictions;
   Array<double> train_predictions;

@@ -66,8 +66,12 @@ def _times(t) -> List[float]:
 def _regress(settings: Dict[str, Any], progress: Progress) -> RegressionResult:
     s = dict(k_train=None, k_test=None, f_train=None, f_test=None, y_test=None, classes=0, ridge=0.0,
              ridge_absolute=False, validation=0, ridge_grid=[], times=[math.inf], learning_rate=1.0, centers=0,
-             center_seed=0, max_iterations=100, tolerance=1e-7, max_memory=0, threads=0, output="")
+             center_seed=0, max_iterations=100, tolerance=1e-7, max_memory=0, threads=0, output="", resume=False,
+             checkpoint_seconds=60.0, batch_rows=0)
     s.update(settings)
+    if not (isinstance(s["checkpoint_seconds"], (int, float)) and s["checkpoint_seconds"] >= 0):
+        raise ValueError(f"checkpoint_seconds must be a number >= 0, got {s['checkpoint_seconds']!r}")
+    s["checkpoint_seconds"] = float(s["checkpoint_seconds"])
     if isinstance(s["ridge"], str):
         check_choice("ridge", s["ridge"], ("auto",))
     elif not (isinstance(s["ridge"], (int, float, np.floating, np.integer)) and s["ridge"] >= 0):
@@ -88,7 +92,8 @@ def kernel_ridge(k_train, y_train, k_test=None, y_test=None, *, ridge: Union[flo
                  t=None, learning_rate: float = 1.0, classes: int = 0, centers: int = 0, center_seed: int = 0,
                  max_iterations: int = 100, tolerance: float = 1e-7, max_memory: Union[None, int, str] = None,
                  threads: int = 0, out: Union[None, str, "os.PathLike[str]"] = None,
-                 progress: Progress = None) -> RegressionResult:
+                 progress: Progress = None, resume: bool = False,
+                 checkpoint_seconds: float = 60.0) -> RegressionResult:
     """Kernel ridge regression / gradient-descent predictions on a computed kernel, as `ntk regress`.
 
     k_train (N, N) and k_test (M, N): arrays or .npy paths (memory-mapped: out-of-core kernels work).
@@ -98,6 +103,8 @@ def kernel_ridge(k_train, y_train, k_test=None, y_test=None, *, ridge: Union[flo
     training rows (0 = N/10) over ridge_grid (None = 0 and 10^-8 ... 10^1). t: None / inf for the
     converged (ridge) solution, or gradient-descent times (a number or a list) at learning_rate.
     centers > 0: Nyström with that many centers and preconditioned CG (k_train a .npy path).
+    resume: continue an interrupted Nyström solve from the state kept beside `out` (OUT.ntk-state,
+    saved at most every checkpoint_seconds), to the same predictions as an uninterrupted run.
     """
     return _regress(dict(k_train=as_input(k_train, "k_train"), k_test=optional_input(k_test, "k_test"),
                          y_train=as_input(y_train, "y_train", allow_int=True),
@@ -106,22 +113,27 @@ def kernel_ridge(k_train, y_train, k_test=None, y_test=None, *, ridge: Union[flo
                          ridge_grid=[float(r) for r in (ridge_grid or [])], times=_times(t),
                          learning_rate=float(learning_rate), classes=int(classes), centers=int(centers),
                          center_seed=int(center_seed), max_iterations=int(max_iterations), tolerance=float(tolerance),
-                         max_memory=as_bytes(max_memory), threads=int(threads), output=output_path(out)), progress)
+                         max_memory=as_bytes(max_memory), threads=int(threads), output=output_path(out),
+                         resume=bool(resume), checkpoint_seconds=checkpoint_seconds), progress)
 
 
 def feature_ridge(f_train, y_train, f_test=None, y_test=None, *, ridge: Union[float, str] = 0.0,
                   ridge_absolute: bool = False, validation: int = 0, ridge_grid: Optional[Sequence[float]] = None,
                   classes: int = 0, max_memory: Union[None, int, str] = None, threads: int = 0,
-                  out: Union[None, str, "os.PathLike[str]"] = None) -> RegressionResult:
+                  out: Union[None, str, "os.PathLike[str]"] = None, resume: bool = False,
+                  checkpoint_seconds: float = 60.0, batch_rows: int = 0) -> RegressionResult:
     """Ridge regression on features F (N, m) (from ntkit.features), never forming the N × N kernel:
     the same solution as kernel_ridge on K = F Fᵀ, through the m × m system. As `ntk regress
-    --f-train`; arguments as in kernel_ridge."""
+    --f-train`; arguments as in kernel_ridge (resume: FᵀF's accumulation continues from OUT.ntk-state).
+    batch_rows: rows of F per accumulation step (0: about 64 MiB)."""
     return _regress(dict(f_train=as_input(f_train, "f_train"), f_test=optional_input(f_test, "f_test"),
                          y_train=as_input(y_train, "y_train", allow_int=True),
                          y_test=optional_input(y_test, "y_test", allow_int=True), ridge=ridge,
                          ridge_absolute=bool(ridge_absolute), validation=int(validation),
                          ridge_grid=[float(r) for r in (ridge_grid or [])], classes=int(classes),
-                         max_memory=as_bytes(max_memory), threads=int(threads), output=output_path(out)), None)
+                         max_memory=as_bytes(max_memory), threads=int(threads), output=output_path(out),
+                         resume=bool(resume), checkpoint_seconds=checkpoint_seconds, batch_rows=int(batch_rows)),
+                    None)
 
 
 def _matrix(a, name: str, *, vector_ok: bool = False) -> np.ndarray:

@@ -374,10 +374,13 @@ nb::tuple regress(const nb::dict& s, nb::handle progress) {
   job.centers = nb::cast<index_t>(get("centers"));
   job.center_seed = nb::cast<std::uint64_t>(get("center_seed"));
   job.max_iterations = nb::cast<index_t>(get("max_iterations"));
+  job.batch_rows = nb::cast<index_t>(get("batch_rows"));
   job.tolerance = nb::cast<double>(get("tolerance"));
   job.max_memory = nb::cast<std::uint64_t>(get("max_memory"));
   job.threads = nb::cast<int>(get("threads"));
   job.output_path = nb::cast<std::string>(get("output"));
+  job.resume = nb::cast<bool>(get("resume"));
+  job.checkpoint_seconds = nb::cast<double>(get("checkpoint_seconds"));
   job.progress = progress_fn(progress);
   ntk::RegressResult r = without_gil([&] { return ntk::run_regress(job); });
   const std::string report = ntk::regress_json(r, job);

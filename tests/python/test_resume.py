@@ -1,7 +1,8 @@
 """Resumable jobs (issue 16): a kernel or features job killed with SIGKILL at any point and rerun
 with --resume gives the bytes of an uninterrupted run, and recomputes only what was unfinished.
 
-Each resumable subcommand (entk, kernel, features) is killed
+Each resumable subcommand (entk, kernel, features, and regress's out-of-core solvers: Nyström on a
+memory-mapped kernel recomputing K(X, C) per iteration, ridge on features accumulating FᵀF) is killed
   - at fixed points through the fault hook NTK_FAULT_POINT (src/checkpoint.hpp): after a band's
     data is synced but before its record, after the record, before and after the final rename;
   - at random instants (seeded) while it runs, by the test's SIGKILL;
@@ -174,3 +175,128 @@ def test_resume_without_checkpoint_starts_afresh_and_python_checks_out(ntk_bin, 
     net = ntkit.Network("Dense(4), Relu, Dense(1)", input_shape=(3,))
     with pytest.raises(ValueError, match="give its out="):
         ntkit.kernel(net, np.zeros((2, 3)), resume=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# regress: the solvers' state (OUT.ntk-state) instead of a partial output
+
+@pytest.fixture(scope="module")
+def regress_jobs(ntk_bin, tmp_path_factory):
+    """(argv without -o, uninterrupted test and train prediction bytes) of Nyström and features."""
+    d = tmp_path_factory.mktemp("regress")
+    rng = np.random.default_rng(1)
+    np.save(d / "x.npy", rng.random((3000, 16)))
+    np.save(d / "xt.npy", rng.random((500, 16)))
+    np.save(d / "y.npy", rng.integers(0, 4, 3000))
+    np.save(d / "yt.npy", rng.integers(0, 4, 500))
+    np.save(d / "f.npy", rng.random((3000, 256), dtype=np.float32))
+    np.save(d / "ft.npy", rng.random((500, 256), dtype=np.float32))
+    net = "Dense(64), Relu, Dense(64), Relu, Dense(1)"
+    _run(ntk_bin, ["kernel", "--net", net, "--x1", str(d / "x.npy")], d / "K.npy")
+    _run(ntk_bin, ["kernel", "--net", net, "--x1", str(d / "xt.npy"), "--x2", str(d / "x.npy")], d / "KT.npy")
+    common = ["regress", "--y-train", str(d / "y.npy"), "--y-test", str(d / "yt.npy"), "--checkpoint-seconds", "0"]
+    jobs = {
+        # K_nM (9.2 MiB) over the budget's share: recomputed in blocks of 675 rows in every one of
+        # about 40 CG iterations, a state saved after each block (about 200 in all).
+        "nystrom": common + ["--k-train", str(d / "K.npy"), "--k-test", str(d / "KT.npy"), "--centers", "400",
+                             "--ridge", "1e-6", "--tolerance", "1e-12", "--max-iterations", "300", "--max-memory", "72M"],
+        # FᵀF over batches of 128 rows, the ridge chosen on the last 300 (batches straddle the split).
+        "features": common + ["--f-train", str(d / "f.npy"), "--f-test", str(d / "ft.npy"), "--ridge", "auto",
+                              "--batch-rows", "128"],
+    }
+    out = {}
+    for name, argv in jobs.items():
+        test, train = d / f"{name}.npy", d / f"{name}-train.npy"
+        _run(ntk_bin, [*argv, "--train-predictions", str(train)], test)
+        out[name] = (argv, test.read_bytes(), train.read_bytes())
+    return out
+
+
+def _regress(ntk_bin, argv, out, extra=(), env=None):
+    train = out.parent / (out.stem + "-train.npy")
+    return subprocess.run([str(ntk_bin), *argv, "--train-predictions", str(train), "-o", str(out), *extra],
+                          capture_output=True, text=True, env={**os.environ, **(env or {})}), train
+
+
+@pytest.mark.parametrize("job", ["nystrom", "features"])
+@pytest.mark.parametrize("point", ["state-saved:1", "state-saved:7", "state-saved:20", "before-rename", "after-rename"])
+def test_regress_killed_at_a_fault_point_resumes_to_the_same_bytes(ntk_bin, regress_jobs, tmp_path, job, point):
+    argv, test_bytes, train_bytes = regress_jobs[job]
+    out = tmp_path / "pred.npy"
+    state = tmp_path / "pred.npy.ntk-state"
+    killed, _ = _regress(ntk_bin, argv, out, env={"NTK_FAULT_POINT": point})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert state.exists()
+    # A rerun without --resume would throw the state away: refused, and the state stays.
+    again, _ = _regress(ntk_bin, argv, out)
+    assert again.returncode == 1 and again.stderr.count("\n") == 1 and "add --resume" in again.stderr, again.stderr
+    assert state.exists()
+    resumed, train = _regress(ntk_bin, argv, out, extra=["--resume"])
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed at " in resumed.stdout
+    assert out.read_bytes() == test_bytes and train.read_bytes() == train_bytes
+    assert not state.exists()
+
+
+def test_regress_killed_at_random_instants_resumes_to_the_same_bytes(ntk_bin, regress_jobs, tmp_path):
+    argv, test_bytes, train_bytes = regress_jobs["nystrom"]
+    out = tmp_path / "pred.npy"
+    rng = random.Random(17)
+    t0 = time.monotonic()
+    _regress(ntk_bin, argv, tmp_path / "timing.npy")
+    duration = time.monotonic() - t0
+    train = out.parent / "pred-train.npy"
+    for attempt in range(3):
+        p = subprocess.Popen([str(ntk_bin), *argv, "--train-predictions", str(train), "-o", str(out), "-q",
+                              *(["--resume"] if attempt else [])], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(rng.uniform(0.2, 0.9) * duration)
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+    final, _ = _regress(ntk_bin, argv, out, extra=["--resume"])
+    assert final.returncode == 0, final.stderr
+    assert out.read_bytes() == test_bytes and train.read_bytes() == train_bytes
+    assert not (tmp_path / "pred.npy.ntk-state").exists()
+
+
+def test_regress_state_of_another_job_or_damaged_is_refused(ntk_bin, regress_jobs, tmp_path):
+    argv, test_bytes, _ = regress_jobs["nystrom"]
+    out = tmp_path / "pred.npy"
+    state = tmp_path / "pred.npy.ntk-state"
+    _regress(ntk_bin, argv, out, env={"NTK_FAULT_POINT": "state-saved:30"})
+    other = [a if a != "1e-6" else "1e-5" for a in argv]  # another ridge
+    r, _ = _regress(ntk_bin, other, out, extra=["--resume"])
+    assert r.returncode == 1 and "different job" in r.stderr and "options" in r.stderr, r.stderr
+    data = bytearray(state.read_bytes())
+    data[-5] ^= 0x10
+    state.write_bytes(bytes(data))
+    r, _ = _regress(ntk_bin, argv, out, extra=["--resume"])
+    assert r.returncode == 1 and "is damaged" in r.stderr and "hash" in r.stderr, r.stderr
+    state.unlink()
+    r, _ = _regress(ntk_bin, argv, out, extra=["--resume"])  # nothing to resume: a fresh solve
+    assert r.returncode == 0 and "resumed" not in r.stdout
+    assert out.read_bytes() == test_bytes
+    # --resume of a solve that keeps no state, or without an output to keep it beside.
+    exact = ["regress", "--k-train", argv[argv.index("--k-train") + 1], "--y-train", argv[argv.index("--y-train") + 1]]
+    r = subprocess.run([str(ntk_bin), *exact, "--resume", "--train-predictions", str(tmp_path / "t.npy")],
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and "exact solve starts over" in r.stderr, r.stderr
+    r = subprocess.run([str(ntk_bin), *argv, "--resume"], capture_output=True, text=True)
+    assert r.returncode == 1 and "give the output" in r.stderr, r.stderr
+
+
+def test_python_resumes_what_the_cli_left(ntk_bin, regress_jobs, tmp_path):
+    """ntkit.kernel_ridge / feature_ridge continue a state the CLI saved (the same job, by content)."""
+    for job, fit in (("nystrom", ntkit.kernel_ridge), ("features", ntkit.feature_ridge)):
+        argv, test_bytes, _ = regress_jobs[job]
+        out = tmp_path / f"{job}.npy"
+        _regress(ntk_bin, argv, out, env={"NTK_FAULT_POINT": "state-saved:5"})
+        arg = lambda flag: argv[argv.index(flag) + 1]  # noqa: E731
+        common = dict(y_test=arg("--y-test"), out=out, resume=True, checkpoint_seconds=0)
+        if job == "nystrom":
+            r = fit(arg("--k-train"), arg("--y-train"), arg("--k-test"), centers=400, ridge=1e-6, tolerance=1e-12,
+                    max_iterations=300, max_memory="72M", **common)
+        else:
+            r = fit(arg("--f-train"), arg("--y-train"), arg("--f-test"), ridge="auto", batch_rows=128, **common)
+        assert r.report.get("resumed_at", "").startswith(("the right-hand side", "row "))
+        assert out.read_bytes() == test_bytes
+        assert not (tmp_path / f"{job}.npy.ntk-state").exists()
