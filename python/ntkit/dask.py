@@ -1,0 +1,298 @@
+"""ntkit on Dask: kernels computed tile by tile by Dask workers, each tile written by its own task
+straight into a Zarr store (tiles never travel through the scheduler), feature maps over row
+chunks, and Nyström kernel ridge by preconditioned conjugate gradient over dask arrays.
+
+    from dask.distributed import Client, LocalCluster
+    import ntkit, ntkit.dask
+    client = Client(LocalCluster(n_workers=2, threads_per_worker=1))
+    net = ntkit.Network("Dense(512), Relu, Dense(512), Relu, Dense(1)", input_shape=(784,))
+    run = ntkit.dask.kernel("K.zarr", net, x, tile=2000, client=client)   # infinite-width NTK
+    run.array            # a lazy dask.array (N, N) read from the store
+    run.computed         # tiles computed by this call (0 when the store was already complete)
+
+The store is a Zarr (v2) directory group: the inputs ("x1", "x2"), the parameters ("params/..."),
+and "kernel", chunked one tile per chunk; for a symmetric kernel only the tiles on and above the
+diagonal are stored (the lower ones are their transposes in the lazy array). Its attributes record
+what it is: the network, the parameters' and inputs' hashes, the mode, method, dtype and tile.
+
+Resumable: a tile is final once its chunk file exists (Zarr writes it to a temporary name and
+renames it into place), so after a lost worker (Dask reruns its tasks), a lost scheduler or a killed
+client, the same call computes only the missing tiles and gives the same bytes. A store of another
+kernel is refused, naming what differs.
+
+Threads: Dask's workers run one task per worker thread, and each task here runs the C++ core on
+`threads_per_task` threads (default 1: Dask's nanny sets OMP / OpenBLAS to one thread per task, and
+ntkit's own pool follows the same rule). A tile is bit-identical for any thread count, so the store
+equals a single-process run with the same tile bit for bit.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+import numpy as np
+
+import dask
+import dask.array as da
+import zarr
+
+from . import kernels as _kernels
+from .network import Network, Params, param_source
+
+FORMAT = "ntkit.dask kernel 1"
+
+
+def _hash(a: np.ndarray) -> str:
+    a = np.ascontiguousarray(a)
+    h = hashlib.sha256()
+    h.update(f"{a.dtype.str} {a.shape}".encode())
+    h.update(a.tobytes())
+    return h.hexdigest()[:32]
+
+
+def _params_identity(params) -> Tuple[str, Optional[Dict[str, np.ndarray]], Optional[int]]:
+    """(identity, arrays to store, seed) of a parameter source."""
+    p, seed = param_source(params)
+    if seed is not None:
+        return f"seed {seed}", None, seed
+    if isinstance(p, str):
+        with np.load(p) as z:
+            p = {k: z[k] for k in z.files}
+    return " ".join(f"{k}:{_hash(v)}" for k, v in sorted(p.items())), p, None
+
+
+@dataclass
+class KernelRun:
+    """What a call did: the lazy kernel, the store, and the tiles it computed or found."""
+
+    array: da.Array
+    store: str
+    computed: int
+    skipped: int
+    tiles: int
+    seconds: float
+    task_seconds: List[float]
+
+
+def _kernel_meta(kind: str, net: Optional[Network], n1: int, n2: int, symmetric: bool, tile: int, dtype: str,
+                 out_tail: Tuple[int, ...], **extra) -> Dict[str, Any]:
+    meta = dict(format=FORMAT, kind=kind, n1=n1, n2=n2, symmetric=symmetric, tile=tile, dtype=dtype,
+                tail=list(out_tail))
+    if net is not None:
+        meta.update(spec=net.spec, describe=net.describe(), input_shape=list(net.input_shape), W_std=net.W_std,
+                    b_std=net.b_std, parameterization=net.parameterization)
+    meta.update(extra)
+    return meta
+
+
+def _open_store(path: str, meta: Dict[str, Any], inputs: Dict[str, np.ndarray],
+                params: Optional[Dict[str, np.ndarray]]) -> zarr.Group:
+    """The store at path for this kernel: created with its inputs, or checked to be this kernel's."""
+    path = os.fspath(path)
+    if os.path.exists(os.path.join(path, ".zgroup")):
+        g = zarr.open_group(path, mode="r+")
+        there = {k: v for k, v in g.attrs.asdict().items() if k != "complete"}
+        here = json.loads(json.dumps(meta))  # as JSON keeps it (tuples become lists)
+        if there != here:
+            diff = next((k for k in sorted(set(there) | set(here)) if there.get(k) != here.get(k)), "?")
+            raise ValueError(f"'{path}' holds another kernel ({diff}: {there.get(diff)!r} there, "
+                             f"{here.get(diff)!r} here): give another store, or delete it to start over")
+        return g
+    if os.path.exists(path) and os.listdir(path):
+        raise ValueError(f"'{path}' exists and is not an ntkit kernel store; give a new or empty directory")
+    g = zarr.open_group(path, mode="w")
+    for name, x in inputs.items():
+        g.create_dataset(name, data=np.ascontiguousarray(x), chunks=(min(meta["tile"], max(len(x), 1)),) + x.shape[1:],
+                         compressor=None)
+    if params is not None:
+        pg = g.create_group("params")
+        for name, v in params.items():
+            pg.create_dataset(name, data=np.ascontiguousarray(v), compressor=None)
+    shape = (meta["n1"], meta["n2"], *meta["tail"])
+    chunks = (meta["tile"], meta["tile"], *meta["tail"])
+    # Every chunk is written, even one equal to the fill value: a chunk's file is the mark that its
+    # tile is done.
+    g.create_dataset("kernel", shape=shape, chunks=chunks, dtype=meta["dtype"], compressor=None, fill_value=None,
+                     write_empty_chunks=True)
+    g.attrs.update(meta)  # last: a store with attributes has everything else
+    return g
+
+
+def _tiles(meta: Dict[str, Any]) -> List[Tuple[int, int]]:
+    t1 = -(-meta["n1"] // meta["tile"])
+    t2 = -(-meta["n2"] // meta["tile"])
+    return [(i, j) for i in range(t1) for j in range(t2) if not meta["symmetric"] or i <= j]
+
+
+def _chunk_done(path: str, i: int, j: int, ndim: int) -> bool:
+    key = ".".join(str(v) for v in (i, j) + (0,) * (ndim - 2))
+    return os.path.exists(os.path.join(path, "kernel", key))
+
+
+def _network(meta: Dict[str, Any]) -> Network:
+    return Network(meta["spec"], meta["input_shape"], W_std=meta["W_std"], b_std=meta["b_std"],
+                   parameterization=meta["parameterization"])
+
+
+def _compute_tile(path: str, i: int, j: int, threads: int, max_memory: Optional[int]) -> Tuple[int, int, float]:
+    """One task: tile (i, j) from the store's inputs, written into its chunk. Runs on a worker."""
+    t0 = time.perf_counter()
+    g = zarr.open_group(path, mode="r+")
+    meta = g.attrs.asdict()
+    k = g["kernel"]
+    if _chunk_done(path, i, j, k.ndim):  # a rerun of a task whose tile was written meanwhile
+        return i, j, 0.0
+    t = meta["tile"]
+    r1 = slice(i * t, min((i + 1) * t, meta["n1"]))
+    r2 = slice(j * t, min((j + 1) * t, meta["n2"]))
+    second = "x2" if "x2" in g else "x1"
+    x1 = g["x1"][r1]
+    x2 = None if (meta["symmetric"] and i == j) else g[second][r2]
+    kind = meta["kind"]
+    if kind == "features":
+        f2 = x1 if x2 is None else x2
+        tile = (x1.astype(np.float64) @ f2.astype(np.float64).T).astype(meta["dtype"])
+    else:
+        net = _network(meta)
+        if kind == "empirical":
+            params: Params = meta["params_seed"] if meta.get("params_seed") is not None else \
+                {name: g["params"][name][...] for name in g["params"].array_keys()}
+            tile = _kernels.empirical_ntk(net, params, x1, x2, mode=meta["mode"], method=meta["method"],
+                                          dtype=meta["dtype"], tile=t, max_memory=max_memory, threads=threads)
+        else:
+            tile = _kernels.kernel(net, x1, x2, get=meta["get"], dtype=meta["dtype"], max_memory=max_memory,
+                                   threads=threads)
+    k[r1, r2] = tile
+    return i, j, time.perf_counter() - t0
+
+
+def open_kernel(store) -> da.Array:
+    """The kernel of a store, as a lazy dask.array (lower tiles of a symmetric kernel transposed from
+    the upper ones). Raises ValueError if the store is not complete."""
+    path = os.fspath(store)
+    g = zarr.open_group(path, mode="r")
+    meta = g.attrs.asdict()
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"'{path}' is not an ntkit kernel store")
+    missing = [ij for ij in _tiles(meta) if not _chunk_done(path, *ij, g["kernel"].ndim)]
+    if missing:
+        raise ValueError(f"'{path}' is missing {len(missing)} of {len(_tiles(meta))} tiles (first {missing[0]}); "
+                         "run the call that made it again to finish it")
+    up = da.from_zarr(g["kernel"])
+    if not meta["symmetric"]:
+        return up
+    t1 = len(up.chunks[0])
+    # A lower tile (i, j) is the upper (j, i) with the example axes (and for full the output axes) swapped.
+    swap = (1, 0) + tuple(range(up.ndim - 1, 1, -1)) if up.ndim > 2 else (1, 0)
+    rows = [da.concatenate([up.blocks[i, j] if i <= j else up.blocks[j, i].transpose(swap) for j in range(t1)], axis=1)
+            for i in range(t1)]
+    return da.concatenate(rows, axis=0)
+
+
+def _run(store, meta, inputs, params, client, threads_per_task: int, max_memory_per_task) -> KernelRun:
+    path = os.fspath(store)
+    t0 = time.perf_counter()
+    g = _open_store(path, meta, inputs, params)
+    ndim = g["kernel"].ndim
+    tiles = _tiles(meta)
+    todo = [ij for ij in tiles if not _chunk_done(path, *ij, ndim)]
+    tasks = [dask.delayed(_compute_tile, pure=False)(path, i, j, threads_per_task, max_memory_per_task)
+             for i, j in todo]
+    if client is not None:
+        done = client.gather(client.compute(tasks))
+    else:
+        done = dask.compute(*tasks)
+    g.attrs["complete"] = True
+    return KernelRun(open_kernel(path), path, len(todo), len(tiles) - len(todo), len(tiles),
+                     time.perf_counter() - t0, [s for _, _, s in done])
+
+
+def _inputs(net: Optional[Network], x1, x2) -> Dict[str, np.ndarray]:
+    out = {"x1": np.asarray(x1)}
+    if x2 is not None:
+        out["x2"] = np.asarray(x2)
+    for name, x in out.items():
+        if x.ndim < 2 or len(x) == 0:
+            raise ValueError(f"{name} must hold examples along its first axis, got shape {x.shape}")
+        if net is not None and tuple(x.shape[1:]) != net.input_shape:
+            raise ValueError(f"{name} has shape {x.shape}; the network takes (N, {net.input_shape})")
+        if x.dtype.kind != "f" or not np.isfinite(x).all():
+            raise ValueError(f"{name} must be finite floats")
+    return out
+
+
+def _check_tile(tile) -> int:
+    if isinstance(tile, bool) or not isinstance(tile, (int, np.integer)) or tile < 1:
+        raise ValueError(f"tile must be an integer >= 1 (examples per tile side), got {tile!r}")
+    return int(tile)
+
+
+def empirical_ntk(store, net: Network, params: Params, x1, x2=None, *, mode: str = "pntk", method: str = "auto",
+                  dtype: str = "float64", tile: int = 1000, client=None, threads_per_task: int = 1,
+                  max_memory_per_task: Union[None, int, str] = None) -> KernelRun:
+    """The empirical NTK of `net` at `params` (as ntkit.empirical_ntk, any mode), one Dask task per
+    tile of `tile` × `tile` examples (tiles on and above the diagonal when x2 is None), written into
+    the Zarr store `store`. Bit-identical to ntkit.empirical_ntk(..., tile=tile) in one process."""
+    tile = _check_tile(tile)
+    _kernels._check_net(net)
+    inputs = _inputs(net, x1, x2)
+    identity, arrays, seed = _params_identity(params)
+    o = int(np.prod(net.output_shape))
+    tail = (o, o) if mode == "full" else (o,) if mode == "diagonal" else ()
+    n1 = len(inputs["x1"])
+    n2 = len(inputs.get("x2", inputs["x1"]))
+    meta = _kernel_meta("empirical", net, n1, n2, x2 is None, tile, dtype, tail, mode=mode, method=method,
+                        params=identity, params_seed=seed, x1=_hash(inputs["x1"]),
+                        x2=_hash(inputs["x2"]) if x2 is not None else None)
+    return _run(store, meta, inputs, arrays, client, threads_per_task, max_memory_per_task)
+
+
+def kernel(store, net: Network, x1, x2=None, *, get: str = "ntk", dtype: str = "float64", tile: int = 1000,
+           client=None, threads_per_task: int = 1, max_memory_per_task: Union[None, int, str] = None) -> KernelRun:
+    """The infinite-width NTK / NNGP of `net` (as ntkit.kernel), one Dask task per tile, written into
+    the Zarr store `store`."""
+    tile = _check_tile(tile)
+    _kernels._check_net(net)
+    inputs = _inputs(net, x1, x2)
+    n1 = len(inputs["x1"])
+    n2 = len(inputs.get("x2", inputs["x1"]))
+    meta = _kernel_meta("infinite", net, n1, n2, x2 is None, tile, dtype, (), get=get, x1=_hash(inputs["x1"]),
+                        x2=_hash(inputs["x2"]) if x2 is not None else None)
+    return _run(store, meta, inputs, None, client, threads_per_task, max_memory_per_task)
+
+
+def feature_kernel(store, f1, f2=None, *, dtype: str = "float64", tile: int = 1000, client=None) -> KernelRun:
+    """The inner products F1 F2ᵀ of features (N1, m), (N2, m) (e.g. from ntkit.dask.features), one
+    Dask task per tile, written into the Zarr store `store`."""
+    tile = _check_tile(tile)
+    inputs = _inputs(None, np.asarray(f1), None if f2 is None else np.asarray(f2))
+    n1 = len(inputs["x1"])
+    n2 = len(inputs.get("x2", inputs["x1"]))
+    meta = _kernel_meta("features", None, n1, n2, f2 is None, tile, dtype, (), x1=_hash(inputs["x1"]),
+                        x2=_hash(inputs["x2"]) if f2 is not None else None)
+    return _run(store, meta, inputs, None, client, 1, None)
+
+
+def features(feature_map, x: da.Array) -> da.Array:
+    """A fitted ntkit feature map (NTKSketch, NTKRF, CNTKSketch) over the row chunks of a dask array
+    (map_blocks): every chunk's features come from the map's one random state, so a chunk computed
+    again (a lost worker's) is bit-identical to the first time."""
+    if not hasattr(feature_map, "input_shape_"):
+        raise ValueError("fit the feature map first (fit(X) records the per-example input shape)")
+    if not isinstance(x, da.Array):
+        x = da.from_array(np.asarray(x))
+    if any(len(c) != 1 for c in x.chunks[1:]):
+        x = x.rechunk({d: -1 for d in range(1, x.ndim)})
+    m = int(feature_map.n_components)
+    out_dtype = np.dtype(feature_map.dtype)
+
+    def block(b):
+        return np.asarray(feature_map.transform(np.ascontiguousarray(b)))
+
+    drop = tuple(range(2, x.ndim))
+    return x.map_blocks(block, dtype=out_dtype, chunks=(x.chunks[0], (m,)), drop_axis=drop if drop else None,
+                        meta=np.empty((0, m), dtype=out_dtype))
