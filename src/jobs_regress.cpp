@@ -321,7 +321,9 @@ detail::JobIdentity regress_identity(const RegressJob& job, const Array<double>&
   std::ostringstream o;
   o.precision(17);
   o << "ridge " << job.ridge << (job.ridge_absolute ? " absolute" : " relative") << ", centers " << job.centers
-    << ", center seed " << job.center_seed << ", max iterations " << job.max_iterations << ", tolerance "
+    << ", center seed " << job.center_seed
+    << ", center indices " << detail::content_hash(job.center_indices.data(), job.center_indices.size() * sizeof(index_t))
+    << ", max iterations " << job.max_iterations << ", tolerance "
     << job.tolerance << ", max memory " << job.max_memory << ", batch rows " << job.batch_rows;
   if (r.selection) {
     o << ", validation " << r.validation << ", grid";
@@ -341,6 +343,7 @@ SolveOutcome solve_nystrom(const RegressJob& job, const Array<double>& y, const 
   NystromOptions opt;
   opt.centers = job.centers;
   opt.seed = job.center_seed;
+  opt.center_indices = job.center_indices;
   opt.max_iterations = job.max_iterations;
   opt.tolerance = job.tolerance;
   opt.ridge = job.ridge;
@@ -600,6 +603,9 @@ RegressResult run_regress(const RegressJob& job) {
   if (job.k_test && !job.k_train) throw InvalidArgument("the test kernel goes with the train kernel");
   if (job.f_test && !job.f_train) throw InvalidArgument("the test features go with the training features");
   if (job.centers < 0) throw InvalidArgument("the number of Nyström centers must be >= 1, got " + std::to_string(job.centers));
+  if (!job.center_indices.empty() && index_t(job.center_indices.size()) != job.centers)
+    throw InvalidArgument("give as many center indices as centers (" + std::to_string(job.centers) + "), got " +
+                          std::to_string(job.center_indices.size()));
   if (job.batch_rows < 0) throw InvalidArgument("the batch rows must be >= 1 (0: automatic)");
   if (job.batch_rows && !job.f_train) throw InvalidArgument("batch rows are for ridge on features (--f-train)");
   if (job.f_train && job.centers)

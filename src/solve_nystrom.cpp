@@ -444,7 +444,12 @@ NystromFit nystrom_ridge(const KernelBlocks& k, const Array<double>& y, const Ny
     throw InvalidArgument("the targets have a non-finite value (NaN or Inf) at flat index " + std::to_string(bad));
   if (!(options.ridge >= 0) || !std::isfinite(options.ridge))
     throw InvalidArgument("the ridge must be a finite number >= 0, got " + std::to_string(options.ridge));
-  if (options.centers < 1) throw InvalidArgument("Nyström needs at least one center, got " + std::to_string(options.centers));
+  std::vector<index_t> given = options.center_indices;
+  std::sort(given.begin(), given.end());
+  if (!given.empty() && (given.front() < 0 || given.back() >= n || std::adjacent_find(given.begin(), given.end()) != given.end()))
+    throw InvalidArgument("the center indices must be distinct training examples in [0, " + std::to_string(n) + ")");
+  if (given.empty() && options.centers < 1)
+    throw InvalidArgument("Nyström needs at least one center, got " + std::to_string(options.centers));
   if (options.max_iterations < 1)
     throw InvalidArgument("max_iterations must be at least 1, got " + std::to_string(options.max_iterations));
   if (!(options.tolerance >= 0) || !std::isfinite(options.tolerance))
@@ -457,9 +462,9 @@ NystromFit nystrom_ridge(const KernelBlocks& k, const Array<double>& y, const Ny
                           " training examples, got the " + options.test->describe());
   NystromFit fit;
   fit.n_train = n;
-  index_t m = std::min(options.centers, n);
+  index_t m = given.empty() ? std::min(options.centers, n) : index_t(given.size());
   const index_t o = outputs_of(y);
-  if (options.centers > n)
+  if (given.empty() && options.centers > n)
     fit.warnings.push_back(std::to_string(options.centers) + " centers asked for but there are " + std::to_string(n) +
                            " training examples: all of them are centers (exact kernel ridge)");
 
@@ -498,7 +503,7 @@ NystromFit nystrom_ridge(const KernelBlocks& k, const Array<double>& y, const Ny
   const double lambda = fit.lambda;
 
   // Centers; pivoted selections also give K_nM, built in the place of their Cholesky factor.
-  fit.selection = m < n ? options.selection : CenterSelection::uniform;
+  fit.selection = m < n && given.empty() ? options.selection : CenterSelection::uniform;
   const index_t selection_block = std::min(options.selection_block > 0 ? options.selection_block : index_t{128}, m);
   std::vector<double> prebuilt;
   if (fit.selection != CenterSelection::uniform) {
@@ -511,7 +516,9 @@ NystromFit nystrom_ridge(const KernelBlocks& k, const Array<double>& y, const Ny
       fit.selection = CenterSelection::uniform;
     }
   }
-  if (fit.selection == CenterSelection::uniform) {
+  if (!given.empty()) {
+    fit.centers = std::move(given);
+  } else if (fit.selection == CenterSelection::uniform) {
     fit.centers = sample_centers(n, m, options.seed);
   } else {
     PivotedCenters picked = pivoted_centers(k, diag, m, fit.selection == CenterSelection::rpcholesky, options.seed,

@@ -93,6 +93,9 @@ struct NystromOptions {
   // How the centers are chosen (above); all random draws are Philox streams of `seed`, so the
   // centers depend on the seed and the kernel only, never on the thread count.
   CenterSelection selection = CenterSelection::uniform;
+  // Non-empty: these training examples are the centers (distinct; taken in ascending order), in
+  // place of `centers` and `selection`: for solvers elsewhere (ntkit.dask) to agree on them.
+  std::vector<index_t> center_indices;
   std::uint64_t seed = 0;
   index_t selection_block = 0;  // pivoted selections: candidates per round; 0: 128
   // λ = ridge · mean(diag K over all N training examples) when relative, else ridge; the solved

@@ -92,6 +92,7 @@ struct RegressJob {
   std::optional<JobInput> f_test;
   index_t centers = 0;
   std::uint64_t center_seed = 0;
+  std::vector<index_t> center_indices;  // non-empty: these examples are the centers (centers = their number)
   index_t batch_rows = 0;        // features: rows of F per accumulation step; 0: about 64 MiB
   index_t max_iterations = 100;  // Nyström's conjugate gradient
   double tolerance = 1e-7;       // its relative residual

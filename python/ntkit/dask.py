@@ -296,3 +296,131 @@ def features(feature_map, x: da.Array) -> da.Array:
     drop = tuple(range(2, x.ndim))
     return x.map_blocks(block, dtype=out_dtype, chunks=(x.chunks[0], (m,)), drop_axis=drop if drop else None,
                         meta=np.empty((0, m), dtype=out_dtype))
+
+
+# ---------------------------------------------------------------------------------------------
+# Nyström kernel ridge over dask arrays
+
+def kernel_rows(net: Network, x: da.Array, centers, *, get: str = "ntk", dtype: str = "float64",
+                threads_per_task: int = 1) -> da.Array:
+    """K(X, C) of the infinite-width kernel as a dask array chunked along the rows of x (one task
+    per row chunk, each computing its rows against every center): the K_nM of Nyström."""
+    _kernels._check_net(net)
+    if not isinstance(x, da.Array):
+        x = da.from_array(np.asarray(x))
+    c = np.ascontiguousarray(np.asarray(centers, dtype=np.float64))
+    m = len(c)
+    if any(len(ch) != 1 for ch in x.chunks[1:]):
+        x = x.rechunk({d: -1 for d in range(1, x.ndim)})
+
+    def block(b):
+        return np.asarray(_kernels.kernel(net, np.ascontiguousarray(b, dtype=np.float64), c, get=get, dtype=dtype,
+                                          threads=threads_per_task))
+
+    drop = tuple(range(2, x.ndim))
+    return x.map_blocks(block, dtype=np.dtype(dtype), chunks=(x.chunks[0], (m,)), drop_axis=drop if drop else None,
+                        meta=np.empty((0, m), dtype=dtype))
+
+
+@dataclass
+class NystromFit:
+    alpha: np.ndarray               # (M, O): f(x) = K(x, C) alpha
+    lam: float                      # the absolute regularizer applied
+    iterations: int
+    residual_history: List[float]   # per iteration, the largest relative residual over outputs
+
+
+def _upper_cholesky(a: np.ndarray, what: str, first: float, start: float, limit: float) -> Tuple[np.ndarray, float]:
+    """U upper with UᵀU = a + jitter I, the jitter growing 10x per try from `first` (as the C++
+    solver's factor_with_jitter)."""
+    jitter = first
+    m = len(a)
+    while True:
+        try:
+            return np.linalg.cholesky(a + jitter * np.eye(m)).T.copy(), jitter
+        except np.linalg.LinAlgError:
+            if jitter >= limit:
+                raise ValueError(f"the Nyström preconditioner could not factor {what} even with a jitter of {jitter}")
+            jitter = jitter * 10 if jitter > 0 else start
+
+
+def nystrom_ridge(k_nm: da.Array, k_mm, y, *, ridge: float, mean_diagonal: Optional[float] = None,
+                  tolerance: float = 1e-7, max_iterations: int = 100, client=None) -> NystromFit:
+    """Nyström kernel ridge by Falkon's preconditioned conjugate gradient, as the C++ solver
+    (ntkit.kernel_ridge with centers), with K_nM a dask array chunked by rows (kept on the workers:
+    each CG iteration is one pass over its chunks, K_nMᵀ(K_nM z) summed by a tree reduction) and the
+    M × M preconditioner factored here. Solves (K_nMᵀK_nM + λ K_MM) α = K_nMᵀ Y with λ = ridge ·
+    mean_diagonal (the mean of diag K over the N examples, for a relative ridge as the C++ solver's)
+    or λ = ridge when mean_diagonal is None."""
+    from scipy.linalg import solve_triangular
+
+    if not isinstance(k_nm, da.Array):
+        k_nm = da.from_array(np.asarray(k_nm))
+    n, m = k_nm.shape
+    k_mm = np.asarray(k_mm, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if y.ndim == 1:
+        y = y[:, None]
+    if k_mm.shape != (m, m) or y.shape[0] != n:
+        raise ValueError(f"K_MM must be ({m}, {m}) and y ({n}, O), got {k_mm.shape} and {y.shape}")
+    if not (ridge >= 0 and np.isfinite(ridge)):
+        raise ValueError(f"the ridge must be a finite number >= 0, got {ridge}")
+    lam = ridge * mean_diagonal if mean_diagonal is not None else ridge
+    if len(k_nm.chunks[1]) != 1:
+        k_nm = k_nm.rechunk({1: -1})
+    if client is not None:
+        k_nm = client.persist(k_nm)  # computed once, kept in the workers' memory across iterations
+    eps = np.finfo(np.float64).eps
+    mean_mm = float(np.mean(np.diag(k_mm)))
+    base = m * eps * mean_mm
+    t, _ = _upper_cholesky(k_mm, "K_MM", base, base, 1e-2 * mean_mm)
+    a_mat = t @ t.T / m + (lam / n) * np.eye(m)
+    mean_a = float(np.mean(np.diag(a_mat)))
+    start_a = m * eps * mean_a
+    a, _ = _upper_cholesky(a_mat, "T Tᵀ/M + λ/N I", 0.0 if lam > 0 else start_a, start_a, 1e-2 * mean_a)
+    scale = 1.0 / np.sqrt(n)
+
+    def apply_b(v):
+        return solve_triangular(t, solve_triangular(a, v, lower=False), lower=False) * scale
+
+    def apply_bt(v):
+        return solve_triangular(a, solve_triangular(t, v, trans="T", lower=False), trans="T", lower=False) * scale
+
+    def compute(expr):
+        return client.compute(expr).result() if client is not None else expr.compute()
+
+    b = apply_bt(compute(k_nm.T @ da.from_array(y, chunks=(k_nm.chunks[0], y.shape[1]))))
+    o = y.shape[1]
+    x = np.zeros((m, o))
+    r = b.copy()
+    p = b.copy()
+    rs = np.einsum("ij,ij->j", r, r)
+    b_norm = np.sqrt(rs)
+    rel = np.where(b_norm > 0, 1.0, 0.0)
+    active = (b_norm > 0) & (rel > tolerance)
+    history: List[float] = []
+    it = 0
+    while it < max_iterations and active.any():
+        z = apply_b(p)
+        q = compute(k_nm.T @ (k_nm @ z))
+        if lam != 0:
+            q = q + lam * (k_mm @ z)
+        q = apply_bt(q)
+        for c in np.nonzero(active)[0]:
+            pq = float(p[:, c] @ q[:, c])
+            if not pq > 0:
+                active[c] = False
+                continue
+            step = rs[c] / pq
+            x[:, c] += step * p[:, c]
+            r[:, c] -= step * q[:, c]
+            rs_new = float(r[:, c] @ r[:, c])
+            rel[c] = np.sqrt(rs_new) / b_norm[c]
+            if rel[c] <= tolerance:
+                active[c] = False
+                continue
+            p[:, c] = r[:, c] + (rs_new / rs[c]) * p[:, c]
+            rs[c] = rs_new
+        it += 1
+        history.append(float(rel.max()))
+    return NystromFit(apply_b(x), lam, it, history)

@@ -67,7 +67,8 @@ def _regress(settings: Dict[str, Any], progress: Progress) -> RegressionResult:
     s = dict(k_train=None, k_test=None, f_train=None, f_test=None, y_test=None, classes=0, ridge=0.0,
              ridge_absolute=False, validation=0, ridge_grid=[], times=[math.inf], learning_rate=1.0, centers=0,
              center_seed=0, max_iterations=100, tolerance=1e-7, max_memory=0, threads=0, output="", resume=False,
-             checkpoint_seconds=60.0, batch_rows=0)
+             checkpoint_seconds=60.0, batch_rows=0,
+             center_indices=[])
     s.update(settings)
     if not (isinstance(s["checkpoint_seconds"], (int, float)) and s["checkpoint_seconds"] >= 0):
         raise ValueError(f"checkpoint_seconds must be a number >= 0, got {s['checkpoint_seconds']!r}")
@@ -93,7 +94,7 @@ def kernel_ridge(k_train, y_train, k_test=None, y_test=None, *, ridge: Union[flo
                  max_iterations: int = 100, tolerance: float = 1e-7, max_memory: Union[None, int, str] = None,
                  threads: int = 0, out: Union[None, str, "os.PathLike[str]"] = None,
                  progress: Progress = None, resume: bool = False,
-                 checkpoint_seconds: float = 60.0) -> RegressionResult:
+                 checkpoint_seconds: float = 60.0, center_indices: Optional[Sequence[int]] = None) -> RegressionResult:
     """Kernel ridge regression / gradient-descent predictions on a computed kernel, as `ntk regress`.
 
     k_train (N, N) and k_test (M, N): arrays or .npy paths (memory-mapped: out-of-core kernels work).
@@ -102,10 +103,13 @@ def kernel_ridge(k_train, y_train, k_test=None, y_test=None, *, ridge: Union[flo
     (neural-tangents' diag_reg) unless ridge_absolute; 'auto' picks it on the last `validation`
     training rows (0 = N/10) over ridge_grid (None = 0 and 10^-8 ... 10^1). t: None / inf for the
     converged (ridge) solution, or gradient-descent times (a number or a list) at learning_rate.
-    centers > 0: Nyström with that many centers and preconditioned CG (k_train a .npy path).
+    centers > 0: Nyström with that many centers and preconditioned CG (k_train a .npy path);
+    center_indices: these training examples as the centers instead of a uniform draw.
     resume: continue an interrupted Nyström solve from the state kept beside `out` (OUT.ntk-state,
     saved at most every checkpoint_seconds), to the same predictions as an uninterrupted run.
     """
+    if center_indices is not None and not centers:
+        centers = len(center_indices)
     return _regress(dict(k_train=as_input(k_train, "k_train"), k_test=optional_input(k_test, "k_test"),
                          y_train=as_input(y_train, "y_train", allow_int=True),
                          y_test=optional_input(y_test, "y_test", allow_int=True), ridge=ridge,
@@ -114,7 +118,9 @@ def kernel_ridge(k_train, y_train, k_test=None, y_test=None, *, ridge: Union[flo
                          learning_rate=float(learning_rate), classes=int(classes), centers=int(centers),
                          center_seed=int(center_seed), max_iterations=int(max_iterations), tolerance=float(tolerance),
                          max_memory=as_bytes(max_memory), threads=int(threads), output=output_path(out),
-                         resume=bool(resume), checkpoint_seconds=checkpoint_seconds), progress)
+                         resume=bool(resume), checkpoint_seconds=checkpoint_seconds,
+                         center_indices=[int(i) for i in (center_indices if center_indices is not None else [])]),
+                    progress)
 
 
 def feature_ridge(f_train, y_train, f_test=None, y_test=None, *, ridge: Union[float, str] = 0.0,

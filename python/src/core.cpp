@@ -373,6 +373,7 @@ nb::tuple regress(const nb::dict& s, nb::handle progress) {
   job.learning_rate = nb::cast<double>(get("learning_rate"));
   job.centers = nb::cast<index_t>(get("centers"));
   job.center_seed = nb::cast<std::uint64_t>(get("center_seed"));
+  job.center_indices = nb::cast<std::vector<index_t>>(get("center_indices"));
   job.max_iterations = nb::cast<index_t>(get("max_iterations"));
   job.batch_rows = nb::cast<index_t>(get("batch_rows"));
   job.tolerance = nb::cast<double>(get("tolerance"));

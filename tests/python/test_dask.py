@@ -183,3 +183,31 @@ def test_a_killed_client_rerun_computes_only_the_missing_tiles(tmp_path, heavy):
     computed, skipped = map(int, r.stdout.split()[-2:])
     assert skipped >= done and computed + skipped == 55 and computed <= 55 - done
     assert np.array_equal(nd.open_kernel(store).compute(), ref)
+
+
+def test_nystrom_on_dask_arrays_equals_the_in_process_solver(client, tmp_path):
+    """Falkon's PCG with K_nM a row-chunked dask array on the workers against the C++ solver on the
+    same centers (ntkit.kernel_ridge with center_indices), and against a dense solve of the Nyström
+    normal equations (K_nMᵀK_nM + λ K_MM) α = K_nMᵀ y."""
+    import dask.array as da
+    rng = np.random.default_rng(4)
+    n, m = 600, 80
+    x = rng.standard_normal((n, 12))
+    y = np.stack([np.sin(x[:, 0]), x[:, 1] * x[:, 2]], axis=1)
+    net = ntkit.Network("Dense(64), Relu, Dense(64), Relu, Dense(1)", input_shape=(12,))
+    centers = np.sort(rng.choice(n, m, replace=False))
+    k = ntkit.kernel(net, x)
+    k_nm = nd.kernel_rows(net, da.from_array(x, chunks=150), x[centers])
+    assert k_nm.chunks == ((150,) * 4, (m,))
+    ridge = 1e-4
+    fit = nd.nystrom_ridge(k_nm, k[np.ix_(centers, centers)], y, ridge=ridge, mean_diagonal=float(np.mean(np.diag(k))),
+                           tolerance=1e-13, max_iterations=500, client=client)
+    assert fit.iterations > 3 and fit.residual_history[-1] <= 1e-13
+    np.save(tmp_path / "k.npy", k)
+    ref = ntkit.kernel_ridge(str(tmp_path / "k.npy"), y, str(tmp_path / "k.npy"), ridge=ridge, center_indices=centers,
+                             tolerance=1e-13, max_iterations=500)
+    pred = k[:, centers] @ fit.alpha
+    assert np.abs(pred - ref.predictions).max() <= 1e-8 * np.abs(ref.predictions).max()
+    knm = k[:, centers]
+    dense = np.linalg.solve(knm.T @ knm + fit.lam * k[np.ix_(centers, centers)], knm.T @ y)
+    np.testing.assert_allclose(knm @ fit.alpha, knm @ dense, rtol=0, atol=1e-8 * np.abs(knm @ dense).max())
