@@ -64,6 +64,37 @@ bool check_program(const Network& net) {
   return full;
 }
 
+// out (r1 × r2) = x yᵀ / C for rows x (r1 × C) and y (r2 × C), as GEMMs of one fixed shape,
+// kGramBlock × kGramBlock × C: OpenBLAS picks its kernel (and so its rounding) by the shape it is
+// given, but within one shape an entry's bits do not depend on where it lies. So an entry is the
+// same whatever tile it is computed in (a tile of another size in another process: ntkit.dask).
+// Edge blocks are windows shifted back inside the rows, or zero-padded copies when there are fewer.
+constexpr index_t kGramBlock = 64;
+
+void gram_in_fixed_blocks(const double* x, index_t r1, const double* y, index_t r2, index_t C, double* out) {
+  const index_t B = kGramBlock, nb1 = (r1 + B - 1) / B, nb2 = (r2 + B - 1) / B;
+  std::vector<double> x_pad, y_pad;
+  auto padded = [&](const double* rows, index_t r, std::vector<double>& buf) {
+    if (r >= B) return rows;
+    buf.assign(size_t(B * C), 0.0);
+    std::copy(rows, rows + r * C, buf.begin());
+    return static_cast<const double*>(buf.data());
+  };
+  const double* xs = padded(x, r1, x_pad);
+  const double* ys = padded(y, r2, y_pad);
+  const index_t n1 = std::max(r1, B), n2 = std::max(r2, B);
+  parallel_for(nb1 * nb2, [&](index_t begin, index_t end) {
+    std::vector<double> block(size_t(B * B));
+    for (index_t q = begin; q < end; ++q) {
+      const index_t bi = (q / nb2) * B, bj = (q % nb2) * B;
+      const index_t w1 = std::min(bi, n1 - B), w2 = std::min(bj, n2 - B);  // the window's first row / column
+      detail::gemm_serial(false, true, B, B, C, 1.0 / double(C), xs + w1 * C, C, ys + w2 * C, C, 0.0, block.data(), B);
+      for (index_t i = bi; i < std::min(bi + B, r1); ++i)
+        for (index_t j = bj; j < std::min(bj + B, r2); ++j) out[i * r2 + j] = block[size_t((i - w1) * B + (j - w2))];
+    }
+  });
+}
+
 KernelState input_state(const Inputs& a, const Inputs& b, const PairBatch& batch, bool diagonal, const Shape& in_shape,
                         bool want_ntk) {
   KernelState s;
@@ -74,8 +105,7 @@ KernelState input_state(const Inputs& a, const Inputs& b, const PairBatch& batch
   const index_t P = a.pixels, C = a.channels, E = s.entries();
   s.nngp.assign(size_t(s.pairs * E), 0.0);
   if (P == 1 && !batch.self) {
-    detail::gemm(false, true, batch.c1, batch.c2, C, 1.0 / double(C), a.example(batch.i0), C, b.example(batch.j0), C,
-                 0.0, s.nngp.data(), batch.c2);
+    gram_in_fixed_blocks(a.example(batch.i0), batch.c1, b.example(batch.j0), batch.c2, C, s.nngp.data());
   } else {
     parallel_for(s.pairs, [&](index_t begin, index_t end) {
       for (index_t q = begin; q < end; ++q) {

@@ -20,10 +20,11 @@ renames it into place), so after a lost worker (Dask reruns its tasks), a lost s
 client, the same call computes only the missing tiles and gives the same bytes. A store of another
 kernel is refused, naming what differs.
 
-Threads: Dask's workers run one task per worker thread, and each task here runs the C++ core on
-`threads_per_task` threads (default 1: Dask's nanny sets OMP / OpenBLAS to one thread per task, and
-ntkit's own pool follows the same rule). A tile is bit-identical for any thread count, so the store
-equals a single-process run with the same tile bit for bit.
+Threads and memory: Dask's workers run one task per worker thread, and each task here runs the C++
+core on `threads_per_task` threads, by default the worker's OMP_NUM_THREADS (Dask's nanny sets it
+to 1, and ntkit's own pool follows it rather than taking every core), with the worker's memory
+limit shared among its threads as the task's --max-memory. A tile is bit-identical for any thread
+count, so the store equals a single-process run with the same tile bit for bit.
 """
 from __future__ import annotations
 
@@ -138,9 +139,30 @@ def _network(meta: Dict[str, Any]) -> Network:
                    parameterization=meta["parameterization"])
 
 
-def _compute_tile(path: str, i: int, j: int, threads: int, max_memory: Optional[int]) -> Tuple[int, int, float]:
+def _task_resources(threads: Optional[int], max_memory) -> Tuple[int, Any]:
+    """Threads and memory for one task, as the worker is set: the worker's OMP_NUM_THREADS (Dask's
+    nanny makes it 1 unless told otherwise) and its memory limit shared among its task threads."""
+    if threads is None:
+        try:
+            threads = max(1, int(os.environ.get("OMP_NUM_THREADS", "1")))
+        except ValueError:
+            threads = 1
+    if max_memory is None:
+        try:
+            from distributed import get_worker
+            w = get_worker()
+            limit = w.memory_manager.memory_limit
+            if limit:
+                max_memory = int(limit // max(1, w.state.nthreads))
+        except (ImportError, ValueError, AttributeError):
+            pass
+    return threads, max_memory
+
+
+def _compute_tile(path: str, i: int, j: int, threads: Optional[int], max_memory) -> Tuple[int, int, float]:
     """One task: tile (i, j) from the store's inputs, written into its chunk. Runs on a worker."""
     t0 = time.perf_counter()
+    threads, max_memory = _task_resources(threads, max_memory)
     g = zarr.open_group(path, mode="r+")
     meta = g.attrs.asdict()
     k = g["kernel"]
@@ -232,7 +254,7 @@ def _check_tile(tile) -> int:
 
 
 def empirical_ntk(store, net: Network, params: Params, x1, x2=None, *, mode: str = "pntk", method: str = "auto",
-                  dtype: str = "float64", tile: int = 1000, client=None, threads_per_task: int = 1,
+                  dtype: str = "float64", tile: int = 1000, client=None, threads_per_task: Optional[int] = None,
                   max_memory_per_task: Union[None, int, str] = None) -> KernelRun:
     """The empirical NTK of `net` at `params` (as ntkit.empirical_ntk, any mode), one Dask task per
     tile of `tile` × `tile` examples (tiles on and above the diagonal when x2 is None), written into
@@ -252,7 +274,8 @@ def empirical_ntk(store, net: Network, params: Params, x1, x2=None, *, mode: str
 
 
 def kernel(store, net: Network, x1, x2=None, *, get: str = "ntk", dtype: str = "float64", tile: int = 1000,
-           client=None, threads_per_task: int = 1, max_memory_per_task: Union[None, int, str] = None) -> KernelRun:
+           client=None, threads_per_task: Optional[int] = None,
+           max_memory_per_task: Union[None, int, str] = None) -> KernelRun:
     """The infinite-width NTK / NNGP of `net` (as ntkit.kernel), one Dask task per tile, written into
     the Zarr store `store`."""
     tile = _check_tile(tile)
@@ -424,3 +447,33 @@ def nystrom_ridge(k_nm: da.Array, k_mm, y, *, ridge: float, mean_diagonal: Optio
         it += 1
         history.append(float(rel.max()))
     return NystromFit(apply_b(x), lam, it, history)
+
+
+def feature_ridge(f: da.Array, y, *, ridge: float, relative: bool = True, client=None) -> Tuple[np.ndarray, float]:
+    """Ridge regression on distributed features F (N, m), a dask array chunked by rows: FᵀF and FᵀY
+    summed over the chunks on the workers (a tree reduction of per-chunk products), then (FᵀF + λI) W
+    = FᵀY solved here by Cholesky. λ = ridge · trace(FᵀF)/N when relative (mean ‖f_i‖², as
+    ntkit.feature_ridge), else ridge. Returns (W (m, O), λ)."""
+    if not isinstance(f, da.Array):
+        f = da.from_array(np.asarray(f))
+    if len(f.chunks[1]) != 1:
+        f = f.rechunk({1: -1})
+    n, m = f.shape
+    y = np.asarray(y, dtype=np.float64)
+    if y.ndim == 1:
+        y = y[:, None]
+    if y.shape[0] != n:
+        raise ValueError(f"y must have {n} rows (the features'), got {y.shape}")
+    if not (ridge >= 0 and np.isfinite(ridge)):
+        raise ValueError(f"the ridge must be a finite number >= 0, got {ridge}")
+    f64 = f.astype(np.float64)
+    yd = da.from_array(y, chunks=(f.chunks[0], y.shape[1]))
+    if client is not None:
+        gram, fty = client.gather(client.compute([f64.T @ f64, f64.T @ yd]))
+    else:
+        gram, fty = dask.compute(f64.T @ f64, f64.T @ yd)
+    gram = (gram + gram.T) / 2
+    lam = ridge * np.trace(gram) / n if relative else ridge
+    c = np.linalg.cholesky(gram + lam * np.eye(m))
+    w = np.linalg.solve(c.T, np.linalg.solve(c, fty))
+    return w, float(lam)

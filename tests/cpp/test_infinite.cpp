@@ -2,6 +2,7 @@
 // closed form, Monte Carlo agreement with the averaged empirical kernels, finiteness, symmetry.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <numbers>
@@ -437,6 +438,46 @@ TEST(Infinite, RefusesLayersWithoutAnExactKernel) {
     EXPECT_NE(what.find("MaxPool(3x3, stride=2x2, padding=1)"), std::string::npos) << what;
     EXPECT_NE(what.find("ntk entk"), std::string::npos) << what;
   }
+}
+
+}  // namespace
+}  // namespace ntk
+
+namespace ntk {
+namespace {
+
+// A block of the kernel computed on its own (x1 rows against x2 rows) has the bits of the same
+// entries of the whole kernel, whatever the block's size and offset: what ntkit.dask relies on to
+// equal a single process. The input Gram of vector inputs is the part that had depended on the
+// tile's shape (OpenBLAS picks its kernel by shape); it is now computed in GEMMs of one shape.
+// (Rectangular blocks off the diagonal: a symmetric kernel's own pairs (i, i) come from the pass over
+// (x, x), as they do in a diagonal block computed on its own.)
+TEST(Infinite, BlocksHaveTheBitsOfTheWholeKernel) {
+  const Network net("Dense(64, W_std=1.4142135623730951, b_std=0.05), Relu, Dense(64), Erf, Dense(1)", {16});
+  const index_t n = 300, d = 16;
+  const Array<double> x = test::random_batch<double>(n, {d}, 90);
+  const Array<double> whole = infinite_kernel(net, x, nullptr);
+  auto rows = [&](index_t r0, index_t r1) {
+    Array<double> out(Shape{r1 - r0, d});
+    std::copy(x.data() + r0 * d, x.data() + r1 * d, out.data());
+    return out;
+  };
+  index_t checked = 0;
+  auto expect_block = [&](index_t r0, index_t r1, index_t c0, index_t c1, bool symmetric) {
+    const Array<double> a = rows(r0, r1), b = rows(c0, c1);
+    const Array<double> block = infinite_kernel(net, a, symmetric ? nullptr : &b);
+    for (index_t i = r0; i < r1; ++i)
+      for (index_t j = c0; j < c1; ++j, ++checked)
+        ASSERT_EQ(block[(i - r0) * (c1 - c0) + (j - c0)], whole[i * n + j]) << i << ", " << j;
+  };
+  // The tiles of ntkit.dask at tile 64: above the diagonal rectangular, on it symmetric (the last
+  // one 44 examples); and blocks of other sizes and offsets.
+  for (index_t i = 0; i < n; i += 64)
+    for (index_t j = i; j < n; j += 64) expect_block(i, std::min(i + 64, n), j, std::min(j + 64, n), i == j);
+  expect_block(10, 47, 60, 300, false);
+  expect_block(0, 140, 299, 300, false);
+  expect_block(3, 5, 3, 5, true);
+  EXPECT_EQ(checked, 54160 + 37 * 240 + 140 + 4);  // the upper tiles hold 54160 entries
 }
 
 }  // namespace

@@ -67,17 +67,13 @@ def test_rectangular_and_parameter_dict_kernels(client, tmp_path, images, cnn):
                                               tile=16))
 
 
-def test_infinite_and_feature_kernels(client, tmp_path):
+def test_infinite_and_feature_kernels_equal_one_process(client, tmp_path):
     rng = np.random.default_rng(1)
     v = rng.random((150, 16))
     net = ntkit.Network("Dense(64), Relu, Dense(64), Relu, Dense(1)", input_shape=(16,))
     run = nd.kernel(tmp_path / "inf.zarr", net, v, tile=64, client=client)
     k = ntkit.kernel(net, v)
-    got = run.array.compute()
-    # Off-diagonal tiles are the single process's bits; a diagonal tile of another size than the
-    # process's own tiles may differ in the last place (the infinite kernel takes no tile option yet).
-    np.testing.assert_allclose(got, k, rtol=1e-14, atol=0)
-    assert np.array_equal(got[:64, 64:], k[:64, 64:])
+    assert np.array_equal(run.array.compute(), k)  # the last diagonal tile is 22 examples
     f = rng.random((90, 32))
     run = nd.feature_kernel(tmp_path / "f.zarr", f, tile=32, client=client)
     np.testing.assert_allclose(run.array.compute(), f @ f.T, rtol=1e-13)
@@ -211,3 +207,27 @@ def test_nystrom_on_dask_arrays_equals_the_in_process_solver(client, tmp_path):
     knm = k[:, centers]
     dense = np.linalg.solve(knm.T @ knm + fit.lam * k[np.ix_(centers, centers)], knm.T @ y)
     np.testing.assert_allclose(knm @ fit.alpha, knm @ dense, rtol=0, atol=1e-8 * np.abs(knm @ dense).max())
+
+
+def test_ridge_on_distributed_features_equals_the_in_process_solver(client):
+    import dask.array as da
+    rng = np.random.default_rng(5)
+    x = rng.random((500, 10))
+    y = np.stack([x[:, 0] - x[:, 1], np.cos(3 * x[:, 2])], axis=1)
+    f = ntkit.NTKRF(n_components=96, depth=2, random_state=1, dtype="float64").fit(x).transform(x)
+    w, lam = nd.feature_ridge(da.from_array(f, chunks=128), y, ridge=1e-3, client=client)
+    ref = ntkit.feature_ridge(f, y, f, ridge=1e-3)
+    np.testing.assert_allclose(f @ w, ref.predictions, rtol=0, atol=1e-9 * np.abs(ref.predictions).max())
+    assert lam == pytest.approx(ref.report["lambda"], rel=1e-12)
+
+
+def test_tasks_follow_the_workers_thread_setting(client, monkeypatch):
+    # Dask's nanny starts workers with OMP_NUM_THREADS=1; a task runs ntkit on that many threads,
+    # with the worker's memory limit shared among its task threads as its budget.
+    threads = client.run(lambda: nd._task_resources(None, None)[0])
+    assert set(threads.values()) == {1}
+    budgets = client.run(lambda: nd._task_resources(None, None)[1])
+    assert all(b is None or b > 0 for b in budgets.values())
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert nd._task_resources(None, "1G") == (3, "1G")
+    assert nd._task_resources(2, None)[0] == 2
