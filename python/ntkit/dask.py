@@ -10,6 +10,10 @@ chunks, and Nyström kernel ridge by preconditioned conjugate gradient over dask
     run.array            # a lazy dask.array (N, N) read from the store
     run.computed         # tiles computed by this call (0 when the store was already complete)
 
+With lazy=True nothing is computed by the call: run.array's blocks are the tile tasks themselves,
+each computing its tile and writing its chunk when the array (or a part of it) is computed, so a
+kernel can feed other dask computations directly.
+
 The store is a Zarr (v2) directory group: the inputs ("x1", "x2"), the parameters ("params/..."),
 and "kernel", chunked one tile per chunk; for a symmetric kernel only the tiles on and above the
 diagonal are stored (the lower ones are their transposes in the lazy array). Its attributes record
@@ -215,13 +219,48 @@ def open_kernel(store) -> da.Array:
     return da.concatenate(rows, axis=0)
 
 
-def _run(store, meta, inputs, params, client, threads_per_task: int, max_memory_per_task) -> KernelRun:
+def _tile_data(path: str, i: int, j: int, threads: Optional[int], max_memory) -> np.ndarray:
+    """Tile (i, j): computed and written into its chunk unless it is there already, then read back."""
+    _compute_tile(path, i, j, threads, max_memory)
+    g = zarr.open_group(path, mode="r")
+    t, meta = g.attrs["tile"], g.attrs.asdict()
+    return g["kernel"][i * t:min((i + 1) * t, meta["n1"]), j * t:min((j + 1) * t, meta["n2"])]
+
+
+def _lazy_kernel(path: str, meta: Dict[str, Any], threads: Optional[int], max_memory) -> da.Array:
+    """The kernel as a lazy dask.array whose blocks are the tile tasks themselves (each writes its
+    chunk when the array is computed; a lower tile of a symmetric kernel is its upper task's
+    transpose)."""
+    t, n1, n2 = meta["tile"], meta["n1"], meta["n2"]
+    tail = tuple(meta["tail"])
+    token = dask.base.tokenize(path, json.dumps(meta, sort_keys=True))
+    blocks: Dict[Tuple[int, int], da.Array] = {}
+
+    def block(i: int, j: int) -> da.Array:
+        if (i, j) not in blocks:
+            task = dask.delayed(_tile_data, pure=True)(path, i, j, threads, max_memory,
+                                                       dask_key_name=f"ntkit-tile-{token}-{i}-{j}")
+            shape = (min(t, n1 - i * t), min(t, n2 - j * t)) + tail
+            blocks[i, j] = da.from_delayed(task, shape=shape, dtype=np.dtype(meta["dtype"]))
+        return blocks[i, j]
+
+    swap = (1, 0) + tuple(range(1 + len(tail), 1, -1))
+    t1, t2 = -(-n1 // t), -(-n2 // t)
+    rows = [da.concatenate([block(i, j) if not meta["symmetric"] or i <= j else block(j, i).transpose(swap)
+                            for j in range(t2)], axis=1) for i in range(t1)]
+    return da.concatenate(rows, axis=0)
+
+
+def _run(store, meta, inputs, params, client, threads_per_task: int, max_memory_per_task, lazy: bool) -> KernelRun:
     path = os.fspath(store)
     t0 = time.perf_counter()
     g = _open_store(path, meta, inputs, params)
     ndim = g["kernel"].ndim
     tiles = _tiles(meta)
     todo = [ij for ij in tiles if not _chunk_done(path, *ij, ndim)]
+    if lazy:  # nothing computed yet: the tiles missing now are computed with the array
+        return KernelRun(_lazy_kernel(path, g.attrs.asdict(), threads_per_task, max_memory_per_task), path, len(todo),
+                         len(tiles) - len(todo), len(tiles), time.perf_counter() - t0, [])
     tasks = [dask.delayed(_compute_tile, pure=False)(path, i, j, threads_per_task, max_memory_per_task)
              for i, j in todo]
     if client is not None:
@@ -255,7 +294,7 @@ def _check_tile(tile) -> int:
 
 def empirical_ntk(store, net: Network, params: Params, x1, x2=None, *, mode: str = "pntk", method: str = "auto",
                   dtype: str = "float64", tile: int = 1000, client=None, threads_per_task: Optional[int] = None,
-                  max_memory_per_task: Union[None, int, str] = None) -> KernelRun:
+                  max_memory_per_task: Union[None, int, str] = None, lazy: bool = False) -> KernelRun:
     """The empirical NTK of `net` at `params` (as ntkit.empirical_ntk, any mode), one Dask task per
     tile of `tile` × `tile` examples (tiles on and above the diagonal when x2 is None), written into
     the Zarr store `store`. Bit-identical to ntkit.empirical_ntk(..., tile=tile) in one process."""
@@ -270,12 +309,12 @@ def empirical_ntk(store, net: Network, params: Params, x1, x2=None, *, mode: str
     meta = _kernel_meta("empirical", net, n1, n2, x2 is None, tile, dtype, tail, mode=mode, method=method,
                         params=identity, params_seed=seed, x1=_hash(inputs["x1"]),
                         x2=_hash(inputs["x2"]) if x2 is not None else None)
-    return _run(store, meta, inputs, arrays, client, threads_per_task, max_memory_per_task)
+    return _run(store, meta, inputs, arrays, client, threads_per_task, max_memory_per_task, lazy)
 
 
 def kernel(store, net: Network, x1, x2=None, *, get: str = "ntk", dtype: str = "float64", tile: int = 1000,
            client=None, threads_per_task: Optional[int] = None,
-           max_memory_per_task: Union[None, int, str] = None) -> KernelRun:
+           max_memory_per_task: Union[None, int, str] = None, lazy: bool = False) -> KernelRun:
     """The infinite-width NTK / NNGP of `net` (as ntkit.kernel), one Dask task per tile, written into
     the Zarr store `store`."""
     tile = _check_tile(tile)
@@ -285,10 +324,11 @@ def kernel(store, net: Network, x1, x2=None, *, get: str = "ntk", dtype: str = "
     n2 = len(inputs.get("x2", inputs["x1"]))
     meta = _kernel_meta("infinite", net, n1, n2, x2 is None, tile, dtype, (), get=get, x1=_hash(inputs["x1"]),
                         x2=_hash(inputs["x2"]) if x2 is not None else None)
-    return _run(store, meta, inputs, None, client, threads_per_task, max_memory_per_task)
+    return _run(store, meta, inputs, None, client, threads_per_task, max_memory_per_task, lazy)
 
 
-def feature_kernel(store, f1, f2=None, *, dtype: str = "float64", tile: int = 1000, client=None) -> KernelRun:
+def feature_kernel(store, f1, f2=None, *, dtype: str = "float64", tile: int = 1000, client=None,
+                   lazy: bool = False) -> KernelRun:
     """The inner products F1 F2ᵀ of features (N1, m), (N2, m) (e.g. from ntkit.dask.features), one
     Dask task per tile, written into the Zarr store `store`."""
     tile = _check_tile(tile)
@@ -297,7 +337,7 @@ def feature_kernel(store, f1, f2=None, *, dtype: str = "float64", tile: int = 10
     n2 = len(inputs.get("x2", inputs["x1"]))
     meta = _kernel_meta("features", None, n1, n2, f2 is None, tile, dtype, (), x1=_hash(inputs["x1"]),
                         x2=_hash(inputs["x2"]) if f2 is not None else None)
-    return _run(store, meta, inputs, None, client, 1, None)
+    return _run(store, meta, inputs, None, client, 1, None, lazy)
 
 
 def features(feature_map, x: da.Array) -> da.Array:

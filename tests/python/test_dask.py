@@ -231,3 +231,15 @@ def test_tasks_follow_the_workers_thread_setting(client, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert nd._task_resources(None, "1G") == (3, "1G")
     assert nd._task_resources(2, None)[0] == 2
+
+
+def test_a_lazy_kernel_computes_and_stores_its_tiles_when_computed(client, tmp_path, images, cnn):
+    store = str(tmp_path / "k.zarr")
+    run = nd.empirical_ntk(store, cnn, 0, images, mode="full", dtype="float64", tile=16, client=client, lazy=True)
+    assert run.computed == 15 and _chunks_on_disk(store) == []  # nothing computed by the call
+    k = ntkit.empirical_ntk(cnn, 0, images, mode="full", dtype="float64", tile=16)
+    part = client.compute(run.array[:16, 20:40]).result()  # two tiles' worth: only those tasks run
+    assert np.array_equal(part, k[:16, 20:40]) and len(_chunks_on_disk(store)) == 2
+    assert np.array_equal(client.compute(run.array).result(), k)
+    assert len(_chunks_on_disk(store)) == 15
+    assert np.array_equal(nd.open_kernel(store).compute(), k)
