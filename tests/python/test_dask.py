@@ -25,11 +25,16 @@ CNN = "Conv(8, 3, padding=SAME), Relu, Conv(8, 3, padding=SAME), Relu, GlobalAvg
 
 @pytest.fixture(scope="module")
 def client():
+    # Dask's nanny sets OMP_NUM_THREADS, OPENBLAS_NUM_THREADS, ... = 1 in this process's own
+    # environment for the workers it spawns; the other test modules' subprocesses must not inherit them.
+    environ = dict(os.environ)
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
     c = distributed.Client(cluster)
     yield c
     c.close()
     cluster.close()
+    os.environ.clear()
+    os.environ.update(environ)
 
 
 @pytest.fixture(scope="module")
