@@ -376,12 +376,14 @@ def kernel_rows(net: Network, x: da.Array, centers, *, get: str = "ntk", dtype: 
     if any(len(ch) != 1 for ch in x.chunks[1:]):
         x = x.rechunk({d: -1 for d in range(1, x.ndim)})
 
-    def block(b):
-        return np.asarray(_kernels.kernel(net, np.ascontiguousarray(b, dtype=np.float64), c, get=get, dtype=dtype,
+    def block(b, cols):
+        return np.asarray(_kernels.kernel(net, np.ascontiguousarray(b, dtype=np.float64), cols, get=get, dtype=dtype,
                                           threads=threads_per_task))
 
     drop = tuple(range(2, x.ndim))
-    return x.map_blocks(block, dtype=np.dtype(dtype), chunks=(x.chunks[0], (m,)), drop_axis=drop if drop else None,
+    # The centers as one task of the graph that every block depends on, not a copy in each block's.
+    cols = dask.delayed(c, name=f"ntkit-centers-{dask.base.tokenize(c)}")
+    return x.map_blocks(block, cols, dtype=np.dtype(dtype), chunks=(x.chunks[0], (m,)), drop_axis=drop if drop else None,
                         meta=np.empty((0, m), dtype=dtype))
 
 
