@@ -129,6 +129,7 @@ Checkpoint::Checkpoint(std::string path, JobIdentity identity, index_t total, bo
   for (const auto& [key, value] : identity_)
     NTK_ASSERT(key != "rows" && key.find(": ") == std::string::npos && value.find('\n') == std::string::npos,
                "Checkpoint: identity lines are 'key: value' on one line");
+  remove_stale_temps(record_);  // a record being replaced when an earlier run was killed
   if (!std::filesystem::exists(record_)) return;  // a fresh run (with or without --resume)
   const Record r = read_record(record_, partial_);
   const std::string delete_both = "delete '" + record_ + "' and '" + partial_ + "' to start over";
@@ -281,6 +282,7 @@ StateCheckpoint::StateCheckpoint(std::string output, JobIdentity identity, bool 
   for (const auto& [key, value] : identity_)
     NTK_ASSERT(key != "array" && key.find(": ") == std::string::npos && value.find('\n') == std::string::npos,
                "StateCheckpoint: identity lines are 'key: value' on one line");
+  remove_stale_temps(path_);  // a state being replaced when an earlier run was killed
   if (!std::filesystem::exists(path_)) return;
   auto [there, state] = read_state(path_);
   const std::string diff = first_difference(there, identity_);

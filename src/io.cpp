@@ -146,6 +146,22 @@ int create_temp_beside(const std::string& path, int flags, const std::string& pr
   throw IoError(prefix + "cannot find an unused temporary file name in '" + dir + "'");
 }
 
+void remove_stale_temps(const std::string& path) {
+  namespace fs = std::filesystem;
+  const fs::path target(path);
+  const std::string stem = target.filename().string() + ".tmp.";
+  std::error_code ec;
+  const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.size() == stem.size() + 6 && name.compare(0, stem.size(), stem) == 0 &&
+        name.find_first_not_of("0123456789abcdef", stem.size()) == std::string::npos) {
+      std::error_code ignored;
+      fs::remove(it->path(), ignored);
+    }
+  }
+}
+
 void write_file_atomic_stream(const std::string& path, const std::function<void(const ByteSink&)>& produce) {
   const std::string prefix = "cannot write '" + path + "': ";
   if (path.empty()) throw IoError("cannot write a file with an empty name");

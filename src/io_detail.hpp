@@ -34,6 +34,9 @@ std::string directory_of(const std::string& path);
 // private). Returns the open descriptor (opened with `flags` | O_CREAT | O_EXCL | O_CLOEXEC) and
 // sets tmp to its name; throws IoError "<prefix>..." naming the directory on failure.
 int create_temp_beside(const std::string& path, int flags, const std::string& prefix, std::string& tmp);
+// Removes the temporary files create_temp_beside made for `path` ("<path>.tmp.XXXXXX") that are
+// still there: left by a process killed while writing. For a job (re)starting on its own files.
+void remove_stale_temps(const std::string& path);
 
 // Called by a producer with successive chunks of the file contents.
 using ByteSink = std::function<void(const std::byte*, size_t)>;

@@ -717,6 +717,9 @@ RegressResult run_regress(const RegressJob& job) {
                                       "exact solve starts over (drop --resume)");
   if (!(job.checkpoint_seconds >= 0) || !std::isfinite(job.checkpoint_seconds))
     throw InvalidArgument("the checkpoint interval must be a finite number of seconds >= 0");
+  if (job.resume)  // outputs an interrupted run was writing when it was killed
+    for (const std::string* p : {&job.output_path, &job.train_output_path})
+      if (!p->empty()) detail::remove_stale_temps(*p);
   if (iterative && !first_output.empty())
     state = std::make_unique<detail::StateCheckpoint>(first_output, regress_identity(job, y, blocks, r), job.resume,
                                                       job.checkpoint_seconds);

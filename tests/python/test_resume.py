@@ -79,8 +79,14 @@ def test_killed_at_a_fault_point_resumes_to_the_same_bytes(ntk_bin, references, 
         assert not record.exists()
     else:
         assert record.exists(), _leftovers(out)
+    # A kill inside an atomic write leaves its temporary file: the resumed run removes those of its
+    # own files (and only those).
+    (out.parent / (out.name + ".ntk-checkpoint.tmp.a1b2c3")).write_bytes(b"half a record")
+    (out.parent / "unrelated.npy.tmp.a1b2c3").write_bytes(b"not ours")
     resumed = subprocess.run([str(ntk_bin), *argv, "-o", str(out), "--resume"], capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
+    assert (out.parent / "unrelated.npy.tmp.a1b2c3").exists()
+    (out.parent / "unrelated.npy.tmp.a1b2c3").unlink()
     if point.startswith("band-recorded") or point.startswith("band-synced:2") or point == "before-rename":
         assert "resumed at row" in resumed.stdout, resumed.stdout
     assert out.read_bytes() == expected
@@ -231,11 +237,14 @@ def test_regress_killed_at_a_fault_point_resumes_to_the_same_bytes(ntk_bin, regr
     again, _ = _regress(ntk_bin, argv, out)
     assert again.returncode == 1 and again.stderr.count("\n") == 1 and "add --resume" in again.stderr, again.stderr
     assert state.exists()
+    for stale in ("pred.npy.ntk-state.tmp.0a0b0c", "pred.npy.tmp.123456", "pred-train.npy.tmp.fedcba"):
+        (tmp_path / stale).write_bytes(b"a write cut short")
     resumed, train = _regress(ntk_bin, argv, out, extra=["--resume"])
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed at " in resumed.stdout
     assert out.read_bytes() == test_bytes and train.read_bytes() == train_bytes
     assert not state.exists()
+    assert _leftovers(out) == [] and _leftovers(train) == []
 
 
 def test_regress_killed_at_random_instants_resumes_to_the_same_bytes(ntk_bin, regress_jobs, tmp_path):
@@ -255,7 +264,7 @@ def test_regress_killed_at_random_instants_resumes_to_the_same_bytes(ntk_bin, re
     final, _ = _regress(ntk_bin, argv, out, extra=["--resume"])
     assert final.returncode == 0, final.stderr
     assert out.read_bytes() == test_bytes and train.read_bytes() == train_bytes
-    assert not (tmp_path / "pred.npy.ntk-state").exists()
+    assert _leftovers(out) == [] and _leftovers(train) == []
 
 
 def test_regress_state_of_another_job_or_damaged_is_refused(ntk_bin, regress_jobs, tmp_path):
