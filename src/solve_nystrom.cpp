@@ -673,6 +673,9 @@ NystromFit nystrom_ridge(const KernelBlocks& k, const Array<double>& y, const Ny
     return s;
   };
   auto any_active = [&] { return std::count(active.begin(), active.end(), 1.0) > 0; };
+  // Whether this run takes part in CG (x then holds β, to become α below), rather than resuming
+  // past it: the loop may end at pass train_pass itself, on the iteration limit.
+  const bool in_cg = pass < train_pass;
   if (pass == 0) {
     knm.transpose_times(y.data(), o, q.data(), rows_done, after_block);
     apply_bt(q);
@@ -724,7 +727,7 @@ NystromFit nystrom_ridge(const KernelBlocks& k, const Array<double>& y, const Ny
     fit.warnings.push_back("conjugate gradient stopped after " + std::to_string(fit.iterations) +
                            " iterations at a relative residual of " + std::to_string(final_residual) + " (tolerance " +
                            std::to_string(options.tolerance) + "); raise max_iterations for a closer solution");
-  if (pass < train_pass) {  // β -> α
+  if (in_cg) {  // β -> α
     apply_b(x);
     pass = train_pass, rows_done = 0;
   }

@@ -277,6 +277,12 @@ TEST(Nystrom, AllCentersIsExactKernelRidge) {
     EXPECT_LT(rel(fit.alpha.vector(), exact.alpha.vector()), 1e-6) << "O = " << o;
     const Array<double> want = kernel_ridge_predict(k, exact.alpha);
     EXPECT_LT(rel(nystrom_predict(*blocks, fit).vector(), want.vector()), 1e-6);
+    // An iteration limit met on the last iteration the solve needed changes nothing: CG's β still
+    // becomes α.
+    opt.max_iterations = fit.iterations;
+    const NystromFit limited = nystrom_ridge(*blocks, y, opt);
+    EXPECT_EQ(limited.iterations, fit.iterations);
+    EXPECT_EQ(limited.alpha.vector(), fit.alpha.vector()) << "O = " << o;
   }
   // More centers than examples: all of them, with a warning.
   NystromOptions opt;
