@@ -223,7 +223,8 @@ def _tile_data(path: str, i: int, j: int, threads: Optional[int], max_memory) ->
     """Tile (i, j): computed and written into its chunk unless it is there already, then read back."""
     _compute_tile(path, i, j, threads, max_memory)
     g = zarr.open_group(path, mode="r")
-    t, meta = g.attrs["tile"], g.attrs.asdict()
+    meta = g.attrs.asdict()
+    t = meta["tile"]
     return g["kernel"][i * t:min((i + 1) * t, meta["n1"]), j * t:min((j + 1) * t, meta["n2"])]
 
 
@@ -340,25 +341,28 @@ def feature_kernel(store, f1, f2=None, *, dtype: str = "float64", tile: int = 10
     return _run(store, meta, inputs, None, client, 1, None, lazy)
 
 
+def _map_rows(x, block, width: int, dtype, *args) -> da.Array:
+    """block(rows, *args) -> (rows, width) over the row chunks of x (the other axes made one chunk)."""
+    if not isinstance(x, da.Array):
+        x = da.from_array(np.asarray(x))
+    if any(len(c) != 1 for c in x.chunks[1:]):
+        x = x.rechunk({d: -1 for d in range(1, x.ndim)})
+    drop = tuple(range(2, x.ndim))
+    return x.map_blocks(block, *args, dtype=np.dtype(dtype), chunks=(x.chunks[0], (width,)),
+                        drop_axis=drop if drop else None, meta=np.empty((0, width), dtype=dtype))
+
+
 def features(feature_map, x: da.Array) -> da.Array:
     """A fitted ntkit feature map (NTKSketch, NTKRF, CNTKSketch) over the row chunks of a dask array
     (map_blocks): every chunk's features come from the map's one random state, so a chunk computed
     again (a lost worker's) is bit-identical to the first time."""
     if not hasattr(feature_map, "input_shape_"):
         raise ValueError("fit the feature map first (fit(X) records the per-example input shape)")
-    if not isinstance(x, da.Array):
-        x = da.from_array(np.asarray(x))
-    if any(len(c) != 1 for c in x.chunks[1:]):
-        x = x.rechunk({d: -1 for d in range(1, x.ndim)})
-    m = int(feature_map.n_components)
-    out_dtype = np.dtype(feature_map.dtype)
 
     def block(b):
         return np.asarray(feature_map.transform(np.ascontiguousarray(b)))
 
-    drop = tuple(range(2, x.ndim))
-    return x.map_blocks(block, dtype=out_dtype, chunks=(x.chunks[0], (m,)), drop_axis=drop if drop else None,
-                        meta=np.empty((0, m), dtype=out_dtype))
+    return _map_rows(x, block, int(feature_map.n_components), np.dtype(feature_map.dtype))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -369,22 +373,15 @@ def kernel_rows(net: Network, x: da.Array, centers, *, get: str = "ntk", dtype: 
     """K(X, C) of the infinite-width kernel as a dask array chunked along the rows of x (one task
     per row chunk, each computing its rows against every center): the K_nM of Nyström."""
     _kernels._check_net(net)
-    if not isinstance(x, da.Array):
-        x = da.from_array(np.asarray(x))
     c = np.ascontiguousarray(np.asarray(centers, dtype=np.float64))
-    m = len(c)
-    if any(len(ch) != 1 for ch in x.chunks[1:]):
-        x = x.rechunk({d: -1 for d in range(1, x.ndim)})
 
     def block(b, cols):
         return np.asarray(_kernels.kernel(net, np.ascontiguousarray(b, dtype=np.float64), cols, get=get, dtype=dtype,
                                           threads=threads_per_task))
 
-    drop = tuple(range(2, x.ndim))
     # The centers as one task of the graph that every block depends on, not a copy in each block's.
     cols = dask.delayed(c, name=f"ntkit-centers-{dask.base.tokenize(c)}")
-    return x.map_blocks(block, cols, dtype=np.dtype(dtype), chunks=(x.chunks[0], (m,)), drop_axis=drop if drop else None,
-                        meta=np.empty((0, m), dtype=dtype))
+    return _map_rows(x, block, len(c), dtype, cols)
 
 
 @dataclass
